@@ -1,0 +1,79 @@
+//! Write nsw lab scripts in Rust.
+//!
+//! ```ignore
+//! use nsw_sdk::{Guest, topology};
+//!
+//! struct MyLab;
+//!
+//! impl Guest for MyLab {
+//!     fn run(_args: Vec<String>) -> Result<(), String> {
+//!         let node = topology::create_netns("a").map_err(|e| e.to_string())?;
+//!         println!("made {}", node.name());
+//!         Ok(())
+//!     }
+//! }
+//!
+//! nsw_sdk::export!(MyLab);
+//! ```
+//!
+//! The capability interfaces (`topology`, `address`, `route`, `nat`,
+//! `probe`) are re-exported at the top; a script that never calls one does
+//! not import it, so it never needs the grant for it.
+
+/// The generated bindings; everything useful is re-exported below.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "lab",
+        pub_export_macro: true,
+        default_bindings_module: "nsw_sdk::bindings",
+    });
+}
+
+pub use bindings::{Guest, export};
+pub use bindings::nsw::lab::types::{Error, IpFamily, Link, Netns};
+pub use bindings::nsw::lab::{address, nat, probe, route, topology, types};
+
+impl Error {
+    /// The variant's name as the WIT spells it (`invalid`, `exists`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Denied(_) => "denied",
+            Error::Invalid(_) => "invalid",
+            Error::Exists(_) => "exists",
+            Error::NotFound(_) => "not-found",
+            Error::Quota(_) => "quota",
+            Error::Os(_) => "os",
+        }
+    }
+
+    /// The host's message, which names the object concerned.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::Denied(m) | Error::Invalid(m) | Error::Exists(m) | Error::NotFound(m) | Error::Quota(m) | Error::Os(m) => m,
+        }
+    }
+}
+
+/// `run` returns `Result<(), String>`: with this, `?` turns a host error
+/// into its `kind: message` text.
+impl From<Error> for String {
+    fn from(e: Error) -> String {
+        format!("{}: {}", e.kind(), e.message())
+    }
+}
+
+/// Ping `target` from `source` until a reply comes back, at most `tries`
+/// times, one echo each with a one-second wait. Returns the last stats.
+pub fn ping_until_reply(source: &Netns, target: &str, tries: u32) -> Result<probe::PingStats, Error> {
+    let options = probe::PingOptions { count: 1, timeout_ms: 1000 };
+    let mut stats = probe::ping(source, target, options)?;
+    for _ in 1..tries {
+        if stats.received > 0 {
+            break;
+        }
+        stats = probe::ping(source, target, options)?;
+    }
+    Ok(stats)
+}

@@ -1,0 +1,123 @@
+//! The kernel backend: rtnetlink for links, addresses and routes, nftables
+//! for NAT, /proc/sys for forwarding, raw ICMP for pings.
+
+pub mod netlink;
+pub mod netns;
+pub mod nft;
+pub mod ping;
+pub mod sysctl;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use ipnet::IpNet;
+use rtnetlink::Handle;
+
+use super::{Backend, LinkRef, NsId, PingStats};
+
+/// A namespace the backend holds open: its fd keeps it reachable, its
+/// netlink connection talks to it.
+struct Namespace {
+    fd: Arc<OwnedFd>,
+    netlink: Handle,
+}
+
+#[derive(Default)]
+pub struct KernelBackend {
+    namespaces: HashMap<NsId, Namespace>,
+}
+
+impl KernelBackend {
+    pub fn new() -> KernelBackend {
+        KernelBackend::default()
+    }
+
+    fn ns(&self, id: NsId) -> io::Result<&Namespace> {
+        self.namespaces
+            .get(&id)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("namespace #{id} is not open")))
+    }
+
+    fn add(&mut self, id: NsId, fd: OwnedFd) -> io::Result<()> {
+        let netlink = netlink::connect(&fd)?;
+        self.namespaces.insert(id, Namespace { fd: Arc::new(fd), netlink });
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Backend for KernelBackend {
+    async fn adopt_machine(&mut self, id: NsId) -> io::Result<()> {
+        self.add(id, netns::open_current()?)
+    }
+
+    async fn create_netns(&mut self, id: NsId, name: &str) -> io::Result<u64> {
+        let fd = netns::create_named(name)?;
+        let inode = netns::inode(&fd)?;
+        self.add(id, fd)?;
+        // A fresh namespace has `lo` down, and `lo` is always index 1.
+        netlink::set_up(&self.ns(id)?.netlink, 1).await?;
+        Ok(inode)
+    }
+
+    async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId) -> io::Result<(u32, u32)> {
+        let here = self.ns(ns)?;
+        let there = self.ns(peer_ns)?;
+        let peer_fd = if ns == peer_ns { None } else { Some(&*there.fd) };
+        netlink::create_veth(&here.netlink, name, peer, peer_fd).await?;
+        let a = netlink::index_of(&here.netlink, name).await?;
+        let b = netlink::index_of(&there.netlink, peer).await?;
+        Ok((a, b))
+    }
+
+    async fn create_bridge(&mut self, name: &str, ns: NsId) -> io::Result<u32> {
+        let handle = &self.ns(ns)?.netlink;
+        netlink::create_bridge(handle, name).await?;
+        netlink::index_of(handle, name).await
+    }
+
+    async fn move_link(&mut self, link: &LinkRef, to: NsId) -> io::Result<u32> {
+        let from = self.ns(link.ns)?;
+        let to = self.ns(to)?;
+        netlink::move_link(&from.netlink, link.index, &to.fd).await?;
+        netlink::index_of(&to.netlink, &link.name).await
+    }
+
+    async fn set_master(&mut self, port: &LinkRef, bridge: &LinkRef) -> io::Result<()> {
+        netlink::set_master(&self.ns(port.ns)?.netlink, port.index, bridge.index).await
+    }
+
+    async fn set_up(&mut self, link: &LinkRef) -> io::Result<()> {
+        netlink::set_up(&self.ns(link.ns)?.netlink, link.index).await
+    }
+
+    async fn add_address(&mut self, link: &LinkRef, cidr: IpNet) -> io::Result<()> {
+        netlink::add_address(&self.ns(link.ns)?.netlink, link.index, cidr).await
+    }
+
+    async fn add_route(&mut self, ns: NsId, destination: IpNet, via: IpAddr) -> io::Result<()> {
+        netlink::add_route(&self.ns(ns)?.netlink, destination, via).await
+    }
+
+    async fn read_sysctl(&mut self, ns: NsId, key: &str) -> io::Result<String> {
+        sysctl::read(&self.ns(ns)?.fd, key)
+    }
+
+    async fn write_sysctl(&mut self, ns: NsId, key: &str, value: &str) -> io::Result<()> {
+        sysctl::write(&self.ns(ns)?.fd, key, value)
+    }
+
+    async fn masquerade(&mut self, ns: NsId, table: &str, source: IpNet) -> io::Result<()> {
+        nft::apply(self.ns(ns)?.fd.clone(), nft::masquerade_batch(table, source)).await
+    }
+
+    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration) -> io::Result<PingStats> {
+        let fd = self.ns(ns)?.fd.clone();
+        netns::run_in_async(fd, move || ping::ping_here(target, count, timeout)).await
+    }
+}

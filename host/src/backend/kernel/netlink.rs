@@ -1,0 +1,107 @@
+//! rtnetlink requests, one connection per namespace. A netlink socket
+//! belongs to the namespace of the thread that opened it, so each one is
+//! opened on a thread inside its namespace and then driven from tokio.
+
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::sys::{Socket, TokioSocket, protocols::NETLINK_ROUTE};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use super::netns;
+
+/// Open a route netlink connection inside namespace `ns`.
+pub fn connect(ns: &OwnedFd) -> io::Result<Handle> {
+    let socket: OwnedFd = netns::run_in(ns, || {
+        let socket = Socket::new(NETLINK_ROUTE)?;
+        // SAFETY: the fd was just taken out of a live socket we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
+    })?;
+    // SAFETY: `socket` is an owned netlink socket; TokioSocket takes it over.
+    let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
+    let (connection, handle, _) = rtnetlink::from_socket(socket);
+    tokio::spawn(connection);
+    Ok(handle)
+}
+
+/// The kernel's answer as an `io::Error` carrying its errno.
+fn os(err: rtnetlink::Error) -> io::Error {
+    match err {
+        rtnetlink::Error::NetlinkError(msg) => msg.to_io(),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+/// Index of the link called `name` in the handle's namespace.
+pub async fn index_of(handle: &Handle, name: &str) -> io::Result<u32> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await.map_err(os)? {
+        Some(msg) => Ok(msg.header.index),
+        None => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+    }
+}
+
+/// Create a veth pair: `name` here, `peer` in the namespace `peer_ns` (or
+/// here too when `None`).
+pub async fn create_veth(handle: &Handle, name: &str, peer: &str, peer_ns: Option<&OwnedFd>) -> io::Result<()> {
+    let mut peer_msg = LinkUnspec::new_with_name(peer);
+    if let Some(ns) = peer_ns {
+        peer_msg = peer_msg.setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(ns));
+    }
+    let msg = LinkVeth::new(name, peer)
+        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
+        .build();
+    handle.link().add(msg).execute().await.map_err(os)
+}
+
+pub async fn create_bridge(handle: &Handle, name: &str) -> io::Result<()> {
+    handle.link().add(LinkBridge::new(name).build()).execute().await.map_err(os)
+}
+
+/// Move link `index` into the namespace `to`.
+pub async fn move_link(handle: &Handle, index: u32, to: &OwnedFd) -> io::Result<()> {
+    let msg = LinkUnspec::new_with_index(index).setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(to)).build();
+    handle.link().set(msg).execute().await.map_err(os)
+}
+
+pub async fn set_master(handle: &Handle, port: u32, bridge: u32) -> io::Result<()> {
+    let msg = LinkUnspec::new_with_index(port).controller(bridge).build();
+    handle.link().set(msg).execute().await.map_err(os)
+}
+
+pub async fn set_up(handle: &Handle, index: u32) -> io::Result<()> {
+    handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(os)
+}
+
+pub async fn delete_link(handle: &Handle, index: u32) -> io::Result<()> {
+    handle.link().del(index).execute().await.map_err(os)
+}
+
+pub async fn add_address(handle: &Handle, index: u32, cidr: IpNet) -> io::Result<()> {
+    handle.address().add(index, cidr.addr(), cidr.prefix_len()).execute().await.map_err(os)
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+fn route_message(destination: IpNet, via: IpAddr) -> io::Result<rtnetlink::packet_route::route::RouteMessage> {
+    Ok(RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(destination.addr(), destination.prefix_len())
+        .map_err(invalid)?
+        .gateway(via)
+        .map_err(invalid)?
+        .build())
+}
+
+pub async fn add_route(handle: &Handle, destination: IpNet, via: IpAddr) -> io::Result<()> {
+    handle.route().add(route_message(destination, via)?).execute().await.map_err(os)
+}
+
+pub async fn delete_route(handle: &Handle, destination: IpNet, via: IpAddr) -> io::Result<()> {
+    handle.route().del(route_message(destination, via)?).execute().await.map_err(os)
+}

@@ -1,0 +1,156 @@
+//! Named network namespaces, the way `ip netns add` makes them: a bind
+//! mount of the namespace under /run/netns, so `ip netns` sees it.
+//!
+//! A namespace is created by a short-lived std thread that unshares its own
+//! network namespace; nothing forks (forking a threaded process is unsafe,
+//! and rtnetlink's `NetworkNamespace::add` does exactly that). Work inside a
+//! namespace runs the same way: on a fresh thread that joined it with
+//! `setns`, never on a tokio worker, whose namespace must not change.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, open};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
+use nix::sys::stat::Mode;
+
+/// Where named namespaces are mounted, as iproute2 has it.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// `statfs` magic of nsfs, the filesystem of namespace files.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+pub fn path_of(name: &str) -> PathBuf {
+    Path::new(NETNS_RUN_DIR).join(name)
+}
+
+/// Make /run/netns a shared mount point once per process, as `ip netns add`
+/// does, so namespaces mounted there are seen from every mount namespace
+/// that shares it.
+fn ensure_run_dir() -> io::Result<()> {
+    static READY: OnceLock<Result<(), Errno>> = OnceLock::new();
+    let result = READY.get_or_init(|| {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(NETNS_RUN_DIR)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let shared = || mount(Some(""), NETNS_RUN_DIR, Some("none"), MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+        match shared() {
+            Err(Errno::EINVAL) => {
+                // Not a mount point yet: make it one, then share it.
+                mount(Some(NETNS_RUN_DIR), NETNS_RUN_DIR, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+                shared()
+            }
+            other => other,
+        }
+    });
+    result.map_err(io::Error::from)
+}
+
+/// Create the network namespace `/run/netns/NAME` and return an fd to it.
+/// A taken name fails with `EEXIST` and leaves the existing one alone.
+pub fn create_named(name: &str) -> io::Result<OwnedFd> {
+    ensure_run_dir()?;
+    let path = path_of(name);
+    // The mount point, created exclusively: a taken name stops us here.
+    drop(open(&path, OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC, Mode::empty())?);
+    let target = path.clone();
+    let made = std::thread::Builder::new()
+        .name("nsw-netns-new".into())
+        .spawn(move || -> io::Result<OwnedFd> {
+            unshare(CloneFlags::CLONE_NEWNET)?;
+            mount(Some("/proc/thread-self/ns/net"), &target, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
+            Ok(open("/proc/thread-self/ns/net", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?)
+        })?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")));
+    if made.is_err() {
+        let _ = umount2(&path, MntFlags::MNT_DETACH);
+        let _ = fs::remove_file(&path);
+    }
+    made
+}
+
+/// Open `/run/netns/NAME`, checking that it really is a namespace mount.
+pub fn open_named(name: &str) -> io::Result<OwnedFd> {
+    let fd = open(&path_of(name), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+    let fs = nix::sys::statfs::fstatfs(&fd)?;
+    if fs.filesystem_type().0 as i64 != NSFS_MAGIC {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is not a namespace mount", path_of(name).display())));
+    }
+    Ok(fd)
+}
+
+/// Unmount and remove `/run/netns/NAME`. Returns whether anything was
+/// there. The kernel frees the namespace, with its links, once nothing else
+/// holds it.
+pub fn delete_named(name: &str) -> io::Result<bool> {
+    let path = path_of(name);
+    let mounted = match umount2(&path, MntFlags::MNT_DETACH) {
+        Ok(()) => true,
+        Err(Errno::EINVAL) | Err(Errno::ENOENT) => false,
+        Err(e) => return Err(e.into()),
+    };
+    let existed = match fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(e),
+    };
+    Ok(mounted || existed)
+}
+
+/// The namespace this process started in.
+pub fn open_current() -> io::Result<OwnedFd> {
+    Ok(open("/proc/self/ns/net", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?)
+}
+
+/// Inode of a namespace: its identity.
+pub fn inode(fd: &OwnedFd) -> io::Result<u64> {
+    let file = fs::File::from(fd.try_clone()?);
+    Ok(file.metadata()?.ino())
+}
+
+/// Inode of the namespace this process started in.
+pub fn current_inode() -> io::Result<u64> {
+    Ok(fs::metadata("/proc/self/ns/net")?.ino())
+}
+
+/// Run `work` on a fresh thread inside the namespace `ns`, wait for it.
+pub fn run_in<T, F>(ns: &OwnedFd, work: F) -> io::Result<T>
+where
+    T: Send,
+    F: FnOnce() -> io::Result<T> + Send,
+{
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("nsw-netns".into())
+            .spawn_scoped(scope, || {
+                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+                work()
+            })?
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+    })
+}
+
+/// Like [`run_in`], without blocking the async runtime while `work` runs
+/// (pings wait for replies; `nft` is a process).
+pub async fn run_in_async<T, F>(ns: Arc<OwnedFd>, work: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> io::Result<T> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("nsw-netns".into()).spawn(move || {
+        let result = setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from).and_then(|()| work());
+        let _ = tx.send(result);
+    })?;
+    rx.await.unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+}

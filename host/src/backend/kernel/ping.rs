@@ -1,0 +1,155 @@
+//! ICMP echo from inside a namespace, on a raw socket.
+//!
+//! Raw sockets need only CAP_NET_RAW, which nsw has; ICMP datagram sockets
+//! would need `net.ipv4.ping_group_range` changed in every namespace,
+//! including the machine's. The echo packet is eight bytes of header and a
+//! checksum, so it is built here rather than pulled in with a packet crate.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::backend::PingStats;
+
+const ECHO_REQUEST_V4: u8 = 8;
+const ECHO_REPLY_V4: u8 = 0;
+const ECHO_REQUEST_V6: u8 = 128;
+const ECHO_REPLY_V6: u8 = 129;
+/// Payload after the header: a send timestamp is not needed (we keep it).
+const PAYLOAD: &[u8] = b"nsw-ping-payload-0123456789abcdef";
+
+/// A different identifier for each ping of this process, so concurrent
+/// pings never take each other's replies.
+fn next_identifier() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    (std::process::id() as u16).wrapping_mul(31).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn checksum(data: &[u8]) -> u16 {
+    let mut sum: u32 = 0;
+    for chunk in data.chunks(2) {
+        let word = if chunk.len() == 2 { u16::from_be_bytes([chunk[0], chunk[1]]) } else { u16::from_be_bytes([chunk[0], 0]) };
+        sum += word as u32;
+    }
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
+    let kind = if v6 { ECHO_REQUEST_V6 } else { ECHO_REQUEST_V4 };
+    let mut packet = vec![kind, 0, 0, 0];
+    packet.extend_from_slice(&id.to_be_bytes());
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(PAYLOAD);
+    if !v6 {
+        // The kernel fills in ICMPv6 checksums itself (RFC 3542).
+        let sum = checksum(&packet);
+        packet[2..4].copy_from_slice(&sum.to_be_bytes());
+    }
+    packet
+}
+
+/// If `packet` (as a raw socket returns it) is the reply to (id, seq),
+/// say so. IPv4 raw sockets include the IP header; IPv6 ones do not.
+fn is_reply(v6: bool, packet: &[u8], id: u16, seq: u16) -> bool {
+    let icmp = if v6 {
+        packet
+    } else {
+        let Some(first) = packet.first() else { return false };
+        let header_len = ((first & 0x0f) as usize) * 4;
+        match packet.get(header_len..) {
+            Some(icmp) => icmp,
+            None => return false,
+        }
+    };
+    let reply = if v6 { ECHO_REPLY_V6 } else { ECHO_REPLY_V4 };
+    icmp.len() >= 8
+        && icmp[0] == reply
+        && icmp[1] == 0
+        && u16::from_be_bytes([icmp[4], icmp[5]]) == id
+        && u16::from_be_bytes([icmp[6], icmp[7]]) == seq
+        && &icmp[8..] == PAYLOAD
+}
+
+/// Ping `target` `count` times from the calling thread's namespace, waiting
+/// up to `timeout` for each reply. Blocks; run it on a namespace thread.
+pub fn ping_here(target: IpAddr, count: u32, timeout: Duration) -> io::Result<PingStats> {
+    let v6 = target.is_ipv6();
+    let socket = if v6 {
+        Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?
+    } else {
+        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?
+    };
+    let to = SockAddr::from(SocketAddr::new(target, 0));
+    let id = next_identifier();
+    let mut rtts = Vec::new();
+    let mut sent = 0;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    for seq in 0..count as u16 {
+        let start = Instant::now();
+        match socket.send_to(&echo_request(v6, id, seq), &to) {
+            Ok(_) => sent += 1,
+            // No route, or the neighbour is unreachable: counts as lost.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EHOSTDOWN)) => {
+                sent += 1;
+                std::thread::sleep(timeout.min(Duration::from_millis(200)));
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let deadline = start + timeout;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            socket.set_read_timeout(Some(deadline - now))?;
+            let (len, from) = match socket.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            // SAFETY: recv_from initialised the first `len` bytes.
+            let packet = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, len) };
+            let from_target = from.as_socket().map(|a| a.ip()) == Some(target);
+            if from_target && is_reply(v6, packet, id, seq) {
+                rtts.push(start.elapsed());
+                break;
+            }
+        }
+    }
+    Ok(PingStats::from_rtts(sent, &rtts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_of_echo_request_verifies() {
+        let packet = echo_request(false, 0x1234, 7);
+        // A packet with its checksum in place sums to zero.
+        assert_eq!(checksum(&packet), 0);
+        assert_eq!(packet[0], ECHO_REQUEST_V4);
+    }
+
+    #[test]
+    fn recognises_its_reply_only() {
+        let mut reply = vec![0x45u8; 1];
+        reply.extend_from_slice(&[0u8; 19]);
+        let mut icmp = echo_request(false, 9, 3);
+        icmp[0] = ECHO_REPLY_V4;
+        reply.extend_from_slice(&icmp);
+        assert!(is_reply(false, &reply, 9, 3));
+        assert!(!is_reply(false, &reply, 9, 4));
+        assert!(!is_reply(false, &reply, 8, 3));
+        assert!(!is_reply(false, &reply[..22], 9, 3));
+    }
+}

@@ -1,0 +1,474 @@
+//! The `nsw` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::backend::kernel::{KernelBackend, netns};
+use crate::journal::{LabInfo, LabRecord, LabState, Mode, NetnsRef, Object, StateDir};
+use crate::lab::Lab;
+use crate::policy::{self, Grants, Limits};
+use crate::runtime::{self, Outcome, RunLimits};
+use crate::teardown;
+
+/// Exit statuses of `nsw run`, besides 0.
+pub mod status {
+    /// The guest's `run` returned an error.
+    pub const GUEST_ERROR: u8 = 1;
+    /// Bad arguments, a bad file, a busy or existing lab: nothing was built.
+    pub const USAGE: u8 = 2;
+    /// The guest trapped (crashed, ran out of memory or stack).
+    pub const TRAP: u8 = 3;
+    /// The deadline (`--timeout`) passed.
+    pub const TIMEOUT: u8 = 4;
+    /// SIGINT (128 + 2) or SIGTERM (128 + 15) stopped the run.
+    pub const SIGINT: u8 = 130;
+    pub const SIGTERM: u8 = 143;
+}
+
+#[derive(Parser)]
+#[command(name = "nsw", version, about = "Build Linux network labs from sandboxed WebAssembly scripts")]
+struct Cli {
+    /// Show what nsw does step by step (-vv for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a lab by running a lab script (a WebAssembly component).
+    Run(RunArgs),
+    /// Take labs down: remove exactly what they created.
+    Down {
+        /// Labs to take down.
+        #[arg(required_unless_present = "all")]
+        labs: Vec<String>,
+        /// Take down every lab nsw knows of.
+        #[arg(long, conflicts_with = "labs")]
+        all: bool,
+    },
+    /// List labs and their namespaces.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command inside a lab node, like `ip netns exec`.
+    Exec {
+        lab: String,
+        /// The node's name in the script (`host` for a contained lab's host).
+        node: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The lab script, a WebAssembly component (e.g. pbj.wasm).
+    file: PathBuf,
+    /// The lab's name [default: the file's stem]. Namespaces are called
+    /// `<lab>` (the lab's host) and `<lab>-<node>`.
+    #[arg(long)]
+    name: Option<String>,
+    /// Take the lab down when the script ends, instead of leaving it up.
+    #[arg(long)]
+    rm: bool,
+    /// If the script fails, keep what it built (for debugging) instead of
+    /// removing it.
+    #[arg(long)]
+    keep: bool,
+    /// Grant a capability; deny-by-default. `host-net`: the lab's host is
+    /// this machine's network namespace instead of a namespace of its own.
+    #[arg(long, value_name = "GRANT")]
+    allow: Vec<String>,
+    /// Stop the script after this many seconds.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    timeout: u64,
+    /// Memory the script may use, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    memory: usize,
+    /// Arguments for the script's `run`.
+    #[arg(last = true)]
+    args: Vec<String>,
+}
+
+/// Entry point of the `nsw` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    if let Command::Exec { lab, node, command } = &cli.command {
+        // Before any thread exists: setns and unshare need a lone thread.
+        return match crate::exec::exec(lab, node, command) {
+            Ok(never) => match never {},
+            Err(e) => fail(status::USAGE, e),
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fail(status::USAGE, e.into()),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => cmd_run(args).await,
+            Command::Down { labs, all } => cmd_down(labs, all).await,
+            Command::Ls { json } => cmd_ls(json).map(|()| ExitCode::SUCCESS),
+            Command::Exec { .. } => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(status::USAGE, e),
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "nsw=debug,warn",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NSW_LOG").unwrap_or_else(|_| level.into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+}
+
+fn fail(code: u8, e: anyhow::Error) -> ExitCode {
+    eprintln!("nsw: error: {e:#}");
+    ExitCode::from(code)
+}
+
+fn require_root(what: &str) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("nsw {what} needs root: it creates network namespaces (try sudo)");
+    }
+    Ok(())
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// How a run ended, as the user is told.
+enum Ending {
+    Guest(Outcome),
+    Signal(&'static str, u8),
+    /// Setting up the lab's host failed before the guest ran.
+    Setup(crate::error::LabError),
+}
+
+async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
+    let lab_name = match &args.name {
+        Some(name) => name.clone(),
+        None => args
+            .file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string)
+            .with_context(|| format!("cannot derive a lab name from {}; use --name", args.file.display()))?,
+    };
+    policy::check_lab_name(&lab_name).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_start_matches("invalid: ")))?;
+    let grants = Grants::parse(&args.allow)?;
+    if args.timeout == 0 {
+        bail!("--timeout must be at least 1 second");
+    }
+    require_root("run")?;
+    let limits = RunLimits {
+        timeout: Duration::from_secs(args.timeout),
+        memory_bytes: args.memory.saturating_mul(1 << 20),
+        ..RunLimits::default()
+    };
+
+    let engine = runtime::engine()?;
+    let loaded = runtime::load(&engine, &args.file)?;
+    if let Some(warning) = &loaded.cache_warning {
+        eprintln!("nsw: warning: {warning}");
+    }
+    tracing::debug!(
+        "loaded {} in {:.1} ms ({})",
+        args.file.display(),
+        loaded.load_time.as_secs_f64() * 1e3,
+        if loaded.from_cache { "compiled cache" } else { "compiled now" }
+    );
+    let linker = runtime::linker(&engine)?;
+    // Refuse a script whose imports nsw cannot satisfy before building anything.
+    linker
+        .instantiate_pre(&loaded.component)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{} cannot run under nsw", args.file.display()))?;
+
+    let state = StateDir::system();
+    let lock = state.lock(&lab_name)?;
+    if let Some(existing) = state.read(&lab_name)? {
+        bail!(
+            "lab {lab_name} already exists ({}, from {}); take it down first: nsw down {lab_name}",
+            describe_state(&existing),
+            existing.info.script
+        );
+    }
+    let mode = if grants.host_net { Mode::HostNet } else { Mode::Contained };
+    let info = LabInfo {
+        name: lab_name.clone(),
+        mode,
+        grants: grants.names().into_iter().map(String::from).collect(),
+        machine_netns: netns::current_inode()?,
+        pid: std::process::id(),
+        script: args.file.display().to_string(),
+        started_unix: now_unix(),
+    };
+    let journal = state.create_journal(&lock, info)?;
+    let started = Instant::now();
+    let ending = match Lab::start(&lab_name, mode, journal, Box::new(KernelBackend::new()), Limits::default()).await {
+        Err(e) => Ending::Setup(e),
+        Ok(lab) => {
+            let run = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits);
+            let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                (outcome, lab) = run => {
+                    // Close the lab's namespace fds and netlink sockets.
+                    drop(lab);
+                    Ending::Guest(outcome)
+                }
+                _ = tokio::signal::ctrl_c() => Ending::Signal("SIGINT", status::SIGINT),
+                _ = sigterm.recv() => Ending::Signal("SIGTERM", status::SIGTERM),
+            }
+        }
+    };
+    let elapsed = started.elapsed();
+
+    let (failure, code) = match ending {
+        Ending::Guest(Outcome::Success) => (None, 0),
+        Ending::Guest(Outcome::GuestError(message)) => {
+            (Some(format!("the script failed: {}", output_safe(&message))), status::GUEST_ERROR)
+        }
+        Ending::Guest(Outcome::Trap(e)) => (Some(format!("the script crashed: {}", describe_trap(&e))), status::TRAP),
+        Ending::Guest(Outcome::Timeout(t)) => {
+            (Some(format!("the script ran out of time ({} s; raise it with --timeout)", t.as_secs())), status::TIMEOUT)
+        }
+        Ending::Signal(name, code) => (Some(format!("stopped by {name}")), code),
+        Ending::Setup(e) => (Some(format!("could not set up the lab: {e}")), status::GUEST_ERROR),
+    };
+
+    let record = state.read(&lab_name)?.context("the lab's journal vanished")?;
+    match failure {
+        None => {
+            let mut journal = state.reopen_journal(&lock, &lab_name)?;
+            journal.append(&crate::journal::Entry::State { state: LabState::Up })?;
+            if args.rm {
+                take_down(&state, lock, &record).await?;
+                eprintln!("nsw: lab {lab_name} built and taken down (--rm) in {:.2} s", elapsed.as_secs_f64());
+            } else {
+                print_summary(&record, elapsed);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(why) => {
+            eprintln!("nsw: {why}");
+            if args.keep {
+                let mut journal = state.reopen_journal(&lock, &lab_name)?;
+                journal.append(&crate::journal::Entry::State { state: LabState::Failed })?;
+                eprintln!("nsw: kept what was built (--keep); remove it with: nsw down {lab_name}");
+            } else {
+                let report = take_down(&state, lock, &record).await?;
+                eprintln!("nsw: rolled back: removed {} objects of lab {lab_name}", report.removed.len());
+            }
+            Ok(ExitCode::from(code))
+        }
+    }
+}
+
+/// Run the teardown of `record` and remove its journal if it all went.
+async fn take_down(state: &StateDir, lock: crate::journal::LabLock, record: &LabRecord) -> Result<teardown::Report> {
+    let name = &record.info.name;
+    let mut journal = state.reopen_journal(&lock, name)?;
+    journal.append(&crate::journal::Entry::State { state: LabState::TearingDown })?;
+    let report = teardown::teardown(record).await?;
+    for problem in &report.failed {
+        eprintln!("nsw: could not remove {problem}");
+    }
+    if !report.failed.is_empty() {
+        bail!("lab {name} is only partly down; its journal is kept: run nsw down {name} again");
+    }
+    state.remove(lock, name)?;
+    Ok(report)
+}
+
+/// Guest text may contain anything: show it without control characters.
+fn output_safe(text: &str) -> String {
+    let clean = runtime::output::sanitize(text);
+    const MAX: usize = 4096;
+    if clean.len() > MAX {
+        let cut = (0..=MAX).rev().find(|&i| clean.is_char_boundary(i)).unwrap_or(0);
+        format!("{}... ({} bytes)", &clean[..cut], clean.len())
+    } else {
+        clean
+    }
+}
+
+fn describe_trap(e: &wasmtime::Error) -> String {
+    let detail = match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::StackOverflow) => "stack overflow",
+        Some(wasmtime::Trap::UnreachableCodeReached) => "it aborted (a panic or `unreachable`)",
+        Some(wasmtime::Trap::MemoryOutOfBounds) => "out-of-bounds memory access",
+        _ => "",
+    };
+    let text = output_safe(&format!("{e:#}"));
+    if detail.is_empty() { text } else { format!("{detail}: {text}") }
+}
+
+fn print_summary(record: &LabRecord, elapsed: Duration) {
+    let name = &record.info.name;
+    let host = match record.info.mode {
+        Mode::Contained => format!("contained: its host is netns {name}"),
+        Mode::HostNet => "host-net: its host is this machine's namespace".to_string(),
+    };
+    eprintln!("nsw: lab {name} is up in {:.2} s ({host})", elapsed.as_secs_f64());
+    let mut places: Vec<NetnsRef> = Vec::new();
+    if record.info.mode == Mode::HostNet {
+        places.push(NetnsRef::Machine);
+    }
+    places.extend(record.namespaces().map(|(n, _)| NetnsRef::Named(n.to_string())));
+    for place in &places {
+        let links: Vec<String> = record
+            .objects
+            .iter()
+            .filter_map(|o| match &o.object {
+                Object::Link { netns, name, kind } if netns == place => Some(format!("{name} ({kind})")),
+                _ => None,
+            })
+            .collect();
+        let label = match place {
+            NetnsRef::Machine => "machine".to_string(),
+            NetnsRef::Named(n) => n.clone(),
+        };
+        eprintln!("  {label:<20} {}", if links.is_empty() { "-".to_string() } else { links.join(", ") });
+    }
+    let first_node = record.namespaces().map(|(_, node)| node).find(|n| *n != "host");
+    if let Some(node) = first_node {
+        eprintln!("nsw: enter a node:  nsw exec {name} {node} -- ip address");
+    }
+    eprintln!("nsw: take it down:  nsw down {name}");
+}
+
+async fn cmd_down(labs: Vec<String>, all: bool) -> Result<ExitCode> {
+    require_root("down")?;
+    let state = StateDir::system();
+    let labs = if all { state.labs()? } else { labs };
+    let mut failed = false;
+    for lab in &labs {
+        if let Err(e) = down_one(&state, lab).await {
+            eprintln!("nsw: error: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+async fn down_one(state: &StateDir, lab: &str) -> Result<()> {
+    policy::check_lab_name(lab).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_start_matches("invalid: ")))?;
+    let lock = state.lock(lab)?;
+    let Some(record) = state.read(lab)? else {
+        state.remove(lock, lab)?;
+        eprintln!("nsw: there is no lab {lab}; nothing to do");
+        return Ok(());
+    };
+    let report = take_down(state, lock, &record).await?;
+    let gone = if report.already_gone.is_empty() {
+        String::new()
+    } else {
+        format!(" ({} were already gone)", report.already_gone.len())
+    };
+    eprintln!("nsw: lab {lab} is down: removed {} objects{gone}", report.removed.len());
+    for what in &report.removed {
+        tracing::debug!("removed {what}");
+    }
+    for what in &report.already_gone {
+        eprintln!("nsw:   already gone: {what}");
+    }
+    Ok(())
+}
+
+fn pid_is_nsw(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "nsw").unwrap_or(false)
+}
+
+/// The state to show: a lab whose builder died mid-way is `broken`.
+fn describe_state(record: &LabRecord) -> &'static str {
+    let alive = pid_is_nsw(record.info.pid);
+    match record.state {
+        LabState::Up => "up",
+        LabState::Failed => "failed, kept",
+        LabState::Building if alive => "building",
+        LabState::TearingDown if alive => "tearing down",
+        LabState::Building | LabState::TearingDown => "broken",
+    }
+}
+
+#[derive(Serialize)]
+struct LabListing {
+    name: String,
+    state: &'static str,
+    mode: Mode,
+    script: String,
+    pid: u32,
+    started_unix: u64,
+    namespaces: Vec<NetnsListing>,
+    objects: usize,
+}
+
+#[derive(Serialize)]
+struct NetnsListing {
+    name: String,
+    node: String,
+    present: bool,
+}
+
+fn cmd_ls(json: bool) -> Result<()> {
+    let state = StateDir::system();
+    let mut listings = Vec::new();
+    for lab in state.labs()? {
+        let Some(record) = state.read(&lab)? else { continue };
+        listings.push(LabListing {
+            name: record.info.name.clone(),
+            state: describe_state(&record),
+            mode: record.info.mode,
+            script: record.info.script.clone(),
+            pid: record.info.pid,
+            started_unix: record.info.started_unix,
+            namespaces: record
+                .namespaces()
+                .map(|(name, node)| NetnsListing {
+                    name: name.to_string(),
+                    node: node.to_string(),
+                    present: netns::path_of(name).exists(),
+                })
+                .collect(),
+            objects: record.objects.len(),
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listings)?);
+        return Ok(());
+    }
+    if listings.is_empty() {
+        println!("no labs");
+        return Ok(());
+    }
+    println!("{:<20} {:<13} {:<10} NAMESPACES", "LAB", "STATE", "MODE");
+    for l in &listings {
+        let mode = match l.mode {
+            Mode::Contained => "contained",
+            Mode::HostNet => "host-net",
+        };
+        let names: Vec<String> =
+            l.namespaces.iter().map(|n| if n.present { n.name.clone() } else { format!("{} (missing)", n.name) }).collect();
+        println!("{:<20} {:<13} {:<10} {}", l.name, l.state, mode, names.join(" "));
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Host side of the WIT imports: one module per interface, as wasmtime-wasi
+//! does it. Each turns guest handles into lab ids and calls the lab; none
+//! decides anything itself.
+
+pub mod address;
+pub mod nat;
+pub mod probe;
+pub mod route;
+pub mod topology;
+pub mod types;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::lab::Lab;
+
+/// Everything a guest's calls can reach.
+pub struct HostState {
+    pub lab: Lab,
+    /// Guest handles (netns, link, WASI streams) to host objects.
+    pub table: ResourceTable,
+    pub wasi: WasiCtx,
+    pub limits: StoreLimits,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}

@@ -1,0 +1,26 @@
+//! `nsw:lab/route`: routes and forwarding.
+
+use wasmtime::component::Resource;
+
+use super::HostState;
+use super::types::NetnsHandle;
+use crate::error::LabError;
+use crate::lab::Family;
+use crate::runtime::bindings::nsw::lab::route;
+use crate::runtime::bindings::nsw::lab::types::IpFamily;
+
+impl route::Host for HostState {
+    async fn add(&mut self, ns: Resource<NetnsHandle>, destination: String, via: String) -> Result<(), LabError> {
+        let ns = self.ns_id(&ns)?;
+        self.lab.add_route(ns, &destination, &via).await
+    }
+
+    async fn enable_forwarding(&mut self, ns: Resource<NetnsHandle>, family: IpFamily) -> Result<(), LabError> {
+        let ns = self.ns_id(&ns)?;
+        let family = match family {
+            IpFamily::Ipv4 => Family::V4,
+            IpFamily::Ipv6 => Family::V6,
+        };
+        self.lab.enable_forwarding(ns, family).await
+    }
+}

@@ -1,0 +1,53 @@
+//! `nsw:lab/topology`: namespaces, veth pairs, bridges.
+
+use wasmtime::component::Resource;
+
+use super::HostState;
+use super::types::{LinkHandle, NetnsHandle};
+use crate::error::LabError;
+use crate::lab::HOST;
+use crate::runtime::bindings::nsw::lab::topology;
+
+impl topology::Host for HostState {
+    async fn host(&mut self) -> wasmtime::Result<Resource<NetnsHandle>> {
+        Ok(self.table.push(NetnsHandle(HOST))?)
+    }
+
+    async fn create_netns(&mut self, name: String) -> Result<Resource<NetnsHandle>, LabError> {
+        let id = self.lab.create_netns(&name).await?;
+        Ok(self.table.push(NetnsHandle(id))?)
+    }
+
+    async fn create_veth(
+        &mut self,
+        name: String,
+        ns: Resource<NetnsHandle>,
+        peer_name: String,
+        peer_ns: Resource<NetnsHandle>,
+    ) -> Result<(Resource<LinkHandle>, Resource<LinkHandle>), LabError> {
+        let (ns, peer_ns) = (self.ns_id(&ns)?, self.ns_id(&peer_ns)?);
+        let (a, b) = self.lab.create_veth(&name, ns, &peer_name, peer_ns).await?;
+        Ok((self.table.push(LinkHandle(a))?, self.table.push(LinkHandle(b))?))
+    }
+
+    async fn create_bridge(&mut self, name: String, ns: Resource<NetnsHandle>) -> Result<Resource<LinkHandle>, LabError> {
+        let ns = self.ns_id(&ns)?;
+        let id = self.lab.create_bridge(&name, ns).await?;
+        Ok(self.table.push(LinkHandle(id))?)
+    }
+
+    async fn move_link(&mut self, link: Resource<LinkHandle>, to: Resource<NetnsHandle>) -> Result<(), LabError> {
+        let (link, to) = (self.link_id(&link)?, self.ns_id(&to)?);
+        self.lab.move_link(link, to).await
+    }
+
+    async fn set_master(&mut self, port: Resource<LinkHandle>, bridge: Resource<LinkHandle>) -> Result<(), LabError> {
+        let (port, bridge) = (self.link_id(&port)?, self.link_id(&bridge)?);
+        self.lab.set_master(port, bridge).await
+    }
+
+    async fn set_up(&mut self, link: Resource<LinkHandle>) -> Result<(), LabError> {
+        let link = self.link_id(&link)?;
+        self.lab.set_up(link).await
+    }
+}

@@ -1,0 +1,17 @@
+//! Host bindings generated from `wit/nsw.wit`.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "lab",
+    // Kernel work is async on the host; to the guest every call blocks.
+    // `trappable` lets a host fault (not a guest mistake) stop the guest.
+    imports: { default: async | trappable },
+    exports: { default: async },
+    trappable_error_type: {
+        "nsw:lab/types.error" => crate::error::LabError,
+    },
+    with: {
+        "nsw:lab/types.netns": crate::imports::types::NetnsHandle,
+        "nsw:lab/types.link": crate::imports::types::LinkHandle,
+    },
+});

@@ -1,0 +1,122 @@
+//! The compiled-component cache. Compiling a component takes from a tenth
+//! of a second (Rust) to many seconds (Python, JavaScript); loading it
+//! compiled takes milliseconds. Loading compiled code skips validation, so
+//! whoever can write the cache can run code as root: the cache is used only
+//! if its directory and files are owned by nsw's user and writable by no
+//! one else.
+
+use std::fs::{self, DirBuilder, OpenOptions};
+use std::hash::Hasher;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The cache directory unless `NSW_CACHE_DIR` says otherwise.
+pub const DEFAULT_DIR: &str = "/var/cache/nsw";
+
+pub struct Cache {
+    dir: PathBuf,
+}
+
+/// Feeds `Hash` output into SHA-256, for a key that is stable across runs
+/// (std's `DefaultHasher` makes no such promise).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        unreachable!("only the digest is used")
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuse a path that someone other than us could have written.
+fn check_owner(path: &Path, want_dir: bool) -> Result<()> {
+    let meta = fs::symlink_metadata(path).with_context(|| format!("inspecting {}", path.display()))?;
+    let euid = nix::unistd::geteuid().as_raw();
+    if want_dir && !meta.is_dir() || !want_dir && !meta.is_file() {
+        bail!("{} is not a plain {}", path.display(), if want_dir { "directory" } else { "file" });
+    }
+    if meta.uid() != euid {
+        bail!("{} is owned by uid {}, not by uid {euid}", path.display(), meta.uid());
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!("{} is writable by others (mode {:o})", path.display(), meta.mode() & 0o7777);
+    }
+    Ok(())
+}
+
+impl Cache {
+    /// The cache at `NSW_CACHE_DIR` or the default place, created 0700 if
+    /// missing. Errors say why it cannot be trusted.
+    pub fn open_default() -> Result<Cache> {
+        let dir = std::env::var_os("NSW_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
+        Cache::open(dir)
+    }
+
+    pub fn open(dir: PathBuf) -> Result<Cache> {
+        if !dir.exists() {
+            DirBuilder::new().recursive(true).mode(0o700).create(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        check_owner(&dir, true)?;
+        Ok(Cache { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file for `wasm` compiled by `engine`: the engine's compatibility
+    /// hash (version, target, settings) and the component's own hash.
+    pub fn path_for(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
+        let mut engine_hash = Sha256Hasher(Sha256::new());
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut engine_hash);
+        let mut key = Sha256::new();
+        key.update(engine_hash.0.finalize());
+        key.update(Sha256::digest(wasm));
+        self.dir.join(format!("{}.cwasm", hex(&key.finalize())))
+    }
+
+    /// The cached compiled component, if there is a trustworthy one.
+    pub fn load(&self, engine: &Engine, path: &Path) -> Result<Option<Component>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        check_owner(path, false)?;
+        // SAFETY: the file is ours and writable by nobody else (checked
+        // above, in a directory checked the same way), and we wrote it with
+        // `Component::serialize` under an engine of the same compatibility
+        // hash, which is part of its name.
+        match unsafe { Component::deserialize_file(engine, path) } {
+            Ok(component) => Ok(Some(component)),
+            Err(_) => {
+                // Truncated or stale: drop it and compile again.
+                let _ = fs::remove_file(path);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Store a compiled component atomically (write, then rename).
+    pub fn store(&self, path: &Path, component: &Component) -> Result<()> {
+        let bytes = component.serialize()?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        file.write_all(&bytes)?;
+        drop(file);
+        fs::rename(&tmp, path).inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! The wasmtime side: one engine, components loaded through the compiled
+//! cache, and one store per run with a deadline, a memory cap and WASI
+//! that reaches nothing but the captured stdout and stderr.
+
+pub mod bindings;
+pub mod cache;
+pub mod output;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::imports::HostState;
+use crate::lab::Lab;
+use bindings::Lab as LabWorld;
+use output::GuestOutput;
+
+/// How often the epoch advances; the deadline is counted in these.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Limits of one run.
+#[derive(Debug, Clone)]
+pub struct RunLimits {
+    pub timeout: Duration,
+    pub memory_bytes: usize,
+    pub output_bytes: usize,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits { timeout: Duration::from_secs(60), memory_bytes: 64 << 20, output_bytes: 1 << 20 }
+    }
+}
+
+pub fn engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // Deadlines: the ticker thread advances the epoch, the store traps when
+    // its deadline passes, even in a loop that never calls the host.
+    config.epoch_interruption(true);
+    Ok(Engine::new(&config)?)
+}
+
+/// A component ready to instantiate, and how it was obtained.
+pub struct Loaded {
+    pub component: Component,
+    pub from_cache: bool,
+    pub load_time: Duration,
+    /// Why the cache was not used, if it was not.
+    pub cache_warning: Option<String>,
+}
+
+/// Load a component, from the compiled cache when possible.
+pub fn load(engine: &Engine, path: &Path) -> Result<Loaded> {
+    let start = Instant::now();
+    let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let cache = cache::Cache::open_default();
+    let mut cache_warning = None;
+    if let Ok(cache) = &cache {
+        let cached = cache.path_for(engine, &wasm);
+        match cache.load(engine, &cached) {
+            Ok(Some(component)) => {
+                return Ok(Loaded { component, from_cache: true, load_time: start.elapsed(), cache_warning });
+            }
+            Ok(None) => {}
+            Err(e) => cache_warning = Some(format!("not using the compiled cache: {e:#}")),
+        }
+        let component = compile(engine, &wasm, path)?;
+        if cache_warning.is_none() {
+            if let Err(e) = cache.store(&cached, &component) {
+                cache_warning = Some(format!("could not write the compiled cache: {e:#}"));
+            }
+        }
+        return Ok(Loaded { component, from_cache: false, load_time: start.elapsed(), cache_warning });
+    }
+    if let Err(e) = &cache {
+        cache_warning = Some(format!("not using the compiled cache: {e:#}"));
+    }
+    let component = compile(engine, &wasm, path)?;
+    Ok(Loaded { component, from_cache: false, load_time: start.elapsed(), cache_warning })
+}
+
+fn compile(engine: &Engine, wasm: &[u8], path: &Path) -> Result<Component> {
+    Component::new(engine, wasm).map_err(anyhow::Error::from).with_context(|| format!("{} is not a valid WebAssembly component", path.display()))
+}
+
+/// The linker every lab script is instantiated against.
+pub fn linker(engine: &Engine) -> Result<Linker<HostState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    LabWorld::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+    Ok(linker)
+}
+
+/// How a run of the guest ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `run` returned ok.
+    Success,
+    /// `run` returned an error message.
+    GuestError(String),
+    /// The guest trapped (or a host fault stopped it).
+    Trap(wasmtime::Error),
+    /// The deadline passed.
+    Timeout(Duration),
+}
+
+/// Advances the engine's epoch until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("nsw-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn is_deadline_trap(e: &wasmtime::Error) -> bool {
+    matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt))
+}
+
+/// Instantiate `component` around `lab` and call its `run(args)`. Returns
+/// how it ended, and the lab back.
+pub async fn run(
+    engine: &Engine,
+    linker: &Linker<HostState>,
+    component: &Component,
+    lab: Lab,
+    args: Vec<String>,
+    limits: &RunLimits,
+) -> (Outcome, Lab) {
+    let (stdout, stderr) = GuestOutput::pair(limits.output_bytes);
+    // No preopened directories, no environment, no arguments, no network:
+    // the guest's only way out is its stdout/stderr and the lab imports.
+    let wasi = WasiCtxBuilder::new()
+        .stdout(stdout)
+        .stderr(stderr)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build();
+    let store_limits: StoreLimits = StoreLimitsBuilder::new()
+        .memory_size(limits.memory_bytes)
+        .instances(64)
+        .tables(64)
+        .memories(16)
+        .table_elements(1 << 20)
+        .trap_on_grow_failure(true)
+        .build();
+    let state = HostState { lab, table: ResourceTable::new(), wasi, limits: store_limits };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limits);
+    let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    let _ticker = Ticker::start(engine);
+
+    let call = async {
+        let world = LabWorld::instantiate_async(&mut store, component, linker).await?;
+        world.call_run(&mut store, &args).await
+    };
+    // The epoch stops guest code; this timeout also stops a host call
+    // (a long ping) that is still waiting when time is up.
+    let outcome = match tokio::time::timeout(limits.timeout + Duration::from_millis(500), call).await {
+        Err(_) => Outcome::Timeout(limits.timeout),
+        Ok(Ok(Ok(()))) => Outcome::Success,
+        Ok(Ok(Err(message))) => Outcome::GuestError(message),
+        Ok(Err(e)) if is_deadline_trap(&e) => Outcome::Timeout(limits.timeout),
+        Ok(Err(e)) => Outcome::Trap(e),
+    };
+    (outcome, store.into_data().lab)
+}

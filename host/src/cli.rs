@@ -194,7 +194,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         "loaded {} in {:.1} ms ({})",
         args.file.display(),
         loaded.load_time.as_secs_f64() * 1e3,
-        if loaded.from_cache { "compiled cache" } else { "compiled now" }
+        if loaded.from_cache { "from the compiled cache" } else { "compiled now" }
     );
     let linker = runtime::linker(&engine)?;
     // Refuse a script whose imports nsw cannot satisfy before building anything.

@@ -1,0 +1,237 @@
+//! The end-to-end test harness.
+//!
+//! Every test gets a throwaway "machine": a network namespace made for it,
+//! in which the real `nsw` binary runs (only its network namespace is
+//! entered, so `/run/netns` and `/run/nsw` are the real ones, as they are
+//! for a user). The machine's state is snapshotted before and compared
+//! after, and every test ends by checking that nothing leaked.
+//!
+//! Tests need root, the built `nsw` (`target/release/nsw`, or `NSW_BIN`)
+//! and the built guests (`guests/target/wasm32-wasip2/release`, or
+//! `NSW_GUESTS`); `scripts/test` builds both first.
+
+pub mod pbj;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The repository root.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+pub fn nsw_bin() -> PathBuf {
+    let bin = std::env::var_os("NSW_BIN").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/release/nsw"));
+    assert!(bin.exists(), "{} is missing: build it first (scripts/test does)", bin.display());
+    bin
+}
+
+/// A compiled guest, e.g. `guest("pbj")`.
+pub fn guest(name: &str) -> PathBuf {
+    let dir = std::env::var_os("NSW_GUESTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("guests/target/wasm32-wasip2/release"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: build the guests first (scripts/test does)", path.display());
+    path
+}
+
+/// A name no other test (or test run) uses: short, since interface and
+/// lab names are bounded.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Run a command; panic with its output if it cannot start.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    Command::new(program).args(args).output().unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Run a command that must succeed; returns its stdout.
+pub fn check(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(out.status.success(), "{program} {args:?} failed: {}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// stdout and stderr of a finished command, for messages.
+pub fn text(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run `ip` inside namespace `ns` (`ip -n NS ...`).
+pub fn ip_in(ns: &str, args: &[&str]) -> String {
+    let mut all = vec!["-n", ns];
+    all.extend_from_slice(args);
+    check("ip", &all)
+}
+
+/// Run any command inside namespace `ns` (network namespace only).
+pub fn in_ns(ns: &str, program: &str, args: &[&str]) -> Output {
+    let net = format!("--net=/run/netns/{ns}");
+    let mut all = vec![net.as_str(), program];
+    all.extend_from_slice(args);
+    run("nsenter", &all)
+}
+
+pub fn check_in_ns(ns: &str, program: &str, args: &[&str]) -> String {
+    let out = in_ns(ns, program, args);
+    assert!(out.status.success(), "{program} {args:?} in {ns} failed: {}", text(&out));
+    stdout(&out)
+}
+
+/// Does `ping -c1` from `ns` to `target` get an answer (up to 3 tries)?
+pub fn pings(ns: &str, target: &str) -> bool {
+    (0..3).any(|_| in_ns(ns, "ping", &["-c1", "-W1", "-q", target]).status.success())
+}
+
+/// A throwaway network namespace that plays the machine nsw runs on.
+pub struct Machine {
+    pub name: String,
+    /// The "outside world" namespace, if the machine has an uplink.
+    pub outside: Option<String>,
+}
+
+/// The outside world's address, from a documentation range.
+pub const OUTSIDE_ADDR: &str = "203.0.113.1";
+/// The machine's address on its uplink: what masquerade rewrites to.
+pub const MACHINE_UPLINK_ADDR: &str = "203.0.113.2";
+
+impl Machine {
+    pub fn new(tag: &str) -> Machine {
+        let name = unique(&format!("nswt-{tag}-"));
+        check("ip", &["netns", "add", &name]);
+        let machine = Machine { name, outside: None };
+        // IPv6 duplicate address detection changes address flags a moment
+        // after a link comes up: off, so snapshots are stable.
+        for key in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
+            check_in_ns(&machine.name, "sysctl", &["-qw", key]);
+        }
+        ip_in(&machine.name, &["link", "set", "lo", "up"]);
+        machine
+    }
+
+    /// A machine whose default route leads to an outside namespace at
+    /// 203.0.113.1, which counts the echo requests it gets by source.
+    pub fn with_outside(tag: &str) -> Machine {
+        let mut machine = Machine::new(tag);
+        let outside = format!("{}-out", machine.name);
+        check("ip", &["netns", "add", &outside]);
+        machine.outside = Some(outside.clone());
+        ip_in(&machine.name, &["link", "add", "uplink0", "type", "veth", "peer", "name", "wan0", "netns", &outside]);
+        ip_in(&machine.name, &["address", "add", &format!("{MACHINE_UPLINK_ADDR}/24"), "dev", "uplink0"]);
+        ip_in(&machine.name, &["link", "set", "uplink0", "up"]);
+        ip_in(&machine.name, &["route", "add", "default", "via", OUTSIDE_ADDR]);
+        ip_in(&outside, &["link", "set", "lo", "up"]);
+        ip_in(&outside, &["address", "add", &format!("{OUTSIDE_ADDR}/24"), "dev", "wan0"]);
+        ip_in(&outside, &["link", "set", "wan0", "up"]);
+        check_in_ns(&outside, "nft", &["add table ip count"]);
+        check_in_ns(&outside, "nft", &["add chain ip count input { type filter hook input priority 0; }"]);
+        for source in [MACHINE_UPLINK_ADDR, "10.0.0.0/8"] {
+            check_in_ns(&outside, "nft", &[&format!("add rule ip count input ip saddr {source} icmp type echo-request counter")]);
+        }
+        machine
+    }
+
+    /// Run the real nsw inside the machine, stopped after 120 s at most.
+    pub fn nsw(&self, args: &[&str]) -> Output {
+        self.nsw_env(args, &[])
+    }
+
+    pub fn nsw_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let bin = nsw_bin();
+        let net = format!("--net=/run/netns/{}", self.name);
+        let mut command = Command::new("timeout");
+        command.args(["120", "nsenter", &net]).arg(&bin).args(args);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().expect("running nsw")
+    }
+
+    /// Everything about the machine a lab could change.
+    pub fn snapshot(&self) -> Snapshot {
+        let ns = self.name.as_str();
+        let sysctl = check_in_ns(ns, "sysctl", &["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]);
+        Snapshot {
+            links: ip_in(ns, &["-d", "link", "show"]),
+            addresses: ip_in(ns, &["address", "show"]),
+            routes: ip_in(ns, &["route", "show", "table", "all"]) + &ip_in(ns, &["-6", "route", "show", "table", "all"]),
+            rules: ip_in(ns, &["rule", "show"]),
+            nft: check_in_ns(ns, "nft", &["list", "ruleset"]),
+            sysctl,
+        }
+    }
+
+    /// Echo requests the outside got from (the machine's uplink, lab addresses).
+    pub fn outside_counts(&self) -> (u64, u64) {
+        let outside = self.outside.as_deref().expect("a machine with an outside");
+        let rules = check_in_ns(outside, "nft", &["list", "table", "ip", "count"]);
+        let mut counts = rules.lines().filter(|l| l.contains("counter packets")).map(|l| {
+            let after = l.split("counter packets ").nth(1).expect("a counter");
+            after.split_whitespace().next().unwrap().parse::<u64>().expect("a number")
+        });
+        (counts.next().expect("uplink counter"), counts.next().expect("lab counter"))
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        let _ = run("ip", &["netns", "del", &self.name]);
+        if let Some(outside) = &self.outside {
+            let _ = run("ip", &["netns", "del", outside]);
+        }
+    }
+}
+
+/// The state of a machine namespace, as `ip` and `nft` print it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub links: String,
+    pub addresses: String,
+    pub routes: String,
+    pub rules: String,
+    pub nft: String,
+    pub sysctl: String,
+}
+
+/// Named namespaces under /run/netns whose name starts with `prefix`.
+pub fn named_netns(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(prefix)).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// After a lab is gone: no namespace of it, no journal or lock, and the
+/// machine exactly as it was.
+pub fn assert_no_leak(lab: &str, machine: &Machine, before: &Snapshot) {
+    let left = named_netns(lab);
+    assert!(left.iter().all(|n| n != lab && !n.starts_with(&format!("{lab}-"))), "namespaces of lab {lab} leaked: {left:?}");
+    for file in [format!("/run/nsw/{lab}.journal"), format!("/run/nsw/{lab}.lock")] {
+        assert!(!std::path::Path::new(&file).exists(), "{file} leaked");
+    }
+    let after = machine.snapshot();
+    assert_eq!(before.links, after.links, "the machine's links changed");
+    assert_eq!(before.addresses, after.addresses, "the machine's addresses changed");
+    assert_eq!(before.routes, after.routes, "the machine's routes changed");
+    assert_eq!(before.rules, after.rules, "the machine's rules changed");
+    assert_eq!(before.nft, after.nft, "the machine's nftables ruleset changed");
+    assert_eq!(before.sysctl, after.sysctl, "the machine's sysctls changed");
+}

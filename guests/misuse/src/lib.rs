@@ -1,0 +1,48 @@
+//! Misuses the nsw API on purpose, one way per run, after building a little
+//! (a namespace and a veth pair) so that the test can see the rollback.
+//!
+//!     nsw run misuse.wasm -- MODE [ARG...]
+//!
+//! Host errors are returned as they come (`kind: message`).
+
+use nsw_sdk::{Guest, address, nat, route, topology};
+
+struct Misuse;
+
+impl Guest for Misuse {
+    fn run(args: Vec<String>) -> Result<(), String> {
+        let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+        let host = topology::host();
+        let base = topology::create_netns("base")?;
+        let (inner, outer) = topology::create_veth("m-in", &base, "m-out", &host)?;
+        println!("built netns base and veth m-in/m-out");
+        match arg(0).as_str() {
+            "ok" => Ok(()),
+            "netns" => topology::create_netns(&arg(1)).map(drop).map_err(String::from),
+            "netns-nul" => topology::create_netns("a\0b").map(drop).map_err(String::from),
+            "ifname" => topology::create_bridge(&arg(1), &host).map(drop).map_err(String::from),
+            "address" => address::add(&inner, &arg(1)).map_err(String::from),
+            "route" => route::add(&base, &arg(1), &arg(2)).map_err(String::from),
+            "masquerade" => nat::masquerade(&host, &arg(1)).map_err(String::from),
+            "duplicate-netns" => topology::create_netns("base").map(drop).map_err(String::from),
+            "duplicate-link" => topology::create_bridge("m-out", &host).map(drop).map_err(String::from),
+            "master-across" => {
+                let bridge = topology::create_bridge("br0", &host)?;
+                topology::set_master(&inner, &bridge).map_err(String::from)
+            }
+            "trap" => {
+                let _ = &outer;
+                panic!("misuse: a trap halfway through building the lab")
+            }
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            other => Err(format!("unknown mode {other:?}")),
+        }
+    }
+}
+
+nsw_sdk::export!(Misuse);

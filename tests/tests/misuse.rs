@@ -1,0 +1,107 @@
+//! Bad input from a guest ends in the right error variant with a message
+//! that names the problem, and the lab is rolled back: nothing is left,
+//! and the machine is as it was.
+
+use nsw_tests::{Machine, assert_no_leak, guest, stderr, stdout, text, unique};
+
+/// Run misuse.wasm with `args` in a fresh machine and lab; check the exit
+/// status, that stderr says `expect` (every part), and that nothing leaked.
+fn misuse(args: &[&str], status: i32, expect: &[&str]) {
+    misuse_with(&[], args, status, expect)
+}
+
+fn misuse_with(flags: &[&str], args: &[&str], status: i32, expect: &[&str]) {
+    let machine = Machine::new("mis");
+    let before = machine.snapshot();
+    let lab = unique("m");
+    let wasm = guest("misuse");
+    let mut all = vec!["run", wasm.to_str().unwrap(), "--name", &lab];
+    all.extend_from_slice(flags);
+    all.push("--");
+    all.extend_from_slice(args);
+    let out = machine.nsw(&all);
+    assert_eq!(out.status.code(), Some(status), "{args:?}: {}", text(&out));
+    assert!(stdout(&out).contains("built netns base"), "{args:?} failed before building: {}", text(&out));
+    let err = stderr(&out);
+    for part in expect {
+        assert!(err.contains(part), "{args:?}: stderr lacks {part:?}: {}", text(&out));
+    }
+    assert!(err.contains("rolled back"), "{args:?}: {}", text(&out));
+    assert_no_leak(&lab, &machine, &before);
+}
+
+#[test]
+fn the_guest_succeeds_and_the_lab_is_up() {
+    let machine = Machine::new("mis");
+    let before = machine.snapshot();
+    let lab = unique("m");
+    let out = machine.nsw(&["run", guest("misuse").to_str().unwrap(), "--name", &lab, "--", "ok"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(nsw_tests::named_netns(&lab).contains(&format!("{lab}-base")));
+    assert!(machine.nsw(&["down", &lab]).status.success());
+    assert_no_leak(&lab, &machine, &before);
+}
+
+#[test]
+fn netns_name_with_a_slash_is_invalid() {
+    misuse(&["netns", "a/b"], 1, &["invalid: netns name \"a/b\" contains '/'"]);
+}
+
+#[test]
+fn netns_name_with_dots_is_invalid() {
+    misuse(&["netns", "../x"], 1, &["invalid: netns name \"../x\""]);
+    misuse(&["netns", ".."], 1, &["invalid: netns name \"..\""]);
+}
+
+#[test]
+fn netns_name_with_a_nul_byte_is_invalid() {
+    misuse(&["netns-nul"], 1, &["invalid: netns name \"a\\0b\" contains control character"]);
+}
+
+#[test]
+fn interface_name_over_15_bytes_is_invalid() {
+    misuse(&["ifname", "bridge-name-of-20-b"], 1, &["invalid: interface name \"bridge-name-of-20-b\" is 19 bytes long"]);
+}
+
+#[test]
+fn malformed_address_is_invalid() {
+    misuse(&["address", "10.0.0.300/16"], 1, &["invalid: address \"10.0.0.300/16\" is not an IP address/prefix"]);
+    misuse(&["address", "10.0.0.3"], 1, &["invalid: address \"10.0.0.3\" has no prefix length"]);
+}
+
+#[test]
+fn malformed_route_is_invalid() {
+    misuse(&["route", "10.1.0.5/16", "10.0.0.1"], 1, &["invalid: prefix \"10.1.0.5/16\" has host bits set; did you mean 10.1.0.0/16?"]);
+    misuse(&["route", "default", "gateway"], 1, &["invalid: \"gateway\" is not an IP address"]);
+}
+
+#[test]
+fn unreachable_gateway_is_an_os_error_naming_the_route() {
+    misuse(&["route", "default", "192.0.2.1"], 1, &["os: add route to 0.0.0.0/0 via 192.0.2.1 in netns", "Network is unreachable"]);
+}
+
+#[test]
+fn masquerade_of_a_non_prefix_is_invalid() {
+    misuse(&["masquerade", "10.0.0.1/16"], 1, &["invalid: prefix \"10.0.0.1/16\" has host bits set"]);
+}
+
+#[test]
+fn duplicate_names_are_exists() {
+    misuse(&["duplicate-netns"], 1, &["exists: this lab already has a netns named \"base\""]);
+    misuse(&["duplicate-link"], 1, &["exists: create bridge m-out in netns", "File exists"]);
+}
+
+#[test]
+fn bridge_port_in_another_namespace_is_invalid() {
+    misuse(&["master-across"], 1, &["invalid: m-in is in netns", "but bridge br0 is in netns", "move it first"]);
+}
+
+#[test]
+fn a_trap_halfway_is_rolled_back() {
+    misuse(&["trap"], 3, &["the script crashed", "misuse: a trap halfway through building the lab"]);
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_deadline_and_rolled_back() {
+    misuse_with(&["--timeout", "2"], &["loop"], 4, &["the script ran out of time (2 s"]);
+}

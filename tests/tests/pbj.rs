@@ -1,0 +1,117 @@
+//! The pb-and-jelly lab, built by the real nsw from the real pbj.wasm.
+
+use nsw_tests::{Machine, assert_no_leak, guest, named_netns, pbj, pings, stderr, stdout, text, unique};
+
+#[test]
+fn pbj_contained_builds_every_step_and_goes_away() {
+    let machine = Machine::new("pbjc");
+    let before = machine.snapshot();
+    let lab = unique("pc");
+    let pbj = guest("pbj");
+
+    let out = machine.nsw(&["run", pbj.to_str().unwrap(), "--name", &lab]);
+    assert!(out.status.success(), "{}", text(&out));
+    pbj::check_progress(&stdout(&out));
+    assert!(stderr(&out).contains(&format!("lab {lab} is up")), "{}", text(&out));
+
+    // Contained: the lab's host is a namespace of its own, and the
+    // machine did not change at all while the lab is up.
+    assert!(named_netns(&lab).contains(&lab), "no host namespace {lab}");
+    pbj::verify(&lab, &lab);
+    assert_eq!(machine.snapshot(), before, "a contained lab changed the machine");
+
+    // ls shows it, with its namespaces.
+    let ls = machine.nsw(&["ls", "--json"]);
+    let labs: serde_json::Value = serde_json::from_slice(&ls.stdout).expect("ls --json is JSON");
+    let entry = labs.as_array().unwrap().iter().find(|l| l["name"] == lab.as_str()).expect("lab listed");
+    assert_eq!(entry["state"], "up");
+    let nodes: Vec<&str> = entry["namespaces"].as_array().unwrap().iter().map(|n| n["node"].as_str().unwrap()).collect();
+    assert_eq!(nodes, ["host", "pb", "jelly"]);
+
+    // exec runs in the node, with /sys showing the node's interfaces.
+    let exec = machine.nsw(&["exec", &lab, "jelly", "--", "ls", "/sys/class/net"]);
+    assert!(exec.status.success(), "{}", text(&exec));
+    assert_eq!(stdout(&exec).split_whitespace().collect::<Vec<_>>(), ["lo", "veth-jelly"]);
+
+    // A second run of the same lab is refused and changes nothing.
+    let again = machine.nsw(&["run", pbj.to_str().unwrap(), "--name", &lab]);
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(stderr(&again).contains("already exists"), "{}", text(&again));
+    pbj::verify(&lab, &lab);
+
+    let down = machine.nsw(&["down", &lab]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_no_leak(&lab, &machine, &before);
+
+    // down is idempotent
+    let down = machine.nsw(&["down", &lab]);
+    assert!(down.status.success() && stderr(&down).contains("nothing to do"), "{}", text(&down));
+}
+
+#[test]
+fn pbj_host_net_reaches_the_outside_through_masquerade() {
+    let machine = Machine::with_outside("pbjh");
+    let before = machine.snapshot();
+    let lab = unique("ph");
+    let pbj = guest("pbj");
+
+    let out = machine.nsw(&["run", pbj.to_str().unwrap(), "--name", &lab, "--allow", "host-net", "--", nsw_tests::OUTSIDE_ADDR]);
+    assert!(out.status.success(), "{}", text(&out));
+    pbj::check_progress(&stdout(&out));
+    assert!(stdout(&out).contains("jelly -> outside: reply from 203.0.113.1"), "{}", text(&out));
+
+    // host-net: the host side is the machine itself, as in the tutorial,
+    // and the lab has no namespace of its own.
+    assert!(!named_netns(&lab).contains(&lab));
+    pbj::verify(&lab, &machine.name);
+
+    // The outside saw the machine's address, never a lab address: the
+    // requests were masqueraded.
+    let (from_machine, from_lab) = machine.outside_counts();
+    assert!(from_machine >= 1, "the outside got no echo request from {}", nsw_tests::MACHINE_UPLINK_ADDR);
+    assert_eq!(from_lab, 0, "the outside saw lab addresses: no masquerade");
+    assert!(pings(&format!("{lab}-jelly"), nsw_tests::OUTSIDE_ADDR), "jelly cannot reach the outside");
+    let (again, from_lab) = machine.outside_counts();
+    assert!(again > from_machine && from_lab == 0, "{again} {from_lab}");
+
+    let down = machine.nsw(&["down", &lab]);
+    assert!(down.status.success(), "{}", text(&down));
+    // Links, NAT table, forwarding sysctl: all as they were.
+    assert_no_leak(&lab, &machine, &before);
+}
+
+#[test]
+fn pbj_rm_takes_the_lab_down_and_the_cache_is_reused() {
+    let machine = Machine::new("pbjr");
+    let before = machine.snapshot();
+    let lab = unique("pr");
+    let cache = std::env::temp_dir().join(unique("nsw-cache-"));
+    let cache_env = [("NSW_CACHE_DIR", cache.to_str().unwrap())];
+    let pbj = guest("pbj");
+
+    let first = machine.nsw_env(&["-v", "run", "--rm", pbj.to_str().unwrap(), "--name", &lab], &cache_env);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(stderr(&first).contains("compiled now"), "{}", text(&first));
+    assert_no_leak(&lab, &machine, &before);
+    let cached: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(cached.len(), 1, "one compiled component in the cache: {cached:?}");
+    assert!(cached[0].extension().is_some_and(|e| e == "cwasm"));
+
+    let second = machine.nsw_env(&["-v", "run", "--rm", pbj.to_str().unwrap(), "--name", &lab], &cache_env);
+    assert!(second.status.success(), "{}", text(&second));
+    assert!(stderr(&second).contains("from the compiled cache"), "{}", text(&second));
+    pbj::check_progress(&stdout(&second));
+    assert_no_leak(&lab, &machine, &before);
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn the_readme_example_runs() {
+    let machine = Machine::new("readme");
+    let before = machine.snapshot();
+    let lab = unique("rx");
+    let out = machine.nsw(&["run", "--rm", guest("two_hosts").to_str().unwrap(), "--name", &lab]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("3/3 replies"), "{}", text(&out));
+    assert_no_leak(&lab, &machine, &before);
+}

@@ -105,3 +105,23 @@ fn a_trap_halfway_is_rolled_back() {
 fn an_endless_loop_is_stopped_by_the_deadline_and_rolled_back() {
     misuse_with(&["--timeout", "2"], &["loop"], 4, &["the script ran out of time (2 s"]);
 }
+
+#[test]
+fn ipv6_addresses_routes_forwarding_and_ping() {
+    let machine = Machine::new("mis");
+    let before = machine.snapshot();
+    let lab = unique("m");
+    let out = machine.nsw(&["run", guest("misuse").to_str().unwrap(), "--name", &lab, "--", "ipv6"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("ipv6 ping: 1/1"), "{}", text(&out));
+    let base = format!("{lab}-base");
+    let addr = nsw_tests::ip_in(&base, &["-6", "address", "show", "dev", "m-in"]);
+    assert!(addr.contains("inet6 fd00:db8::2/64"), "{addr}");
+    let routes = nsw_tests::ip_in(&base, &["-6", "route", "show"]);
+    assert!(routes.contains("fd00:beef::/48 via fd00:db8::1 dev m-in"), "{routes}");
+    let forwarding = nsw_tests::check_in_ns(&lab, "cat", &["/proc/sys/net/ipv6/conf/all/forwarding"]);
+    assert_eq!(forwarding.trim(), "1");
+    assert!(nsw_tests::in_ns(&base, "ping", &["-6", "-c1", "-W1", "fd00:db8::1"]).status.success());
+    assert!(machine.nsw(&["down", &lab]).status.success());
+    assert_no_leak(&lab, &machine, &before);
+}

@@ -18,6 +18,18 @@ impl Guest for Misuse {
         println!("built netns base and veth m-in/m-out");
         match arg(0).as_str() {
             "ok" => Ok(()),
+            "ipv6" => {
+                // The pair over IPv6: addresses, a route beyond, forwarding, a ping.
+                address::add(&inner, "fd00:db8::2/64")?;
+                address::add(&outer, "fd00:db8::1/64")?;
+                topology::set_up(&inner)?;
+                topology::set_up(&outer)?;
+                route::add(&base, "fd00:beef::/48", "fd00:db8::1")?;
+                route::enable_forwarding(&host, nsw_sdk::IpFamily::Ipv6)?;
+                let stats = nsw_sdk::ping_until_reply(&base, "fd00:db8::1", 3)?;
+                println!("ipv6 ping: {}/{}", stats.received, stats.sent);
+                if stats.received == 0 { Err("no IPv6 reply".into()) } else { Ok(()) }
+            }
             "netns" => topology::create_netns(&arg(1)).map(drop).map_err(String::from),
             "netns-nul" => topology::create_netns("a\0b").map(drop).map_err(String::from),
             "ifname" => topology::create_bridge(&arg(1), &host).map(drop).map_err(String::from),

@@ -8,6 +8,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::sys::{Socket, TokioSocket, protocols::NETLINK_ROUTE};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -81,8 +82,17 @@ pub async fn delete_link(handle: &Handle, index: u32) -> io::Result<()> {
     handle.link().del(index).execute().await.map_err(os)
 }
 
+/// Add an address. IPv6 addresses skip duplicate address detection (like
+/// `ip address add ... nodad`): every address in a lab is planned, and DAD
+/// would keep a new address unusable for a second or more.
 pub async fn add_address(handle: &Handle, index: u32, cidr: IpNet) -> io::Result<()> {
-    handle.address().add(index, cidr.addr(), cidr.prefix_len()).execute().await.map_err(os)
+    let mut request = handle.address().add(index, cidr.addr(), cidr.prefix_len());
+    if cidr.addr().is_ipv6() {
+        let message = request.message_mut();
+        message.header.flags |= AddressHeaderFlags::Nodad;
+        message.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    request.execute().await.map_err(os)
 }
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {

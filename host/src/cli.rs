@@ -59,6 +59,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what a lab script asks for (capabilities, WASI), its exports,
+    /// size and hash, and the grants it needs; runs nothing, needs no root.
+    Inspect {
+        /// The lab script.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a command inside a lab node, like `ip netns exec`.
     Exec {
         lab: String,
@@ -70,7 +79,26 @@ enum Command {
     },
 }
 
+const RUN_HELP: &str = "\
+Grants (deny by default; a lab always has its own namespaces to build in):
+  host-net[=PREFIX,...]  the lab's host is this machine's network namespace, as in
+                         the tutorial; host-side addresses, routes and NAT must lie
+                         inside PREFIXes (default 10.0.0.0/8, 172.16.0.0/12,
+                         192.168.0.0/16, fc00::/7) and never overlap the machine's
+                         own routes; the lab never touches what it did not create
+  uplink                 the script may connect a contained lab to the machine's
+                         network through a NATed veth pair (the uplink interface)
+  --allow-all            every grant, for scripts you wrote yourself
+
+A script that imports a capability it was not granted is refused before it runs.
+Quotas (per lab, with their flags): 1024 namespaces (--max-netns), 4096 links
+(--max-links), 4096 addresses (--max-addresses), 4096 routes (--max-routes),
+10000 echo requests (--max-pings) at 1000 per second (--ping-rate), 60 s
+(--timeout), 64 MiB of memory (--memory), 1024 KiB of output (--max-output),
+4096-byte strings (--max-string).";
+
 #[derive(Args)]
+#[command(after_help = RUN_HELP)]
 struct RunArgs {
     /// The lab script, a WebAssembly component (e.g. pbj.wasm).
     file: PathBuf,
@@ -85,16 +113,42 @@ struct RunArgs {
     /// removing it.
     #[arg(long)]
     keep: bool,
-    /// Grant a capability; deny-by-default. `host-net`: the lab's host is
-    /// this machine's network namespace instead of a namespace of its own.
+    /// Grant a capability (see below); everything else is denied.
     #[arg(long, value_name = "GRANT")]
     allow: Vec<String>,
+    /// Grant everything (host-net with the private prefixes, uplink).
+    #[arg(long)]
+    allow_all: bool,
     /// Stop the script after this many seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     timeout: u64,
     /// Memory the script may use, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     memory: usize,
+    /// Namespaces the lab may create.
+    #[arg(long, default_value_t = Limits::default().netns, value_name = "N")]
+    max_netns: usize,
+    /// Links (veth ends, bridges) the lab may create.
+    #[arg(long, default_value_t = Limits::default().links, value_name = "N")]
+    max_links: usize,
+    /// Addresses the lab may add.
+    #[arg(long, default_value_t = Limits::default().addresses, value_name = "N")]
+    max_addresses: usize,
+    /// Routes the lab may add.
+    #[arg(long, default_value_t = Limits::default().routes, value_name = "N")]
+    max_routes: usize,
+    /// Echo requests the lab may send in all.
+    #[arg(long, default_value_t = Limits::default().pings, value_name = "N")]
+    max_pings: u64,
+    /// Echo requests per second at most.
+    #[arg(long, default_value_t = Limits::default().ping_rate, value_name = "N")]
+    ping_rate: u32,
+    /// Output (stdout and stderr) the script may print, in KiB.
+    #[arg(long, default_value_t = 1024, value_name = "KIB")]
+    max_output: usize,
+    /// Longest string the script may pass to nsw, in bytes.
+    #[arg(long, default_value_t = Limits::default().string_bytes, value_name = "BYTES")]
+    max_string: usize,
     /// Arguments for the script's `run`.
     #[arg(last = true)]
     args: Vec<String>,
@@ -120,6 +174,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => cmd_run(args).await,
             Command::Down { labs, all } => cmd_down(labs, all).await,
             Command::Ls { json } => cmd_ls(json).map(|()| ExitCode::SUCCESS),
+            Command::Inspect { file, json } => cmd_inspect(&file, json).map(|()| ExitCode::SUCCESS),
             Command::Exec { .. } => unreachable!("handled above"),
         }
     });
@@ -174,16 +229,29 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             .with_context(|| format!("cannot derive a lab name from {}; use --name", args.file.display()))?,
     };
     policy::check_lab_name(&lab_name).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_start_matches("invalid: ")))?;
-    let grants = Grants::parse(&args.allow)?;
+    let grants = Grants::parse(&args.allow, args.allow_all)?;
     if args.timeout == 0 {
         bail!("--timeout must be at least 1 second");
     }
-    require_root("run")?;
     let limits = RunLimits {
         timeout: Duration::from_secs(args.timeout),
         memory_bytes: args.memory.saturating_mul(1 << 20),
-        ..RunLimits::default()
+        output_bytes: args.max_output.saturating_mul(1024),
     };
+    let lab_limits = Limits {
+        netns: args.max_netns,
+        links: args.max_links,
+        addresses: args.max_addresses,
+        routes: args.max_routes,
+        pings: args.max_pings,
+        ping_rate: args.ping_rate.max(1),
+        string_bytes: args.max_string,
+    };
+    // Imports are requests: refuse what was not granted before anything runs.
+    let info = crate::inspect::read(&args.file)?;
+    policy::check_imports(info.imports.iter().map(String::as_str), &grants)
+        .with_context(|| format!("{} cannot run", args.file.display()))?;
+    require_root("run")?;
 
     let engine = runtime::engine()?;
     let loaded = runtime::load(&engine, &args.file)?;
@@ -212,11 +280,11 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             existing.info.script
         );
     }
-    let mode = if grants.host_net { Mode::HostNet } else { Mode::Contained };
+    let mode = if grants.host_net.is_some() { Mode::HostNet } else { Mode::Contained };
     let info = LabInfo {
         name: lab_name.clone(),
         mode,
-        grants: grants.names().into_iter().map(String::from).collect(),
+        grants: grants.names(),
         machine_netns: netns::current_inode()?,
         pid: std::process::id(),
         script: args.file.display().to_string(),
@@ -224,7 +292,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     };
     let journal = state.create_journal(&lock, info)?;
     let started = Instant::now();
-    let ending = match Lab::start(&lab_name, mode, journal, Box::new(KernelBackend::new()), Limits::default()).await {
+    let ending = match Lab::start(&lab_name, grants, journal, Box::new(KernelBackend::new()), lab_limits).await {
         Err(e) => Ending::Setup(e),
         Ok(lab) => {
             let run = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits);
@@ -248,6 +316,10 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             (Some(format!("the script failed: {}", output_safe(&message))), status::GUEST_ERROR)
         }
         Ending::Guest(Outcome::Trap(e)) => (Some(format!("the script crashed: {}", describe_trap(&e))), status::TRAP),
+        Ending::Guest(Outcome::OutputQuota(bytes)) => (
+            Some(format!("quota: the script printed more than {} KiB (raise it with --max-output)", bytes / 1024)),
+            status::GUEST_ERROR,
+        ),
         Ending::Guest(Outcome::Timeout(t)) => {
             (Some(format!("the script ran out of time ({} s; raise it with --timeout)", t.as_secs())), status::TIMEOUT)
         }
@@ -312,13 +384,17 @@ fn output_safe(text: &str) -> String {
 }
 
 fn describe_trap(e: &wasmtime::Error) -> String {
+    let text = format!("{e:#}");
+    if text.contains("forcing trap when growing memory") {
+        return format!("out of memory: it tried to grow its memory past the limit (raise it with --memory): {}", output_safe(&text));
+    }
     let detail = match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::StackOverflow) => "stack overflow",
         Some(wasmtime::Trap::UnreachableCodeReached) => "it aborted (a panic or `unreachable`)",
         Some(wasmtime::Trap::MemoryOutOfBounds) => "out-of-bounds memory access",
         _ => "",
     };
-    let text = output_safe(&format!("{e:#}"));
+    let text = output_safe(&text);
     if detail.is_empty() { text } else { format!("{detail}: {text}") }
 }
 
@@ -469,6 +545,56 @@ fn cmd_ls(json: bool) -> Result<()> {
         let names: Vec<String> =
             l.namespaces.iter().map(|n| if n.present { n.name.clone() } else { format!("{} (missing)", n.name) }).collect();
         println!("{:<20} {:<13} {:<10} {}", l.name, l.state, mode, names.join(" "));
+    }
+    Ok(())
+}
+
+fn cmd_inspect(file: &std::path::Path, json: bool) -> Result<()> {
+    let info = crate::inspect::read(file)?;
+    let imports = crate::inspect::report(&info);
+    let mut needs: Vec<&str> = imports.iter().filter_map(|i| i.needs).collect();
+    needs.sort();
+    needs.dedup();
+    let runnable = imports.iter().all(|i| i.kind != "unknown");
+    if json {
+        let value = serde_json::json!({
+            "file": file.display().to_string(),
+            "size": info.size,
+            "sha256": info.sha256,
+            "exports": info.exports,
+            "imports": imports,
+            "grants_needed": needs,
+            "runnable": runnable,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("{}: WebAssembly component, {} bytes, sha256 {}", file.display(), info.size, info.sha256);
+    println!("exports: {}", if info.exports.is_empty() { "nothing".to_string() } else { info.exports.join(", ") });
+    for (kind, title) in [("capability", "capabilities it asks for"), ("wasi", "WASI it imports"), ("unknown", "imports nsw does not provide")] {
+        let group: Vec<_> = imports.iter().filter(|i| i.kind == kind).collect();
+        if group.is_empty() {
+            continue;
+        }
+        println!("{title}:");
+        for import in group {
+            let grant = match import.needs {
+                Some(g) => format!("  [needs --allow {g}]"),
+                None => String::new(),
+            };
+            println!("  {:<38} {}{grant}", import.name, import.what);
+        }
+    }
+    if !runnable {
+        println!("nsw cannot run it.");
+    } else if needs.is_empty() {
+        println!("grants needed: none (it runs with the defaults)");
+    } else {
+        let flags: Vec<String> = needs.iter().map(|g| format!("--allow {g}")).collect();
+        println!("grants needed: {}", flags.join(" "));
+    }
+    if !info.exports.iter().any(|e| e == "run") {
+        println!("note: it does not export run, so it is not a lab script");
     }
     Ok(())
 }

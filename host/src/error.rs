@@ -69,6 +69,14 @@ impl LabError {
         Self::new(kind, format!("{what}: {}", errno_text(err)))
     }
 
+    /// The message without its kind.
+    pub fn message(&self) -> String {
+        match self {
+            LabError::Guest { message, .. } => message.clone(),
+            LabError::Trap(e) => format!("{e:#}"),
+        }
+    }
+
     pub fn kind(&self) -> Option<ErrorKind> {
         match self {
             LabError::Guest { kind, .. } => Some(*kind),

@@ -1,15 +1,18 @@
 //! A lab being built: the objects it owns, recorded in its journal before
 //! the backend creates them. Every guest call lands here after the import
-//! layer has turned handles into ids; the policy checks come first, then
-//! the journal, then the kernel.
+//! layer has turned handles into ids; the policy decides first, then the
+//! journal records, then the backend acts.
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
 
 use crate::backend::{Backend, LinkRef, NsId, PingStats};
 use crate::error::{LabError, LabResult};
 use crate::journal::{Entry, Journal, LabState, Mode, NetnsRef, Object};
-use crate::policy::{self, Limits, shown};
+use crate::policy::{self, Grants, Limits, quota_error, shown};
 
 /// A link, by the lab's index for it.
 pub type LinkId = usize;
@@ -40,47 +43,85 @@ pub struct LinkEntry {
     journal_id: u32,
 }
 
+/// Names of the uplink's two ends and its address pool.
+const UPLINK_LAB_END: &str = "uplink0";
+const UPLINK_POOL: &str = "100.64.0.0/10";
+
 pub struct Lab {
     name: String,
+    mode: Mode,
+    grants: Grants,
     limits: Limits,
     journal: Journal,
     backend: Box<dyn Backend>,
     netns: Vec<NetnsEntry>,
     links: Vec<LinkEntry>,
+    /// The machine's main-table routes when the lab started (host-net and
+    /// uplink): what a lab must never overlap.
+    machine_routes: Vec<IpNet>,
+    /// Subnets of the addresses the lab put in the machine's namespace:
+    /// where a host-side route's gateway may be.
+    machine_subnets: Vec<IpNet>,
+    /// The machine's namespace, when the lab uses it (host-net: the host).
+    machine: Option<NsId>,
+    uplink: Option<LinkId>,
     nat_tables: HashSet<NsId>,
     forwarding: HashSet<(NsId, Family)>,
     addresses: usize,
     routes: usize,
     pings: u64,
+    last_ping: Option<Instant>,
 }
 
 impl Lab {
     /// Start a lab whose journal is `journal`: set up its host, a namespace
-    /// of its own unless it runs in host-net mode.
-    pub async fn start(name: &str, mode: Mode, journal: Journal, backend: Box<dyn Backend>, limits: Limits) -> LabResult<Lab> {
+    /// of its own unless `host-net` was granted.
+    pub async fn start(name: &str, grants: Grants, journal: Journal, backend: Box<dyn Backend>, limits: Limits) -> LabResult<Lab> {
+        let mode = if grants.host_net.is_some() { Mode::HostNet } else { Mode::Contained };
         let mut lab = Lab {
             name: name.to_string(),
+            mode,
+            grants,
             limits,
             journal,
             backend,
             netns: Vec::new(),
             links: Vec::new(),
+            machine_routes: Vec::new(),
+            machine_subnets: Vec::new(),
+            machine: None,
+            uplink: None,
             nat_tables: HashSet::new(),
             forwarding: HashSet::new(),
             addresses: 0,
             routes: 0,
             pings: 0,
+            last_ping: None,
         };
         match mode {
             Mode::Contained => {
                 lab.new_netns("host", name.to_string()).await?;
             }
             Mode::HostNet => {
-                lab.backend.adopt_machine(HOST).await.map_err(|e| LabError::os("open the machine's namespace", &e))?;
-                lab.netns.push(NetnsEntry { node: "host".into(), kernel: NetnsRef::Machine });
+                lab.adopt_machine("host").await?;
             }
         }
         Ok(lab)
+    }
+
+    /// Open the machine's namespace (as the host in host-net mode, or as
+    /// the far end of an uplink) and note its routes.
+    async fn adopt_machine(&mut self, node: &str) -> LabResult<NsId> {
+        if let Some(id) = self.machine {
+            return Ok(id);
+        }
+        let id = self.netns.len();
+        self.backend.adopt_machine(id).await.map_err(|e| LabError::os("open the machine's namespace", &e))?;
+        self.netns.push(NetnsEntry { node: node.into(), kernel: NetnsRef::Machine });
+        self.machine_routes =
+            self.backend.routes(id).await.map_err(|e| LabError::os("read the machine's routes", &e))?;
+        self.machine = Some(id);
+        Ok(id)
     }
 
     pub fn name(&self) -> &str {
@@ -99,11 +140,26 @@ impl Lab {
         self.record(&Entry::State { state })
     }
 
+    /// Refuse strings longer than the lab allows, before looking at them.
+    pub fn check_strings(&self, call: &str, strings: &[&str]) -> LabResult<()> {
+        for s in strings {
+            if s.len() > self.limits.string_bytes {
+                return Err(quota_error(
+                    &format!("{call} was passed a string of {} bytes", s.len()),
+                    format!("{} bytes", self.limits.string_bytes),
+                    "--max-string",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn record(&mut self, entry: &Entry) -> LabResult<()> {
         self.journal.append(entry).map_err(LabError::Trap)
     }
 
     fn intend(&mut self, object: Object) -> LabResult<u32> {
+        tracing::debug!("create {object}");
         self.journal.intend(object).map_err(LabError::Trap)
     }
 
@@ -129,14 +185,33 @@ impl Lab {
         self.netns[ns].kernel.to_string()
     }
 
+    fn on_machine(&self, ns: NsId) -> bool {
+        self.netns[ns].kernel == NetnsRef::Machine
+    }
+
+    /// The namespace must still be the one the lab created: a user may
+    /// have deleted it (or put another in its place) while the lab ran.
+    async fn alive(&mut self, ns: NsId) -> LabResult<()> {
+        let alive = self.backend.netns_alive(ns).await.map_err(|e| LabError::os(&format!("check {}", self.where_(ns)), &e))?;
+        if !alive {
+            return Err(LabError::not_found(format!("{} was deleted outside nsw", self.where_(ns))));
+        }
+        Ok(())
+    }
+
+    async fn alive_link(&mut self, link: LinkId) -> LabResult<()> {
+        self.alive(self.links[link].ns).await
+    }
+
     fn link_ref(&self, id: LinkId) -> LinkRef {
         let link = &self.links[id];
         LinkRef { ns: link.ns, name: link.name.clone(), index: link.index }
     }
 
     async fn new_netns(&mut self, node: &str, kernel: String) -> LabResult<NsId> {
-        if self.netns.len() >= self.limits.netns {
-            return Err(LabError::quota(format!("the lab already has {} namespaces, its limit", self.limits.netns)));
+        let nodes = self.netns.iter().filter(|n| n.kernel != NetnsRef::Machine).count();
+        if nodes >= self.limits.netns {
+            return Err(quota_error(&format!("cannot create netns {kernel}: the lab has {nodes} namespaces"), self.limits.netns, "--max-netns"));
         }
         let id = self.netns.len();
         let jid = self.intend(Object::Netns { name: kernel.clone(), node: node.to_string() })?;
@@ -148,6 +223,7 @@ impl Lab {
 
     /// A node: namespace `<lab>-<node>`.
     pub async fn create_netns(&mut self, node: &str) -> LabResult<NsId> {
+        self.check_strings("create-netns", &[node])?;
         policy::check_node_name(node)?;
         if self.netns.iter().any(|n| n.node == node) {
             return Err(LabError::exists(format!("this lab already has a netns named {}", shown(node))));
@@ -158,7 +234,7 @@ impl Lab {
 
     fn check_link_quota(&self, more: usize) -> LabResult<()> {
         if self.links.len() + more > self.limits.links {
-            return Err(LabError::quota(format!("the lab already has {} links, its limit", self.links.len())));
+            return Err(quota_error(&format!("the lab has {} links", self.links.len()), self.limits.links, "--max-links"));
         }
         Ok(())
     }
@@ -169,24 +245,28 @@ impl Lab {
     }
 
     pub async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId) -> LabResult<(LinkId, LinkId)> {
+        self.check_strings("create-veth", &[name, peer])?;
         policy::check_ifname(name)?;
         policy::check_ifname(peer)?;
         if name == peer && ns == peer_ns {
             return Err(LabError::invalid(format!("a veth pair needs two names; both ends are {}", shown(name))));
         }
         self.check_link_quota(2)?;
+        self.alive(ns).await?;
+        self.alive(peer_ns).await?;
         let a = self.intend(Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "veth".into() })?;
         let b = self.intend(Object::Link { netns: self.netns[peer_ns].kernel.clone(), name: peer.into(), kind: "veth".into() })?;
         let outcome = self.backend.create_veth(name, ns, peer, peer_ns).await;
-        let what = || format!("create veth {name} in {} with peer {peer} in {}", self.where_(ns), self.where_(peer_ns));
-        let what = what();
+        let what = format!("create veth {name} in {} with peer {peer} in {}", self.where_(ns), self.where_(peer_ns));
         let (ia, ib) = self.settle(&[a, b], outcome, || what)?;
         Ok((self.push_link(name, ns, ia, "veth", a), self.push_link(peer, peer_ns, ib, "veth", b)))
     }
 
     pub async fn create_bridge(&mut self, name: &str, ns: NsId) -> LabResult<LinkId> {
+        self.check_strings("create-bridge", &[name])?;
         policy::check_ifname(name)?;
         self.check_link_quota(1)?;
+        self.alive(ns).await?;
         let id = self.intend(Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "bridge".into() })?;
         let outcome = self.backend.create_bridge(name, ns).await;
         let what = format!("create bridge {name} in {}", self.where_(ns));
@@ -199,6 +279,11 @@ impl Lab {
         if from == to {
             return Ok(());
         }
+        if Some(link) == self.uplink {
+            return Err(LabError::denied("the uplink stays in the lab's host"));
+        }
+        self.alive(from).await?;
+        self.alive(to).await?;
         let what = format!("move {} from {} to {}", self.links[link].name, self.where_(from), self.where_(to));
         let index = self.backend.move_link(&self.link_ref(link), to).await.map_err(|e| LabError::os(&what, &e))?;
         let journal_id = self.links[link].journal_id;
@@ -227,35 +312,71 @@ impl Lab {
             )));
         }
         let what = format!("attach {} to bridge {} in {}", p.name, b.name, self.where_(p.ns));
+        self.alive_link(port).await?;
         self.backend.set_master(&self.link_ref(port), &self.link_ref(bridge)).await.map_err(|e| LabError::os(&what, &e))
     }
 
     pub async fn set_up(&mut self, link: LinkId) -> LabResult<()> {
         let what = format!("set {} up in {}", self.links[link].name, self.where_(self.links[link].ns));
+        self.alive_link(link).await?;
         self.backend.set_up(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))
     }
 
+    /// In host-net mode, what lands in the machine's namespace must stay
+    /// inside the granted prefixes and clear of the machine's routes.
+    fn check_machine_prefix(&self, what: &str, prefix: IpNet) -> LabResult<()> {
+        let granted = self.grants.host_net.as_deref().unwrap_or(&[]);
+        policy::check_host_prefix(what, prefix, granted, &self.machine_routes)
+    }
+
     pub async fn add_address(&mut self, link: LinkId, cidr: &str) -> LabResult<()> {
+        self.check_strings("address.add", &[cidr])?;
         let cidr = policy::parse_cidr(cidr)?;
         if self.addresses >= self.limits.addresses {
-            return Err(LabError::quota(format!("the lab already has {} addresses, its limit", self.addresses)));
+            return Err(quota_error(&format!("the lab has {} addresses", self.addresses), self.limits.addresses, "--max-addresses"));
         }
         let l = &self.links[link];
         let what = format!("add address {cidr} to {} in {}", l.name, self.where_(l.ns));
+        let on_machine = self.on_machine(l.ns);
+        if on_machine {
+            self.check_machine_prefix(&what, cidr)?;
+        }
+        self.alive_link(link).await?;
+        let l = &self.links[link];
         let id = self.intend(Object::Address { netns: self.netns[l.ns].kernel.clone(), link: l.name.clone(), cidr: cidr.to_string() })?;
         let outcome = self.backend.add_address(&self.link_ref(link), cidr).await;
         self.settle(&[id], outcome, || what)?;
         self.addresses += 1;
+        if on_machine {
+            self.machine_subnets.push(cidr.trunc());
+        }
         Ok(())
     }
 
     pub async fn add_route(&mut self, ns: NsId, destination: &str, via: &str) -> LabResult<()> {
+        self.check_strings("route.add", &[destination, via])?;
         let via = policy::parse_ip(via)?;
         let destination = policy::parse_destination(destination, via)?;
+        self.add_route_parsed(ns, destination, via, true).await
+    }
+
+    async fn add_route_parsed(&mut self, ns: NsId, destination: IpNet, via: IpAddr, guest: bool) -> LabResult<()> {
         if self.routes >= self.limits.routes {
-            return Err(LabError::quota(format!("the lab already has {} routes, its limit", self.routes)));
+            return Err(quota_error(&format!("the lab has {} routes", self.routes), self.limits.routes, "--max-routes"));
         }
         let what = format!("add route to {destination} via {via} in {}", self.where_(ns));
+        if guest && self.on_machine(ns) {
+            if destination.prefix_len() == 0 {
+                return Err(LabError::denied(format!("{what}: a lab never changes the machine's default route")));
+            }
+            self.check_machine_prefix(&what, destination)?;
+            if !self.machine_subnets.iter().any(|s| s.contains(&via)) {
+                return Err(LabError::denied(format!(
+                    "{what}: the gateway {via} is not on a subnet of the lab's own links in the machine's namespace"
+                )));
+            }
+        }
+        self.alive(ns).await?;
         let id = self.intend(Object::Route {
             netns: self.netns[ns].kernel.clone(),
             destination: destination.to_string(),
@@ -276,6 +397,7 @@ impl Lab {
             Family::V6 => "net/ipv6/conf/all/forwarding",
         };
         let what = format!("enable forwarding ({key}) in {}", self.where_(ns));
+        self.alive(ns).await?;
         let old = self.backend.read_sysctl(ns, key).await.map_err(|e| LabError::os(&what, &e))?;
         // Record the old value first: it is what `down` puts back.
         let id = self.intend(Object::Sysctl { netns: self.netns[ns].kernel.clone(), key: key.into(), old })?;
@@ -291,9 +413,28 @@ impl Lab {
     }
 
     pub async fn masquerade(&mut self, ns: NsId, source: &str) -> LabResult<()> {
+        self.check_strings("nat.masquerade", &[source])?;
         let source = policy::parse_prefix(source)?;
-        let table = self.nat_table();
         let what = format!("masquerade {source} in {}", self.where_(ns));
+        if source.prefix_len() == 0 {
+            return Err(LabError::denied(format!("{what}: that is every address; masquerade the lab's own prefix")));
+        }
+        if self.on_machine(ns) {
+            let granted = self.grants.host_net.as_deref().unwrap_or(&[]);
+            if !granted.iter().any(|g| g.contains(&source)) {
+                let list: Vec<String> = granted.iter().map(|p| p.to_string()).collect();
+                return Err(LabError::denied(format!(
+                    "{what}: {source} is outside the host prefixes this lab was granted ({})",
+                    list.join(", ")
+                )));
+            }
+        }
+        self.masquerade_parsed(ns, source, what).await
+    }
+
+    async fn masquerade_parsed(&mut self, ns: NsId, source: IpNet, what: String) -> LabResult<()> {
+        self.alive(ns).await?;
+        let table = self.nat_table();
         if !self.nat_tables.contains(&ns) {
             let id = self.intend(Object::NftTable {
                 netns: self.netns[ns].kernel.clone(),
@@ -309,6 +450,7 @@ impl Lab {
     }
 
     pub async fn ping(&mut self, ns: NsId, target: &str, count: u32, timeout_ms: u32) -> LabResult<PingStats> {
+        self.check_strings("probe.ping", &[target])?;
         let target = policy::parse_ip(target)?;
         if !(1..=100).contains(&count) {
             return Err(LabError::invalid(format!("ping count {count} is out of range 1-100")));
@@ -317,13 +459,80 @@ impl Lab {
             return Err(LabError::invalid(format!("ping timeout {timeout_ms} ms is out of range 1-10000")));
         }
         if self.pings + count as u64 > self.limits.pings {
-            return Err(LabError::quota(format!("the lab has sent {} pings, its limit is {}", self.pings, self.limits.pings)));
+            return Err(quota_error(
+                &format!("the lab has sent {} echo requests and asks for {count} more", self.pings),
+                self.limits.pings,
+                "--max-pings",
+            ));
         }
+        self.alive(ns).await?;
         self.pings += count as u64;
+        let interval = Duration::from_secs(1) / self.limits.ping_rate.max(1);
+        // The rate holds across calls too.
+        if let Some(last) = self.last_ping {
+            let since = last.elapsed();
+            if since < interval {
+                tokio::time::sleep(interval - since).await;
+            }
+        }
         let what = format!("ping {target} from {}", self.where_(ns));
-        self.backend
-            .ping(ns, target, count, Duration::from_millis(timeout_ms as u64))
+        let stats = self
+            .backend
+            .ping(ns, target, count, Duration::from_millis(timeout_ms as u64), interval)
             .await
-            .map_err(|e| LabError::os(&what, &e))
+            .map_err(|e| LabError::os(&what, &e));
+        self.last_ping = Some(Instant::now());
+        stats
     }
+
+    /// Connect a contained lab's host to the machine (the `uplink`
+    /// interface): a veth pair, a /30 from 100.64.0.0/10 that overlaps no
+    /// route of the machine, a default route in the lab's host, forwarding
+    /// and masquerade in the machine. All journaled like any object.
+    pub async fn connect_uplink(&mut self) -> LabResult<LinkId> {
+        if let Some(link) = self.uplink {
+            return Ok(link);
+        }
+        if !self.grants.uplink {
+            return Err(LabError::denied("the uplink was not granted (nsw run --allow uplink)"));
+        }
+        if self.mode == Mode::HostNet {
+            return Err(LabError::invalid("a host-net lab's host is the machine already; it needs no uplink"));
+        }
+        let machine = self.adopt_machine("machine").await?;
+        let pool: IpNet = UPLINK_POOL.parse().expect("valid literal");
+        let start = fnv1a(self.name.as_bytes());
+        let subnets: Vec<IpNet> = pool.subnets(30).expect("a /30 fits in a /10").collect();
+        let free = (0..subnets.len())
+            .map(|i| subnets[(start as usize + i) % subnets.len()])
+            .find(|net| !self.machine_routes.iter().any(|r| r.prefix_len() > 0 && (r.contains(net) || net.contains(r))))
+            .ok_or_else(|| LabError::quota(format!("no free /30 left in {UPLINK_POOL} for an uplink")))?;
+        let mut hosts = free.hosts();
+        let (machine_addr, lab_addr) = (hosts.next().expect("a /30 has two hosts"), hosts.next().expect("two hosts"));
+        let machine_end = format!("nsu{:06x}", start & 0xff_ffff);
+        let (lab_link, machine_link) = self.create_veth(UPLINK_LAB_END, HOST, &machine_end, machine).await?;
+        let prefix = free.prefix_len();
+        self.uplink_address(machine_link, IpNet::new(machine_addr, prefix).expect("valid")).await?;
+        self.uplink_address(lab_link, IpNet::new(lab_addr, prefix).expect("valid")).await?;
+        self.set_up(machine_link).await?;
+        self.set_up(lab_link).await?;
+        self.add_route_parsed(HOST, "0.0.0.0/0".parse().expect("valid literal"), machine_addr, false).await?;
+        self.enable_forwarding(machine, Family::V4).await?;
+        self.masquerade_parsed(machine, free, format!("masquerade the uplink {free} in the machine's namespace")).await?;
+        self.uplink = Some(lab_link);
+        Ok(lab_link)
+    }
+
+    async fn uplink_address(&mut self, link: LinkId, cidr: IpNet) -> LabResult<()> {
+        let l = &self.links[link];
+        let what = format!("add address {cidr} to {} in {}", l.name, self.where_(l.ns));
+        let id = self.intend(Object::Address { netns: self.netns[l.ns].kernel.clone(), link: l.name.clone(), cidr: cidr.to_string() })?;
+        let outcome = self.backend.add_address(&self.link_ref(link), cidr).await;
+        self.settle(&[id], outcome, || what)
+    }
+}
+
+/// A small stable hash (FNV-1a) to spread labs over the uplink pool.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, b| (h ^ *b as u32).wrapping_mul(0x0100_0193))
 }

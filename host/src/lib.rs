@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod exec;
 pub mod imports;
+pub mod inspect;
 pub mod journal;
 pub mod lab;
 pub mod policy;

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use ipnet::IpNet;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{LabError, LabResult};
 
@@ -161,61 +160,242 @@ fn describe_char(c: char) -> String {
     }
 }
 
+/// The nsw version of the WIT package this host implements.
+pub const WIT_PACKAGE: &str = "nsw:lab@0.1.0";
+
+/// One WIT interface: one capability a script may ask for by importing it.
+#[derive(Debug, Clone, Copy)]
+pub struct Capability {
+    pub interface: &'static str,
+    /// The `--allow` grant it needs; `None`: granted to every lab, because
+    /// it acts only inside the lab (contained) or inside the host the user
+    /// chose with `--allow host-net`.
+    pub grant: Option<&'static str>,
+    pub what: &'static str,
+}
+
+pub const CAPABILITIES: &[Capability] = &[
+    Capability { interface: "types", grant: None, what: "handle types and errors (no capability)" },
+    Capability { interface: "topology", grant: None, what: "namespaces, veth pairs and bridges of the lab" },
+    Capability { interface: "address", grant: None, what: "addresses on the lab's links" },
+    Capability { interface: "route", grant: None, what: "routes and forwarding in the lab" },
+    Capability { interface: "nat", grant: None, what: "masquerade in the lab's own nftables table" },
+    Capability { interface: "probe", grant: None, what: "pings from the lab's namespaces" },
+    Capability { interface: "uplink", grant: Some("uplink"), what: "a NATed way out through the machine" },
+];
+
+/// WASI interfaces nsw links, by name prefix (most specific first), and
+/// what a guest gets from each.
+pub const WASI: &[(&str, &str)] = &[
+    ("wasi:cli/environment", "no environment variables, no arguments"),
+    ("wasi:cli/stdin", "an empty stdin"),
+    ("wasi:cli/stdout", "shown to you, control characters removed, size capped"),
+    ("wasi:cli/stderr", "shown to you, control characters removed, size capped"),
+    ("wasi:cli/terminal-", "no terminal"),
+    ("wasi:cli/", "exit"),
+    ("wasi:io/", "streams (stdout and stderr)"),
+    ("wasi:clocks/", "the time"),
+    ("wasi:random/", "random numbers"),
+    ("wasi:filesystem/", "nothing: no directory is ever shared"),
+    ("wasi:sockets/", "nothing: every address is refused"),
+];
+
+/// How nsw answers one import of a component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportVerdict {
+    /// A capability the lab has.
+    Granted(Capability),
+    /// A capability that needs a grant the user did not give.
+    NeedsGrant(Capability),
+    /// A WASI interface nsw links (with what it gives).
+    Wasi(&'static str),
+    /// Not something nsw provides.
+    Unknown,
+}
+
+impl PartialEq for Capability {
+    fn eq(&self, other: &Self) -> bool {
+        self.interface == other.interface
+    }
+}
+impl Eq for Capability {}
+
+/// Judge one import name (`nsw:lab/topology@0.1.0`) against the grants.
+pub fn judge_import(name: &str, grants: &Grants) -> ImportVerdict {
+    let (path, version) = match name.split_once('@') {
+        Some((path, version)) => (path, Some(version)),
+        None => (name, None),
+    };
+    if let Some(interface) = path.strip_prefix("nsw:lab/") {
+        let ours = WIT_PACKAGE.split_once('@').map(|(_, v)| v);
+        let Some(cap) = CAPABILITIES.iter().find(|c| c.interface == interface) else { return ImportVerdict::Unknown };
+        if version.is_some() && version != ours {
+            return ImportVerdict::Unknown;
+        }
+        return match cap.grant {
+            Some(grant) if !grants.has(grant) => ImportVerdict::NeedsGrant(*cap),
+            _ => ImportVerdict::Granted(*cap),
+        };
+    }
+    match WASI.iter().find(|(prefix, _)| path.starts_with(prefix)) {
+        Some((_, what)) if version.is_none_or(|v| v.starts_with("0.2.")) => ImportVerdict::Wasi(what),
+        _ => ImportVerdict::Unknown,
+    }
+}
+
+/// Refuse a component whose imports are not all granted and provided,
+/// with a message that says what to do.
+pub fn check_imports<'a>(imports: impl IntoIterator<Item = &'a str>, grants: &Grants) -> anyhow::Result<()> {
+    let mut problems = Vec::new();
+    for name in imports {
+        match judge_import(name, grants) {
+            ImportVerdict::Granted(_) | ImportVerdict::Wasi(_) => {}
+            ImportVerdict::NeedsGrant(cap) => problems.push(format!(
+                "it imports {name} ({}), which was not granted: add --allow {}",
+                cap.what,
+                cap.grant.unwrap_or_default()
+            )),
+            ImportVerdict::Unknown => {
+                problems.push(format!("it imports {}, which nsw does not provide (nsw provides {WIT_PACKAGE} and WASI 0.2)", shown(name)))
+            }
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { anyhow::bail!("{}", problems.join("; ")) }
+}
+
+/// The host-side prefixes `--allow host-net` grants when it names none:
+/// the private ranges. A lab never puts a public address on the machine
+/// unless the user names it.
+pub const DEFAULT_HOST_PREFIXES: &[&str] = &["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"];
+
 /// What the user granted a lab with `--allow`. Everything not granted is
 /// denied.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
-    /// The guest's host is the machine's own network namespace instead of a
-    /// namespace of the lab's own.
-    pub host_net: bool,
+    /// The guest's host is the machine's own network namespace; host-side
+    /// addresses, routes and NAT must lie inside these prefixes.
+    pub host_net: Option<Vec<IpNet>>,
+    /// A contained lab may connect to the machine (the `uplink` interface).
+    pub uplink: bool,
 }
 
 /// Every grant `--allow` takes, with what it means.
-pub const GRANTS: &[(&str, &str)] = &[(
-    "host-net",
-    "the lab's host is this machine's network namespace (as in the tutorial), not a namespace of its own",
-)];
+pub const GRANTS: &[(&str, &str)] = &[
+    (
+        "host-net[=PREFIX,...]",
+        "the lab's host is this machine's network namespace (as in the tutorial) instead of a namespace of \
+         its own; host-side addresses, routes and NAT must lie inside PREFIXes (default: 10.0.0.0/8, \
+         172.16.0.0/12, 192.168.0.0/16, fc00::/7) and never overlap the machine's own routes",
+    ),
+    ("uplink", "the script may connect a contained lab to the machine's network (NATed), with the uplink interface"),
+];
 
 impl Grants {
-    /// Parse the values of `--allow`.
-    pub fn parse(values: &[String]) -> anyhow::Result<Grants> {
+    /// Parse the values of `--allow` (and `--allow-all`).
+    pub fn parse(values: &[String], all: bool) -> anyhow::Result<Grants> {
         let mut grants = Grants::default();
+        if all {
+            grants.host_net = Some(default_host_prefixes());
+            grants.uplink = true;
+        }
         for value in values {
-            match value.as_str() {
-                "host-net" => grants.host_net = true,
-                other => {
+            let (name, scope) = match value.split_once('=') {
+                Some((name, scope)) => (name, Some(scope)),
+                None => (value.as_str(), None),
+            };
+            match (name, scope) {
+                ("host-net", None) => grants.host_net = Some(default_host_prefixes()),
+                ("host-net", Some(list)) => {
+                    let mut prefixes = Vec::new();
+                    for text in list.split(',') {
+                        let prefix = parse_prefix(text).map_err(|e| anyhow::anyhow!("--allow host-net: {}", e.message()))?;
+                        if prefix.prefix_len() == 0 {
+                            anyhow::bail!("--allow host-net: {prefix} is every address; name the prefixes the lab may use");
+                        }
+                        prefixes.push(prefix);
+                    }
+                    grants.host_net = Some(prefixes);
+                }
+                ("uplink", None) => grants.uplink = true,
+                _ => {
                     let known: Vec<&str> = GRANTS.iter().map(|(name, _)| *name).collect();
-                    anyhow::bail!("unknown grant {}; known grants: {}", shown(other), known.join(", "));
+                    anyhow::bail!("unknown grant {}; the grants are: {}", shown(value), known.join(", "));
                 }
             }
         }
         Ok(grants)
     }
 
-    /// The names of what was granted, for display and the journal.
-    pub fn names(&self) -> Vec<&'static str> {
+    pub fn has(&self, grant: &str) -> bool {
+        match grant {
+            "host-net" => self.host_net.is_some(),
+            "uplink" => self.uplink,
+            _ => false,
+        }
+    }
+
+    /// The grants as `--allow` would spell them, for display and the journal.
+    pub fn names(&self) -> Vec<String> {
         let mut names = Vec::new();
-        if self.host_net {
-            names.push("host-net");
+        if let Some(prefixes) = &self.host_net {
+            let list: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+            names.push(format!("host-net={}", list.join(",")));
+        }
+        if self.uplink {
+            names.push("uplink".to_string());
         }
         names
     }
 }
 
-/// Per-lab limits: what a single lab may create.
+fn default_host_prefixes() -> Vec<IpNet> {
+    DEFAULT_HOST_PREFIXES.iter().map(|p| p.parse().expect("valid literal")).collect()
+}
+
+/// Why a host-side prefix (an address's subnet, a route's destination, a
+/// NAT source) may not be used in host-net mode, if it may not: it must
+/// lie inside a granted prefix and overlap none of the machine's routes.
+pub fn check_host_prefix(what: &str, prefix: IpNet, granted: &[IpNet], machine_routes: &[IpNet]) -> LabResult<()> {
+    let prefix = prefix.trunc();
+    if !granted.iter().any(|g| g.contains(&prefix)) {
+        let list: Vec<String> = granted.iter().map(|p| p.to_string()).collect();
+        return Err(LabError::denied(format!(
+            "{what}: {prefix} is outside the host prefixes this lab was granted ({}); grant it with --allow host-net={prefix}",
+            list.join(", ")
+        )));
+    }
+    if let Some(route) = machine_routes.iter().find(|r| r.prefix_len() > 0 && (r.contains(&prefix) || prefix.contains(*r))) {
+        return Err(LabError::denied(format!(
+            "{what}: {prefix} overlaps the machine's own route to {route}; a lab never shadows the machine's networks"
+        )));
+    }
+    Ok(())
+}
+
+/// Per-lab limits: what a single lab may create and use.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub netns: usize,
     pub links: usize,
     pub addresses: usize,
     pub routes: usize,
+    /// Echo requests over the whole run.
     pub pings: u64,
+    /// Echo requests per second.
+    pub ping_rate: u32,
+    /// Longest string a guest may pass to a host call.
+    pub string_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { netns: 2048, links: 8192, addresses: 8192, routes: 8192, pings: 10_000 }
+        Limits { netns: 1024, links: 4096, addresses: 4096, routes: 4096, pings: 10_000, ping_rate: 1000, string_bytes: MAX_GUEST_STRING }
     }
+}
+
+/// A quota error that names the limit and the flag that raises it.
+pub fn quota_error(what: &str, limit: impl std::fmt::Display, flag: &str) -> LabError {
+    LabError::quota(format!("{what}: the limit is {limit} (raise it with {flag})"))
 }
 
 #[cfg(test)]
@@ -277,9 +457,43 @@ mod tests {
 
     #[test]
     fn grants() {
-        assert!(Grants::parse(&["host-net".into()]).unwrap().host_net);
-        assert!(!Grants::parse(&[]).unwrap().host_net);
-        let err = Grants::parse(&["root".into()]).unwrap_err().to_string();
-        assert!(err.contains("host-net"), "{err}");
+        let g = Grants::parse(&["host-net".into()], false).unwrap();
+        assert_eq!(g.host_net.as_ref().unwrap().len(), 4);
+        assert!(!g.uplink);
+        let g = Grants::parse(&["host-net=10.0.0.0/16,fd00::/64".into(), "uplink".into()], false).unwrap();
+        assert_eq!(g.names(), ["host-net=10.0.0.0/16,fd00::/64", "uplink"]);
+        assert_eq!(Grants::parse(&[], false).unwrap(), Grants::default());
+        assert!(Grants::parse(&[], true).unwrap().uplink);
+        let err = Grants::parse(&["root".into()], false).unwrap_err().to_string();
+        assert!(err.contains("host-net") && err.contains("uplink"), "{err}");
+        assert!(Grants::parse(&["host-net=0.0.0.0/0".into()], false).is_err());
+        assert!(Grants::parse(&["host-net=10.0.0.1/8".into()], false).is_err());
+    }
+
+    #[test]
+    fn imports_are_requests() {
+        let none = Grants::default();
+        assert!(matches!(judge_import("nsw:lab/topology@0.1.0", &none), ImportVerdict::Granted(_)));
+        assert!(matches!(judge_import("nsw:lab/uplink@0.1.0", &none), ImportVerdict::NeedsGrant(_)));
+        let uplink = Grants { uplink: true, ..Grants::default() };
+        assert!(matches!(judge_import("nsw:lab/uplink@0.1.0", &uplink), ImportVerdict::Granted(_)));
+        assert!(matches!(judge_import("wasi:cli/stdout@0.2.6", &none), ImportVerdict::Wasi(_)));
+        assert_eq!(judge_import("wasi:http/outgoing-handler@0.2.6", &none), ImportVerdict::Unknown);
+        assert_eq!(judge_import("nsw:lab/exec@0.1.0", &none), ImportVerdict::Unknown);
+        assert_eq!(judge_import("nsw:lab/topology@0.2.0", &none), ImportVerdict::Unknown);
+        let err = check_imports(["nsw:lab/topology@0.1.0", "nsw:lab/uplink@0.1.0"], &none).unwrap_err().to_string();
+        assert!(err.contains("--allow uplink"), "{err}");
+        assert!(check_imports(["nsw:lab/topology@0.1.0", "wasi:io/streams@0.2.0"], &none).is_ok());
+    }
+
+    #[test]
+    fn host_prefixes() {
+        let granted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let routes: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "10.9.0.0/16".parse().unwrap()];
+        assert!(check_host_prefix("x", "10.0.0.1/16".parse().unwrap(), &granted, &routes).is_ok());
+        let k = |r: LabResult<()>| r.unwrap_err().kind().unwrap();
+        assert_eq!(k(check_host_prefix("x", "192.168.1.0/24".parse().unwrap(), &granted, &routes)), ErrorKind::Denied);
+        assert_eq!(k(check_host_prefix("x", "10.9.1.0/24".parse().unwrap(), &granted, &routes)), ErrorKind::Denied);
+        assert_eq!(k(check_host_prefix("x", "10.0.0.0/8".parse().unwrap(), &granted, &routes)), ErrorKind::Denied);
     }
 }

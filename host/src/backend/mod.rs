@@ -3,6 +3,7 @@
 //! of what exists (that is the lab's journal); they only do.
 
 pub mod kernel;
+pub mod plan;
 
 use std::io;
 use std::net::IpAddr;
@@ -67,5 +68,12 @@ pub trait Backend: Send {
     async fn write_sysctl(&mut self, ns: NsId, key: &str, value: &str) -> io::Result<()>;
     /// Masquerade `source` in the nftables table `table` of `ns`.
     async fn masquerade(&mut self, ns: NsId, table: &str, source: IpNet) -> io::Result<()>;
-    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration) -> io::Result<PingStats>;
+    /// Send `count` echo requests, `interval` apart at least, waiting up to
+    /// `timeout` for each reply.
+    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration) -> io::Result<PingStats>;
+    /// The destinations of the routes in the main table of `ns`.
+    async fn routes(&mut self, ns: NsId) -> io::Result<Vec<IpNet>>;
+    /// Whether the named namespace `id` is still the one the backend
+    /// created (nobody deleted or replaced it under us).
+    async fn netns_alive(&mut self, id: NsId) -> io::Result<bool>;
 }

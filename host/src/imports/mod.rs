@@ -8,6 +8,7 @@ pub mod probe;
 pub mod route;
 pub mod topology;
 pub mod types;
+pub mod uplink;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;

@@ -109,6 +109,8 @@ pub enum Outcome {
     Trap(wasmtime::Error),
     /// The deadline passed.
     Timeout(Duration),
+    /// The guest printed more than it may (its stream failed, it stopped).
+    OutputQuota(usize),
 }
 
 /// Advances the engine's epoch until dropped.
@@ -154,6 +156,7 @@ pub async fn run(
     limits: &RunLimits,
 ) -> (Outcome, Lab) {
     let (stdout, stderr) = GuestOutput::pair(limits.output_bytes);
+    let output = stdout.clone();
     // No preopened directories, no environment, no arguments, no network:
     // the guest's only way out is its stdout/stderr and the lab imports.
     let wasi = WasiCtxBuilder::new()
@@ -188,8 +191,9 @@ pub async fn run(
     let outcome = match tokio::time::timeout(limits.timeout + Duration::from_millis(500), call).await {
         Err(_) => Outcome::Timeout(limits.timeout),
         Ok(Ok(Ok(()))) => Outcome::Success,
-        Ok(Ok(Err(message))) => Outcome::GuestError(message),
         Ok(Err(e)) if is_deadline_trap(&e) => Outcome::Timeout(limits.timeout),
+        Ok(Err(_)) | Ok(Ok(Err(_))) if output.truncated() => Outcome::OutputQuota(limits.output_bytes),
+        Ok(Ok(Err(message))) => Outcome::GuestError(message),
         Ok(Err(e)) => Outcome::Trap(e),
     };
     (outcome, store.into_data().lab)

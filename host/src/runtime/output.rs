@@ -71,7 +71,8 @@ struct Writer {
 }
 
 impl Writer {
-    fn emit(&mut self, buf: &[u8]) {
+    /// Print what can be printed; `false` once the budget is spent.
+    fn emit(&mut self, buf: &[u8]) -> bool {
         self.pending.extend_from_slice(buf);
         // Split off an incomplete UTF-8 sequence at the end to finish later.
         let valid_up_to = match std::str::from_utf8(&self.pending) {
@@ -83,9 +84,9 @@ impl Writer {
         let text = sanitize(&String::from_utf8_lossy(&self.pending));
         self.pending = rest;
 
-        let Ok(mut shared) = self.out.shared.lock() else { return };
+        let Ok(mut shared) = self.out.shared.lock() else { return false };
         if shared.truncated {
-            return;
+            return false;
         }
         let mut bytes = text.as_bytes();
         if bytes.len() > shared.budget {
@@ -95,10 +96,12 @@ impl Writer {
         shared.budget -= bytes.len();
         let note = shared.truncated.then(|| format!("\n[nsw: guest output cut off after {} bytes]\n", shared.cap));
         drop(shared);
+        let over = note.is_some();
         let _ = match self.out.sink {
             Sink::Stdout => write_all(&mut std::io::stdout().lock(), bytes, note),
             Sink::Stderr => write_all(&mut std::io::stderr().lock(), bytes, note),
         };
+        !over
     }
 }
 
@@ -113,8 +116,12 @@ fn write_all(w: &mut impl Write, bytes: &[u8], note: Option<String>) -> std::io:
 impl AsyncWrite for Writer {
     fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         // A terminal write is short and bounded by the budget: done inline.
-        self.get_mut().emit(buf);
-        Poll::Ready(Ok(buf.len()))
+        // Past the budget the stream fails, so the guest stops printing.
+        if self.get_mut().emit(buf) {
+            Poll::Ready(Ok(buf.len()))
+        } else {
+            Poll::Ready(Err(std::io::Error::other("the guest output quota is spent")))
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -152,10 +159,11 @@ mod tests {
         let (out, err) = GuestOutput::pair(10);
         let mut a = Writer { out: out.clone(), pending: Vec::new() };
         let mut b = Writer { out: err, pending: Vec::new() };
-        a.emit(b"123456");
+        assert!(a.emit(b"123456"));
         assert!(!out.truncated());
-        b.emit(b"7890ab");
+        assert!(!b.emit(b"7890ab"));
         assert!(out.truncated());
+        assert!(!a.emit(b"x"));
         assert_eq!(out.shared.lock().unwrap().budget, 0);
     }
 }

@@ -25,6 +25,8 @@ use super::{Backend, LinkRef, NsId, PingStats};
 struct Namespace {
     fd: Arc<OwnedFd>,
     netlink: Handle,
+    /// Name under /run/netns and inode, for namespaces we created.
+    named: Option<(String, u64)>,
 }
 
 #[derive(Default)]
@@ -43,9 +45,9 @@ impl KernelBackend {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("namespace #{id} is not open")))
     }
 
-    fn add(&mut self, id: NsId, fd: OwnedFd) -> io::Result<()> {
+    fn add(&mut self, id: NsId, fd: OwnedFd, named: Option<(String, u64)>) -> io::Result<()> {
         let netlink = netlink::connect(&fd)?;
-        self.namespaces.insert(id, Namespace { fd: Arc::new(fd), netlink });
+        self.namespaces.insert(id, Namespace { fd: Arc::new(fd), netlink, named });
         Ok(())
     }
 }
@@ -53,13 +55,13 @@ impl KernelBackend {
 #[async_trait]
 impl Backend for KernelBackend {
     async fn adopt_machine(&mut self, id: NsId) -> io::Result<()> {
-        self.add(id, netns::open_current()?)
+        self.add(id, netns::open_current()?, None)
     }
 
     async fn create_netns(&mut self, id: NsId, name: &str) -> io::Result<u64> {
         let fd = netns::create_named(name)?;
         let inode = netns::inode(&fd)?;
-        self.add(id, fd)?;
+        self.add(id, fd, Some((name.to_string(), inode)))?;
         // A fresh namespace has `lo` down, and `lo` is always index 1.
         netlink::set_up(&self.ns(id)?.netlink, 1).await?;
         Ok(inode)
@@ -116,8 +118,19 @@ impl Backend for KernelBackend {
         nft::apply(self.ns(ns)?.fd.clone(), nft::masquerade_batch(table, source)).await
     }
 
-    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration) -> io::Result<PingStats> {
+    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration) -> io::Result<PingStats> {
         let fd = self.ns(ns)?.fd.clone();
-        netns::run_in_async(fd, move || ping::ping_here(target, count, timeout)).await
+        netns::run_in_async(fd, move || ping::ping_here(target, count, timeout, interval)).await
+    }
+
+    async fn routes(&mut self, ns: NsId) -> io::Result<Vec<IpNet>> {
+        netlink::route_prefixes(&self.ns(ns)?.netlink).await
+    }
+
+    async fn netns_alive(&mut self, id: NsId) -> io::Result<bool> {
+        match &self.ns(id)?.named {
+            None => Ok(true),
+            Some((name, inode)) => Ok(netns::inode_at(name)? == Some(*inode)),
+        }
     }
 }

@@ -3,13 +3,14 @@
 //! opened on a thread inside its namespace and then driven from tokio.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::sys::{Socket, TokioSocket, protocols::NETLINK_ROUTE};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
@@ -110,6 +111,35 @@ fn route_message(destination: IpNet, via: IpAddr) -> io::Result<rtnetlink::packe
 
 pub async fn add_route(handle: &Handle, destination: IpNet, via: IpAddr) -> io::Result<()> {
     handle.route().add(route_message(destination, via)?).execute().await.map_err(os)
+}
+
+/// Destinations of the routes in the main table, IPv4 and IPv6.
+pub async fn route_prefixes(handle: &Handle) -> io::Result<Vec<IpNet>> {
+    const MAIN: u32 = 254;
+    let mut prefixes = Vec::new();
+    let dumps = [
+        (RouteMessageBuilder::<Ipv4Addr>::new().build(), IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        (RouteMessageBuilder::<Ipv6Addr>::new().build(), IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+    ];
+    for (message, any) in dumps {
+        let mut routes = handle.route().get(message).execute();
+        while let Some(route) = routes.try_next().await.map_err(os)? {
+            let mut table = route.header.table as u32;
+            let mut destination = any;
+            for attribute in &route.attributes {
+                match attribute {
+                    RouteAttribute::Table(t) => table = *t,
+                    RouteAttribute::Destination(RouteAddress::Inet(a)) => destination = IpAddr::V4(*a),
+                    RouteAttribute::Destination(RouteAddress::Inet6(a)) => destination = IpAddr::V6(*a),
+                    _ => {}
+                }
+            }
+            if table == MAIN {
+                prefixes.push(IpNet::new(destination, route.header.destination_prefix_length).map_err(invalid)?);
+            }
+        }
+    }
+    Ok(prefixes)
 }
 
 pub async fn delete_route(handle: &Handle, destination: IpNet, via: IpAddr) -> io::Result<()> {

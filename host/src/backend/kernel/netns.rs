@@ -117,6 +117,15 @@ pub fn inode(fd: &OwnedFd) -> io::Result<u64> {
     Ok(file.metadata()?.ino())
 }
 
+/// Inode of the namespace mounted at `/run/netns/NAME`, if one is.
+pub fn inode_at(name: &str) -> io::Result<Option<u64>> {
+    match open_named(name) {
+        Ok(fd) => Ok(Some(inode(&fd)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Inode of the namespace this process started in.
 pub fn current_inode() -> io::Result<u64> {
     Ok(fs::metadata("/proc/self/ns/net")?.ino())

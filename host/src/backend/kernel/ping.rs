@@ -79,7 +79,7 @@ fn is_reply(v6: bool, packet: &[u8], id: u16, seq: u16) -> bool {
 
 /// Ping `target` `count` times from the calling thread's namespace, waiting
 /// up to `timeout` for each reply. Blocks; run it on a namespace thread.
-pub fn ping_here(target: IpAddr, count: u32, timeout: Duration) -> io::Result<PingStats> {
+pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Duration) -> io::Result<PingStats> {
     let v6 = target.is_ipv6();
     let socket = if v6 {
         Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?
@@ -91,14 +91,22 @@ pub fn ping_here(target: IpAddr, count: u32, timeout: Duration) -> io::Result<Pi
     let mut rtts = Vec::new();
     let mut sent = 0;
     let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    let mut last_send: Option<Instant> = None;
     for seq in 0..count as u16 {
+        // Pace the requests: never closer than `interval`.
+        if let Some(last) = last_send {
+            let since = last.elapsed();
+            if since < interval {
+                std::thread::sleep(interval - since);
+            }
+        }
         let start = Instant::now();
+        last_send = Some(start);
         match socket.send_to(&echo_request(v6, id, seq), &to) {
             Ok(_) => sent += 1,
             // No route, or the neighbour is unreachable: counts as lost.
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EHOSTDOWN)) => {
                 sent += 1;
-                std::thread::sleep(timeout.min(Duration::from_millis(200)));
                 continue;
             }
             Err(e) => return Err(e),

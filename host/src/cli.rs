@@ -92,7 +92,7 @@ Grants (deny by default; a lab always has its own namespaces to build in):
 
 A script that imports a capability it was not granted is refused before it runs.
 Quotas (per lab, with their flags): 1024 namespaces (--max-netns), 4096 links
-(--max-links), 4096 addresses (--max-addresses), 4096 routes (--max-routes),
+(--max-links), of them 256 bridges (--max-bridges), 4096 addresses (--max-addresses), 4096 routes (--max-routes),
 10000 echo requests (--max-pings) at 1000 per second (--ping-rate), 60 s
 (--timeout), 64 MiB of memory (--memory), 1024 KiB of output (--max-output),
 4096-byte strings (--max-string).";
@@ -131,6 +131,9 @@ struct RunArgs {
     /// Links (veth ends, bridges) the lab may create.
     #[arg(long, default_value_t = Limits::default().links, value_name = "N")]
     max_links: usize,
+    /// Bridges the lab may create (each takes the kernel ~16 ms to delete).
+    #[arg(long, default_value_t = Limits::default().bridges, value_name = "N")]
+    max_bridges: usize,
     /// Addresses the lab may add.
     #[arg(long, default_value_t = Limits::default().addresses, value_name = "N")]
     max_addresses: usize,
@@ -241,6 +244,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     let lab_limits = Limits {
         netns: args.max_netns,
         links: args.max_links,
+        bridges: args.max_bridges,
         addresses: args.max_addresses,
         routes: args.max_routes,
         pings: args.max_pings,
@@ -348,7 +352,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 eprintln!("nsw: kept what was built (--keep); remove it with: nsw down {lab_name}");
             } else {
                 let report = take_down(&state, lock, &record).await?;
-                eprintln!("nsw: rolled back: removed {} objects of lab {lab_name}", report.removed.len());
+                eprintln!("nsw: rolled back: removed {} of lab {lab_name}", objects(report.removed.len()));
             }
             Ok(ExitCode::from(code))
         }
@@ -383,19 +387,27 @@ fn output_safe(text: &str) -> String {
     }
 }
 
+/// Say why the guest trapped in one line; the wasm backtrace goes to the
+/// debug log (`-v`).
 fn describe_trap(e: &wasmtime::Error) -> String {
-    let text = format!("{e:#}");
-    if text.contains("forcing trap when growing memory") {
-        return format!("out of memory: it tried to grow its memory past the limit (raise it with --memory): {}", output_safe(&text));
+    tracing::debug!("trap: {e:?}");
+    let cause = output_safe(&e.root_cause().to_string());
+    if cause.contains("forcing trap when growing memory") {
+        return format!("out of memory: it tried to grow its memory past the limit (raise it with --memory; {cause})");
     }
     let detail = match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::StackOverflow) => "stack overflow",
-        Some(wasmtime::Trap::UnreachableCodeReached) => "it aborted (a panic or `unreachable`)",
-        Some(wasmtime::Trap::MemoryOutOfBounds) => "out-of-bounds memory access",
+        Some(wasmtime::Trap::StackOverflow) => "its stack overflowed",
+        Some(wasmtime::Trap::UnreachableCodeReached) => "it aborted (a panic, or `unreachable`)",
+        // Rust and C keep their stack in linear memory: running off its end
+        // is an out-of-bounds access.
+        Some(wasmtime::Trap::MemoryOutOfBounds) => "it accessed memory out of bounds (a stack overflow, or a bug in the script)",
         _ => "",
     };
-    let text = output_safe(&text);
-    if detail.is_empty() { text } else { format!("{detail}: {text}") }
+    if detail.is_empty() { cause } else { format!("{detail}: {cause}") }
+}
+
+fn objects(n: usize) -> String {
+    if n == 1 { "1 object".to_string() } else { format!("{n} objects") }
 }
 
 fn print_summary(record: &LabRecord, elapsed: Duration) {
@@ -460,7 +472,7 @@ async fn down_one(state: &StateDir, lab: &str) -> Result<()> {
     } else {
         format!(" ({} were already gone)", report.already_gone.len())
     };
-    eprintln!("nsw: lab {lab} is down: removed {} objects{gone}", report.removed.len());
+    eprintln!("nsw: lab {lab} is down: removed {}{gone}", objects(report.removed.len()));
     for what in &report.removed {
         tracing::debug!("removed {what}");
     }

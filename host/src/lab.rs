@@ -266,6 +266,10 @@ impl Lab {
         self.check_strings("create-bridge", &[name])?;
         policy::check_ifname(name)?;
         self.check_link_quota(1)?;
+        let bridges = self.links.iter().filter(|l| l.kind == "bridge").count();
+        if bridges >= self.limits.bridges {
+            return Err(quota_error(&format!("the lab has {bridges} bridges"), self.limits.bridges, "--max-bridges"));
+        }
         self.alive(ns).await?;
         let id = self.intend(Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "bridge".into() })?;
         let outcome = self.backend.create_bridge(name, ns).await;

@@ -377,6 +377,10 @@ pub fn check_host_prefix(what: &str, prefix: IpNet, granted: &[IpNet], machine_r
 pub struct Limits {
     pub netns: usize,
     pub links: usize,
+    /// Bridges count twice: besides being links, each costs the kernel an
+    /// RCU grace period (about 16 ms here) to delete, with the rtnl lock
+    /// held, so thousands would stall the machine's networking for minutes.
+    pub bridges: usize,
     pub addresses: usize,
     pub routes: usize,
     /// Echo requests over the whole run.
@@ -389,7 +393,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { netns: 1024, links: 4096, addresses: 4096, routes: 4096, pings: 10_000, ping_rate: 1000, string_bytes: MAX_GUEST_STRING }
+        Limits { netns: 1024, links: 4096, bridges: 256, addresses: 4096, routes: 4096, pings: 10_000, ping_rate: 1000, string_bytes: MAX_GUEST_STRING }
     }
 }
 

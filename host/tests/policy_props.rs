@@ -110,7 +110,7 @@ fn play(grants: Grants, ops: &[Op]) -> (std::sync::Arc<std::sync::Mutex<PlanStat
     let journal = state.create_journal(&lock, info).unwrap();
     let plan = PlanBackend::new();
     let shared = plan.state.clone();
-    let limits = Limits { netns: 6, links: 12, ping_rate: 1_000_000, ..Limits::default() };
+    let limits = Limits { netns: 6, links: 12, bridges: 2, ping_rate: 1_000_000, ..Limits::default() };
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     rt.block_on(async {
         let mut lab = Lab::start(lab_name, grants, journal, Box::new(plan), limits).await.expect("start");

@@ -133,16 +133,17 @@ impl Machine {
         let outside = format!("{}-out", machine.name);
         check("ip", &["netns", "add", &outside]);
         machine.outside = Some(outside.clone());
-        ip_in(&machine.name, &["link", "add", "uplink0", "type", "veth", "peer", "name", "wan0", "netns", &outside]);
-        ip_in(&machine.name, &["address", "add", &format!("{MACHINE_UPLINK_ADDR}/24"), "dev", "uplink0"]);
-        ip_in(&machine.name, &["link", "set", "uplink0", "up"]);
+        // The machine's own interface to the world: eth0, as on a real one.
+        ip_in(&machine.name, &["link", "add", "eth0", "type", "veth", "peer", "name", "wan0", "netns", &outside]);
+        ip_in(&machine.name, &["address", "add", &format!("{MACHINE_UPLINK_ADDR}/24"), "dev", "eth0"]);
+        ip_in(&machine.name, &["link", "set", "eth0", "up"]);
         ip_in(&machine.name, &["route", "add", "default", "via", OUTSIDE_ADDR]);
         ip_in(&outside, &["link", "set", "lo", "up"]);
         ip_in(&outside, &["address", "add", &format!("{OUTSIDE_ADDR}/24"), "dev", "wan0"]);
         ip_in(&outside, &["link", "set", "wan0", "up"]);
         check_in_ns(&outside, "nft", &["add table ip count"]);
         check_in_ns(&outside, "nft", &["add chain ip count input { type filter hook input priority 0; }"]);
-        for source in [MACHINE_UPLINK_ADDR, "10.0.0.0/8"] {
+        for source in [MACHINE_UPLINK_ADDR, "10.0.0.0/8", "100.64.0.0/10"] {
             check_in_ns(&outside, "nft", &[&format!("add rule ip count input ip saddr {source} icmp type echo-request counter")]);
         }
         machine
@@ -178,7 +179,8 @@ impl Machine {
         }
     }
 
-    /// Echo requests the outside got from (the machine's uplink, lab addresses).
+    /// Echo requests the outside got from (the machine's address, lab
+    /// addresses in 10.0.0.0/8 or 100.64.0.0/10).
     pub fn outside_counts(&self) -> (u64, u64) {
         let outside = self.outside.as_deref().expect("a machine with an outside");
         let rules = check_in_ns(outside, "nft", &["list", "table", "ip", "count"]);
@@ -186,7 +188,8 @@ impl Machine {
             let after = l.split("counter packets ").nth(1).expect("a counter");
             after.split_whitespace().next().unwrap().parse::<u64>().expect("a number")
         });
-        (counts.next().expect("uplink counter"), counts.next().expect("lab counter"))
+        let machine = counts.next().expect("machine counter");
+        (machine, counts.sum())
     }
 }
 

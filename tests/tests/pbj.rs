@@ -115,3 +115,34 @@ fn the_readme_example_runs() {
     assert!(stdout(&out).contains("3/3 replies"), "{}", text(&out));
     assert_no_leak(&lab, &machine, &before);
 }
+
+#[test]
+fn a_contained_lab_reaches_the_outside_through_its_uplink() {
+    let machine = Machine::with_outside("upl");
+    let before = machine.snapshot();
+    let lab = unique("up");
+    let wasm = guest("uplink_ping");
+
+    // Without the grant it does not even start.
+    let refused = machine.nsw(&["run", wasm.to_str().unwrap(), "--name", &lab, "--", nsw_tests::OUTSIDE_ADDR]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(stderr(&refused).contains("add --allow uplink"), "{}", text(&refused));
+    assert_no_leak(&lab, &machine, &before);
+
+    let out = machine.nsw(&["run", wasm.to_str().unwrap(), "--name", &lab, "--allow", "uplink", "--", nsw_tests::OUTSIDE_ADDR]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("a -> 203.0.113.1: reply"), "{}", text(&out));
+    // The outside saw only the machine's address: lab and uplink
+    // addresses were masqueraded twice over.
+    let (from_machine, from_lab) = machine.outside_counts();
+    assert!(from_machine >= 1 && from_lab == 0, "{from_machine} {from_lab}");
+    // The machine carries the uplink while the lab is up: a veth end with
+    // an address from 100.64.0.0/10, the lab's NAT table, forwarding on.
+    let links = nsw_tests::ip_in(&machine.name, &["-br", "address", "show"]);
+    assert!(links.lines().any(|l| l.starts_with("nsu") && l.contains(" 100.")), "{links}");
+    let table = nsw_tests::check_in_ns(&machine.name, "nft", &["list", "table", "inet", &format!("nsw-{lab}")]);
+    assert!(table.contains("masquerade"), "{table}");
+
+    assert!(machine.nsw(&["down", &lab]).status.success());
+    assert_no_leak(&lab, &machine, &before);
+}

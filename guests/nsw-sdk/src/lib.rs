@@ -33,7 +33,7 @@ pub mod bindings {
 
 pub use bindings::{Guest, export};
 pub use bindings::nsw::lab::types::{Error, IpFamily, Link, Netns};
-pub use bindings::nsw::lab::{address, nat, probe, route, topology, types};
+pub use bindings::nsw::lab::{address, nat, probe, route, topology, types, uplink};
 
 impl Error {
     /// The variant's name as the WIT spells it (`invalid`, `exists`, ...).

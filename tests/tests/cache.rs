@@ -1,0 +1,64 @@
+//! The compiled-component cache cannot be used to inject code: nsw uses it
+//! only when the directory and the file are root's and writable by no one
+//! else, and says why when it does not.
+
+use std::os::unix::fs::PermissionsExt;
+
+use nsw_tests::{Machine, assert_no_leak, guest, stderr, text, unique};
+
+fn run_with_cache(cache: &std::path::Path) -> std::process::Output {
+    let machine = Machine::new("cache");
+    let before = machine.snapshot();
+    let lab = unique("c");
+    let out = machine.nsw_env(
+        &["-v", "run", "--rm", guest("two_hosts").to_str().unwrap(), "--name", &lab],
+        &[("NSW_CACHE_DIR", cache.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "the lab must still run: {}", text(&out));
+    assert_no_leak(&lab, &machine, &before);
+    out
+}
+
+fn cwasm_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect()
+}
+
+#[test]
+fn a_cache_writable_by_others_is_not_used() {
+    let cache = std::env::temp_dir().join(unique("nsw-cache-open-"));
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run_with_cache(&cache);
+    assert!(stderr(&out).contains("not using the compiled cache") && stderr(&out).contains("is writable by others (mode 777)"), "{}", text(&out));
+    assert!(stderr(&out).contains("compiled now"));
+    assert!(cwasm_files(&cache).is_empty(), "it wrote into an untrusted cache");
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn a_cached_file_owned_by_someone_else_is_not_loaded() {
+    let cache = std::env::temp_dir().join(unique("nsw-cache-foreign-"));
+    run_with_cache(&cache);
+    let files = cwasm_files(&cache);
+    assert_eq!(files.len(), 1);
+    // Hand the compiled file to another user: it could have rewritten it.
+    std::os::unix::fs::chown(&files[0], Some(65534), Some(65534)).unwrap();
+    let out = run_with_cache(&cache);
+    assert!(stderr(&out).contains("is owned by uid 65534, not by uid 0"), "{}", text(&out));
+    assert!(stderr(&out).contains("compiled now"), "{}", text(&out));
+    std::fs::remove_dir_all(&cache).unwrap();
+}
+
+#[test]
+fn a_cache_directory_that_is_a_symlink_is_not_used() {
+    let real = std::env::temp_dir().join(unique("nsw-cache-real-"));
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = std::env::temp_dir().join(unique("nsw-cache-link-"));
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = run_with_cache(&link);
+    assert!(stderr(&out).contains("is not a plain directory"), "{}", text(&out));
+    assert!(cwasm_files(&real).is_empty());
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_dir_all(&real).unwrap();
+}

@@ -28,6 +28,7 @@ pub mod status {
     /// SIGINT (128 + 2) or SIGTERM (128 + 15) stopped the run.
     pub const SIGINT: u8 = 130;
     pub const SIGTERM: u8 = 143;
+    pub const SIGHUP: u8 = 129;
 }
 
 #[derive(Parser)]
@@ -113,6 +114,9 @@ struct RunArgs {
     /// removing it.
     #[arg(long)]
     keep: bool,
+    /// If a lab of this name is up (or broken), take it down first.
+    #[arg(long)]
+    replace: bool,
     /// Grant a capability (see below); everything else is denied.
     #[arg(long, value_name = "GRANT")]
     allow: Vec<String>,
@@ -256,6 +260,9 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     policy::check_imports(info.imports.iter().map(String::as_str), &grants)
         .with_context(|| format!("{} cannot run", args.file.display()))?;
     require_root("run")?;
+    // From here on a signal must not kill nsw mid-build: it ends the run,
+    // and what was built is rolled back.
+    let mut signals = Signals::new()?;
 
     let engine = runtime::engine()?;
     let loaded = runtime::load(&engine, &args.file)?;
@@ -278,11 +285,15 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     let state = StateDir::system();
     let lock = state.lock(&lab_name)?;
     if let Some(existing) = state.read(&lab_name)? {
-        bail!(
-            "lab {lab_name} already exists ({}, from {}); take it down first: nsw down {lab_name}",
-            describe_state(&existing),
-            existing.info.script
-        );
+        if !args.replace {
+            bail!(
+                "lab {lab_name} already exists ({}, from {}); take it down first (nsw down {lab_name}) or use --replace",
+                describe_state(&existing),
+                existing.info.script
+            );
+        }
+        let report = take_down(&state, &lock, &existing).await?;
+        eprintln!("nsw: replaced: took down the old lab {lab_name} ({})", report.summary());
     }
     let mode = if grants.host_net.is_some() { Mode::HostNet } else { Mode::Contained };
     let info = LabInfo {
@@ -300,15 +311,13 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         Err(e) => Ending::Setup(e),
         Ok(lab) => {
             let run = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits);
-            let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 (outcome, lab) = run => {
                     // Close the lab's namespace fds and netlink sockets.
                     drop(lab);
                     Ending::Guest(outcome)
                 }
-                _ = tokio::signal::ctrl_c() => Ending::Signal("SIGINT", status::SIGINT),
-                _ = sigterm.recv() => Ending::Signal("SIGTERM", status::SIGTERM),
+                (name, code) = signals.next() => Ending::Signal(name, code),
             }
         }
     };
@@ -337,7 +346,8 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             let mut journal = state.reopen_journal(&lock, &lab_name)?;
             journal.append(&crate::journal::Entry::State { state: LabState::Up })?;
             if args.rm {
-                take_down(&state, lock, &record).await?;
+                take_down(&state, &lock, &record).await?;
+                state.remove(lock, &lab_name)?;
                 eprintln!("nsw: lab {lab_name} built and taken down (--rm) in {:.2} s", elapsed.as_secs_f64());
             } else {
                 print_summary(&record, elapsed);
@@ -351,28 +361,60 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 journal.append(&crate::journal::Entry::State { state: LabState::Failed })?;
                 eprintln!("nsw: kept what was built (--keep); remove it with: nsw down {lab_name}");
             } else {
-                let report = take_down(&state, lock, &record).await?;
-                eprintln!("nsw: rolled back: removed {} of lab {lab_name}", objects(report.removed.len()));
+                let report = take_down(&state, &lock, &record).await?;
+                state.remove(lock, &lab_name)?;
+                eprintln!("nsw: rolled back: {}", report.summary());
             }
             Ok(ExitCode::from(code))
         }
     }
 }
 
-/// Run the teardown of `record` and remove its journal if it all went.
-async fn take_down(state: &StateDir, lock: crate::journal::LabLock, record: &LabRecord) -> Result<teardown::Report> {
+/// Tear down `record` and remove its journal if everything went; the
+/// caller still holds (and releases) the lock.
+async fn take_down(state: &StateDir, lock: &crate::journal::LabLock, record: &LabRecord) -> Result<teardown::Report> {
     let name = &record.info.name;
-    let mut journal = state.reopen_journal(&lock, name)?;
+    let mut journal = state.reopen_journal(lock, name)?;
     journal.append(&crate::journal::Entry::State { state: LabState::TearingDown })?;
     let report = teardown::teardown(record).await?;
     for problem in &report.failed {
         eprintln!("nsw: could not remove {problem}");
     }
+    for other in &report.left_alone {
+        eprintln!("nsw: left alone {other}");
+    }
     if !report.failed.is_empty() {
         bail!("lab {name} is only partly down; its journal is kept: run nsw down {name} again");
     }
-    state.remove(lock, name)?;
+    state.remove_journal(lock, name)?;
     Ok(report)
+}
+
+/// The signals that stop a run (and roll it back) instead of killing nsw.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next signal, with the exit status it calls for.
+    async fn next(&mut self) -> (&'static str, u8) {
+        tokio::select! {
+            _ = self.interrupt.recv() => ("SIGINT", status::SIGINT),
+            _ = self.terminate.recv() => ("SIGTERM", status::SIGTERM),
+            _ = self.hangup.recv() => ("SIGHUP", status::SIGHUP),
+        }
+    }
 }
 
 /// Guest text may contain anything: show it without control characters.
@@ -406,8 +448,12 @@ fn describe_trap(e: &wasmtime::Error) -> String {
     if detail.is_empty() { cause } else { format!("{detail}: {cause}") }
 }
 
-fn objects(n: usize) -> String {
-    if n == 1 { "1 object".to_string() } else { format!("{n} objects") }
+/// Join at most `max` items, then say how many more there are.
+fn some_of(items: &[String], max: usize) -> String {
+    if items.len() <= max {
+        return items.join(", ");
+    }
+    format!("{}, ... and {} more", items[..max].join(", "), items.len() - max)
 }
 
 fn print_summary(record: &LabRecord, elapsed: Duration) {
@@ -418,11 +464,12 @@ fn print_summary(record: &LabRecord, elapsed: Duration) {
     };
     eprintln!("nsw: lab {name} is up in {:.2} s ({host})", elapsed.as_secs_f64());
     let mut places: Vec<NetnsRef> = Vec::new();
-    if record.info.mode == Mode::HostNet {
+    if record.objects.iter().any(|o| o.object.netns() == NetnsRef::Machine) {
         places.push(NetnsRef::Machine);
     }
     places.extend(record.namespaces().map(|(n, _)| NetnsRef::Named(n.to_string())));
-    for place in &places {
+    const SHOWN: usize = 8;
+    for place in places.iter().take(SHOWN) {
         let links: Vec<String> = record
             .objects
             .iter()
@@ -435,7 +482,10 @@ fn print_summary(record: &LabRecord, elapsed: Duration) {
             NetnsRef::Machine => "machine".to_string(),
             NetnsRef::Named(n) => n.clone(),
         };
-        eprintln!("  {label:<20} {}", if links.is_empty() { "-".to_string() } else { links.join(", ") });
+        eprintln!("  {label:<20} {}", if links.is_empty() { "-".to_string() } else { some_of(&links, 6) });
+    }
+    if places.len() > SHOWN {
+        eprintln!("  ... and {} more namespaces (nsw ls)", places.len() - SHOWN);
     }
     let first_node = record.namespaces().map(|(_, node)| node).find(|n| *n != "host");
     if let Some(node) = first_node {
@@ -460,24 +510,24 @@ async fn cmd_down(labs: Vec<String>, all: bool) -> Result<ExitCode> {
 
 async fn down_one(state: &StateDir, lab: &str) -> Result<()> {
     policy::check_lab_name(lab).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_start_matches("invalid: ")))?;
-    let lock = state.lock(lab)?;
+    // Another nsw may be building or taking down this lab: wait for it.
+    let lock = state.lock_wait(lab, Duration::from_secs(120))?;
     let Some(record) = state.read(lab)? else {
         state.remove(lock, lab)?;
         eprintln!("nsw: there is no lab {lab}; nothing to do");
         return Ok(());
     };
-    let report = take_down(state, lock, &record).await?;
-    let gone = if report.already_gone.is_empty() {
-        String::new()
-    } else {
-        format!(" ({} were already gone)", report.already_gone.len())
-    };
-    eprintln!("nsw: lab {lab} is down: removed {}{gone}", objects(report.removed.len()));
+    if describe_state(&record) == "building" {
+        bail!("lab {lab} is being built by nsw pid {}", record.info.pid);
+    }
+    let report = take_down(state, &lock, &record).await?;
+    state.remove(lock, lab)?;
+    eprintln!("nsw: lab {lab} is down: {}", report.summary());
     for what in &report.removed {
         tracing::debug!("removed {what}");
     }
     for what in &report.already_gone {
-        eprintln!("nsw:   already gone: {what}");
+        tracing::debug!("already gone: {what}");
     }
     Ok(())
 }

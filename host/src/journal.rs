@@ -119,12 +119,23 @@ pub enum Entry {
     Lab(LabInfo),
     /// Written before the object is created.
     Create { id: u32, object: Object },
-    /// The object exists now.
-    Created { id: u32 },
+    /// The object exists now. `ident` is its kernel identity where it has
+    /// one (a namespace's inode, a link's index), so that `down` never
+    /// removes a same-named object someone else put in its place.
+    Created {
+        id: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ident: Option<u64>,
+    },
     /// Creating it failed: it does not exist.
     Failed { id: u32 },
-    /// A link moved to another namespace.
-    Moved { id: u32, netns: NetnsRef },
+    /// A link moved to another namespace, where it has index `ident`.
+    Moved {
+        id: u32,
+        netns: NetnsRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ident: Option<u64>,
+    },
     State { state: LabState },
 }
 
@@ -159,7 +170,8 @@ impl StateDir {
             .with_context(|| format!("creating {}", self.path.display()))
     }
 
-    /// Names of the labs that have a journal.
+    /// Names of the labs that have a journal (or, after a crash at the
+    /// wrong moment, only a lock file).
     pub fn labs(&self) -> Result<Vec<String>> {
         let mut labs = Vec::new();
         let entries = match fs::read_dir(&self.path) {
@@ -169,12 +181,26 @@ impl StateDir {
         };
         for entry in entries {
             let name = entry?.file_name();
-            if let Some(lab) = name.to_str().and_then(|n| n.strip_suffix(".journal")) {
+            if let Some(lab) = name.to_str().and_then(|n| n.strip_suffix(".journal").or_else(|| n.strip_suffix(".lock"))) {
                 labs.push(lab.to_string());
             }
         }
         labs.sort();
+        labs.dedup();
         Ok(labs)
+    }
+
+    /// Take the lab's lock, waiting up to `patience` for another nsw to
+    /// let go of it.
+    pub fn lock_wait(&self, lab: &str, patience: std::time::Duration) -> Result<LabLock> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match self.lock(lab) {
+                Ok(lock) => return Ok(lock),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
     }
 
     /// Take the lab's lock, or say who holds it.
@@ -225,7 +251,8 @@ impl StateDir {
             .mode(0o600)
             .open(&path)
             .with_context(|| format!("creating {}", path.display()))?;
-        let mut journal = Journal { file, path, next_id: 0 };
+        let kill_at = std::env::var(KILL_HOOK).ok().and_then(|v| v.parse().ok());
+        let mut journal = Journal { file, path, next_id: 0, lines: 0, kill_at };
         journal.append(&Entry::Lab(info))?;
         journal.append(&Entry::State { state: LabState::Building })?;
         Ok(journal)
@@ -238,7 +265,7 @@ impl StateDir {
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Journal { file, path, next_id: u32::MAX })
+        Ok(Journal { file, path, next_id: u32::MAX, lines: 0, kill_at: None })
     }
 
     /// Read a lab's journal; `None` if the lab has none.
@@ -263,14 +290,19 @@ impl StateDir {
         LabRecord::from_entries(entries).map(Some).with_context(|| format!("reading {}", path.display()))
     }
 
-    /// Remove a lab's journal: the lab is gone.
-    pub fn remove(&self, lock: LabLock, lab: &str) -> Result<()> {
+    /// Remove a lab's journal (the lab is gone), keeping the lock.
+    pub fn remove_journal(&self, _lock: &LabLock, lab: &str) -> Result<()> {
         let path = self.journal_path(lab);
         match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
         }
+    }
+
+    /// Remove a lab's journal and lock: nothing of the lab is left.
+    pub fn remove(&self, lock: LabLock, lab: &str) -> Result<()> {
+        self.remove_journal(&lock, lab)?;
         lock.release_and_remove();
         Ok(())
     }
@@ -286,11 +318,17 @@ pub struct LabLock {
 impl LabLock {
     /// Remove the lock file while still holding the lock, so nobody is left
     /// holding a lock on a file that is no longer at the path.
-    fn release_and_remove(self) {
+    pub fn release_and_remove(self) {
         let _ = fs::remove_file(&self.path);
         drop(self.file);
     }
 }
+
+/// Fault injection for the crash tests: `NSW_TEST_KILL_AT=K` makes nsw
+/// SIGKILL itself just before it appends journal line K (counting from 0),
+/// so a test can stop it at an exact point of a build, between recording an
+/// object and creating it, or between creating it and confirming it.
+pub const KILL_HOOK: &str = "NSW_TEST_KILL_AT";
 
 /// An open journal that a building lab appends to.
 #[derive(Debug)]
@@ -298,6 +336,8 @@ pub struct Journal {
     file: File,
     path: PathBuf,
     next_id: u32,
+    lines: u64,
+    kill_at: Option<u64>,
 }
 
 impl Journal {
@@ -314,6 +354,10 @@ impl Journal {
     }
 
     pub fn append(&mut self, entry: &Entry) -> Result<()> {
+        if self.kill_at == Some(self.lines) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+        }
+        self.lines += 1;
         let mut line = serde_json::to_string(entry)?;
         line.push('\n');
         // One write per line: O_APPEND keeps lines whole.
@@ -331,6 +375,8 @@ pub struct Owned {
     /// `false` when nsw died between recording and creating it: it may or
     /// may not exist.
     pub confirmed: bool,
+    /// Its kernel identity, once confirmed (see [`Entry::Created`]).
+    pub ident: Option<u64>,
 }
 
 /// A lab as its journal describes it.
@@ -354,16 +400,20 @@ impl LabRecord {
         for entry in entries {
             match entry {
                 Entry::Lab(_) => bail!("a second lab record"),
-                Entry::Create { id, object } => objects.push(Owned { id, object, confirmed: false }),
-                Entry::Created { id } => {
-                    if let Some(o) = objects.iter_mut().find(|o| o.id == id) {
+                Entry::Create { id, object } => objects.push(Owned { id, object, confirmed: false, ident: None }),
+                Entry::Created { id, ident } => {
+                    if let Some(o) = objects.iter_mut().rev().find(|o| o.id == id) {
                         o.confirmed = true;
+                        o.ident = ident;
                     }
                 }
                 Entry::Failed { id } => objects.retain(|o| o.id != id),
-                Entry::Moved { id, netns: to } => {
-                    if let Some(Owned { object: Object::Link { netns, .. }, .. }) = objects.iter_mut().find(|o| o.id == id) {
-                        *netns = to;
+                Entry::Moved { id, netns: to, ident } => {
+                    if let Some(owned) = objects.iter_mut().rev().find(|o| o.id == id) {
+                        if let Object::Link { netns, .. } = &mut owned.object {
+                            *netns = to;
+                            owned.ident = ident;
+                        }
                     }
                 }
                 Entry::State { state: s } => state = s,
@@ -413,12 +463,12 @@ mod tests {
         let lock = dir.lock("lab1").unwrap();
         let mut j = dir.create_journal(&lock, info("lab1")).unwrap();
         let ns = j.intend(Object::Netns { name: "lab1-a".into(), node: "a".into() }).unwrap();
-        j.append(&Entry::Created { id: ns }).unwrap();
+        j.append(&Entry::Created { id: ns, ident: Some(7) }).unwrap();
         let link = j
             .intend(Object::Link { netns: NetnsRef::Machine, name: "v0".into(), kind: "veth".into() })
             .unwrap();
-        j.append(&Entry::Created { id: link }).unwrap();
-        j.append(&Entry::Moved { id: link, netns: NetnsRef::Named("lab1-a".into()) }).unwrap();
+        j.append(&Entry::Created { id: link, ident: Some(3) }).unwrap();
+        j.append(&Entry::Moved { id: link, netns: NetnsRef::Named("lab1-a".into()), ident: Some(4) }).unwrap();
         let gone = j.intend(Object::Netns { name: "lab1-b".into(), node: "b".into() }).unwrap();
         j.append(&Entry::Failed { id: gone }).unwrap();
         j.intend(Object::Netns { name: "lab1-c".into(), node: "c".into() }).unwrap();
@@ -428,6 +478,7 @@ mod tests {
         assert_eq!(rec.objects.len(), 3);
         assert_eq!(rec.objects[1].object.netns(), NetnsRef::Named("lab1-a".into()));
         assert!(rec.objects[0].confirmed && !rec.objects[2].confirmed);
+        assert_eq!((rec.objects[0].ident, rec.objects[1].ident, rec.objects[2].ident), (Some(7), Some(4), None));
         assert_eq!(dir.labs().unwrap(), vec!["lab1".to_string()]);
 
         // A second journal for the same lab is refused.

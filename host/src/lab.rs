@@ -163,12 +163,14 @@ impl Lab {
         self.journal.intend(object).map_err(LabError::Trap)
     }
 
-    /// Mark journal entries done or failed after the kernel answered.
-    fn settle<T>(&mut self, ids: &[u32], outcome: std::io::Result<T>, what: impl FnOnce() -> String) -> LabResult<T> {
+    /// Mark journal entries done (with the objects' identities) or failed
+    /// after the kernel answered.
+    fn settle<T: Identities>(&mut self, ids: &[u32], outcome: std::io::Result<T>, what: impl FnOnce() -> String) -> LabResult<T> {
         match outcome {
             Ok(value) => {
-                for &id in ids {
-                    self.record(&Entry::Created { id })?;
+                let idents = value.identities();
+                for (i, &id) in ids.iter().enumerate() {
+                    self.record(&Entry::Created { id, ident: idents.get(i).copied().flatten() })?;
                 }
                 Ok(value)
             }
@@ -291,7 +293,7 @@ impl Lab {
         let what = format!("move {} from {} to {}", self.links[link].name, self.where_(from), self.where_(to));
         let index = self.backend.move_link(&self.link_ref(link), to).await.map_err(|e| LabError::os(&what, &e))?;
         let journal_id = self.links[link].journal_id;
-        self.record(&Entry::Moved { id: journal_id, netns: self.netns[to].kernel.clone() })?;
+        self.record(&Entry::Moved { id: journal_id, netns: self.netns[to].kernel.clone(), ident: Some(index as u64) })?;
         let entry = &mut self.links[link];
         entry.ns = to;
         entry.index = index;
@@ -533,6 +535,36 @@ impl Lab {
         let id = self.intend(Object::Address { netns: self.netns[l.ns].kernel.clone(), link: l.name.clone(), cidr: cidr.to_string() })?;
         let outcome = self.backend.add_address(&self.link_ref(link), cidr).await;
         self.settle(&[id], outcome, || what)
+    }
+}
+
+/// The kernel identities a backend answer carries, in the order of the
+/// journal ids it settles: a namespace's inode, links' indexes.
+trait Identities {
+    fn identities(&self) -> Vec<Option<u64>>;
+}
+
+impl Identities for () {
+    fn identities(&self) -> Vec<Option<u64>> {
+        Vec::new()
+    }
+}
+
+impl Identities for u64 {
+    fn identities(&self) -> Vec<Option<u64>> {
+        vec![Some(*self)]
+    }
+}
+
+impl Identities for u32 {
+    fn identities(&self) -> Vec<Option<u64>> {
+        vec![Some(*self as u64)]
+    }
+}
+
+impl Identities for (u32, u32) {
+    fn identities(&self) -> Vec<Option<u64>> {
+        vec![Some(self.0 as u64), Some(self.1 as u64)]
     }
 }
 

@@ -230,6 +230,13 @@ pub fn assert_no_leak(lab: &str, machine: &Machine, before: &Snapshot) {
     for file in [format!("/run/nsw/{lab}.journal"), format!("/run/nsw/{lab}.lock")] {
         assert!(!std::path::Path::new(&file).exists(), "{file} leaked");
     }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let ours = format!("/run/netns/{lab}");
+    let leaked: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.split_whitespace().nth(4).is_some_and(|m| m == ours || m.starts_with(&format!("{ours}-"))))
+        .collect();
+    assert!(leaked.is_empty(), "bind mounts of lab {lab} leaked: {leaked:?}");
     let after = machine.snapshot();
     assert_eq!(before.links, after.links, "the machine's links changed");
     assert_eq!(before.addresses, after.addresses, "the machine's addresses changed");

@@ -53,6 +53,11 @@ enum Command {
         /// Take down every lab nsw knows of.
         #[arg(long, conflicts_with = "labs")]
         all: bool,
+        /// For a lab built from another network namespace (host-net or
+        /// uplink) that cannot be entered any more: remove the lab's own
+        /// namespaces and forget its objects over there.
+        #[arg(long)]
+        force: bool,
     },
     /// List labs and their namespaces.
     Ls {
@@ -179,7 +184,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => cmd_run(args).await,
-            Command::Down { labs, all } => cmd_down(labs, all).await,
+            Command::Down { labs, all, force } => cmd_down(labs, all, force).await,
             Command::Ls { json } => cmd_ls(json).map(|()| ExitCode::SUCCESS),
             Command::Inspect { file, json } => cmd_inspect(&file, json).map(|()| ExitCode::SUCCESS),
             Command::Exec { .. } => unreachable!("handled above"),
@@ -292,7 +297,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 existing.info.script
             );
         }
-        let report = take_down(&state, &lock, &existing).await?;
+        let report = take_down(&state, &lock, &existing, false).await?;
         eprintln!("nsw: replaced: took down the old lab {lab_name} ({})", report.summary());
     }
     let mode = if grants.host_net.is_some() { Mode::HostNet } else { Mode::Contained };
@@ -346,7 +351,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             let mut journal = state.reopen_journal(&lock, &lab_name)?;
             journal.append(&crate::journal::Entry::State { state: LabState::Up })?;
             if args.rm {
-                take_down(&state, &lock, &record).await?;
+                take_down(&state, &lock, &record, false).await?;
                 state.remove(lock, &lab_name)?;
                 eprintln!("nsw: lab {lab_name} built and taken down (--rm) in {:.2} s", elapsed.as_secs_f64());
             } else {
@@ -361,7 +366,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 journal.append(&crate::journal::Entry::State { state: LabState::Failed })?;
                 eprintln!("nsw: kept what was built (--keep); remove it with: nsw down {lab_name}");
             } else {
-                let report = take_down(&state, &lock, &record).await?;
+                let report = take_down(&state, &lock, &record, false).await?;
                 state.remove(lock, &lab_name)?;
                 eprintln!("nsw: rolled back: {}", report.summary());
             }
@@ -372,11 +377,18 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
 
 /// Tear down `record` and remove its journal if everything went; the
 /// caller still holds (and releases) the lock.
-async fn take_down(state: &StateDir, lock: &crate::journal::LabLock, record: &LabRecord) -> Result<teardown::Report> {
+async fn take_down(state: &StateDir, lock: &crate::journal::LabLock, record: &LabRecord, force: bool) -> Result<teardown::Report> {
     let name = &record.info.name;
     let mut journal = state.reopen_journal(lock, name)?;
     journal.append(&crate::journal::Entry::State { state: LabState::TearingDown })?;
-    let report = teardown::teardown(record).await?;
+    let report = teardown::teardown(record, force).await?;
+    if !report.forgotten.is_empty() {
+        eprintln!(
+            "nsw: forgot {} objects in the namespace the lab was built from (--force): {}",
+            report.forgotten.len(),
+            some_of(&report.forgotten, 4)
+        );
+    }
     for problem in &report.failed {
         eprintln!("nsw: could not remove {problem}");
     }
@@ -494,13 +506,13 @@ fn print_summary(record: &LabRecord, elapsed: Duration) {
     eprintln!("nsw: take it down:  nsw down {name}");
 }
 
-async fn cmd_down(labs: Vec<String>, all: bool) -> Result<ExitCode> {
+async fn cmd_down(labs: Vec<String>, all: bool, force: bool) -> Result<ExitCode> {
     require_root("down")?;
     let state = StateDir::system();
     let labs = if all { state.labs()? } else { labs };
     let mut failed = false;
     for lab in &labs {
-        if let Err(e) = down_one(&state, lab).await {
+        if let Err(e) = down_one(&state, lab, force).await {
             eprintln!("nsw: error: {e:#}");
             failed = true;
         }
@@ -508,7 +520,7 @@ async fn cmd_down(labs: Vec<String>, all: bool) -> Result<ExitCode> {
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-async fn down_one(state: &StateDir, lab: &str) -> Result<()> {
+async fn down_one(state: &StateDir, lab: &str, force: bool) -> Result<()> {
     policy::check_lab_name(lab).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_start_matches("invalid: ")))?;
     // Another nsw may be building or taking down this lab: wait for it.
     let lock = state.lock_wait(lab, Duration::from_secs(120))?;
@@ -520,7 +532,7 @@ async fn down_one(state: &StateDir, lab: &str) -> Result<()> {
     if describe_state(&record) == "building" {
         bail!("lab {lab} is being built by nsw pid {}", record.info.pid);
     }
-    let report = take_down(state, &lock, &record).await?;
+    let report = take_down(state, &lock, &record, force).await?;
     state.remove(lock, lab)?;
     eprintln!("nsw: lab {lab} is down: {}", report.summary());
     for what in &report.removed {

@@ -27,6 +27,9 @@ pub struct Report {
     pub already_gone: Vec<String>,
     /// Not the lab's any more (replaced by hand): not touched.
     pub left_alone: Vec<String>,
+    /// In a machine namespace this process is not in (`--force`): not
+    /// touched, and no longer recorded.
+    pub forgotten: Vec<String>,
     pub failed: Vec<String>,
 }
 
@@ -48,6 +51,9 @@ impl Report {
         }
         if !self.left_alone.is_empty() {
             line += &format!(", {} left alone (not the lab's any more)", count(self.left_alone.len()));
+        }
+        if !self.forgotten.is_empty() {
+            line += &format!(", {} forgotten", count(self.forgotten.len()));
         }
         line
     }
@@ -74,21 +80,32 @@ fn gone_is_fine(outcome: io::Result<()>) -> io::Result<Fate> {
     }
 }
 
-/// Remove everything `record` owns.
-pub async fn teardown(record: &LabRecord) -> Result<Report> {
+/// Remove everything `record` owns. Objects in the machine's namespace
+/// are removed only from that namespace; with `force`, from anywhere else
+/// they are forgotten instead (the namespace may be gone for good).
+pub async fn teardown(record: &LabRecord, force: bool) -> Result<Report> {
     let mut report = Report::default();
     let machine_objects: Vec<&Owned> = record.objects.iter().rev().filter(|o| o.object.netns() == NetnsRef::Machine).collect();
+    let mut elsewhere = false;
     if !machine_objects.is_empty() || record.info.mode == Mode::HostNet {
         let here = netns::current_inode()?;
         if here != record.info.machine_netns {
-            bail!(
-                "lab {} was built in another network namespace (inode {}, this is {here}); run nsw down there",
-                record.info.name,
-                record.info.machine_netns
-            );
+            if !force {
+                bail!(
+                    "lab {} was built in another network namespace (inode {}, this is {here}); run nsw down there, \
+                     or nsw down --force to remove its own namespaces and forget the rest",
+                    record.info.name,
+                    record.info.machine_netns
+                );
+            }
+            elsewhere = true;
         }
     }
-    if !machine_objects.is_empty() {
+    if elsewhere {
+        report.forgotten.extend(
+            machine_objects.iter().filter(|o| !matches!(o.object, Object::Address { .. })).map(|o| o.object.to_string()),
+        );
+    } else if !machine_objects.is_empty() {
         remove_from_machine(&machine_objects, &mut report).await?;
     }
     let mut seen = HashSet::new();

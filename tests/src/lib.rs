@@ -105,6 +105,9 @@ pub struct Machine {
     pub name: String,
     /// The "outside world" namespace, if the machine has an uplink.
     pub outside: Option<String>,
+    /// Labs run in this machine, taken down (if still there) when a failed
+    /// test drops it, so one failure does not litter the next run.
+    labs: std::sync::Mutex<Vec<String>>,
 }
 
 /// The outside world's address, from a documentation range.
@@ -116,7 +119,7 @@ impl Machine {
     pub fn new(tag: &str) -> Machine {
         let name = unique(&format!("nswt-{tag}-"));
         check("ip", &["netns", "add", &name]);
-        let machine = Machine { name, outside: None };
+        let machine = Machine { name, outside: None, labs: Default::default() };
         // IPv6 duplicate address detection changes address flags a moment
         // after a link comes up: off, so snapshots are stable.
         for key in ["net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"] {
@@ -154,8 +157,29 @@ impl Machine {
         self.nsw_env(args, &[])
     }
 
+    /// Start nsw inside the machine without waiting for it. nsenter execs
+    /// nsw in its own place, so the child's pid is nsw's.
+    pub fn spawn(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
+        self.remember(args);
+        let mut command = Command::new("nsenter");
+        command.arg(format!("--net=/run/netns/{}", self.name)).arg(nsw_bin()).args(args);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn nsw")
+    }
+
+    fn remember(&self, args: &[&str]) {
+        if let Some(at) = args.iter().position(|a| *a == "--name") {
+            if let Some(lab) = args.get(at + 1) {
+                self.labs.lock().unwrap().push(lab.to_string());
+            }
+        }
+    }
+
     pub fn nsw_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let bin = nsw_bin();
+        self.remember(args);
         let net = format!("--net=/run/netns/{}", self.name);
         let mut command = Command::new("timeout");
         command.args(["120", "nsenter", &net]).arg(&bin).args(args);
@@ -195,6 +219,13 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
+        let labs = std::mem::take(&mut *self.labs.lock().unwrap());
+        for lab in labs {
+            if std::path::Path::new(&format!("/run/nsw/{lab}.journal")).exists() {
+                let net = format!("--net=/run/netns/{}", self.name);
+                let _ = Command::new("nsenter").arg(&net).arg(nsw_bin()).args(["down", "--force", &lab]).output();
+            }
+        }
         let _ = run("ip", &["netns", "del", &self.name]);
         if let Some(outside) = &self.outside {
             let _ = run("ip", &["netns", "del", outside]);

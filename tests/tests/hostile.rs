@@ -140,15 +140,7 @@ fn a_namespace_deleted_under_the_lab_is_not_found() {
     let before = machine.snapshot();
     let lab = unique("h");
     let file = guest("hostile_use_after");
-    let bin = nsw_tests::nsw_bin();
-    let mut child = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", machine.name))
-        .arg(&bin)
-        .args(["run", file.to_str().unwrap(), "--name", &lab, "--", "deleted"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = machine.spawn(&["run", file.to_str().unwrap(), "--name", &lab, "--", "deleted"], &[]);
     let victim = format!("{lab}-victim");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !named_netns(&victim).contains(&victim) {

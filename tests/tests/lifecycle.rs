@@ -2,10 +2,9 @@
 //! signals, concurrent runs, objects deleted or replaced by hand.
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nsw_tests::{Machine, assert_no_leak, check, guest, ip_in, named_netns, nsw_bin, stderr, text, unique};
+use nsw_tests::{Machine, assert_no_leak, check, guest, ip_in, named_netns, stderr, text, unique};
 use serde_json::Value;
 
 /// The grant that lets a star build its bridge and NAT on the machine.
@@ -17,15 +16,8 @@ fn lab_state(machine: &Machine, lab: &str) -> Option<String> {
     labs.as_array()?.iter().find(|l| l["name"] == lab).map(|l| l["state"].as_str().unwrap().to_string())
 }
 
-/// nsw, started inside `machine` without waiting for it.
 fn spawn_nsw(machine: &Machine, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
-    // nsenter execs nsw in its own place: the child's pid is nsw's.
-    let mut command = Command::new("nsenter");
-    command.arg(format!("--net=/run/netns/{}", machine.name)).arg(nsw_bin()).args(args);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn nsw")
+    machine.spawn(args, env)
 }
 
 /// After a crash: `ls` says broken, `down` cleans up completely.
@@ -148,7 +140,7 @@ fn interrupt_midway(signal: nix::sys::signal::Signal, status: i32, name: &str) {
     let machine = Machine::with_outside("sig");
     let before = machine.snapshot();
     let lab = unique("s");
-    let mut child = spawn_nsw(&machine, &["run", guest("star").to_str().unwrap(), "--name", &lab, "--allow", STAR_HOST_NET, "--", "400", "nat"], &[]);
+    let child = spawn_nsw(&machine, &["run", guest("star").to_str().unwrap(), "--name", &lab, "--allow", STAR_HOST_NET, "--", "400", "nat"], &[]);
     let deadline = Instant::now() + Duration::from_secs(30);
     while named_netns(&lab).len() < 20 {
         assert!(Instant::now() < deadline, "the build never got going");

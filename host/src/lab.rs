@@ -71,6 +71,8 @@ pub struct Lab {
     routes: usize,
     pings: u64,
     last_ping: Option<Instant>,
+    /// IPv6 link-local addresses on new links (`set-ipv6-link-local`).
+    ipv6_link_local: bool,
 }
 
 impl Lab {
@@ -97,6 +99,7 @@ impl Lab {
             routes: 0,
             pings: 0,
             last_ping: None,
+            ipv6_link_local: true,
         };
         match mode {
             Mode::Contained => {
@@ -246,6 +249,19 @@ impl Lab {
         self.links.len() - 1
     }
 
+    pub fn set_ipv6_link_local(&mut self, enabled: bool) {
+        self.ipv6_link_local = enabled;
+    }
+
+    /// A new link gets no IPv6 link-local address if the lab said so.
+    async fn new_link_ipv6(&mut self, link: LinkId) -> LabResult<()> {
+        if self.ipv6_link_local {
+            return Ok(());
+        }
+        let what = format!("turn off IPv6 link-local on {} in {}", self.links[link].name, self.where_(self.links[link].ns));
+        self.backend.disable_ipv6_link_local(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))
+    }
+
     pub async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId) -> LabResult<(LinkId, LinkId)> {
         self.check_strings("create-veth", &[name, peer])?;
         policy::check_ifname(name)?;
@@ -261,7 +277,10 @@ impl Lab {
         let outcome = self.backend.create_veth(name, ns, peer, peer_ns).await;
         let what = format!("create veth {name} in {} with peer {peer} in {}", self.where_(ns), self.where_(peer_ns));
         let (ia, ib) = self.settle(&[a, b], outcome, || what)?;
-        Ok((self.push_link(name, ns, ia, "veth", a), self.push_link(peer, peer_ns, ib, "veth", b)))
+        let (la, lb) = (self.push_link(name, ns, ia, "veth", a), self.push_link(peer, peer_ns, ib, "veth", b));
+        self.new_link_ipv6(la).await?;
+        self.new_link_ipv6(lb).await?;
+        Ok((la, lb))
     }
 
     pub async fn create_bridge(&mut self, name: &str, ns: NsId) -> LabResult<LinkId> {
@@ -277,7 +296,9 @@ impl Lab {
         let outcome = self.backend.create_bridge(name, ns).await;
         let what = format!("create bridge {name} in {}", self.where_(ns));
         let index = self.settle(&[id], outcome, || what)?;
-        Ok(self.push_link(name, ns, index, "bridge", id))
+        let link = self.push_link(name, ns, index, "bridge", id);
+        self.new_link_ipv6(link).await?;
+        Ok(link)
     }
 
     pub async fn move_link(&mut self, link: LinkId, to: NsId) -> LabResult<()> {

@@ -62,6 +62,9 @@ pub trait Backend: Send {
     async fn move_link(&mut self, link: &LinkRef, to: NsId) -> io::Result<u32>;
     async fn set_master(&mut self, port: &LinkRef, bridge: &LinkRef) -> io::Result<()>;
     async fn set_up(&mut self, link: &LinkRef) -> io::Result<()>;
+    /// No IPv6 link-local address for this link (`addrgenmode none`); the
+    /// link must still be down.
+    async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()>;
     async fn add_address(&mut self, link: &LinkRef, cidr: IpNet) -> io::Result<()>;
     async fn add_route(&mut self, ns: NsId, destination: IpNet, via: IpAddr) -> io::Result<()>;
     async fn read_sysctl(&mut self, ns: NsId, key: &str) -> io::Result<String>;

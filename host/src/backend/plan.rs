@@ -240,6 +240,14 @@ impl Backend for PlanBackend {
         Ok(())
     }
 
+    async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.owned(link)?;
+        let line = format!("ip {}link set {} addrgenmode none", s.ns_label(link.ns), link.name);
+        s.log.push(line);
+        Ok(())
+    }
+
     async fn add_address(&mut self, link: &LinkRef, cidr: IpNet) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         let owned = s.owned(link)?;

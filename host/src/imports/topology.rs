@@ -50,4 +50,9 @@ impl topology::Host for HostState {
         let link = self.link_id(&link)?;
         self.lab.set_up(link).await
     }
+
+    async fn set_ipv6_link_local(&mut self, enabled: bool) -> wasmtime::Result<()> {
+        self.lab.set_ipv6_link_local(enabled);
+        Ok(())
+    }
 }

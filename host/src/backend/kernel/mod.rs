@@ -98,6 +98,10 @@ impl Backend for KernelBackend {
         netlink::set_up(&self.ns(link.ns)?.netlink, link.index).await
     }
 
+    async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
+        netlink::disable_ipv6_link_local(&self.ns(link.ns)?.netlink, link.index).await
+    }
+
     async fn add_address(&mut self, link: &LinkRef, cidr: IpNet) -> io::Result<()> {
         netlink::add_address(&self.ns(link.ns)?.netlink, link.index, cidr).await
     }

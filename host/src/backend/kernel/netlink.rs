@@ -9,7 +9,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
-use rtnetlink::packet_route::link::{InfoData, InfoVeth};
+use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::sys::{Socket, TokioSocket, protocols::NETLINK_ROUTE};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -77,6 +77,13 @@ pub async fn set_master(handle: &Handle, port: u32, bridge: u32) -> io::Result<(
 
 pub async fn set_up(handle: &Handle, index: u32) -> io::Result<()> {
     handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(os)
+}
+
+/// `ip link set INDEX addrgenmode none`.
+pub async fn disable_ipv6_link_local(handle: &Handle, index: u32) -> io::Result<()> {
+    let spec = LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]);
+    let msg = LinkUnspec::new_with_index(index).append_extra_attribute(spec).build();
+    handle.link().set(msg).execute().await.map_err(os)
 }
 
 pub async fn delete_link(handle: &Handle, index: u32) -> io::Result<()> {

@@ -37,6 +37,15 @@ pub fn guest(name: &str) -> PathBuf {
     path
 }
 
+/// A lab script in another language, built by scripts/build-python,
+/// build-js or build-c: `lang_guest("pbj-py")`.
+pub fn lang_guest(name: &str) -> PathBuf {
+    let dir = std::env::var_os("NSW_LANG_GUESTS").map(PathBuf::from).unwrap_or_else(|| workspace().join("guests/target/lang"));
+    let path = dir.join(format!("{name}.wasm"));
+    assert!(path.exists(), "{} is missing: build it first (scripts/build does)", path.display());
+    path
+}
+
 /// A name no other test (or test run) uses: short, since interface and
 /// lab names are bounded.
 pub fn unique(prefix: &str) -> String {

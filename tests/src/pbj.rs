@@ -1,7 +1,9 @@
 //! The pb-and-jelly lab, checked from the kernel's own view. Every pbj, in
 //! every language, is checked by this one function.
 
-use crate::{check_in_ns, ip_in, named_netns, pings};
+use std::path::Path;
+
+use crate::{Machine, assert_no_leak, check_in_ns, ip_in, named_netns, pings, stderr, stdout, text, unique};
 
 /// The lines a pbj prints, in order, whatever language it is written in.
 pub const PROGRESS: &[&str] = &[
@@ -106,4 +108,51 @@ pub fn verify(lab: &str, host: &str) {
         fdb.lines().any(|l| l.starts_with(&pb_mac) && l.contains("dev bread-pb-veth") && !l.contains("permanent")),
         "brd1 never learned pb's MAC {pb_mac} on bread-pb-veth: {fdb}"
     );
+}
+
+/// Run a pbj (any language) contained, check every step in the kernel,
+/// take it down, and check nothing leaked.
+pub fn run_contained(wasm: &Path) {
+    let machine = Machine::new("pbjc");
+    let before = machine.snapshot();
+    let lab = unique("pc");
+    let out = machine.nsw(&["run", wasm.to_str().unwrap(), "--name", &lab]);
+    assert!(out.status.success(), "{}", text(&out));
+    check_progress(&stdout(&out));
+    assert!(stderr(&out).contains(&format!("lab {lab} is up")), "{}", text(&out));
+    // Contained: the lab's host is a namespace of its own, and the
+    // machine did not change at all while the lab is up.
+    assert!(named_netns(&lab).contains(&lab), "no host namespace {lab}");
+    verify(&lab, &lab);
+    assert_eq!(machine.snapshot(), before, "a contained lab changed the machine");
+    let down = machine.nsw(&["down", &lab]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_no_leak(&lab, &machine, &before);
+}
+
+/// Run a pbj (any language) in host-net mode on a machine with an outside
+/// world: check every step, that jelly reached the outside, and that the
+/// outside only ever saw the machine's address (the masquerade proof).
+pub fn run_host_net(wasm: &Path) {
+    let machine = Machine::with_outside("pbjh");
+    let before = machine.snapshot();
+    let lab = unique("ph");
+    let out = machine.nsw(&["run", wasm.to_str().unwrap(), "--name", &lab, "--allow", "host-net", "--", crate::OUTSIDE_ADDR]);
+    assert!(out.status.success(), "{}", text(&out));
+    check_progress(&stdout(&out));
+    assert!(stdout(&out).contains("jelly -> outside: reply from 203.0.113.1"), "{}", text(&out));
+    // host-net: the host side is the machine itself, as in the tutorial,
+    // and the lab has no namespace of its own.
+    assert!(!named_netns(&lab).contains(&lab));
+    verify(&lab, &machine.name);
+    let (from_machine, from_lab) = machine.outside_counts();
+    assert!(from_machine >= 1, "the outside got no echo request from {}", crate::MACHINE_UPLINK_ADDR);
+    assert_eq!(from_lab, 0, "the outside saw lab addresses: no masquerade");
+    assert!(pings(&format!("{lab}-jelly"), crate::OUTSIDE_ADDR), "jelly cannot reach the outside");
+    let (again, from_lab) = machine.outside_counts();
+    assert!(again > from_machine && from_lab == 0, "{again} {from_lab}");
+    let down = machine.nsw(&["down", &lab]);
+    assert!(down.status.success(), "{}", text(&down));
+    // Links, NAT table, forwarding sysctl: all as they were.
+    assert_no_leak(&lab, &machine, &before);
 }

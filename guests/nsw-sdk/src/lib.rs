@@ -25,7 +25,8 @@
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "lab",
+        // The widest world: Rust keeps only the imports a script uses.
+        world: "lab-with-uplink",
         pub_export_macro: true,
         default_bindings_module: "nsw_sdk::bindings",
     });

@@ -2,7 +2,9 @@
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "lab",
+    // The widest world, so one linker serves every script; the policy
+    // decides what each one may import.
+    world: "lab-with-uplink",
     // Kernel work is async on the host; to the guest every call blocks.
     // `trappable` lets a host fault (not a guest mistake) stop the guest.
     imports: { default: async | trappable },

@@ -18,7 +18,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::imports::HostState;
 use crate::lab::Lab;
-use bindings::Lab as LabWorld;
+use bindings::LabWithUplink as LabWorld;
 use output::GuestOutput;
 
 /// How often the epoch advances; the deadline is counted in these.

@@ -203,7 +203,9 @@ fn init_tracing(verbose: u8) {
         _ => "debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NSW_LOG").unwrap_or_else(|_| level.into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().try_init();
+    // Time since start, so -v also shows where the time goes.
+    let timer = tracing_subscriber::fmt::time::Uptime::default();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_timer(timer).try_init();
 }
 
 fn fail(code: u8, e: anyhow::Error) -> ExitCode {

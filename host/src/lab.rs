@@ -41,6 +41,12 @@ pub struct LinkEntry {
     pub index: u32,
     pub kind: &'static str,
     journal_id: u32,
+    /// The other end, for a veth.
+    peer: Option<LinkId>,
+    /// A veth pair not created in the kernel yet (see [`Lab::create_veth`]).
+    pending: bool,
+    /// Set up by the lab (and not moved since).
+    up: bool,
 }
 
 /// Names of the uplink's two ends and its address pool.
@@ -73,6 +79,9 @@ pub struct Lab {
     last_ping: Option<Instant>,
     /// IPv6 link-local addresses on new links (`set-ipv6-link-local`).
     ipv6_link_local: bool,
+    /// Names taken by veth ends not in the kernel yet, per namespace: the
+    /// kernel cannot refuse a clash with those, so the lab does.
+    pending_names: HashSet<(NsId, String)>,
 }
 
 impl Lab {
@@ -100,6 +109,7 @@ impl Lab {
             pings: 0,
             last_ping: None,
             ipv6_link_local: true,
+            pending_names: HashSet::new(),
         };
         match mode {
             Mode::Contained => {
@@ -245,7 +255,7 @@ impl Lab {
     }
 
     fn push_link(&mut self, name: &str, ns: NsId, index: u32, kind: &'static str, journal_id: u32) -> LinkId {
-        self.links.push(LinkEntry { name: name.to_string(), ns, index, kind, journal_id });
+        self.links.push(LinkEntry { name: name.to_string(), ns, index, kind, journal_id, peer: None, pending: false, up: false });
         self.links.len() - 1
     }
 
@@ -262,6 +272,11 @@ impl Lab {
         self.backend.disable_ipv6_link_local(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))
     }
 
+    /// A veth pair. The kernel gets it when either end is first used:
+    /// moving an end before that only changes where it will be born, which
+    /// spares the kernel's move (an RCU grace period, ~17 ms here) that the
+    /// tutorial's "create, then move into the namespace" otherwise costs.
+    /// A clash of names therefore surfaces at that first use.
     pub async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId) -> LabResult<(LinkId, LinkId)> {
         self.check_strings("create-veth", &[name, peer])?;
         policy::check_ifname(name)?;
@@ -272,20 +287,76 @@ impl Lab {
         self.check_link_quota(2)?;
         self.alive(ns).await?;
         self.alive(peer_ns).await?;
-        let a = self.intend(Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "veth".into() })?;
-        let b = self.intend(Object::Link { netns: self.netns[peer_ns].kernel.clone(), name: peer.into(), kind: "veth".into() })?;
-        let outcome = self.backend.create_veth(name, ns, peer, peer_ns).await;
-        let what = format!("create veth {name} in {} with peer {peer} in {}", self.where_(ns), self.where_(peer_ns));
-        let (ia, ib) = self.settle(&[a, b], outcome, || what)?;
-        let (la, lb) = (self.push_link(name, ns, ia, "veth", a), self.push_link(peer, peer_ns, ib, "veth", b));
-        self.new_link_ipv6(la).await?;
-        self.new_link_ipv6(lb).await?;
+        self.check_free_name(name, ns).await?;
+        self.check_free_name(peer, peer_ns).await?;
+        self.pending_names.insert((ns, name.to_string()));
+        self.pending_names.insert((peer_ns, peer.to_string()));
+        let (la, lb) = (self.links.len(), self.links.len() + 1);
+        self.links.push(LinkEntry { name: name.into(), ns, index: 0, kind: "veth", journal_id: 0, peer: Some(lb), pending: true, up: false });
+        self.links.push(LinkEntry { name: peer.into(), ns: peer_ns, index: 0, kind: "veth", journal_id: 0, peer: Some(la), pending: true, up: false });
         Ok((la, lb))
+    }
+
+    /// Create a pending veth pair in the kernel, each end in the namespace
+    /// it is meant for by now.
+    async fn materialize(&mut self, link: LinkId) -> LabResult<()> {
+        if !self.links[link].pending {
+            return Ok(());
+        }
+        let other = self.links[link].peer.expect("a pending link is a veth");
+        let (a, b) = (link.min(other), link.max(other));
+        let (name, ns) = (self.links[a].name.clone(), self.links[a].ns);
+        let (peer, peer_ns) = (self.links[b].name.clone(), self.links[b].ns);
+        self.alive(ns).await?;
+        self.alive(peer_ns).await?;
+        let ja = self.intend(Object::Link { netns: self.netns[ns].kernel.clone(), name: name.clone(), kind: "veth".into() })?;
+        let jb = self.intend(Object::Link { netns: self.netns[peer_ns].kernel.clone(), name: peer.clone(), kind: "veth".into() })?;
+        let outcome = self.backend.create_veth(&name, ns, &peer, peer_ns).await;
+        let what = format!("create veth {name} in {} with peer {peer} in {}", self.where_(ns), self.where_(peer_ns));
+        let (ia, ib) = self.settle(&[ja, jb], outcome, || what)?;
+        for (end, index, journal_id) in [(a, ia, ja), (b, ib, jb)] {
+            let entry = &mut self.links[end];
+            entry.index = index;
+            entry.journal_id = journal_id;
+            entry.pending = false;
+            let key = (entry.ns, entry.name.clone());
+            self.pending_names.remove(&key);
+        }
+        self.new_link_ipv6(a).await?;
+        self.new_link_ipv6(b).await
+    }
+
+    /// Create every pending veth pair: before a ping (the kernel must
+    /// carry it) and when the script is done.
+    pub async fn flush(&mut self) -> LabResult<()> {
+        for link in 0..self.links.len() {
+            self.materialize(link).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuse a name a pending veth end already has in `ns`.
+    fn check_pending_name(&self, name: &str, ns: NsId) -> LabResult<()> {
+        if self.pending_names.contains(&(ns, name.to_string())) {
+            return Err(LabError::exists(format!("this lab already has a link named {name} in {}", self.where_(ns))));
+        }
+        Ok(())
+    }
+
+    /// Refuse, now rather than at first use, a name that `ns` already has.
+    async fn check_free_name(&mut self, name: &str, ns: NsId) -> LabResult<()> {
+        self.check_pending_name(name, ns)?;
+        let what = format!("look for {name} in {}", self.where_(ns));
+        if self.backend.link_exists(ns, name).await.map_err(|e| LabError::os(&what, &e))? {
+            return Err(LabError::exists(format!("{} already has a link named {name}", self.where_(ns))));
+        }
+        Ok(())
     }
 
     pub async fn create_bridge(&mut self, name: &str, ns: NsId) -> LabResult<LinkId> {
         self.check_strings("create-bridge", &[name])?;
         policy::check_ifname(name)?;
+        self.check_pending_name(name, ns)?;
         self.check_link_quota(1)?;
         let bridges = self.links.iter().filter(|l| l.kind == "bridge").count();
         if bridges >= self.limits.bridges {
@@ -311,6 +382,16 @@ impl Lab {
         }
         self.alive(from).await?;
         self.alive(to).await?;
+        if self.links[link].pending {
+            let name = self.links[link].name.clone();
+            self.check_free_name(&name, to).await?;
+            // Not in the kernel yet: it will simply be born there.
+            self.pending_names.remove(&(from, name.clone()));
+            self.pending_names.insert((to, name));
+            self.links[link].ns = to;
+            return Ok(());
+        }
+        self.check_pending_name(&self.links[link].name, to)?;
         let what = format!("move {} from {} to {}", self.links[link].name, self.where_(from), self.where_(to));
         let index = self.backend.move_link(&self.link_ref(link), to).await.map_err(|e| LabError::os(&what, &e))?;
         let journal_id = self.links[link].journal_id;
@@ -318,6 +399,8 @@ impl Lab {
         let entry = &mut self.links[link];
         entry.ns = to;
         entry.index = index;
+        // The kernel brings a moved link down.
+        entry.up = false;
         Ok(())
     }
 
@@ -339,14 +422,30 @@ impl Lab {
             )));
         }
         let what = format!("attach {} to bridge {} in {}", p.name, b.name, self.where_(p.ns));
+        self.materialize(port).await?;
         self.alive_link(port).await?;
         self.backend.set_master(&self.link_ref(port), &self.link_ref(bridge)).await.map_err(|e| LabError::os(&what, &e))
     }
 
     pub async fn set_up(&mut self, link: LinkId) -> LabResult<()> {
         let what = format!("set {} up in {}", self.links[link].name, self.where_(self.links[link].ns));
+        self.materialize(link).await?;
         self.alive_link(link).await?;
-        self.backend.set_up(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))
+        self.backend.set_up(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))?;
+        self.links[link].up = true;
+        // With both ends of a veth up, the kernel turns the carrier on, but
+        // a moment later (linkwatch): until then the pair drops packets. A
+        // script that pings right away must not lose its first echo.
+        if let Some(peer) = self.links[link].peer.filter(|p| self.links[*p].up) {
+            for end in [link, peer] {
+                let ready = self.backend.wait_oper_up(&self.link_ref(end), Duration::from_secs(1)).await;
+                let ready = ready.map_err(|e| LabError::os(&what, &e))?;
+                if !ready {
+                    tracing::debug!("{} has no carrier after 1 s", self.links[end].name);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// In host-net mode, what lands in the machine's namespace must stay
@@ -368,6 +467,7 @@ impl Lab {
         if on_machine {
             self.check_machine_prefix(&what, cidr)?;
         }
+        self.materialize(link).await?;
         self.alive_link(link).await?;
         let l = &self.links[link];
         let id = self.intend(Object::Address { netns: self.netns[l.ns].kernel.clone(), link: l.name.clone(), cidr: cidr.to_string() })?;
@@ -493,6 +593,7 @@ impl Lab {
             ));
         }
         self.alive(ns).await?;
+        self.flush().await?;
         self.pings += count as u64;
         let interval = Duration::from_secs(1) / self.limits.ping_rate.max(1);
         // The rate holds across calls too.
@@ -551,6 +652,7 @@ impl Lab {
     }
 
     async fn uplink_address(&mut self, link: LinkId, cidr: IpNet) -> LabResult<()> {
+        self.materialize(link).await?;
         let l = &self.links[link];
         let what = format!("add address {cidr} to {} in {}", l.name, self.where_(l.ns));
         let id = self.intend(Object::Address { netns: self.netns[l.ns].kernel.clone(), link: l.name.clone(), cidr: cidr.to_string() })?;

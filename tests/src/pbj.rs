@@ -31,6 +31,13 @@ pub fn check_progress(stdout: &str) {
     }
 }
 
+/// `ip -j link show dev DEV` in `ns`, as JSON.
+fn link_json(ns: &str, dev: &str) -> serde_json::Value {
+    let text = ip_in(ns, &["-j", "link", "show", "dev", dev]);
+    let mut all: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("ip -j: {e}: {text}"));
+    all[0].take()
+}
+
 /// The interface index of `dev` in `ns`.
 fn ifindex(ns: &str, dev: &str) -> u32 {
     let line = ip_in(ns, &["-o", "link", "show", "dev", dev]);
@@ -62,9 +69,10 @@ pub fn verify(lab: &str, host: &str) {
         let brief = ip_in(ns, &["-br", "address", "show", "dev", dev]);
         assert!(brief.contains(addr), "{dev} in {ns} lacks {addr}: {brief}");
         assert!(brief.split_whitespace().nth(1) == Some("UP"), "{dev} in {ns} is not up: {brief}");
-        let host_end = ip_in(host, &["-o", "link", "show", "dev", peer]);
-        let want = format!("{peer}@if{}", ifindex(ns, dev));
-        assert!(host_end.contains(&want), "{peer} in {host} is not the peer of {dev} ({want}): {host_end}");
+        // The host end's peer is `dev`: its link index, in another namespace.
+        let host_end = link_json(host, peer);
+        assert_eq!(host_end["link_index"], ifindex(ns, dev), "{peer} in {host} is not the peer of {dev}: {host_end}");
+        assert!(host_end.get("link_netnsid").is_some(), "{peer}'s peer is not in another namespace: {host_end}");
     }
 
     // 5. the bridge, up
@@ -72,10 +80,11 @@ pub fn verify(lab: &str, host: &str) {
     assert!(bridge.contains("bridge") && bridge.contains(",UP"), "brd1 in {host} is not an up bridge: {bridge}");
 
     // 6. both host-side ends are forwarding ports of brd1
-    let ports = crate::check("bridge", &["-n", host, "link", "show"]);
+    let ports = crate::check("bridge", &["-j", "-n", host, "link", "show"]);
+    let ports: serde_json::Value = serde_json::from_str(&ports).expect("bridge -j");
     for port in ["bread-pb-veth", "bread-j-veth"] {
-        let line = ports.lines().find(|l| l.contains(&format!(" {port}@"))).unwrap_or_else(|| panic!("{port} is not a bridge port: {ports}"));
-        assert!(line.contains("master brd1") && line.contains("state forwarding"), "{port}: {line}");
+        let entry = ports.as_array().unwrap().iter().find(|p| p["ifname"] == port).unwrap_or_else(|| panic!("{port} is not a bridge port: {ports}"));
+        assert!(entry["master"] == "brd1" && entry["state"] == "forwarding", "{port}: {entry}");
     }
 
     // 8. the host's address on the bridge

@@ -62,6 +62,11 @@ pub trait Backend: Send {
     async fn move_link(&mut self, link: &LinkRef, to: NsId) -> io::Result<u32>;
     async fn set_master(&mut self, port: &LinkRef, bridge: &LinkRef) -> io::Result<()>;
     async fn set_up(&mut self, link: &LinkRef) -> io::Result<()>;
+    /// Whether `ns` has a link called `name`.
+    async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool>;
+    /// Wait (up to `timeout`) until the kernel has the link operationally
+    /// up; `false` if it did not get there in time.
+    async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration) -> io::Result<bool>;
     /// No IPv6 link-local address for this link (`addrgenmode none`); the
     /// link must still be down.
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()>;

@@ -240,6 +240,16 @@ impl Backend for PlanBackend {
         Ok(())
     }
 
+    async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool> {
+        let mut s = self.state.lock().unwrap();
+        Ok(s.ns(ns)?.links.iter().any(|l| l.name == name))
+    }
+
+    async fn wait_oper_up(&mut self, link: &LinkRef, _timeout: Duration) -> io::Result<bool> {
+        let mut s = self.state.lock().unwrap();
+        Ok(s.owned(link)?.up)
+    }
+
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?;

@@ -196,5 +196,12 @@ pub async fn run(
         Ok(Ok(Err(message))) => Outcome::GuestError(message),
         Ok(Err(e)) => Outcome::Trap(e),
     };
-    (outcome, store.into_data().lab)
+    let mut lab = store.into_data().lab;
+    if let Outcome::Success = outcome {
+        // Links the script left for the kernel to make later: make them now.
+        if let Err(e) = lab.flush().await {
+            return (Outcome::GuestError(e.to_string()), lab);
+        }
+    }
+    (outcome, lab)
 }

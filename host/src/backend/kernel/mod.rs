@@ -98,6 +98,28 @@ impl Backend for KernelBackend {
         netlink::set_up(&self.ns(link.ns)?.netlink, link.index).await
     }
 
+    async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool> {
+        match netlink::index_of(&self.ns(ns)?.netlink, name).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration) -> io::Result<bool> {
+        let handle = &self.ns(link.ns)?.netlink;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if netlink::oper_up(handle, link.index).await? {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+    }
+
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
         netlink::disable_ipv6_link_local(&self.ns(link.ns)?.netlink, link.index).await
     }

@@ -9,7 +9,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
-use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute};
+use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, State};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::sys::{Socket, TokioSocket, protocols::NETLINK_ROUTE};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -84,6 +84,17 @@ pub async fn disable_ipv6_link_local(handle: &Handle, index: u32) -> io::Result<
     let spec = LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]);
     let msg = LinkUnspec::new_with_index(index).append_extra_attribute(spec).build();
     handle.link().set(msg).execute().await.map_err(os)
+}
+
+/// Whether link `index` is operationally up: the kernel has processed its
+/// carrier (linkwatch installed its queueing discipline); before that a
+/// veth drops what it is given.
+pub async fn oper_up(handle: &Handle, index: u32) -> io::Result<bool> {
+    let mut links = handle.link().get().match_index(index).execute();
+    match links.try_next().await.map_err(os)? {
+        Some(msg) => Ok(msg.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)))),
+        None => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+    }
 }
 
 pub async fn delete_link(handle: &Handle, index: u32) -> io::Result<()> {

@@ -22,3 +22,13 @@ fn javascript_pbj_contained() {
 fn javascript_pbj_host_net_masquerades() {
     pbj::run_host_net(&lang_guest("pbj-js"));
 }
+
+#[test]
+fn c_pbj_contained() {
+    pbj::run_contained(&lang_guest("pbj-c"));
+}
+
+#[test]
+fn c_pbj_host_net_masquerades() {
+    pbj::run_host_net(&lang_guest("pbj-c"));
+}

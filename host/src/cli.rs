@@ -314,14 +314,16 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     };
     let journal = state.create_journal(&lock, info)?;
     let started = Instant::now();
+    let mut run_times = runtime::RunTimes::default();
     let ending = match Lab::start(&lab_name, grants, journal, Box::new(KernelBackend::new()), lab_limits).await {
         Err(e) => Ending::Setup(e),
         Ok(lab) => {
             let run = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits);
             tokio::select! {
-                (outcome, lab) = run => {
+                (outcome, lab, times) = run => {
                     // Close the lab's namespace fds and netlink sockets.
                     drop(lab);
+                    run_times = times;
                     Ending::Guest(outcome)
                 }
                 (name, code) = signals.next() => Ending::Signal(name, code),
@@ -353,10 +355,13 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             let mut journal = state.reopen_journal(&lock, &lab_name)?;
             journal.append(&crate::journal::Entry::State { state: LabState::Up })?;
             if args.rm {
+                let down = Instant::now();
                 take_down(&state, &lock, &record, false).await?;
                 state.remove(lock, &lab_name)?;
+                write_timings(&loaded, run_times, elapsed, Some(down.elapsed()))?;
                 eprintln!("nsw: lab {lab_name} built and taken down (--rm) in {:.2} s", elapsed.as_secs_f64());
             } else {
+                write_timings(&loaded, run_times, elapsed, None)?;
                 print_summary(&record, elapsed);
             }
             Ok(ExitCode::SUCCESS)
@@ -375,6 +380,21 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             Ok(ExitCode::from(code))
         }
     }
+}
+
+/// For benchmarks: with `NSW_TIMINGS=FILE`, write where the time of a
+/// successful run went, as JSON.
+fn write_timings(loaded: &runtime::Loaded, times: runtime::RunTimes, build: Duration, down: Option<Duration>) -> Result<()> {
+    let Some(path) = std::env::var_os("NSW_TIMINGS") else { return Ok(()) };
+    let value = serde_json::json!({
+        "load_s": loaded.load_time.as_secs_f64(),
+        "from_cache": loaded.from_cache,
+        "instantiate_s": times.instantiate.as_secs_f64(),
+        "run_s": times.run.as_secs_f64(),
+        "build_s": build.as_secs_f64(),
+        "down_s": down.map(|d| d.as_secs_f64()),
+    });
+    std::fs::write(&path, value.to_string()).with_context(|| format!("writing {}", std::path::Path::new(&path).display()))
 }
 
 /// Tear down `record` and remove its journal if everything went; the

@@ -113,6 +113,15 @@ pub enum Outcome {
     OutputQuota(usize),
 }
 
+/// Where the time of a run went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunTimes {
+    /// Instantiating the component (imports linked, memory set up).
+    pub instantiate: Duration,
+    /// The guest's `run`, from call to return.
+    pub run: Duration,
+}
+
 /// Advances the engine's epoch until dropped.
 struct Ticker {
     stop: Arc<AtomicBool>,
@@ -154,7 +163,7 @@ pub async fn run(
     lab: Lab,
     args: Vec<String>,
     limits: &RunLimits,
-) -> (Outcome, Lab) {
+) -> (Outcome, Lab, RunTimes) {
     let (stdout, stderr) = GuestOutput::pair(limits.output_bytes);
     let output = stdout.clone();
     // No preopened directories, no environment, no arguments, no network:
@@ -182,9 +191,15 @@ pub async fn run(
     store.epoch_deadline_trap();
     let _ticker = Ticker::start(engine);
 
+    let mut times = RunTimes::default();
     let call = async {
+        let start = Instant::now();
         let world = LabWorld::instantiate_async(&mut store, component, linker).await?;
-        world.call_run(&mut store, &args).await
+        times.instantiate = start.elapsed();
+        let start = Instant::now();
+        let result = world.call_run(&mut store, &args).await;
+        times.run = start.elapsed();
+        result
     };
     // The epoch stops guest code; this timeout also stops a host call
     // (a long ping) that is still waiting when time is up.
@@ -200,8 +215,8 @@ pub async fn run(
     if let Outcome::Success = outcome {
         // Links the script left for the kernel to make later: make them now.
         if let Err(e) = lab.flush().await {
-            return (Outcome::GuestError(e.to_string()), lab);
+            return (Outcome::GuestError(e.to_string()), lab, times);
         }
     }
-    (outcome, lab)
+    (outcome, lab, times)
 }

@@ -39,7 +39,7 @@ fn kill_9_anywhere_in_a_100_node_build_leaves_nothing_after_down() {
     let lab = unique("k");
 
     // A reference build, to find where each phase lies in the journal.
-    let out = machine.nsw(&["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "nat"]);
+    let out = machine.nsw(&["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "routes", "nat"]);
     assert!(out.status.success(), "{}", text(&out));
     let journal = std::fs::read_to_string(format!("/run/nsw/{lab}.journal")).unwrap();
     let lines: Vec<&str> = journal.lines().collect();
@@ -78,7 +78,7 @@ fn kill_9_anywhere_in_a_100_node_build_leaves_nothing_after_down() {
     for (point, at) in &points {
         let lab = unique("k");
         let at = at.to_string();
-        let out = machine.nsw_env(&["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "nat"], &[("NSW_TEST_KILL_AT", &at)]);
+        let out = machine.nsw_env(&["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "routes", "nat"], &[("NSW_TEST_KILL_AT", &at)]);
         // `timeout` passes the signal on by dying of it too.
         let killed = out.status.signal() == Some(9) || out.status.code() == Some(128 + 9);
         assert!(killed, "{point} (line {at}): nsw was not killed: {}", text(&out));
@@ -88,7 +88,7 @@ fn kill_9_anywhere_in_a_100_node_build_leaves_nothing_after_down() {
     // Kills at moments nobody chose.
     for i in 0..6u64 {
         let lab = unique("k");
-        let mut child = spawn_nsw(&machine, &["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "nat"], &[]);
+        let mut child = spawn_nsw(&machine, &["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "routes", "nat"], &[]);
         std::thread::sleep(Duration::from_millis(15 + i * 37));
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
         let status = child.wait().unwrap();

@@ -1,11 +1,12 @@
 //! A star: N hosts on one bridge, the topology of the benchmarks.
 //!
-//!     nsw run star.wasm -- N [nat] [ping] [nov6]
+//!     nsw run star.wasm -- N [routes] [nat] [ping] [nov6]
 //!
-//! Bridge `br0` on the lab's host with 10.213.0.1/16; host i (1..=N) is
-//! netns `h<i>`, joined by veth `v<i>` (a bridge port, on the host) to
-//! `eth0` (in the node, born there) with 10.213.(1+(i-1)/200).(10+(i-1)%200)/16
-//! and a default route via the bridge. `nat` adds masquerade for
+//! The baselines' topology (../shared/bench): bridge `br0` on the lab's
+//! host with 10.213.0.1/16; host i (1..=N) is netns `h<i>`, joined by veth
+//! `v<i>` (a bridge port, on the host) to `eth0` (in the node, born there)
+//! with 10.213.(1+(i-1)/200).(10+(i-1)%200)/16, all up. `routes` adds a
+//! default route via the bridge in every node; `nat` adds masquerade for
 //! 10.213.0.0/16 and forwarding on the host; `ping` checks host -> hN,
 //! h1 -> hN and h1 -> h(N/2) at the end; `nov6` turns IPv6 link-local
 //! addresses off for every link (the baselines' `NOV6=1`).
@@ -29,7 +30,7 @@ fn reach(from: &Netns, what: &str, target: &str) -> Result<(), String> {
 
 impl Guest for Star {
     fn run(args: Vec<String>) -> Result<(), String> {
-        let n: u32 = args.first().and_then(|a| a.parse().ok()).filter(|n| *n >= 1).ok_or("usage: star N [nat] [ping] [nov6], N >= 1")?;
+        let n: u32 = args.first().and_then(|a| a.parse().ok()).filter(|n| *n >= 1).ok_or("usage: star N [routes] [nat] [ping] [nov6], N >= 1")?;
         let want = |word: &str| args.iter().skip(1).any(|a| a == word);
         let host = topology::host();
         if want("nov6") {
@@ -46,7 +47,9 @@ impl Guest for Star {
             topology::set_up(&port)?;
             address::add(&eth0, &format!("{}/16", addr(i)))?;
             topology::set_up(&eth0)?;
-            route::add(&node, "default", "10.213.0.1")?;
+            if want("routes") {
+                route::add(&node, "default", "10.213.0.1")?;
+            }
             nodes.push(node);
         }
         println!("star of {n} hosts built");

@@ -15,6 +15,15 @@ use crate::policy::{self, Grants, Limits};
 use crate::runtime::{self, Outcome, RunLimits};
 use crate::teardown;
 
+/// Print to stderr, never panicking: `nsw run ... 2>&1 | head` must not
+/// turn a closed pipe into a crash that leaves a lab half-built.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Exit statuses of `nsw run`, besides 0.
 pub mod status {
     /// The guest's `run` returned an error.
@@ -177,7 +186,9 @@ pub fn main() -> ExitCode {
             Err(e) => fail(status::USAGE, e),
         };
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One thread: a run is one guest calling the kernel in sequence, and cross-thread
+    // wake-ups would cost more than they give. Blocking work runs on threads of its own.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return fail(status::USAGE, e.into()),
     };
@@ -209,7 +220,7 @@ fn init_tracing(verbose: u8) {
 }
 
 fn fail(code: u8, e: anyhow::Error) -> ExitCode {
-    eprintln!("nsw: error: {e:#}");
+    say!("nsw: error: {e:#}");
     ExitCode::from(code)
 }
 
@@ -274,7 +285,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     let engine = runtime::engine()?;
     let loaded = runtime::load(&engine, &args.file)?;
     if let Some(warning) = &loaded.cache_warning {
-        eprintln!("nsw: warning: {warning}");
+        say!("nsw: warning: {warning}");
     }
     tracing::debug!(
         "loaded {} in {:.1} ms ({})",
@@ -300,7 +311,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             );
         }
         let report = take_down(&state, &lock, &existing, false).await?;
-        eprintln!("nsw: replaced: took down the old lab {lab_name} ({})", report.summary());
+        say!("nsw: replaced: took down the old lab {lab_name} ({})", report.summary());
     }
     let mode = if grants.host_net.is_some() { Mode::HostNet } else { Mode::Contained };
     let info = LabInfo {
@@ -359,7 +370,7 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
                 take_down(&state, &lock, &record, false).await?;
                 state.remove(lock, &lab_name)?;
                 write_timings(&loaded, run_times, elapsed, Some(down.elapsed()))?;
-                eprintln!("nsw: lab {lab_name} built and taken down (--rm) in {:.2} s", elapsed.as_secs_f64());
+                say!("nsw: lab {lab_name} built and taken down (--rm) in {:.2} s", elapsed.as_secs_f64());
             } else {
                 write_timings(&loaded, run_times, elapsed, None)?;
                 print_summary(&record, elapsed);
@@ -367,15 +378,15 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(why) => {
-            eprintln!("nsw: {why}");
+            say!("nsw: {why}");
             if args.keep {
                 let mut journal = state.reopen_journal(&lock, &lab_name)?;
                 journal.append(&crate::journal::Entry::State { state: LabState::Failed })?;
-                eprintln!("nsw: kept what was built (--keep); remove it with: nsw down {lab_name}");
+                say!("nsw: kept what was built (--keep); remove it with: nsw down {lab_name}");
             } else {
                 let report = take_down(&state, &lock, &record, false).await?;
                 state.remove(lock, &lab_name)?;
-                eprintln!("nsw: rolled back: {}", report.summary());
+                say!("nsw: rolled back: {}", report.summary());
             }
             Ok(ExitCode::from(code))
         }
@@ -405,17 +416,17 @@ async fn take_down(state: &StateDir, lock: &crate::journal::LabLock, record: &La
     journal.append(&crate::journal::Entry::State { state: LabState::TearingDown })?;
     let report = teardown::teardown(record, force).await?;
     if !report.forgotten.is_empty() {
-        eprintln!(
+        say!(
             "nsw: forgot {} objects in the namespace the lab was built from (--force): {}",
             report.forgotten.len(),
             some_of(&report.forgotten, 4)
         );
     }
     for problem in &report.failed {
-        eprintln!("nsw: could not remove {problem}");
+        say!("nsw: could not remove {problem}");
     }
     for other in &report.left_alone {
-        eprintln!("nsw: left alone {other}");
+        say!("nsw: left alone {other}");
     }
     if !report.failed.is_empty() {
         bail!("lab {name} is only partly down; its journal is kept: run nsw down {name} again");
@@ -496,7 +507,7 @@ fn print_summary(record: &LabRecord, elapsed: Duration) {
         Mode::Contained => format!("contained: its host is netns {name}"),
         Mode::HostNet => "host-net: its host is this machine's namespace".to_string(),
     };
-    eprintln!("nsw: lab {name} is up in {:.2} s ({host})", elapsed.as_secs_f64());
+    say!("nsw: lab {name} is up in {:.2} s ({host})", elapsed.as_secs_f64());
     let mut places: Vec<NetnsRef> = Vec::new();
     if record.objects.iter().any(|o| o.object.netns() == NetnsRef::Machine) {
         places.push(NetnsRef::Machine);
@@ -516,16 +527,16 @@ fn print_summary(record: &LabRecord, elapsed: Duration) {
             NetnsRef::Machine => "machine".to_string(),
             NetnsRef::Named(n) => n.clone(),
         };
-        eprintln!("  {label:<20} {}", if links.is_empty() { "-".to_string() } else { some_of(&links, 6) });
+        say!("  {label:<20} {}", if links.is_empty() { "-".to_string() } else { some_of(&links, 6) });
     }
     if places.len() > SHOWN {
-        eprintln!("  ... and {} more namespaces (nsw ls)", places.len() - SHOWN);
+        say!("  ... and {} more namespaces (nsw ls)", places.len() - SHOWN);
     }
     let first_node = record.namespaces().map(|(_, node)| node).find(|n| *n != "host");
     if let Some(node) = first_node {
-        eprintln!("nsw: enter a node:  nsw exec {name} {node} -- ip address");
+        say!("nsw: enter a node:  nsw exec {name} {node} -- ip address");
     }
-    eprintln!("nsw: take it down:  nsw down {name}");
+    say!("nsw: take it down:  nsw down {name}");
 }
 
 async fn cmd_down(labs: Vec<String>, all: bool, force: bool) -> Result<ExitCode> {
@@ -535,7 +546,7 @@ async fn cmd_down(labs: Vec<String>, all: bool, force: bool) -> Result<ExitCode>
     let mut failed = false;
     for lab in &labs {
         if let Err(e) = down_one(&state, lab, force).await {
-            eprintln!("nsw: error: {e:#}");
+            say!("nsw: error: {e:#}");
             failed = true;
         }
     }
@@ -548,7 +559,7 @@ async fn down_one(state: &StateDir, lab: &str, force: bool) -> Result<()> {
     let lock = state.lock_wait(lab, Duration::from_secs(120))?;
     let Some(record) = state.read(lab)? else {
         state.remove(lock, lab)?;
-        eprintln!("nsw: there is no lab {lab}; nothing to do");
+        say!("nsw: there is no lab {lab}; nothing to do");
         return Ok(());
     };
     if describe_state(&record) == "building" {
@@ -556,7 +567,7 @@ async fn down_one(state: &StateDir, lab: &str, force: bool) -> Result<()> {
     }
     let report = take_down(state, &lock, &record, force).await?;
     state.remove(lock, lab)?;
-    eprintln!("nsw: lab {lab} is down: {}", report.summary());
+    say!("nsw: lab {lab} is down: {}", report.summary());
     for what in &report.removed {
         tracing::debug!("removed {what}");
     }

@@ -4,9 +4,11 @@
 //!
 //! One JSON object per line, appended with a single `write` each. An object
 //! is recorded before it is created, so after a crash the journal covers
-//! everything that may exist. `/run` is a tmpfs that does not outlive the
-//! kernel objects it describes, so appending (without fsync) is enough to
-//! survive the death of the nsw process.
+//! everything that may exist. No fsync: a written line is in the kernel's
+//! page cache the moment `write` returns, so it survives the death of the
+//! nsw process (kill -9 included); only a crash of the whole machine could
+//! lose it, and that takes every namespace, link and rule with it (on the
+//! next boot, `down` finds them already gone).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};

@@ -82,6 +82,9 @@ pub struct Lab {
     /// Names taken by veth ends not in the kernel yet, per namespace: the
     /// kernel cannot refuse a clash with those, so the lab does.
     pending_names: HashSet<(NsId, String)>,
+    /// Veth ends set up with their peer up, whose carrier the kernel may
+    /// not have processed yet (see [`Lab::settle_carrier`]).
+    awaiting_carrier: Vec<LinkId>,
 }
 
 impl Lab {
@@ -110,6 +113,7 @@ impl Lab {
             last_ping: None,
             ipv6_link_local: true,
             pending_names: HashSet::new(),
+            awaiting_carrier: Vec::new(),
         };
         match mode {
             Mode::Contained => {
@@ -433,16 +437,28 @@ impl Lab {
         self.alive_link(link).await?;
         self.backend.set_up(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))?;
         self.links[link].up = true;
-        // With both ends of a veth up, the kernel turns the carrier on, but
-        // a moment later (linkwatch): until then the pair drops packets. A
-        // script that pings right away must not lose its first echo.
         if let Some(peer) = self.links[link].peer.filter(|p| self.links[*p].up) {
-            for end in [link, peer] {
-                let ready = self.backend.wait_oper_up(&self.link_ref(end), Duration::from_secs(1)).await;
-                let ready = ready.map_err(|e| LabError::os(&what, &e))?;
-                if !ready {
-                    tracing::debug!("{} has no carrier after 1 s", self.links[end].name);
-                }
+            self.awaiting_carrier.extend([link, peer]);
+        }
+        Ok(())
+    }
+
+    /// With both ends of a veth up, the kernel turns the carrier on, but a
+    /// moment later (linkwatch): until then the pair drops packets. Before
+    /// a ping, wait for every pair set up since the last ping, so that a
+    /// script that pings right away does not lose its first echo. (Waiting
+    /// here rather than in `set-up` costs a large lab one check per link,
+    /// not one wait.)
+    async fn settle_carrier(&mut self) -> LabResult<()> {
+        for link in std::mem::take(&mut self.awaiting_carrier) {
+            let l = self.link_ref(link);
+            if self.links[link].pending || !self.links[link].up {
+                continue;
+            }
+            let what = format!("wait for the carrier of {} in {}", l.name, self.where_(l.ns));
+            let ready = self.backend.wait_oper_up(&l, Duration::from_secs(1)).await.map_err(|e| LabError::os(&what, &e))?;
+            if !ready {
+                tracing::debug!("{} has no carrier after 1 s", l.name);
             }
         }
         Ok(())
@@ -594,6 +610,7 @@ impl Lab {
         }
         self.alive(ns).await?;
         self.flush().await?;
+        self.settle_carrier().await?;
         self.pings += count as u64;
         let interval = Duration::from_secs(1) / self.limits.ping_rate.max(1);
         // The rate holds across calls too.

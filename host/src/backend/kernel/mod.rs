@@ -45,23 +45,24 @@ impl KernelBackend {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("namespace #{id} is not open")))
     }
 
-    fn add(&mut self, id: NsId, fd: OwnedFd, named: Option<(String, u64)>) -> io::Result<()> {
-        let netlink = netlink::connect(&fd)?;
+    fn add(&mut self, id: NsId, fd: OwnedFd, netlink: Handle, named: Option<(String, u64)>) {
         self.namespaces.insert(id, Namespace { fd: Arc::new(fd), netlink, named });
-        Ok(())
     }
 }
 
 #[async_trait]
 impl Backend for KernelBackend {
     async fn adopt_machine(&mut self, id: NsId) -> io::Result<()> {
-        self.add(id, netns::open_current()?, None)
+        let fd = netns::open_current()?;
+        let netlink = netlink::connect(&fd)?;
+        self.add(id, fd, netlink, None);
+        Ok(())
     }
 
     async fn create_netns(&mut self, id: NsId, name: &str) -> io::Result<u64> {
-        let fd = netns::create_named(name)?;
+        let (fd, socket) = netns::create_named(name)?;
         let inode = netns::inode(&fd)?;
-        self.add(id, fd, Some((name.to_string(), inode)))?;
+        self.add(id, fd, netlink::drive(socket), Some((name.to_string(), inode)));
         // A fresh namespace has `lo` down, and `lo` is always index 1.
         netlink::set_up(&self.ns(id)?.netlink, 1).await?;
         Ok(inode)
@@ -109,6 +110,7 @@ impl Backend for KernelBackend {
     async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration) -> io::Result<bool> {
         let handle = &self.ns(link.ns)?.netlink;
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut polls = 0u32;
         loop {
             if netlink::oper_up(handle, link.index).await? {
                 return Ok(true);
@@ -116,7 +118,14 @@ impl Backend for KernelBackend {
             if tokio::time::Instant::now() >= deadline {
                 return Ok(false);
             }
-            tokio::time::sleep(Duration::from_micros(200)).await;
+            // Linkwatch usually needs microseconds: poll at once a few
+            // times (tokio's timer would sleep a whole millisecond).
+            polls += 1;
+            if polls < 20 {
+                tokio::task::yield_now().await;
+            } else {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     }
 
@@ -156,7 +165,7 @@ impl Backend for KernelBackend {
     async fn netns_alive(&mut self, id: NsId) -> io::Result<bool> {
         match &self.ns(id)?.named {
             None => Ok(true),
-            Some((name, inode)) => Ok(netns::inode_at(name)? == Some(*inode)),
+            Some((name, inode)) => netns::still_mounted(name, *inode),
         }
     }
 }

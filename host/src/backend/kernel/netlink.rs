@@ -16,18 +16,25 @@ use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::netns;
 
+/// A route netlink socket in the calling thread's namespace.
+pub fn socket_here() -> io::Result<OwnedFd> {
+    let socket = Socket::new(NETLINK_ROUTE)?;
+    // SAFETY: the fd was just taken out of a live socket we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
+}
+
 /// Open a route netlink connection inside namespace `ns`.
 pub fn connect(ns: &OwnedFd) -> io::Result<Handle> {
-    let socket: OwnedFd = netns::run_in(ns, || {
-        let socket = Socket::new(NETLINK_ROUTE)?;
-        // SAFETY: the fd was just taken out of a live socket we own.
-        Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
-    })?;
+    Ok(drive(netns::run_in(ns, socket_here)?))
+}
+
+/// Drive a netlink socket from tokio; the handle sends requests on it.
+pub fn drive(socket: OwnedFd) -> Handle {
     // SAFETY: `socket` is an owned netlink socket; TokioSocket takes it over.
     let socket = unsafe { TokioSocket::from_raw_fd(socket.into_raw_fd()) };
     let (connection, handle, _) = rtnetlink::from_socket(socket);
     tokio::spawn(connection);
-    Ok(handle)
+    handle
 }
 
 /// The kernel's answer as an `io::Error` carrying its errno.

@@ -54,9 +54,10 @@ fn ensure_run_dir() -> io::Result<()> {
     result.map_err(io::Error::from)
 }
 
-/// Create the network namespace `/run/netns/NAME` and return an fd to it.
+/// Create the network namespace `/run/netns/NAME` and return an fd to it,
+/// with a route netlink socket opened inside it (same thread: one spawn).
 /// A taken name fails with `EEXIST` and leaves the existing one alone.
-pub fn create_named(name: &str) -> io::Result<OwnedFd> {
+pub fn create_named(name: &str) -> io::Result<(OwnedFd, OwnedFd)> {
     ensure_run_dir()?;
     let path = path_of(name);
     // The mount point, created exclusively: a taken name stops us here.
@@ -64,10 +65,11 @@ pub fn create_named(name: &str) -> io::Result<OwnedFd> {
     let target = path.clone();
     let made = std::thread::Builder::new()
         .name("nsw-netns-new".into())
-        .spawn(move || -> io::Result<OwnedFd> {
+        .spawn(move || -> io::Result<(OwnedFd, OwnedFd)> {
             unshare(CloneFlags::CLONE_NEWNET)?;
             mount(Some("/proc/thread-self/ns/net"), &target, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
-            Ok(open("/proc/thread-self/ns/net", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?)
+            let ns = open("/proc/thread-self/ns/net", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
+            Ok((ns, super::netlink::socket_here()?))
         })?
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")));
@@ -122,6 +124,17 @@ pub fn inode_at(name: &str) -> io::Result<Option<u64>> {
     match open_named(name) {
         Ok(fd) => Ok(Some(inode(&fd)?)),
         Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::InvalidData => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `/run/netns/NAME` still holds the namespace of inode `inode`:
+/// one `stat` (a mounted namespace file shows the namespace's inode; once
+/// unmounted, the empty file under it has another).
+pub fn still_mounted(name: &str, inode: u64) -> io::Result<bool> {
+    match fs::metadata(path_of(name)) {
+        Ok(meta) => Ok(meta.ino() == inode),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
 }

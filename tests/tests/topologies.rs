@@ -1,0 +1,42 @@
+//! The scalable lab scripts besides the star: a chain of routers and a
+//! tree of bridges, checked from the kernel's side.
+
+use nsw_tests::{Machine, assert_no_leak, guest, in_ns, named_netns, stdout, text, unique};
+
+#[test]
+fn a_chain_of_routers_forwards_across_every_one() {
+    let machine = Machine::new("lin");
+    let before = machine.snapshot();
+    let lab = unique("ln");
+    let out = machine.nsw(&["run", guest("linear").to_str().unwrap(), "--name", &lab, "--", "20"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("r1 -> r20 (10.214.0.74) across 18 routers: reply"), "{}", text(&out));
+    assert_eq!(named_netns(&format!("{lab}-r")).len(), 20);
+    // The reply left r20 with TTL 64 and lost one at each of the 18
+    // routers between: it really crossed them all.
+    let ping = in_ns(&format!("{lab}-r1"), "ping", &["-c1", "-W2", "10.214.0.74"]);
+    assert!(String::from_utf8_lossy(&ping.stdout).contains("ttl=46"), "{}", text(&ping));
+    let forwarding = nsw_tests::check_in_ns(&format!("{lab}-r7"), "cat", &["/proc/sys/net/ipv4/ip_forward"]);
+    assert_eq!(forwarding.trim(), "1");
+    assert!(machine.nsw(&["down", &lab]).status.success());
+    assert_no_leak(&lab, &machine, &before);
+}
+
+#[test]
+fn a_tree_of_bridges_is_one_network() {
+    let machine = Machine::new("tree");
+    let before = machine.snapshot();
+    let lab = unique("tr");
+    let out = machine.nsw(&["run", guest("tree").to_str().unwrap(), "--name", &lab, "--", "3", "3"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("tree of depth 3, fanout 3: 13 switches, 27 hosts"), "{}", text(&out));
+    // 12 switch namespaces below the root (the lab's host), 27 hosts.
+    assert_eq!(named_netns(&format!("{lab}-s")).len(), 12);
+    assert_eq!(named_netns(&format!("{lab}-h")).len(), 27);
+    let ports = nsw_tests::check("bridge", &["-j", "-n", &format!("{lab}-s2-1"), "link", "show"]);
+    let ports: serde_json::Value = serde_json::from_str(&ports).unwrap();
+    assert_eq!(ports.as_array().unwrap().iter().filter(|p| p["master"] == "br0").count(), 4, "uplink + 3 hosts: {ports}");
+    assert!(nsw_tests::pings(&format!("{lab}-h1-1-1"), "10.215.1.27"), "leaf to leaf across the root");
+    assert!(machine.nsw(&["down", &lab]).status.success());
+    assert_no_leak(&lab, &machine, &before);
+}

@@ -12,6 +12,7 @@ use crate::backend::kernel::{KernelBackend, netns};
 use crate::journal::{LabInfo, LabRecord, LabState, Mode, NetnsRef, Object, StateDir};
 use crate::lab::Lab;
 use crate::policy::{self, Grants, Limits};
+use crate::runtime::stop::{Stop, StopReason};
 use crate::runtime::{self, Outcome, RunLimits};
 use crate::teardown;
 
@@ -238,7 +239,6 @@ fn now_unix() -> u64 {
 /// How a run ended, as the user is told.
 enum Ending {
     Guest(Outcome),
-    Signal(&'static str, u8),
     /// Setting up the lab's host failed before the guest ran.
     Setup(crate::error::LabError),
 }
@@ -255,8 +255,8 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     };
     policy::check_lab_name(&lab_name).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_start_matches("invalid: ")))?;
     let grants = Grants::parse(&args.allow, args.allow_all)?;
-    if args.timeout == 0 {
-        bail!("--timeout must be at least 1 second");
+    if !(1..=86_400).contains(&args.timeout) {
+        bail!("--timeout must be 1 to 86400 seconds");
     }
     let limits = RunLimits {
         timeout: Duration::from_secs(args.timeout),
@@ -280,7 +280,8 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     require_root("run")?;
     // From here on a signal must not kill nsw mid-build: it ends the run,
     // and what was built is rolled back.
-    let mut signals = Signals::new()?;
+    let stop = Stop::new();
+    catch_signals(stop.clone())?;
 
     let engine = runtime::engine()?;
     let loaded = runtime::load(&engine, &args.file)?;
@@ -306,7 +307,8 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         if !args.replace {
             bail!(
                 "lab {lab_name} already exists ({}, from {}); take it down first (nsw down {lab_name}) or use --replace",
-                describe_state(&existing),
+                // We hold the lock: nobody else is working on it.
+                describe_state_given(&existing, false),
                 existing.info.script
             );
         }
@@ -326,19 +328,16 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     let journal = state.create_journal(&lock, info)?;
     let started = Instant::now();
     let mut run_times = runtime::RunTimes::default();
-    let ending = match Lab::start(&lab_name, grants, journal, Box::new(KernelBackend::new()), lab_limits).await {
+    let backend = Box::new(KernelBackend::new());
+    let ending = match Lab::start(&lab_name, grants, journal, backend, lab_limits, stop.clone()).await {
         Err(e) => Ending::Setup(e),
+        Ok(_) if stop.requested() => Ending::Guest(stopped_outcome(&stop, &limits)),
         Ok(lab) => {
-            let run = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits);
-            tokio::select! {
-                (outcome, lab, times) = run => {
-                    // Close the lab's namespace fds and netlink sockets.
-                    drop(lab);
-                    run_times = times;
-                    Ending::Guest(outcome)
-                }
-                (name, code) = signals.next() => Ending::Signal(name, code),
-            }
+            let (outcome, lab, times) = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits, &stop).await;
+            // Close the lab's namespace fds and netlink sockets.
+            drop(lab);
+            run_times = times;
+            Ending::Guest(outcome)
         }
     };
     let elapsed = started.elapsed();
@@ -356,7 +355,11 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         Ending::Guest(Outcome::Timeout(t)) => {
             (Some(format!("the script ran out of time ({} s; raise it with --timeout)", t.as_secs())), status::TIMEOUT)
         }
-        Ending::Signal(name, code) => (Some(format!("stopped by {name}")), code),
+        Ending::Guest(Outcome::Stopped(name)) => (Some(format!("stopped by {name}")), signal_status(name)),
+        Ending::Guest(Outcome::Hung) => (
+            Some("a host operation did not finish within 30 s of the stop; the script was abandoned".to_string()),
+            status::TIMEOUT,
+        ),
         Ending::Setup(e) => (Some(format!("could not set up the lab: {e}")), status::GUEST_ERROR),
     };
 
@@ -435,30 +438,45 @@ async fn take_down(state: &StateDir, lock: &crate::journal::LabLock, record: &La
     Ok(report)
 }
 
-/// The signals that stop a run (and roll it back) instead of killing nsw.
-struct Signals {
-    interrupt: tokio::signal::unix::Signal,
-    terminate: tokio::signal::unix::Signal,
-    hangup: tokio::signal::unix::Signal,
+/// From here on SIGINT, SIGTERM and SIGHUP do not kill nsw: they are
+/// blocked in this thread and every thread started after it, and a thread
+/// of their own turns them into a stop request (see `runtime::stop`), which
+/// ends the run and rolls the lab back. A thread rather than a tokio signal
+/// stream, because a guest busy in its own code never lets the async
+/// runtime poll a stream.
+fn catch_signals(stop: Stop) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    set.thread_block()?;
+    std::thread::Builder::new().name("nsw-signals".into()).spawn(move || {
+        loop {
+            match set.wait() {
+                Ok(Signal::SIGINT) => stop.request(StopReason::Signal("SIGINT")),
+                Ok(Signal::SIGTERM) => stop.request(StopReason::Signal("SIGTERM")),
+                Ok(_) => stop.request(StopReason::Signal("SIGHUP")),
+                Err(_) => return,
+            }
+        }
+    })?;
+    Ok(())
 }
 
-impl Signals {
-    fn new() -> Result<Signals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        Ok(Signals {
-            interrupt: signal(SignalKind::interrupt())?,
-            terminate: signal(SignalKind::terminate())?,
-            hangup: signal(SignalKind::hangup())?,
-        })
+fn signal_status(name: &str) -> u8 {
+    match name {
+        "SIGINT" => status::SIGINT,
+        "SIGTERM" => status::SIGTERM,
+        _ => status::SIGHUP,
     }
+}
 
-    /// The next signal, with the exit status it calls for.
-    async fn next(&mut self) -> (&'static str, u8) {
-        tokio::select! {
-            _ = self.interrupt.recv() => ("SIGINT", status::SIGINT),
-            _ = self.terminate.recv() => ("SIGTERM", status::SIGTERM),
-            _ = self.hangup.recv() => ("SIGHUP", status::SIGHUP),
-        }
+/// The outcome of a run stopped before its guest started.
+fn stopped_outcome(stop: &Stop, limits: &RunLimits) -> Outcome {
+    match stop.reason() {
+        Some(StopReason::Signal(name)) => Outcome::Stopped(name),
+        _ => Outcome::Timeout(limits.timeout),
     }
 }
 
@@ -562,9 +580,6 @@ async fn down_one(state: &StateDir, lab: &str, force: bool) -> Result<()> {
         say!("nsw: there is no lab {lab}; nothing to do");
         return Ok(());
     };
-    if describe_state(&record) == "building" {
-        bail!("lab {lab} is being built by nsw pid {}", record.info.pid);
-    }
     let report = take_down(state, &lock, &record, force).await?;
     state.remove(lock, lab)?;
     say!("nsw: lab {lab} is down: {}", report.summary());
@@ -577,13 +592,14 @@ async fn down_one(state: &StateDir, lab: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn pid_is_nsw(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).map(|c| c.trim() == "nsw").unwrap_or(false)
+/// The state to show: a lab whose builder died mid-way (nobody holds its
+/// lock any more) is `broken`.
+fn describe_state(state: &StateDir, record: &LabRecord) -> &'static str {
+    describe_state_given(record, state.lock_held(&record.info.name))
 }
 
-/// The state to show: a lab whose builder died mid-way is `broken`.
-fn describe_state(record: &LabRecord) -> &'static str {
-    let alive = pid_is_nsw(record.info.pid);
+/// The same, knowing whether another process holds the lab's lock.
+fn describe_state_given(record: &LabRecord, alive: bool) -> &'static str {
     match record.state {
         LabState::Up => "up",
         LabState::Failed => "failed, kept",
@@ -616,10 +632,18 @@ fn cmd_ls(json: bool) -> Result<()> {
     let state = StateDir::system();
     let mut listings = Vec::new();
     for lab in state.labs()? {
-        let Some(record) = state.read(&lab)? else { continue };
+        let record = match state.read(&lab) {
+            Ok(Some(record)) => record,
+            Ok(None) => continue,
+            Err(e) => {
+                // One bad journal must not hide the other labs.
+                say!("nsw: lab {lab}: {e:#}");
+                continue;
+            }
+        };
         listings.push(LabListing {
             name: record.info.name.clone(),
-            state: describe_state(&record),
+            state: describe_state(&state, &record),
             mode: record.info.mode,
             script: record.info.script.clone(),
             pid: record.info.pid,

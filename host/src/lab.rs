@@ -13,6 +13,7 @@ use crate::backend::{Backend, LinkRef, NsId, PingStats};
 use crate::error::{LabError, LabResult};
 use crate::journal::{Entry, Journal, LabState, Mode, NetnsRef, Object};
 use crate::policy::{self, Grants, Limits, quota_error, shown};
+use crate::runtime::stop::Stop;
 
 /// A link, by the lab's index for it.
 pub type LinkId = usize;
@@ -55,6 +56,8 @@ const UPLINK_POOL: &str = "100.64.0.0/10";
 
 pub struct Lab {
     name: String,
+    /// Raised by a signal or the deadline: no new operation starts.
+    stop: Stop,
     mode: Mode,
     grants: Grants,
     limits: Limits,
@@ -90,10 +93,18 @@ pub struct Lab {
 impl Lab {
     /// Start a lab whose journal is `journal`: set up its host, a namespace
     /// of its own unless `host-net` was granted.
-    pub async fn start(name: &str, grants: Grants, journal: Journal, backend: Box<dyn Backend>, limits: Limits) -> LabResult<Lab> {
+    pub async fn start(
+        name: &str,
+        grants: Grants,
+        journal: Journal,
+        backend: Box<dyn Backend>,
+        limits: Limits,
+        stop: Stop,
+    ) -> LabResult<Lab> {
         let mode = if grants.host_net.is_some() { Mode::HostNet } else { Mode::Contained };
         let mut lab = Lab {
             name: name.to_string(),
+            stop,
             mode,
             grants,
             limits,
@@ -153,6 +164,15 @@ impl Lab {
         &self.links[id]
     }
 
+    /// Refuse to start an operation once the run was told to stop; the
+    /// guest then traps, and the lab is rolled back.
+    fn go(&self) -> LabResult<()> {
+        if self.stop.requested() {
+            return Err(LabError::Trap(anyhow::anyhow!(crate::runtime::STOPPED)));
+        }
+        Ok(())
+    }
+
     pub fn set_state(&mut self, state: LabState) -> LabResult<()> {
         self.record(&Entry::State { state })
     }
@@ -192,8 +212,14 @@ impl Lab {
                 Ok(value)
             }
             Err(e) => {
-                for &id in ids {
-                    self.record(&Entry::Failed { id })?;
+                // Only a refusal proves nothing was made: a taken name
+                // (the object there is someone else's, never to be
+                // removed). After any other error the object may exist, so
+                // the journal keeps it as unconfirmed and `down` checks.
+                if e.raw_os_error() == Some(libc::EEXIST) {
+                    for &id in ids {
+                        self.record(&Entry::Failed { id })?;
+                    }
                 }
                 Err(LabError::os(&what(), &e))
             }
@@ -242,6 +268,7 @@ impl Lab {
 
     /// A node: namespace `<lab>-<node>`.
     pub async fn create_netns(&mut self, node: &str) -> LabResult<NsId> {
+        self.go()?;
         self.check_strings("create-netns", &[node])?;
         policy::check_node_name(node)?;
         if self.netns.iter().any(|n| n.node == node) {
@@ -282,6 +309,7 @@ impl Lab {
     /// tutorial's "create, then move into the namespace" otherwise costs.
     /// A clash of names therefore surfaces at that first use.
     pub async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId) -> LabResult<(LinkId, LinkId)> {
+        self.go()?;
         self.check_strings("create-veth", &[name, peer])?;
         policy::check_ifname(name)?;
         policy::check_ifname(peer)?;
@@ -304,6 +332,7 @@ impl Lab {
     /// Create a pending veth pair in the kernel, each end in the namespace
     /// it is meant for by now.
     async fn materialize(&mut self, link: LinkId) -> LabResult<()> {
+        self.go()?;
         if !self.links[link].pending {
             return Ok(());
         }
@@ -358,6 +387,7 @@ impl Lab {
     }
 
     pub async fn create_bridge(&mut self, name: &str, ns: NsId) -> LabResult<LinkId> {
+        self.go()?;
         self.check_strings("create-bridge", &[name])?;
         policy::check_ifname(name)?;
         self.check_pending_name(name, ns)?;
@@ -367,6 +397,9 @@ impl Lab {
             return Err(quota_error(&format!("the lab has {bridges} bridges"), self.limits.bridges, "--max-bridges"));
         }
         self.alive(ns).await?;
+        // Refuse a taken name before recording anything: the journal must
+        // never hold, even unconfirmed, the name of someone else's link.
+        self.check_free_name(name, ns).await?;
         let id = self.intend(Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "bridge".into() })?;
         let outcome = self.backend.create_bridge(name, ns).await;
         let what = format!("create bridge {name} in {}", self.where_(ns));
@@ -377,6 +410,7 @@ impl Lab {
     }
 
     pub async fn move_link(&mut self, link: LinkId, to: NsId) -> LabResult<()> {
+        self.go()?;
         let from = self.links[link].ns;
         if from == to {
             return Ok(());
@@ -409,6 +443,7 @@ impl Lab {
     }
 
     pub async fn set_master(&mut self, port: LinkId, bridge: LinkId) -> LabResult<()> {
+        self.go()?;
         let (p, b) = (&self.links[port], &self.links[bridge]);
         if b.kind != "bridge" {
             return Err(LabError::invalid(format!("{} is a {}, not a bridge", b.name, b.kind)));
@@ -432,6 +467,7 @@ impl Lab {
     }
 
     pub async fn set_up(&mut self, link: LinkId) -> LabResult<()> {
+        self.go()?;
         let what = format!("set {} up in {}", self.links[link].name, self.where_(self.links[link].ns));
         self.materialize(link).await?;
         self.alive_link(link).await?;
@@ -472,6 +508,7 @@ impl Lab {
     }
 
     pub async fn add_address(&mut self, link: LinkId, cidr: &str) -> LabResult<()> {
+        self.go()?;
         self.check_strings("address.add", &[cidr])?;
         let cidr = policy::parse_cidr(cidr)?;
         if self.addresses >= self.limits.addresses {
@@ -497,6 +534,7 @@ impl Lab {
     }
 
     pub async fn add_route(&mut self, ns: NsId, destination: &str, via: &str) -> LabResult<()> {
+        self.go()?;
         self.check_strings("route.add", &[destination, via])?;
         let via = policy::parse_ip(via)?;
         let destination = policy::parse_destination(destination, via)?;
@@ -532,6 +570,7 @@ impl Lab {
     }
 
     pub async fn enable_forwarding(&mut self, ns: NsId, family: Family) -> LabResult<()> {
+        self.go()?;
         if self.forwarding.contains(&(ns, family)) {
             return Ok(());
         }
@@ -540,6 +579,14 @@ impl Lab {
             Family::V6 => "net/ipv6/conf/all/forwarding",
         };
         let what = format!("enable forwarding ({key}) in {}", self.where_(ns));
+        if family == Family::V6 && self.on_machine(ns) {
+            // With IPv6 forwarding on, the kernel ignores router
+            // advertisements on every interface: the machine could lose its
+            // IPv6 default route. A lab never risks cutting the machine off.
+            return Err(LabError::denied(format!(
+                "{what}: IPv6 forwarding on the machine would make it ignore router advertisements; route IPv6 in the lab's own namespaces"
+            )));
+        }
         self.alive(ns).await?;
         let old = self.backend.read_sysctl(ns, key).await.map_err(|e| LabError::os(&what, &e))?;
         // Record the old value first: it is what `down` puts back.
@@ -556,6 +603,7 @@ impl Lab {
     }
 
     pub async fn masquerade(&mut self, ns: NsId, source: &str) -> LabResult<()> {
+        self.go()?;
         self.check_strings("nat.masquerade", &[source])?;
         let source = policy::parse_prefix(source)?;
         let what = format!("masquerade {source} in {}", self.where_(ns));
@@ -563,14 +611,9 @@ impl Lab {
             return Err(LabError::denied(format!("{what}: that is every address; masquerade the lab's own prefix")));
         }
         if self.on_machine(ns) {
-            let granted = self.grants.host_net.as_deref().unwrap_or(&[]);
-            if !granted.iter().any(|g| g.contains(&source)) {
-                let list: Vec<String> = granted.iter().map(|p| p.to_string()).collect();
-                return Err(LabError::denied(format!(
-                    "{what}: {source} is outside the host prefixes this lab was granted ({})",
-                    list.join(", ")
-                )));
-            }
+            // Inside the grant, and over none of the machine's own
+            // networks: the rule must not rewrite the machine's traffic.
+            self.check_machine_prefix(&what, source)?;
         }
         self.masquerade_parsed(ns, source, what).await
     }
@@ -593,6 +636,7 @@ impl Lab {
     }
 
     pub async fn ping(&mut self, ns: NsId, target: &str, count: u32, timeout_ms: u32) -> LabResult<PingStats> {
+        self.go()?;
         self.check_strings("probe.ping", &[target])?;
         let target = policy::parse_ip(target)?;
         if !(1..=100).contains(&count) {
@@ -623,7 +667,7 @@ impl Lab {
         let what = format!("ping {target} from {}", self.where_(ns));
         let stats = self
             .backend
-            .ping(ns, target, count, Duration::from_millis(timeout_ms as u64), interval)
+            .ping(ns, target, count, Duration::from_millis(timeout_ms as u64), interval, self.stop.flag())
             .await
             .map_err(|e| LabError::os(&what, &e));
         self.last_ping = Some(Instant::now());
@@ -635,6 +679,7 @@ impl Lab {
     /// route of the machine, a default route in the lab's host, forwarding
     /// and masquerade in the machine. All journaled like any object.
     pub async fn connect_uplink(&mut self) -> LabResult<LinkId> {
+        self.go()?;
         if let Some(link) = self.uplink {
             return Ok(link);
         }

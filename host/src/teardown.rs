@@ -152,11 +152,23 @@ async fn remove_from_machine(objects: &[&Owned], report: &mut Report) -> Result<
                 Err(e) if e.to_string().contains("No such file or directory") => Ok(Fate::Gone),
                 Err(e) => Err(e),
             },
-            Object::Link { name, .. } => match netlink::index_of(&handle, name).await {
+            Object::Link { name, kind, .. } => match netlink::index_of(&handle, name).await {
                 Ok(index) if owned.ident.is_some_and(|ours| ours != index as u64) => Ok(Fate::NotOurs(format!(
                     "it is another link now (index {index}, the lab's was {})",
                     owned.ident.unwrap_or_default()
                 ))),
+                Ok(index) if owned.ident.is_none() => {
+                    // Never confirmed (nsw stopped between asking the kernel
+                    // and recording its answer): remove it only if it is at
+                    // least the kind of link the lab asked for.
+                    match netlink::kind_of(&handle, index).await? {
+                        Some(found) if found == *kind => gone_is_fine(netlink::delete_link(&handle, index).await),
+                        found => Ok(Fate::NotOurs(format!(
+                            "unconfirmed, and a {} rather than a {kind}",
+                            found.as_deref().unwrap_or("device of no kind")
+                        ))),
+                    }
+                }
                 Ok(index) => gone_is_fine(netlink::delete_link(&handle, index).await),
                 Err(e) if is_gone(&e) => Ok(Fate::Gone),
                 Err(e) => Err(e),

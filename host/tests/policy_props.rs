@@ -113,7 +113,8 @@ fn play(grants: Grants, ops: &[Op]) -> (std::sync::Arc<std::sync::Mutex<PlanStat
     let limits = Limits { netns: 6, links: 12, bridges: 2, ping_rate: 1_000_000, ..Limits::default() };
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     rt.block_on(async {
-        let mut lab = Lab::start(lab_name, grants, journal, Box::new(plan), limits).await.expect("start");
+        let stop = nsw::runtime::stop::Stop::new();
+        let mut lab = Lab::start(lab_name, grants, journal, Box::new(plan), limits, stop).await.expect("start");
         let (mut nss, mut links) = (vec![nsw::lab::HOST], Vec::new());
         let pick = |v: &Vec<usize>, i: usize| v.get(i % v.len().max(1)).copied();
         for op in ops {

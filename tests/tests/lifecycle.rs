@@ -132,7 +132,7 @@ fn a_link_taken_on_the_machine_rolls_back_and_stays() {
     let lab = unique("t");
     let out = machine.nsw(&["run", guest("star").to_str().unwrap(), "--name", &lab, "--allow", STAR_HOST_NET, "--", "10"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    assert!(stderr(&out).contains("exists: create bridge br0 in the machine's namespace: File exists"), "{}", text(&out));
+    assert!(stderr(&out).contains("exists: the machine's namespace already has a link named br0"), "{}", text(&out));
     assert_no_leak(&lab, &machine, &before);
 }
 
@@ -156,6 +156,28 @@ fn interrupt_midway(signal: nix::sys::signal::Signal, status: i32, name: &str) {
 #[test]
 fn sigint_during_a_build_rolls_back() {
     interrupt_midway(nix::sys::signal::Signal::SIGINT, 130, "SIGINT");
+}
+
+#[test]
+fn sigint_stops_a_script_busy_in_its_own_code() {
+    // The script builds a namespace, then loops without calling nsw: the
+    // signal must still stop it (not the 60 s deadline) and roll it back.
+    let machine = Machine::new("sig");
+    let before = machine.snapshot();
+    let lab = unique("s");
+    let child = spawn_nsw(&machine, &["run", guest("misuse").to_str().unwrap(), "--name", &lab, "--", "loop"], &[]);
+    let base = format!("{lab}-base");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !named_netns(&base).contains(&base) {
+        assert!(Instant::now() < deadline, "the script never got going");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
+    assert!(stderr(&out).contains("stopped by SIGINT") && stderr(&out).contains("rolled back"), "{}", text(&out));
+    assert_no_leak(&lab, &machine, &before);
 }
 
 #[test]

@@ -78,7 +78,16 @@ pub trait Backend: Send {
     async fn masquerade(&mut self, ns: NsId, table: &str, source: IpNet) -> io::Result<()>;
     /// Send `count` echo requests, `interval` apart at least, waiting up to
     /// `timeout` for each reply.
-    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration) -> io::Result<PingStats>;
+    /// A nonzero `stop` means give up (between echoes, or while waiting).
+    async fn ping(
+        &mut self,
+        ns: NsId,
+        target: IpAddr,
+        count: u32,
+        timeout: Duration,
+        interval: Duration,
+        stop: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    ) -> io::Result<PingStats>;
     /// The destinations of the routes in the main table of `ns`.
     async fn routes(&mut self, ns: NsId) -> io::Result<Vec<IpNet>>;
     /// Whether the named namespace `id` is still the one the backend

@@ -311,7 +311,15 @@ impl Backend for PlanBackend {
         Ok(())
     }
 
-    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, _timeout: Duration, _interval: Duration) -> io::Result<PingStats> {
+    async fn ping(
+        &mut self,
+        ns: NsId,
+        target: IpAddr,
+        count: u32,
+        _timeout: Duration,
+        _interval: Duration,
+        _stop: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    ) -> io::Result<PingStats> {
         let mut s = self.state.lock().unwrap();
         s.ns(ns)?;
         let line = format!("ip netns exec {} ping -c {count} {target}", s.ns_label(ns).trim_start_matches("-n ").trim());

@@ -5,6 +5,7 @@
 pub mod bindings;
 pub mod cache;
 pub mod output;
+pub mod stop;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::imports::HostState;
 use crate::lab::Lab;
 use bindings::LabWithUplink as LabWorld;
 use output::GuestOutput;
+use stop::{Stop, StopReason};
 
 /// How often the epoch advances; the deadline is counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -111,7 +113,16 @@ pub enum Outcome {
     Timeout(Duration),
     /// The guest printed more than it may (its stream failed, it stopped).
     OutputQuota(usize),
+    /// A signal stopped it.
+    Stopped(&'static str),
+    /// A host operation did not finish long after the run was told to
+    /// stop: the guest was abandoned mid-call (the journal may hold an
+    /// object that was recorded but never confirmed).
+    Hung,
 }
+
+/// How long an operation under way may take to finish after a stop.
+const GRACE: Duration = Duration::from_secs(30);
 
 /// Where the time of a run went.
 #[derive(Debug, Clone, Copy, Default)]
@@ -122,40 +133,54 @@ pub struct RunTimes {
     pub run: Duration,
 }
 
-/// Advances the engine's epoch until dropped.
+/// Advances the engine's epoch until dropped; raises the stop flag when
+/// the deadline passes, and once it is raised (by the deadline or by a
+/// signal) pushes the epoch past the store's deadline so that guest code
+/// traps at its next check.
 struct Ticker {
-    stop: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
 }
 
 impl Ticker {
-    fn start(engine: &Engine) -> Ticker {
-        let stop = Arc::new(AtomicBool::new(false));
-        let (engine, flag) = (engine.clone(), stop.clone());
+    fn start(engine: &Engine, stop: Stop, timeout: Duration, deadline_ticks: u64) -> Ticker {
+        let done = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), done.clone());
+        let started = Instant::now();
         std::thread::Builder::new()
             .name("nsw-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    if started.elapsed() >= timeout {
+                        stop.request(StopReason::Deadline);
+                    }
+                    let ticks = if stop.requested() { deadline_ticks + 1 } else { 1 };
+                    for _ in 0..ticks {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .expect("spawning the epoch thread");
-        Ticker { stop }
+        Ticker { done }
     }
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.done.store(true, Ordering::Relaxed);
     }
 }
+
+/// What a lab operation says when it refuses to start after a stop.
+pub const STOPPED: &str = "the run was told to stop";
 
 fn is_deadline_trap(e: &wasmtime::Error) -> bool {
     matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt))
 }
 
-/// Instantiate `component` around `lab` and call its `run(args)`. Returns
-/// how it ended, and the lab back.
+/// Instantiate `component` around `lab` and call its `run(args)`, until it
+/// returns or traps, or `stop` is raised (by the deadline, or by the caller
+/// on a signal). Returns how it ended, and the lab back.
 pub async fn run(
     engine: &Engine,
     linker: &Linker<HostState>,
@@ -163,6 +188,7 @@ pub async fn run(
     lab: Lab,
     args: Vec<String>,
     limits: &RunLimits,
+    stop: &Stop,
 ) -> (Outcome, Lab, RunTimes) {
     let (stdout, stderr) = GuestOutput::pair(limits.output_bytes);
     let output = stdout.clone();
@@ -189,7 +215,7 @@ pub async fn run(
     let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
-    let _ticker = Ticker::start(engine);
+    let _ticker = Ticker::start(engine, stop.clone(), limits.timeout, ticks);
 
     let mut times = RunTimes::default();
     let call = async {
@@ -201,12 +227,18 @@ pub async fn run(
         times.run = start.elapsed();
         result
     };
-    // The epoch stops guest code; this timeout also stops a host call
-    // (a long ping) that is still waiting when time is up.
-    let outcome = match tokio::time::timeout(limits.timeout + Duration::from_millis(500), call).await {
-        Err(_) => Outcome::Timeout(limits.timeout),
+    // Normally the call ends by itself (a stop makes it trap soon). Only
+    // if a host operation hangs long after a stop is the call abandoned.
+    let last_resort = limits.timeout.saturating_add(GRACE);
+    let result = tokio::time::timeout(last_resort, call).await;
+    let stopped = |e: &wasmtime::Error| is_deadline_trap(e) || e.root_cause().to_string().contains(STOPPED);
+    let outcome = match result {
+        Err(_) => Outcome::Hung,
         Ok(Ok(Ok(()))) => Outcome::Success,
-        Ok(Err(e)) if is_deadline_trap(&e) => Outcome::Timeout(limits.timeout),
+        Ok(Err(e)) if stopped(&e) => match stop.reason() {
+            Some(StopReason::Signal(name)) => Outcome::Stopped(name),
+            _ => Outcome::Timeout(limits.timeout),
+        },
         Ok(Err(_)) | Ok(Ok(Err(_))) if output.truncated() => Outcome::OutputQuota(limits.output_bytes),
         Ok(Ok(Err(message))) => Outcome::GuestError(message),
         Ok(Err(e)) => Outcome::Trap(e),

@@ -5,7 +5,7 @@
 //! Every case first builds a bridge `hbr0` with 10.77.0.1/24 on the host
 //! (inside the default grant, clear of the test machine's routes).
 //! CASE: `address CIDR` (another address on hbr0), `default-route`,
-//! `route PREFIX VIA`, `masquerade PREFIX`.
+//! `route PREFIX VIA`, `masquerade PREFIX`, `forward6`.
 
 use nsw_sdk::{Guest, address, nat, route, topology};
 
@@ -23,6 +23,7 @@ impl Guest for Attack {
             "default-route" => route::add(&host, "default", "10.77.0.254")?,
             "route" => route::add(&host, &arg(1), &arg(2))?,
             "masquerade" => nat::masquerade(&host, &arg(1))?,
+            "forward6" => route::enable_forwarding(&host, nsw_sdk::IpFamily::Ipv6)?,
             other => return Err(format!("unknown case {other}")),
         }
         Err(format!("the machine accepted {args:?}"))

@@ -153,9 +153,17 @@ impl Backend for KernelBackend {
         nft::apply(self.ns(ns)?.fd.clone(), nft::masquerade_batch(table, source)).await
     }
 
-    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration) -> io::Result<PingStats> {
+    async fn ping(
+        &mut self,
+        ns: NsId,
+        target: IpAddr,
+        count: u32,
+        timeout: Duration,
+        interval: Duration,
+        stop: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    ) -> io::Result<PingStats> {
         let fd = self.ns(ns)?.fd.clone();
-        netns::run_in_async(fd, move || ping::ping_here(target, count, timeout, interval)).await
+        netns::run_in_async(fd, move || ping::ping_here(target, count, timeout, interval, &stop)).await
     }
 
     async fn routes(&mut self, ns: NsId) -> io::Result<Vec<IpNet>> {

@@ -9,7 +9,7 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
-use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, State};
+use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, LinkInfo, State};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::sys::{Socket, TokioSocket, protocols::NETLINK_ROUTE};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -91,6 +91,25 @@ pub async fn disable_ipv6_link_local(handle: &Handle, index: u32) -> io::Result<
     let spec = LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]);
     let msg = LinkUnspec::new_with_index(index).append_extra_attribute(spec).build();
     handle.link().set(msg).execute().await.map_err(os)
+}
+
+/// The kind of link `index` (`veth`, `bridge`...), `None` for a device of
+/// no kind (a physical NIC, loopback).
+pub async fn kind_of(handle: &Handle, index: u32) -> io::Result<Option<String>> {
+    let mut links = handle.link().get().match_index(index).execute();
+    let Some(msg) = links.try_next().await.map_err(os)? else {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    };
+    for attribute in &msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = attribute {
+            for info in infos {
+                if let LinkInfo::Kind(kind) = info {
+                    return Ok(Some(kind.to_string()));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Whether link `index` is operationally up: the kernel has processed its

@@ -70,9 +70,8 @@ pub fn create_named(name: &str) -> io::Result<(OwnedFd, OwnedFd)> {
             mount(Some("/proc/thread-self/ns/net"), &target, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
             let ns = open("/proc/thread-self/ns/net", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
             Ok((ns, super::netlink::socket_here()?))
-        })?
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")));
+        })
+        .and_then(|thread| thread.join().unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked"))));
     if made.is_err() {
         let _ = umount2(&path, MntFlags::MNT_DETACH);
         let _ = fs::remove_file(&path);

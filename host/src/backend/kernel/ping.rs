@@ -8,7 +8,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -79,7 +79,9 @@ fn is_reply(v6: bool, packet: &[u8], id: u16, seq: u16) -> bool {
 
 /// Ping `target` `count` times from the calling thread's namespace, waiting
 /// up to `timeout` for each reply. Blocks; run it on a namespace thread.
-pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Duration) -> io::Result<PingStats> {
+pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &AtomicU8) -> io::Result<PingStats> {
+    // Wait in slices, so that a stop is noticed quickly.
+    const SLICE: Duration = Duration::from_millis(50);
     let v6 = target.is_ipv6();
     let socket = if v6 {
         Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?
@@ -93,6 +95,9 @@ pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Durati
     let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
     let mut last_send: Option<Instant> = None;
     for seq in 0..count as u16 {
+        if stop.load(Ordering::Relaxed) != 0 {
+            break;
+        }
         // Pace the requests: never closer than `interval`.
         if let Some(last) = last_send {
             let since = last.elapsed();
@@ -114,13 +119,13 @@ pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Durati
         let deadline = start + timeout;
         loop {
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || stop.load(Ordering::Relaxed) != 0 {
                 break;
             }
-            socket.set_read_timeout(Some(deadline - now))?;
+            socket.set_read_timeout(Some((deadline - now).min(SLICE)))?;
             let (len, from) = match socket.recv_from(&mut buf) {
                 Ok(got) => got,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };

@@ -274,7 +274,11 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         string_bytes: args.max_string,
     };
     // Imports are requests: refuse what was not granted before anything runs.
-    let info = crate::inspect::read(&args.file)?;
+    // Read once: the import check and the loader share the bytes.
+    let read_start = Instant::now();
+    let wasm = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let read_time = read_start.elapsed();
+    let info = crate::inspect::parse(&wasm).with_context(|| format!("{} is not a WebAssembly component", args.file.display()))?;
     policy::check_imports(info.imports.iter().map(String::as_str), &grants)
         .with_context(|| format!("{} cannot run", args.file.display()))?;
     require_root("run")?;
@@ -284,7 +288,8 @@ async fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     catch_signals(stop.clone())?;
 
     let engine = runtime::engine()?;
-    let loaded = runtime::load(&engine, &args.file)?;
+    let mut loaded = runtime::load(&engine, &args.file, &wasm)?;
+    loaded.load_time += read_time;
     if let Some(warning) = &loaded.cache_warning {
         say!("nsw: warning: {warning}");
     }

@@ -13,7 +13,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
@@ -370,10 +370,6 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Record that `object` is about to be created; returns its id.
     pub fn intend(&mut self, object: Object) -> Result<u32> {
         let id = self.next_id;

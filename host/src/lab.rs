@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use crate::backend::{Backend, LinkRef, NsId, PingStats};
 use crate::error::{LabError, LabResult};
-use crate::journal::{Entry, Journal, LabState, Mode, NetnsRef, Object};
+use crate::journal::{Entry, Journal, Mode, NetnsRef, Object};
 use crate::policy::{self, Grants, Limits, quota_error, shown};
 use crate::runtime::stop::Stop;
 
@@ -152,10 +152,6 @@ impl Lab {
         Ok(id)
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn netns(&self, id: NsId) -> &NetnsEntry {
         &self.netns[id]
     }
@@ -171,10 +167,6 @@ impl Lab {
             return Err(LabError::Trap(anyhow::anyhow!(crate::runtime::STOPPED)));
         }
         Ok(())
-    }
-
-    pub fn set_state(&mut self, state: LabState) -> LabResult<()> {
-        self.record(&Entry::State { state })
     }
 
     /// Refuse strings longer than the lab allows, before looking at them.

@@ -16,8 +16,28 @@ fn lab_state(machine: &Machine, lab: &str) -> Option<String> {
     labs.as_array()?.iter().find(|l| l["name"] == lab).map(|l| l["state"].as_str().unwrap().to_string())
 }
 
-fn spawn_nsw(machine: &Machine, args: &[&str], env: &[(&str, &str)]) -> std::process::Child {
-    machine.spawn(args, env)
+/// Once `ready` holds (within 30 s), send `signal` to the running nsw and
+/// check that it stopped, rolled the lab back, and left nothing.
+fn stop_when_ready(
+    machine: &Machine,
+    before: &nsw_tests::Snapshot,
+    lab: &str,
+    child: std::process::Child,
+    ready: impl Fn() -> bool,
+    signal: nix::sys::signal::Signal,
+    status: i32,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "the script never got going");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(status), "{}", text(&out));
+    let name = signal.as_str();
+    assert!(stderr(&out).contains(&format!("stopped by {name}")) && stderr(&out).contains("rolled back"), "{}", text(&out));
+    assert_no_leak(lab, machine, before);
 }
 
 /// After a crash: `ls` says broken, `down` cleans up completely.
@@ -88,7 +108,7 @@ fn kill_9_anywhere_in_a_100_node_build_leaves_nothing_after_down() {
     // Kills at moments nobody chose.
     for i in 0..6u64 {
         let lab = unique("k");
-        let mut child = spawn_nsw(&machine, &["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "routes", "nat"], &[]);
+        let mut child = machine.spawn(&["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "routes", "nat"], &[]);
         std::thread::sleep(Duration::from_millis(15 + i * 37));
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
         let status = child.wait().unwrap();
@@ -136,26 +156,17 @@ fn a_link_taken_on_the_machine_rolls_back_and_stays() {
     assert_no_leak(&lab, &machine, &before);
 }
 
-fn interrupt_midway(signal: nix::sys::signal::Signal, status: i32, name: &str) {
+fn interrupt_midway(signal: nix::sys::signal::Signal, status: i32) {
     let machine = Machine::with_outside("sig");
     let before = machine.snapshot();
     let lab = unique("s");
-    let child = spawn_nsw(&machine, &["run", guest("star").to_str().unwrap(), "--name", &lab, "--allow", STAR_HOST_NET, "--", "400", "nat"], &[]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while named_netns(&lab).len() < 20 {
-        assert!(Instant::now() < deadline, "the build never got going");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(status), "{}", text(&out));
-    assert!(stderr(&out).contains(&format!("stopped by {name}")) && stderr(&out).contains("rolled back"), "{}", text(&out));
-    assert_no_leak(&lab, &machine, &before);
+    let child = machine.spawn(&["run", guest("star").to_str().unwrap(), "--name", &lab, "--allow", STAR_HOST_NET, "--", "400", "nat"], &[]);
+    stop_when_ready(&machine, &before, &lab, child, || named_netns(&lab).len() >= 20, signal, status);
 }
 
 #[test]
 fn sigint_during_a_build_rolls_back() {
-    interrupt_midway(nix::sys::signal::Signal::SIGINT, 130, "SIGINT");
+    interrupt_midway(nix::sys::signal::Signal::SIGINT, 130);
 }
 
 #[test]
@@ -165,24 +176,22 @@ fn sigint_stops_a_script_busy_in_its_own_code() {
     let machine = Machine::new("sig");
     let before = machine.snapshot();
     let lab = unique("s");
-    let child = spawn_nsw(&machine, &["run", guest("misuse").to_str().unwrap(), "--name", &lab, "--", "loop"], &[]);
+    let child = machine.spawn(&["run", guest("misuse").to_str().unwrap(), "--name", &lab, "--", "loop"], &[]);
     let base = format!("{lab}-base");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !named_netns(&base).contains(&base) {
-        assert!(Instant::now() < deadline, "the script never got going");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", text(&out));
-    assert!(stderr(&out).contains("stopped by SIGINT") && stderr(&out).contains("rolled back"), "{}", text(&out));
-    assert_no_leak(&lab, &machine, &before);
+    let ready = || {
+        let made = named_netns(&base).contains(&base);
+        if made {
+            // Into its loop by now.
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        made
+    };
+    stop_when_ready(&machine, &before, &lab, child, ready, nix::sys::signal::Signal::SIGINT, 130);
 }
 
 #[test]
 fn sigterm_during_a_build_rolls_back() {
-    interrupt_midway(nix::sys::signal::Signal::SIGTERM, 143, "SIGTERM");
+    interrupt_midway(nix::sys::signal::Signal::SIGTERM, 143);
 }
 
 #[test]
@@ -192,9 +201,9 @@ fn one_lab_is_built_by_one_nsw_at_a_time_and_different_labs_in_parallel() {
     let star = guest("star");
     let star = star.to_str().unwrap();
     let (lab, other) = (unique("c"), unique("c"));
-    let first = spawn_nsw(&machine, &["run", star, "--name", &lab, "--", "60"], &[]);
-    let second = spawn_nsw(&machine, &["run", star, "--name", &lab, "--", "60"], &[]);
-    let third = spawn_nsw(&machine, &["run", star, "--name", &other, "--", "60"], &[]);
+    let first = machine.spawn(&["run", star, "--name", &lab, "--", "60"], &[]);
+    let second = machine.spawn(&["run", star, "--name", &lab, "--", "60"], &[]);
+    let third = machine.spawn(&["run", star, "--name", &other, "--", "60"], &[]);
     let outs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
     let won: Vec<_> = outs.iter().filter(|o| o.status.success()).collect();
     let lost: Vec<_> = outs.iter().filter(|o| !o.status.success()).collect();
@@ -206,7 +215,7 @@ fn one_lab_is_built_by_one_nsw_at_a_time_and_different_labs_in_parallel() {
     assert_eq!(named_netns(&format!("{lab}-h")).len(), 60);
     assert_eq!(named_netns(&format!("{other}-h")).len(), 60);
     // Two downs at once: both succeed, one does the work.
-    let downs = [spawn_nsw(&machine, &["down", &lab], &[]), spawn_nsw(&machine, &["down", &lab], &[])];
+    let downs = [machine.spawn(&["down", &lab], &[]), machine.spawn(&["down", &lab], &[])];
     for down in downs {
         let out = down.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", text(&out));

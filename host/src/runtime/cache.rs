@@ -72,10 +72,6 @@ impl Cache {
         Ok(Cache { dir })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The file for `wasm` compiled by `engine`: the engine's compatibility
     /// hash (version, target, settings) and the component's own hash.
     pub fn path_for(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {

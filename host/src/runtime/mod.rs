@@ -58,33 +58,28 @@ pub struct Loaded {
     pub cache_warning: Option<String>,
 }
 
-/// Load a component, from the compiled cache when possible.
-pub fn load(engine: &Engine, path: &Path) -> Result<Loaded> {
+/// Load the component `wasm` (read from `path`), from the compiled cache
+/// when possible, else compiling it (and caching the result).
+pub fn load(engine: &Engine, path: &Path, wasm: &[u8]) -> Result<Loaded> {
     let start = Instant::now();
-    let wasm = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let cache = cache::Cache::open_default();
-    let mut cache_warning = None;
-    if let Ok(cache) = &cache {
-        let cached = cache.path_for(engine, &wasm);
-        match cache.load(engine, &cached) {
-            Ok(Some(component)) => {
-                return Ok(Loaded { component, from_cache: true, load_time: start.elapsed(), cache_warning });
-            }
+    let (cache, mut cache_warning) = match cache::Cache::open_default() {
+        Ok(cache) => (Some(cache), None),
+        Err(e) => (None, Some(format!("not using the compiled cache: {e:#}"))),
+    };
+    let cached = cache.as_ref().map(|cache| (cache, cache.path_for(engine, wasm)));
+    if let Some((cache, file)) = &cached {
+        match cache.load(engine, file) {
+            Ok(Some(component)) => return Ok(Loaded { component, from_cache: true, load_time: start.elapsed(), cache_warning }),
             Ok(None) => {}
             Err(e) => cache_warning = Some(format!("not using the compiled cache: {e:#}")),
         }
-        let component = compile(engine, &wasm, path)?;
-        if cache_warning.is_none() {
-            if let Err(e) = cache.store(&cached, &component) {
-                cache_warning = Some(format!("could not write the compiled cache: {e:#}"));
-            }
+    }
+    let component = compile(engine, wasm, path)?;
+    if let (Some((cache, file)), None) = (&cached, &cache_warning) {
+        if let Err(e) = cache.store(file, &component) {
+            cache_warning = Some(format!("could not write the compiled cache: {e:#}"));
         }
-        return Ok(Loaded { component, from_cache: false, load_time: start.elapsed(), cache_warning });
     }
-    if let Err(e) = &cache {
-        cache_warning = Some(format!("not using the compiled cache: {e:#}"));
-    }
-    let component = compile(engine, &wasm, path)?;
     Ok(Loaded { component, from_cache: false, load_time: start.elapsed(), cache_warning })
 }
 

@@ -6,10 +6,17 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-# rustup installs cargo under the user's home; sudo often drops that PATH.
-if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
-  # shellcheck disable=SC1091
-  . "$HOME/.cargo/env"
+# rustup installs cargo under the user's home; sudo drops that PATH and
+# may set HOME to root's: look in the invoking user's home too.
+if ! command -v cargo >/dev/null 2>&1; then
+  for home in "$HOME" "$(getent passwd "${SUDO_USER:-}" 2>/dev/null | cut -d: -f6)"; do
+    if [ -n "$home" ] && [ -f "$home/.cargo/env" ]; then
+      export CARGO_HOME="$home/.cargo" RUSTUP_HOME="$home/.rustup"
+      # shellcheck disable=SC1091
+      . "$home/.cargo/env"
+      break
+    fi
+  done
 fi
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -57,6 +57,12 @@ impl LabError {
         Self::new(ErrorKind::Quota, message)
     }
 
+    /// The run was told to stop: the operation does not start, the guest
+    /// traps, and the lab is rolled back.
+    pub fn stopped() -> Self {
+        LabError::Trap(anyhow::Error::new(crate::stop::Stopped))
+    }
+
     /// A kernel failure while doing `what` (e.g. "create veth veth-pb"),
     /// classified by errno so that a taken name reads as `exists`.
     pub fn os(what: &str, err: &std::io::Error) -> Self {

@@ -75,7 +75,7 @@ pub fn report(info: &ComponentInfo) -> Vec<ImportReport> {
                 ImportReport { name: name.clone(), kind: "capability", what: cap.what.into(), needs: None }
             }
             ImportVerdict::NeedsGrant(cap) => {
-                ImportReport { name: name.clone(), kind: "capability", what: cap.what.into(), needs: cap.grant }
+                ImportReport { name: name.clone(), kind: "capability", what: cap.what.into(), needs: cap.grant.map(crate::policy::Grant::name) }
             }
             ImportVerdict::Wasi(what) => ImportReport { name: name.clone(), kind: "wasi", what: what.into(), needs: None },
             ImportVerdict::Unknown => {

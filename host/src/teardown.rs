@@ -2,7 +2,8 @@
 //! reverse order of creation, tolerating objects that are already gone and
 //! leaving alone any object that is no longer the one the lab created (a
 //! namespace or link someone replaced by hand under the same name). The
-//! same code serves `nsw down` and the rollback of a failed run.
+//! same code serves `nsw down` and the rollback of a failed run, on any
+//! [`Teardown`] backend: the kernel, or the plan in the tests.
 //!
 //! Objects inside the lab's own namespaces go with their namespace (the
 //! kernel removes its links, addresses, routes and rules in one sweep, far
@@ -12,13 +13,12 @@
 use std::collections::HashSet;
 use std::io;
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use ipnet::IpNet;
 
-use crate::backend::kernel::{netlink, netns, nft, sysctl};
-use crate::journal::{LabRecord, Mode, NetnsRef, Object, Owned};
+use crate::backend::Teardown;
+use crate::journal::{LabRecord, Mode, NetnsRef, Object, OwnedObject};
 
 /// What a teardown did.
 #[derive(Debug, Default)]
@@ -58,6 +58,11 @@ impl Report {
         line
     }
 
+    /// Whether everything the lab owned is gone (or was never its own).
+    pub fn complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+
     fn note(&mut self, what: String, outcome: io::Result<Fate>) {
         match outcome {
             Ok(Fate::Removed) => self.removed.push(what),
@@ -83,12 +88,12 @@ fn gone_is_fine(outcome: io::Result<()>) -> io::Result<Fate> {
 /// Remove everything `record` owns. Objects in the machine's namespace
 /// are removed only from that namespace; with `force`, from anywhere else
 /// they are forgotten instead (the namespace may be gone for good).
-pub async fn teardown(record: &LabRecord, force: bool) -> Result<Report> {
+pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: bool) -> Result<Report> {
     let mut report = Report::default();
-    let machine_objects: Vec<&Owned> = record.objects.iter().rev().filter(|o| o.object.netns() == NetnsRef::Machine).collect();
+    let machine_objects: Vec<&OwnedObject> = record.objects.iter().rev().filter(|o| o.object.netns() == NetnsRef::Machine).collect();
     let mut elsewhere = false;
     if !machine_objects.is_empty() || record.info.mode == Mode::HostNet {
-        let here = netns::current_inode()?;
+        let here = machine.machine_inode()?;
         if here != record.info.machine_netns {
             if !force {
                 bail!(
@@ -105,14 +110,18 @@ pub async fn teardown(record: &LabRecord, force: bool) -> Result<Report> {
         report.forgotten.extend(
             machine_objects.iter().filter(|o| !matches!(o.object, Object::Address { .. })).map(|o| o.object.to_string()),
         );
-    } else if !machine_objects.is_empty() {
-        remove_from_machine(&machine_objects, &mut report).await?;
+    } else {
+        for owned in machine_objects {
+            if let Some(outcome) = remove_from_machine(machine, owned).await {
+                report.note(owned.object.to_string(), outcome);
+            }
+        }
     }
     let mut seen = HashSet::new();
     for owned in record.objects.iter().rev() {
         if let Object::Netns { name, .. } = &owned.object {
             if seen.insert(name.clone()) {
-                report.note(format!("netns {name}"), remove_netns(name, owned.ident));
+                report.note(format!("netns {name}"), remove_netns(machine, name, owned.ident).await);
             }
         }
     }
@@ -120,11 +129,11 @@ pub async fn teardown(record: &LabRecord, force: bool) -> Result<Report> {
 }
 
 /// Unmount a lab namespace, if it is still the one the lab created.
-fn remove_netns(name: &str, inode: Option<u64>) -> io::Result<Fate> {
-    match (netns::inode_at(name)?, inode) {
+async fn remove_netns(machine: &mut dyn Teardown, name: &str, inode: Option<u64>) -> io::Result<Fate> {
+    match (machine.netns_inode(name).await?, inode) {
         (None, _) => {
             // Nothing mounted; a mount point left by a crash may remain.
-            netns::delete_named(name)?;
+            machine.delete_netns(name).await?;
             Ok(Fate::Gone)
         }
         (Some(now), Some(ours)) if now != ours => {
@@ -132,65 +141,59 @@ fn remove_netns(name: &str, inode: Option<u64>) -> io::Result<Fate> {
         }
         // Ours, or never confirmed (nsw died between creating and
         // recording it): a namespace of the lab's own name.
-        _ => netns::delete_named(name).map(|_| Fate::Removed),
+        _ => machine.delete_netns(name).await.map(|_| Fate::Removed),
     }
 }
 
-async fn remove_from_machine(objects: &[&Owned], report: &mut Report) -> Result<()> {
-    let machine = Arc::new(netns::open_current()?);
-    let handle = netlink::connect(&machine)?;
-    for owned in objects {
-        let what = owned.object.to_string();
-        let outcome = match &owned.object {
-            Object::Route { destination, via, .. } => match (destination.parse::<IpNet>(), via.parse::<IpAddr>()) {
-                (Ok(d), Ok(v)) => gone_is_fine(netlink::delete_route(&handle, d, v).await),
-                _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unreadable route in the journal")),
-            },
-            Object::Sysctl { key, old, .. } => restore_sysctl(&machine, key, old),
-            Object::NftTable { name, .. } => match nft::apply(machine.clone(), nft::delete_table_batch(name)).await {
-                Ok(()) => Ok(Fate::Removed),
-                Err(e) if e.to_string().contains("No such file or directory") => Ok(Fate::Gone),
-                Err(e) => Err(e),
-            },
-            Object::Link { name, kind, .. } => match netlink::index_of(&handle, name).await {
-                Ok(index) if owned.ident.is_some_and(|ours| ours != index as u64) => Ok(Fate::NotOurs(format!(
-                    "it is another link now (index {index}, the lab's was {})",
-                    owned.ident.unwrap_or_default()
-                ))),
-                Ok(index) if owned.ident.is_none() => {
-                    // Never confirmed (nsw stopped between asking the kernel
-                    // and recording its answer): remove it only if it is at
-                    // least the kind of link the lab asked for.
-                    match netlink::kind_of(&handle, index).await? {
-                        Some(found) if found == *kind => gone_is_fine(netlink::delete_link(&handle, index).await),
-                        found => Ok(Fate::NotOurs(format!(
-                            "unconfirmed, and a {} rather than a {kind}",
-                            found.as_deref().unwrap_or("device of no kind")
-                        ))),
-                    }
-                }
-                Ok(index) => gone_is_fine(netlink::delete_link(&handle, index).await),
-                Err(e) if is_gone(&e) => Ok(Fate::Gone),
-                Err(e) => Err(e),
-            },
-            // Addresses live on the lab's links and go with them.
-            Object::Address { .. } => continue,
-            Object::Netns { .. } => continue,
-        };
-        report.note(what, outcome);
+/// Remove one object of the machine's namespace; `None` for objects that
+/// go with another (an address with its link).
+async fn remove_from_machine(machine: &mut dyn Teardown, owned: &OwnedObject) -> Option<io::Result<Fate>> {
+    Some(match &owned.object {
+        Object::Route { destination, via, .. } => match (destination.parse::<IpNet>(), via.parse::<IpAddr>()) {
+            (Ok(d), Ok(v)) => gone_is_fine(machine.delete_machine_route(d, v).await),
+            _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unreadable route in the journal")),
+        },
+        Object::Sysctl { key, old, .. } => restore_sysctl(machine, key, old).await,
+        Object::NftTable { family, name, .. } => match machine.delete_machine_nft_table(family, name).await {
+            Ok(true) => Ok(Fate::Removed),
+            Ok(false) => Ok(Fate::Gone),
+            Err(e) => Err(e),
+        },
+        Object::Link { name, kind, .. } => remove_machine_link(machine, owned, name, kind).await,
+        // Addresses live on the lab's links and go with them.
+        Object::Address { .. } | Object::Netns { .. } => return None,
+    })
+}
+
+async fn remove_machine_link(machine: &mut dyn Teardown, owned: &OwnedObject, name: &str, kind: &str) -> io::Result<Fate> {
+    let Some(found) = machine.machine_link(name).await? else { return Ok(Fate::Gone) };
+    match owned.ident {
+        Some(ours) if ours != found.index as u64 => {
+            Ok(Fate::NotOurs(format!("it is another link now (index {}, the lab's was {ours})", found.index)))
+        }
+        Some(_) => gone_is_fine(machine.delete_machine_link(found.index).await),
+        // Never confirmed (nsw stopped between asking the kernel and
+        // recording its answer): remove it only if it is at least the kind
+        // of link the lab asked for.
+        None => match found.kind {
+            Some(found_kind) if found_kind == kind => gone_is_fine(machine.delete_machine_link(found.index).await),
+            other => Ok(Fate::NotOurs(format!(
+                "unconfirmed, and a {} rather than a {kind}",
+                other.as_deref().unwrap_or("device of no kind")
+            ))),
+        },
     }
-    Ok(())
 }
 
 /// Put a sysctl back, unless someone changed it since the lab set it.
-fn restore_sysctl(machine: &std::os::fd::OwnedFd, key: &str, old: &str) -> io::Result<Fate> {
-    let now = sysctl::read(machine, key)?;
+async fn restore_sysctl(machine: &mut dyn Teardown, key: &str, old: &str) -> io::Result<Fate> {
+    let now = machine.read_machine_sysctl(key).await?;
     if now == old {
         return Ok(Fate::Gone);
     }
     if now != "1" {
         return Ok(Fate::NotOurs(format!("it was changed to {now} since the lab set it to 1")));
     }
-    sysctl::write(machine, key, old)?;
+    machine.write_machine_sysctl(key, old).await?;
     Ok(Fate::Removed)
 }

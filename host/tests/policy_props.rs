@@ -3,7 +3,9 @@
 //! backend (the kernel modelled in memory). Whatever the sequence: no call
 //! panics, nothing the lab did not create is ever touched, nothing lands
 //! on the machine outside the granted prefixes or over its routes, and the
-//! journal covers every object that exists.
+//! journal covers every object that exists. Then the lab is torn down on
+//! the same plan, as `down` does it: nothing of the lab is left, and the
+//! machine is exactly as it was.
 
 use std::net::IpAddr;
 
@@ -90,6 +92,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Run `ops` on a fresh lab; return the plan's state and the journal.
+/// Then take the lab down and check that it left nothing.
 fn play(grants: Grants, ops: &[Op]) -> (std::sync::Arc<std::sync::Mutex<PlanState>>, nsw::journal::LabRecord) {
     static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -102,18 +105,20 @@ fn play(grants: Grants, ops: &[Op]) -> (std::sync::Arc<std::sync::Mutex<PlanStat
         name: lab_name.into(),
         mode,
         grants: grants.names(),
-        machine_netns: 0,
+        // The plan's machine.
+        machine_netns: 1,
         pid: 0,
         script: "props".into(),
         started_unix: 0,
     };
     let journal = state.create_journal(&lock, info).unwrap();
     let plan = PlanBackend::new();
+    let mut for_teardown = plan.clone();
     let shared = plan.state.clone();
     let limits = Limits { netns: 6, links: 12, bridges: 2, ping_rate: 1_000_000, ..Limits::default() };
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
-    rt.block_on(async {
-        let stop = nsw::runtime::stop::Stop::new();
+    let journal = rt.block_on(async {
+        let stop = nsw::stop::Stop::new();
         let mut lab = Lab::start(lab_name, grants, journal, Box::new(plan), limits, stop).await.expect("start");
         let (mut nss, mut links) = (vec![nsw::lab::HOST], Vec::new());
         let pick = |v: &Vec<usize>, i: usize| v.get(i % v.len().max(1)).copied();
@@ -152,8 +157,17 @@ fn play(grants: Grants, ops: &[Op]) -> (std::sync::Arc<std::sync::Mutex<PlanStat
                 panic!("{op:?} faulted the host: {e:#}");
             }
         }
+        lab.finish()
     });
+    drop(journal);
     let record = state.read(lab_name).unwrap().unwrap();
+    let snapshot = snapshot(&shared.lock().unwrap());
+    rt.block_on(async {
+        let report = nsw::teardown::remove_all(&mut for_teardown, &record, false).await.expect("teardown");
+        assert!(report.complete(), "teardown failed: {:?}", report.failed);
+    });
+    check_torn_down(&shared.lock().unwrap());
+    restore(&shared, snapshot);
     state.remove(lock, lab_name).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     (shared, record)
@@ -216,6 +230,33 @@ fn check(state: &PlanState, record: &nsw::journal::LabRecord, granted: Option<&[
             assert!(key == "net/ipv4/ip_forward" || key == "net/ipv6/conf/all/forwarding");
         }
         let _ = IpAddr::from([0, 0, 0, 0]);
+    }
+}
+
+/// The plan as it was after the lab ran, to check against before teardown.
+fn snapshot(state: &PlanState) -> std::collections::HashMap<usize, nsw::backend::plan::PlanNs> {
+    state.namespaces.clone()
+}
+
+/// Put the lab's state back, so the checks of the lab itself still see it.
+fn restore(shared: &std::sync::Arc<std::sync::Mutex<PlanState>>, namespaces: std::collections::HashMap<usize, nsw::backend::plan::PlanNs>) {
+    shared.lock().unwrap().namespaces = namespaces;
+}
+
+/// After teardown: no namespace of the lab, and the machine (if the lab
+/// used it) exactly as a fresh one.
+fn check_torn_down(state: &PlanState) {
+    assert!(state.violations.is_empty(), "teardown touched what is not the lab's: {:?}", state.violations);
+    assert!(state.named.is_empty(), "namespaces left after teardown: {:?}", state.named);
+    for ns in state.namespaces.values() {
+        assert!(ns.name.is_none(), "netns {:?} left after teardown", ns.name);
+        let fresh = PlanBackend::fresh_machine();
+        let names = |n: &nsw::backend::plan::PlanNs| n.links.iter().map(|l| (l.name.clone(), l.addresses.clone())).collect::<Vec<_>>();
+        assert_eq!(names(ns), names(&fresh), "the machine's links after teardown");
+        let routes = |n: &nsw::backend::plan::PlanNs| n.routes.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>();
+        assert_eq!(routes(ns), routes(&fresh), "the machine's routes after teardown");
+        assert!(ns.nat.is_empty(), "NAT rules left on the machine: {:?}", ns.nat);
+        assert_eq!(ns.sysctls, fresh.sysctls, "the machine's sysctls after teardown");
     }
 }
 

@@ -27,6 +27,24 @@ pub fn nsw_bin() -> PathBuf {
     bin
 }
 
+/// nsw built with the crash tests' hooks (`NSW_TEST_KILL_AT`), beside
+/// the real one (or `NSW_TESTING_BIN`).
+pub fn nsw_testing_bin() -> PathBuf {
+    let bin = std::env::var_os("NSW_TESTING_BIN").map(PathBuf::from).unwrap_or_else(|| workspace().join("target/release/nsw-testing"));
+    assert!(bin.exists(), "{} is missing: build it first (scripts/build does)", bin.display());
+    bin
+}
+
+/// Where nsw keeps a lab's journal.
+pub fn journal_path(lab: &str) -> PathBuf {
+    PathBuf::from(format!("/run/nsw/{lab}.journal"))
+}
+
+/// Where nsw keeps a lab's lock.
+pub fn lock_path(lab: &str) -> PathBuf {
+    PathBuf::from(format!("/run/nsw/{lab}.lock"))
+}
+
 /// A compiled guest, e.g. `guest("pbj")`.
 pub fn guest(name: &str) -> PathBuf {
     let dir = std::env::var_os("NSW_GUESTS")
@@ -187,11 +205,19 @@ impl Machine {
     }
 
     pub fn nsw_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        let bin = nsw_bin();
+        self.nsw_bin_env(&nsw_bin(), args, env)
+    }
+
+    /// Run `nsw-testing` (nsw with the crash tests' hooks) in the machine.
+    pub fn nsw_testing_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.nsw_bin_env(&nsw_testing_bin(), args, env)
+    }
+
+    fn nsw_bin_env(&self, bin: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         self.remember(args);
         let net = format!("--net=/run/netns/{}", self.name);
         let mut command = Command::new("timeout");
-        command.args(["120", "nsenter", &net]).arg(&bin).args(args);
+        command.args(["120", "nsenter", &net]).arg(bin).args(args);
         for (key, value) in env {
             command.env(key, value);
         }
@@ -230,7 +256,7 @@ impl Drop for Machine {
     fn drop(&mut self) {
         let labs = std::mem::take(&mut *self.labs.lock().unwrap());
         for lab in labs {
-            if std::path::Path::new(&format!("/run/nsw/{lab}.journal")).exists() {
+            if journal_path(&lab).exists() {
                 let net = format!("--net=/run/netns/{}", self.name);
                 let _ = Command::new("nsenter").arg(&net).arg(nsw_bin()).args(["down", "--force", &lab]).output();
             }
@@ -239,6 +265,55 @@ impl Drop for Machine {
         if let Some(outside) = &self.outside {
             let _ = run("ip", &["netns", "del", outside]);
         }
+    }
+}
+
+/// A lab of a unique name on a machine, for a test: run it, check it, take
+/// it down, and check that nothing leaked.
+pub struct TestLab<'m> {
+    pub machine: &'m Machine,
+    pub name: String,
+    pub before: Snapshot,
+}
+
+impl Machine {
+    /// A new lab (not built yet) named `<tag><unique>`, with the machine's
+    /// state noted for the leak check.
+    pub fn lab(&self, tag: &str) -> TestLab<'_> {
+        TestLab { machine: self, name: unique(tag), before: self.snapshot() }
+    }
+}
+
+impl TestLab<'_> {
+    /// `nsw run WASM --name LAB FLAGS... -- ARGS...`.
+    pub fn run(&self, wasm: &std::path::Path, flags: &[&str], args: &[&str]) -> Output {
+        let mut all = vec!["run", wasm.to_str().expect("a UTF-8 path"), "--name", self.name.as_str()];
+        all.extend_from_slice(flags);
+        if !args.is_empty() {
+            all.push("--");
+            all.extend_from_slice(args);
+        }
+        self.machine.nsw(&all)
+    }
+
+    /// Run it and insist that it succeeds.
+    pub fn run_ok(&self, wasm: &std::path::Path, flags: &[&str], args: &[&str]) -> Output {
+        let out = self.run(wasm, flags, args);
+        assert!(out.status.success(), "{}", text(&out));
+        out
+    }
+
+    /// `nsw down LAB`, which must succeed; then nothing may be left.
+    pub fn down_and_check(&self) -> Output {
+        let out = self.machine.nsw(&["down", &self.name]);
+        assert!(out.status.success(), "{}", text(&out));
+        self.assert_gone();
+        out
+    }
+
+    /// Nothing of the lab is left, and the machine is as it was.
+    pub fn assert_gone(&self) {
+        assert_no_leak(&self.name, self.machine, &self.before);
     }
 }
 
@@ -267,8 +342,8 @@ pub fn named_netns(prefix: &str) -> Vec<String> {
 pub fn assert_no_leak(lab: &str, machine: &Machine, before: &Snapshot) {
     let left = named_netns(lab);
     assert!(left.iter().all(|n| n != lab && !n.starts_with(&format!("{lab}-"))), "namespaces of lab {lab} leaked: {left:?}");
-    for file in [format!("/run/nsw/{lab}.journal"), format!("/run/nsw/{lab}.lock")] {
-        assert!(!std::path::Path::new(&file).exists(), "{file} leaked");
+    for file in [journal_path(lab), lock_path(lab)] {
+        assert!(!file.exists(), "{} leaked", file.display());
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let ours = format!("/run/netns/{lab}");

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::{Machine, assert_no_leak, check_in_ns, ip_in, named_netns, pings, stderr, stdout, text, unique};
+use crate::{Machine, check_in_ns, ip_in, named_netns, pings, stderr, stdout, text};
 
 /// The lines a pbj prints, in order, whatever language it is written in.
 pub const PROGRESS: &[&str] = &[
@@ -123,20 +123,17 @@ pub fn verify(lab: &str, host: &str) {
 /// take it down, and check nothing leaked.
 pub fn run_contained(wasm: &Path) {
     let machine = Machine::new("pbjc");
-    let before = machine.snapshot();
-    let lab = unique("pc");
-    let out = machine.nsw(&["run", wasm.to_str().unwrap(), "--name", &lab]);
-    assert!(out.status.success(), "{}", text(&out));
+    let lab = machine.lab("pc");
+    let out = lab.run_ok(wasm, &[], &[]);
+    let name = &lab.name;
     check_progress(&stdout(&out));
-    assert!(stderr(&out).contains(&format!("lab {lab} is up")), "{}", text(&out));
+    assert!(stderr(&out).contains(&format!("lab {name} is up")), "{}", text(&out));
     // Contained: the lab's host is a namespace of its own, and the
     // machine did not change at all while the lab is up.
-    assert!(named_netns(&lab).contains(&lab), "no host namespace {lab}");
-    verify(&lab, &lab);
-    assert_eq!(machine.snapshot(), before, "a contained lab changed the machine");
-    let down = machine.nsw(&["down", &lab]);
-    assert!(down.status.success(), "{}", text(&down));
-    assert_no_leak(&lab, &machine, &before);
+    assert!(named_netns(name).contains(name), "no host namespace {name}");
+    verify(name, name);
+    assert_eq!(machine.snapshot(), lab.before, "a contained lab changed the machine");
+    lab.down_and_check();
 }
 
 /// Run a pbj (any language) in host-net mode on a machine with an outside
@@ -144,10 +141,9 @@ pub fn run_contained(wasm: &Path) {
 /// outside only ever saw the machine's address (the masquerade proof).
 pub fn run_host_net(wasm: &Path) {
     let machine = Machine::with_outside("pbjh");
-    let before = machine.snapshot();
-    let lab = unique("ph");
-    let out = machine.nsw(&["run", wasm.to_str().unwrap(), "--name", &lab, "--allow", "host-net", "--", crate::OUTSIDE_ADDR]);
-    assert!(out.status.success(), "{}", text(&out));
+    let test_lab = machine.lab("ph");
+    let out = test_lab.run_ok(wasm, &["--allow", "host-net"], &[crate::OUTSIDE_ADDR]);
+    let lab = test_lab.name.clone();
     check_progress(&stdout(&out));
     assert!(stdout(&out).contains("jelly -> outside: reply from 203.0.113.1"), "{}", text(&out));
     // host-net: the host side is the machine itself, as in the tutorial,
@@ -160,8 +156,6 @@ pub fn run_host_net(wasm: &Path) {
     assert!(pings(&format!("{lab}-jelly"), crate::OUTSIDE_ADDR), "jelly cannot reach the outside");
     let (again, from_lab) = machine.outside_counts();
     assert!(again > from_machine && from_lab == 0, "{again} {from_lab}");
-    let down = machine.nsw(&["down", &lab]);
-    assert!(down.status.success(), "{}", text(&down));
     // Links, NAT table, forwarding sysctl: all as they were.
-    assert_no_leak(&lab, &machine, &before);
+    test_lab.down_and_check();
 }

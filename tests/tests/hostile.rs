@@ -260,7 +260,7 @@ fn wasi_reaches_nothing_but_stdout() {
 fn an_ungranted_import_is_refused_before_it_runs() {
     let attack = Attack::run("hostile_ungranted", &[], &[]).refused(2, &["imports nsw:lab/uplink@0.1.0", "was not granted: add --allow uplink"]);
     assert!(!stdout(&attack.out).contains("connected"));
-    assert!(!std::path::Path::new(&format!("/run/nsw/{}.journal", attack.lab)).exists());
+    assert!(!nsw_tests::journal_path(&attack.lab).exists());
 }
 
 #[test]

@@ -37,11 +37,9 @@ fn c_pbj_host_net_masquerades() {
 fn the_smallest_labs_of_the_guide_run_in_every_language() {
     for name in ["two_hosts-py", "two-hosts-js", "two_hosts-c"] {
         let machine = nsw_tests::Machine::new("guide");
-        let before = machine.snapshot();
-        let lab = nsw_tests::unique("g");
-        let out = machine.nsw(&["run", "--rm", lang_guest(name).to_str().unwrap(), "--name", &lab]);
-        assert!(out.status.success(), "{name}: {}", nsw_tests::text(&out));
+        let lab = machine.lab("g");
+        let out = lab.run_ok(&lang_guest(name), &["--rm"], &[]);
         assert!(nsw_tests::stdout(&out).contains("3/3 replies"), "{name}: {}", nsw_tests::text(&out));
-        nsw_tests::assert_no_leak(&lab, &machine, &before);
+        lab.assert_gone();
     }
 }

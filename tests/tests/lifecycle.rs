@@ -42,7 +42,7 @@ fn stop_when_ready(
 
 /// After a crash: `ls` says broken, `down` cleans up completely.
 fn recover(machine: &Machine, lab: &str, before: &nsw_tests::Snapshot, point: &str) {
-    if std::path::Path::new(&format!("/run/nsw/{lab}.journal")).exists() {
+    if nsw_tests::journal_path(lab).exists() {
         assert_eq!(lab_state(machine, lab).as_deref(), Some("broken"), "{point}: ls does not say broken");
     }
     let down = machine.nsw(&["down", lab]);
@@ -61,7 +61,7 @@ fn kill_9_anywhere_in_a_100_node_build_leaves_nothing_after_down() {
     // A reference build, to find where each phase lies in the journal.
     let out = machine.nsw(&["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "routes", "nat"]);
     assert!(out.status.success(), "{}", text(&out));
-    let journal = std::fs::read_to_string(format!("/run/nsw/{lab}.journal")).unwrap();
+    let journal = std::fs::read_to_string(nsw_tests::journal_path(&lab)).unwrap();
     let lines: Vec<&str> = journal.lines().collect();
     assert!(machine.nsw(&["down", &lab]).status.success());
     assert_no_leak(&lab, &machine, &before);
@@ -98,7 +98,7 @@ fn kill_9_anywhere_in_a_100_node_build_leaves_nothing_after_down() {
     for (point, at) in &points {
         let lab = unique("k");
         let at = at.to_string();
-        let out = machine.nsw_env(&["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "routes", "nat"], &[("NSW_TEST_KILL_AT", &at)]);
+        let out = machine.nsw_testing_env(&["run", star, "--name", &lab, "--allow", STAR_HOST_NET, "--", "100", "routes", "nat"], &[("NSW_TEST_KILL_AT", &at)]);
         // `timeout` passes the signal on by dying of it too.
         let killed = out.status.signal() == Some(9) || out.status.code() == Some(128 + 9);
         assert!(killed, "{point} (line {at}): nsw was not killed: {}", text(&out));

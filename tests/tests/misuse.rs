@@ -12,14 +12,8 @@ fn misuse(args: &[&str], status: i32, expect: &[&str]) {
 
 fn misuse_with(flags: &[&str], args: &[&str], status: i32, expect: &[&str]) {
     let machine = Machine::new("mis");
-    let before = machine.snapshot();
-    let lab = unique("m");
-    let wasm = guest("misuse");
-    let mut all = vec!["run", wasm.to_str().unwrap(), "--name", &lab];
-    all.extend_from_slice(flags);
-    all.push("--");
-    all.extend_from_slice(args);
-    let out = machine.nsw(&all);
+    let lab = machine.lab("m");
+    let out = lab.run(&guest("misuse"), flags, args);
     assert_eq!(out.status.code(), Some(status), "{args:?}: {}", text(&out));
     assert!(stdout(&out).contains("built netns base"), "{args:?} failed before building: {}", text(&out));
     let err = stderr(&out);
@@ -27,19 +21,16 @@ fn misuse_with(flags: &[&str], args: &[&str], status: i32, expect: &[&str]) {
         assert!(err.contains(part), "{args:?}: stderr lacks {part:?}: {}", text(&out));
     }
     assert!(err.contains("rolled back"), "{args:?}: {}", text(&out));
-    assert_no_leak(&lab, &machine, &before);
+    lab.assert_gone();
 }
 
 #[test]
 fn the_guest_succeeds_and_the_lab_is_up() {
     let machine = Machine::new("mis");
-    let before = machine.snapshot();
-    let lab = unique("m");
-    let out = machine.nsw(&["run", guest("misuse").to_str().unwrap(), "--name", &lab, "--", "ok"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(nsw_tests::named_netns(&lab).contains(&format!("{lab}-base")));
-    assert!(machine.nsw(&["down", &lab]).status.success());
-    assert_no_leak(&lab, &machine, &before);
+    let lab = machine.lab("m");
+    lab.run_ok(&guest("misuse"), &[], &["ok"]);
+    assert!(nsw_tests::named_netns(&lab.name).contains(&format!("{}-base", lab.name)));
+    lab.down_and_check();
 }
 
 #[test]

@@ -76,12 +76,10 @@ fn pbj_rm_takes_the_lab_down_and_the_cache_is_reused() {
 #[test]
 fn the_readme_example_runs() {
     let machine = Machine::new("readme");
-    let before = machine.snapshot();
-    let lab = unique("rx");
-    let out = machine.nsw(&["run", "--rm", guest("two_hosts").to_str().unwrap(), "--name", &lab]);
-    assert!(out.status.success(), "{}", text(&out));
+    let lab = machine.lab("rx");
+    let out = lab.run_ok(&guest("two_hosts"), &["--rm"], &[]);
     assert!(stdout(&out).contains("3/3 replies"), "{}", text(&out));
-    assert_no_leak(&lab, &machine, &before);
+    lab.assert_gone();
 }
 
 #[test]

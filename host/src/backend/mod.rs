@@ -1,6 +1,13 @@
 //! Backends carry out lab operations. They never decide whether an
 //! operation is allowed (that is the policy's job) and they keep no record
 //! of what exists (that is the lab's journal); they only do.
+//!
+//! Two sides, as netavark pairs `setup` and `teardown`: [`Backend`] builds
+//! a lab, [`Teardown`] answers what teardown asks of the machine and
+//! removes what it is told to. The kernel carries out both for real; the
+//! plan models both in memory, so that the lab's logic, its rollback and
+//! `down` are all tested without root. [`system`] is the one place that
+//! builds the kernel backend.
 
 pub mod kernel;
 pub mod plan;
@@ -11,6 +18,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ipnet::IpNet;
+
+use crate::stop::Stop;
 
 /// A namespace, by the lab's index for it.
 pub type NsId = usize;
@@ -47,6 +56,7 @@ impl PingStats {
     }
 }
 
+/// The building side: what a running lab asks of the kernel.
 #[async_trait]
 pub trait Backend: Send {
     /// Use the namespace nsw runs in as `id` (the host of a host-net lab).
@@ -64,9 +74,9 @@ pub trait Backend: Send {
     async fn set_up(&mut self, link: &LinkRef) -> io::Result<()>;
     /// Whether `ns` has a link called `name`.
     async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool>;
-    /// Wait (up to `timeout`) until the kernel has the link operationally
-    /// up; `false` if it did not get there in time.
-    async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration) -> io::Result<bool>;
+    /// Wait (up to `timeout`, and never past a stop) until the kernel has
+    /// the link operationally up; `false` if it did not get there.
+    async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration, stop: &Stop) -> io::Result<bool>;
     /// No IPv6 link-local address for this link (`addrgenmode none`); the
     /// link must still be down.
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()>;
@@ -77,20 +87,53 @@ pub trait Backend: Send {
     /// Masquerade `source` in the nftables table `table` of `ns`.
     async fn masquerade(&mut self, ns: NsId, table: &str, source: IpNet) -> io::Result<()>;
     /// Send `count` echo requests, `interval` apart at least, waiting up to
-    /// `timeout` for each reply.
-    /// A nonzero `stop` means give up (between echoes, or while waiting).
-    async fn ping(
-        &mut self,
-        ns: NsId,
-        target: IpAddr,
-        count: u32,
-        timeout: Duration,
-        interval: Duration,
-        stop: std::sync::Arc<std::sync::atomic::AtomicU8>,
-    ) -> io::Result<PingStats>;
+    /// `timeout` for each reply; give up early once `stop` is raised.
+    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats>;
     /// The destinations of the routes in the main table of `ns`.
     async fn routes(&mut self, ns: NsId) -> io::Result<Vec<IpNet>>;
     /// Whether the named namespace `id` is still the one the backend
     /// created (nobody deleted or replaced it under us).
     async fn netns_alive(&mut self, id: NsId) -> io::Result<bool>;
+}
+
+/// A link as teardown finds it in the machine's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundLink {
+    pub index: u32,
+    /// `veth`, `bridge`...; `None` for a device of no kind (a NIC, `lo`).
+    pub kind: Option<String>,
+}
+
+/// The removing side: the facts teardown needs, and the removals it
+/// decides on. Namespaces are named as under /run/netns; everything else
+/// lives in the machine's namespace (the one nsw runs in): what is inside
+/// a lab's own namespaces goes with them.
+#[async_trait]
+pub trait Teardown: Send {
+    /// Inode of the namespace nsw runs in.
+    fn machine_inode(&self) -> io::Result<u64>;
+    /// Inode of the namespace mounted at `/run/netns/NAME`, if one is.
+    async fn netns_inode(&mut self, name: &str) -> io::Result<Option<u64>>;
+    /// Unmount and remove `/run/netns/NAME`; whether anything was there.
+    async fn delete_netns(&mut self, name: &str) -> io::Result<bool>;
+    /// The link called `name` in the machine's namespace, if any.
+    async fn machine_link(&mut self, name: &str) -> io::Result<Option<FoundLink>>;
+    async fn delete_machine_link(&mut self, index: u32) -> io::Result<()>;
+    async fn delete_machine_route(&mut self, destination: IpNet, via: IpAddr) -> io::Result<()>;
+    /// Delete an nftables table of the machine; `false` if there was none.
+    async fn delete_machine_nft_table(&mut self, family: &str, name: &str) -> io::Result<bool>;
+    async fn read_machine_sysctl(&mut self, key: &str) -> io::Result<String>;
+    async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
+}
+
+/// The real thing: the kernel, for building labs and taking them down.
+pub fn system() -> kernel::KernelBackend {
+    kernel::KernelBackend::new()
+}
+
+/// Join the node namespace `/run/netns/NAME` for the rest of this
+/// process's life, with /sys showing the node's interfaces (`nsw exec`).
+/// Call it before any thread exists.
+pub fn enter_node(name: &str) -> anyhow::Result<()> {
+    kernel::netns::enter_for_exec(name)
 }

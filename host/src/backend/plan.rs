@@ -1,9 +1,10 @@
 //! The plan backend: a model of the kernel in memory. It creates nothing;
 //! it answers as the kernel would (a taken name is `EEXIST`, a gateway off
 //! every subnet is `ENETUNREACH`) and logs each operation as the `ip` or
-//! `nft` command that would do it. The policy and guest logic run against
-//! it without root, and the property tests use it to check that a lab never
-//! touches an object it did not create.
+//! `nft` command that would do it. The policy, the guest logic, rollback
+//! and `down` run against it without root, and the property tests use it
+//! to check that a lab never touches an object it did not create and that
+//! teardown leaves the machine as it was.
 
 use std::collections::HashMap;
 use std::io;
@@ -14,7 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-use super::{Backend, LinkRef, NsId, PingStats};
+use super::{Backend, FoundLink, LinkRef, NsId, PingStats, Teardown};
+use crate::stop::Stop;
 
 #[derive(Debug, Clone)]
 pub struct PlanLink {
@@ -37,6 +39,20 @@ pub struct PlanNs {
     pub routes: Vec<(IpNet, Option<IpAddr>, bool)>,
     pub sysctls: HashMap<String, String>,
     pub nat: Vec<(String, IpNet)>,
+}
+
+impl PlanNs {
+    /// A link left this namespace: as in the kernel, the routes through it
+    /// (its subnets, and gateways on them no other link has) go with it.
+    fn forget_routes_of(&mut self, link: &PlanLink) {
+        let gone: Vec<IpNet> = link.addresses.iter().map(|a| a.trunc()).collect();
+        let still: Vec<IpNet> = self.links.iter().flat_map(|l| l.addresses.iter().map(|a| a.trunc())).collect();
+        let lost = |net: &IpNet| gone.contains(net) && !still.contains(net);
+        self.routes.retain(|(d, g, _)| match g {
+            None => !lost(d),
+            Some(via) => !gone.iter().any(|net| net.contains(via) && lost(net)),
+        });
+    }
 }
 
 /// Everything the plan backend knows, shared with whoever inspects it.
@@ -68,7 +84,8 @@ impl PlanBackend {
         PlanBackend::default()
     }
 
-    fn machine() -> PlanNs {
+    /// The machine as the plan starts it, before any lab touched it.
+    pub fn fresh_machine() -> PlanNs {
         let link = |name: &str, index: u32, kind: &str, addr: &str| PlanLink {
             name: name.into(),
             index,
@@ -95,6 +112,11 @@ impl PlanBackend {
 }
 
 impl PlanState {
+    /// The machine's namespace, if the lab ever opened it.
+    pub fn machine_ns(&mut self) -> Option<&mut PlanNs> {
+        self.namespaces.values_mut().find(|n| n.name.is_none())
+    }
+
     fn ns(&mut self, id: NsId) -> io::Result<&mut PlanNs> {
         self.namespaces.get_mut(&id).ok_or_else(|| err(libc::EBADF))
     }
@@ -151,7 +173,7 @@ impl PlanState {
 #[async_trait]
 impl Backend for PlanBackend {
     async fn adopt_machine(&mut self, id: NsId) -> io::Result<()> {
-        self.state.lock().unwrap().namespaces.insert(id, PlanBackend::machine());
+        self.state.lock().unwrap().namespaces.insert(id, PlanBackend::fresh_machine());
         Ok(())
     }
 
@@ -173,7 +195,7 @@ impl Backend for PlanBackend {
         s.namespaces.insert(id, PlanNs { name: Some(name.to_string()), links: vec![lo], ..PlanNs::default() });
         s.log.push(format!("ip netns add {name}"));
         s.log.push(format!("ip -n {name} link set lo up"));
-        Ok(1000 + id as u64)
+        Ok(inode_of(id))
     }
 
     async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId) -> io::Result<(u32, u32)> {
@@ -212,6 +234,7 @@ impl Backend for PlanBackend {
             return Err(err(libc::EEXIST));
         }
         s.ns(link.ns)?.links.retain(|l| l.index != link.index);
+        s.ns(link.ns)?.forget_routes_of(&moved);
         // A moved link arrives down, without addresses or master.
         s.ns(to)?.links.push(PlanLink { up: false, master: None, addresses: Vec::new(), ..moved });
         let target = s.namespaces.get(&to).and_then(|n| n.name.clone()).unwrap_or_else(|| "1".into());
@@ -245,7 +268,7 @@ impl Backend for PlanBackend {
         Ok(s.ns(ns)?.links.iter().any(|l| l.name == name))
     }
 
-    async fn wait_oper_up(&mut self, link: &LinkRef, _timeout: Duration) -> io::Result<bool> {
+    async fn wait_oper_up(&mut self, link: &LinkRef, _timeout: Duration, _stop: &Stop) -> io::Result<bool> {
         let mut s = self.state.lock().unwrap();
         Ok(s.owned(link)?.up)
     }
@@ -311,15 +334,7 @@ impl Backend for PlanBackend {
         Ok(())
     }
 
-    async fn ping(
-        &mut self,
-        ns: NsId,
-        target: IpAddr,
-        count: u32,
-        _timeout: Duration,
-        _interval: Duration,
-        _stop: std::sync::Arc<std::sync::atomic::AtomicU8>,
-    ) -> io::Result<PingStats> {
+    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, _timeout: Duration, _interval: Duration, _stop: &Stop) -> io::Result<PingStats> {
         let mut s = self.state.lock().unwrap();
         s.ns(ns)?;
         let line = format!("ip netns exec {} ping -c {count} {target}", s.ns_label(ns).trim_start_matches("-n ").trim());
@@ -335,5 +350,91 @@ impl Backend for PlanBackend {
 
     async fn netns_alive(&mut self, id: NsId) -> io::Result<bool> {
         Ok(self.state.lock().unwrap().namespaces.contains_key(&id))
+    }
+}
+
+/// What a namespace id stands for in the plan: its inode.
+fn inode_of(id: NsId) -> u64 {
+    1000 + id as u64
+}
+
+#[async_trait]
+impl Teardown for PlanBackend {
+    fn machine_inode(&self) -> io::Result<u64> {
+        Ok(1)
+    }
+
+    async fn netns_inode(&mut self, name: &str) -> io::Result<Option<u64>> {
+        let s = self.state.lock().unwrap();
+        Ok(s.namespaces.iter().find(|(_, n)| n.name.as_deref() == Some(name)).map(|(id, _)| inode_of(*id)))
+    }
+
+    async fn delete_netns(&mut self, name: &str) -> io::Result<bool> {
+        let mut s = self.state.lock().unwrap();
+        let id = s.namespaces.iter().find(|(_, n)| n.name.as_deref() == Some(name)).map(|(id, _)| *id);
+        let named = s.named.iter().any(|n| n == name);
+        s.named.retain(|n| n != name);
+        if let Some(id) = id {
+            s.namespaces.remove(&id);
+        }
+        s.log.push(format!("ip netns delete {name}"));
+        Ok(id.is_some() || named)
+    }
+
+    async fn machine_link(&mut self, name: &str) -> io::Result<Option<FoundLink>> {
+        let mut s = self.state.lock().unwrap();
+        let Some(machine) = s.machine_ns() else { return Ok(None) };
+        Ok(machine.links.iter().find(|l| l.name == name).map(|l| FoundLink { index: l.index, kind: Some(l.kind.clone()) }))
+    }
+
+    async fn delete_machine_link(&mut self, index: u32) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let Some(machine) = s.machine_ns() else { return Err(err(libc::ENODEV)) };
+        let Some(at) = machine.links.iter().position(|l| l.index == index) else { return Err(err(libc::ENODEV)) };
+        let link = machine.links.remove(at);
+        machine.forget_routes_of(&link);
+        if !link.owned {
+            s.violations.push(format!("teardown deleted {}, which the lab did not create", link.name));
+        }
+        s.log.push(format!("ip link delete {}", link.name));
+        Ok(())
+    }
+
+    async fn delete_machine_route(&mut self, destination: IpNet, via: IpAddr) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let Some(machine) = s.machine_ns() else { return Err(err(libc::ESRCH)) };
+        let Some(at) = machine.routes.iter().position(|(d, g, _)| *d == destination && *g == Some(via)) else {
+            return Err(err(libc::ESRCH));
+        };
+        let (_, _, by_lab) = machine.routes.remove(at);
+        if !by_lab {
+            s.violations.push(format!("teardown deleted the machine's route to {destination}"));
+        }
+        s.log.push(format!("ip route delete {destination} via {via}"));
+        Ok(())
+    }
+
+    async fn delete_machine_nft_table(&mut self, family: &str, name: &str) -> io::Result<bool> {
+        let mut s = self.state.lock().unwrap();
+        let Some(machine) = s.machine_ns() else { return Ok(false) };
+        let before = machine.nat.len();
+        machine.nat.retain(|(table, _)| table != name);
+        let found = machine.nat.len() != before;
+        s.log.push(format!("nft delete table {family} {name}"));
+        Ok(found)
+    }
+
+    async fn read_machine_sysctl(&mut self, key: &str) -> io::Result<String> {
+        let mut s = self.state.lock().unwrap();
+        let Some(machine) = s.machine_ns() else { return Err(err(libc::ENOENT)) };
+        Ok(machine.sysctls.get(key).cloned().unwrap_or_else(|| "0".into()))
+    }
+
+    async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let Some(machine) = s.machine_ns() else { return Err(err(libc::ENOENT)) };
+        machine.sysctls.insert(key.to_string(), value.to_string());
+        s.log.push(format!("sysctl -w {}={value}", key.replace('/', ".")));
+        Ok(())
     }
 }

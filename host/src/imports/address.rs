@@ -5,7 +5,7 @@ use wasmtime::component::Resource;
 use super::HostState;
 use super::types::LinkHandle;
 use crate::error::LabError;
-use crate::runtime::bindings::nsw::lab::address;
+use crate::imports::bindings::nsw::lab::address;
 
 impl address::Host for HostState {
     async fn add(&mut self, link: Resource<LinkHandle>, cidr: String) -> Result<(), LabError> {

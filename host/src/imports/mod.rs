@@ -3,6 +3,7 @@
 //! decides anything itself.
 
 pub mod address;
+pub mod bindings;
 pub mod nat;
 pub mod probe;
 pub mod route;

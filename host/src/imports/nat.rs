@@ -5,7 +5,7 @@ use wasmtime::component::Resource;
 use super::HostState;
 use super::types::NetnsHandle;
 use crate::error::LabError;
-use crate::runtime::bindings::nsw::lab::nat;
+use crate::imports::bindings::nsw::lab::nat;
 
 impl nat::Host for HostState {
     async fn masquerade(&mut self, ns: Resource<NetnsHandle>, source: String) -> Result<(), LabError> {

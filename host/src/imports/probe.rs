@@ -5,7 +5,7 @@ use wasmtime::component::Resource;
 use super::HostState;
 use super::types::NetnsHandle;
 use crate::error::LabError;
-use crate::runtime::bindings::nsw::lab::probe::{self, PingOptions, PingStats};
+use crate::imports::bindings::nsw::lab::probe::{self, PingOptions, PingStats};
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0

@@ -6,8 +6,8 @@ use super::HostState;
 use super::types::NetnsHandle;
 use crate::error::LabError;
 use crate::lab::Family;
-use crate::runtime::bindings::nsw::lab::route;
-use crate::runtime::bindings::nsw::lab::types::IpFamily;
+use crate::imports::bindings::nsw::lab::route;
+use crate::imports::bindings::nsw::lab::types::IpFamily;
 
 impl route::Host for HostState {
     async fn add(&mut self, ns: Resource<NetnsHandle>, destination: String, via: String) -> Result<(), LabError> {

@@ -6,7 +6,7 @@ use super::HostState;
 use super::types::{LinkHandle, NetnsHandle};
 use crate::error::LabError;
 use crate::lab::HOST;
-use crate::runtime::bindings::nsw::lab::topology;
+use crate::imports::bindings::nsw::lab::topology;
 
 impl topology::Host for HostState {
     async fn host(&mut self) -> wasmtime::Result<Resource<NetnsHandle>> {

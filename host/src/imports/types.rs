@@ -6,7 +6,7 @@ use super::HostState;
 use crate::backend::NsId;
 use crate::error::{ErrorKind, LabError};
 use crate::lab::LinkId;
-use crate::runtime::bindings::nsw::lab::types::{self, Error};
+use crate::imports::bindings::nsw::lab::types::{self, Error};
 
 /// What a guest's `netns` handle stands for.
 pub struct NetnsHandle(pub NsId);
@@ -35,6 +35,8 @@ impl types::Host for HostState {
                 ErrorKind::Quota => Error::Quota(message),
                 ErrorKind::Os => Error::Os(message),
             }),
+            // A stop keeps its type, so that the runtime knows it for one.
+            LabError::Trap(e) if crate::stop::Stopped::is_in(&e) => Err(wasmtime::Error::new(crate::stop::Stopped)),
             LabError::Trap(e) => Err(wasmtime::Error::from_anyhow(e)),
         }
     }

@@ -5,7 +5,7 @@ use wasmtime::component::Resource;
 use super::HostState;
 use super::types::LinkHandle;
 use crate::error::LabError;
-use crate::runtime::bindings::nsw::lab::uplink;
+use crate::imports::bindings::nsw::lab::uplink;
 
 impl uplink::Host for HostState {
     async fn connect(&mut self) -> Result<Resource<LinkHandle>, LabError> {

@@ -2,10 +2,8 @@
 //! cache, and one store per run with a deadline, a memory cap and WASI
 //! that reaches nothing but the captured stdout and stderr.
 
-pub mod bindings;
 pub mod cache;
 pub mod output;
-pub mod stop;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,9 +17,9 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::imports::HostState;
 use crate::lab::Lab;
-use bindings::LabWithUplink as LabWorld;
+use crate::stop::{Stop, StopReason, Stopped};
+use crate::imports::bindings::LabWithUplink as LabWorld;
 use output::GuestOutput;
-use stop::{Stop, StopReason};
 
 /// How often the epoch advances; the deadline is counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -108,8 +106,8 @@ pub enum Outcome {
     Timeout(Duration),
     /// The guest printed more than it may (its stream failed, it stopped).
     OutputQuota(usize),
-    /// A signal stopped it.
-    Stopped(&'static str),
+    /// A signal (or a closed output pipe) stopped it.
+    Stopped(StopReason),
     /// A host operation did not finish long after the run was told to
     /// stop: the guest was abandoned mid-call (the journal may hold an
     /// object that was recorded but never confirmed).
@@ -165,9 +163,6 @@ impl Drop for Ticker {
         self.done.store(true, Ordering::Relaxed);
     }
 }
-
-/// What a lab operation says when it refuses to start after a stop.
-pub const STOPPED: &str = "the run was told to stop";
 
 fn is_deadline_trap(e: &wasmtime::Error) -> bool {
     matches!(e.downcast_ref::<wasmtime::Trap>(), Some(wasmtime::Trap::Interrupt))
@@ -226,14 +221,12 @@ pub async fn run(
     // if a host operation hangs long after a stop is the call abandoned.
     let last_resort = limits.timeout.saturating_add(GRACE);
     let result = tokio::time::timeout(last_resort, call).await;
-    let stopped = |e: &wasmtime::Error| is_deadline_trap(e) || e.root_cause().to_string().contains(STOPPED);
+    let stopped = |e: &wasmtime::Error| is_deadline_trap(e) || e.is::<Stopped>() || e.chain().any(|c| c.is::<Stopped>());
     let outcome = match result {
         Err(_) => Outcome::Hung,
         Ok(Ok(Ok(()))) => Outcome::Success,
-        Ok(Err(e)) if stopped(&e) => match stop.reason() {
-            Some(StopReason::Signal(name)) => Outcome::Stopped(name),
-            _ => Outcome::Timeout(limits.timeout),
-        },
+        Ok(Err(e)) if stopped(&e) => stopped_outcome(stop, limits),
+        
         Ok(Err(_)) | Ok(Ok(Err(_))) if output.truncated() => Outcome::OutputQuota(limits.output_bytes),
         Ok(Ok(Err(message))) => Outcome::GuestError(message),
         Ok(Err(e)) => Outcome::Trap(e),
@@ -246,4 +239,12 @@ pub async fn run(
         }
     }
     (outcome, lab, times)
+}
+
+/// How a run that was told to stop ended, by the reason it was told.
+pub fn stopped_outcome(stop: &Stop, limits: &RunLimits) -> Outcome {
+    match stop.reason() {
+        Some(StopReason::Deadline) | None => Outcome::Timeout(limits.timeout),
+        Some(reason) => Outcome::Stopped(reason),
+    }
 }

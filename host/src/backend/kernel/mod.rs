@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use rtnetlink::Handle;
 
-use super::{Backend, LinkRef, NsId, PingStats};
+use super::{Backend, FoundLink, LinkRef, NsId, PingStats, Teardown};
+use crate::stop::Stop;
 
 /// A namespace the backend holds open: its fd keeps it reachable, its
 /// netlink connection talks to it.
@@ -32,6 +33,9 @@ struct Namespace {
 #[derive(Default)]
 pub struct KernelBackend {
     namespaces: HashMap<NsId, Namespace>,
+    /// The machine's namespace (the one nsw runs in), opened when teardown
+    /// first needs it.
+    machine: Option<(Arc<OwnedFd>, Handle)>,
 }
 
 impl KernelBackend {
@@ -60,7 +64,7 @@ impl Backend for KernelBackend {
     }
 
     async fn create_netns(&mut self, id: NsId, name: &str) -> io::Result<u64> {
-        let (fd, socket) = netns::create_named(name)?;
+        let (fd, socket) = netns::create_named(name, netlink::socket_here)?;
         let inode = netns::inode(&fd)?;
         self.add(id, fd, netlink::drive(socket), Some((name.to_string(), inode)));
         // A fresh namespace has `lo` down, and `lo` is always index 1.
@@ -107,7 +111,7 @@ impl Backend for KernelBackend {
         }
     }
 
-    async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration) -> io::Result<bool> {
+    async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration, stop: &Stop) -> io::Result<bool> {
         let handle = &self.ns(link.ns)?.netlink;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut polls = 0u32;
@@ -115,7 +119,7 @@ impl Backend for KernelBackend {
             if netlink::oper_up(handle, link.index).await? {
                 return Ok(true);
             }
-            if tokio::time::Instant::now() >= deadline {
+            if tokio::time::Instant::now() >= deadline || stop.requested() {
                 return Ok(false);
             }
             // Linkwatch usually needs microseconds: poll at once a few
@@ -153,16 +157,9 @@ impl Backend for KernelBackend {
         nft::apply(self.ns(ns)?.fd.clone(), nft::masquerade_batch(table, source)).await
     }
 
-    async fn ping(
-        &mut self,
-        ns: NsId,
-        target: IpAddr,
-        count: u32,
-        timeout: Duration,
-        interval: Duration,
-        stop: std::sync::Arc<std::sync::atomic::AtomicU8>,
-    ) -> io::Result<PingStats> {
+    async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats> {
         let fd = self.ns(ns)?.fd.clone();
+        let stop = stop.clone();
         netns::run_in_async(fd, move || ping::ping_here(target, count, timeout, interval, &stop)).await
     }
 
@@ -175,5 +172,70 @@ impl Backend for KernelBackend {
             None => Ok(true),
             Some((name, inode)) => netns::still_mounted(name, *inode),
         }
+    }
+}
+
+impl KernelBackend {
+    /// The machine's namespace and a netlink connection inside it.
+    fn machine(&mut self) -> io::Result<(Arc<OwnedFd>, Handle)> {
+        if self.machine.is_none() {
+            let fd = netns::open_current()?;
+            let handle = netlink::connect(&fd)?;
+            self.machine = Some((Arc::new(fd), handle));
+        }
+        Ok(self.machine.clone().expect("opened above"))
+    }
+}
+
+#[async_trait]
+impl Teardown for KernelBackend {
+    fn machine_inode(&self) -> io::Result<u64> {
+        netns::current_inode()
+    }
+
+    async fn netns_inode(&mut self, name: &str) -> io::Result<Option<u64>> {
+        netns::inode_at(name)
+    }
+
+    async fn delete_netns(&mut self, name: &str) -> io::Result<bool> {
+        netns::delete_named(name)
+    }
+
+    async fn machine_link(&mut self, name: &str) -> io::Result<Option<FoundLink>> {
+        let (_, handle) = self.machine()?;
+        match netlink::index_of(&handle, name).await {
+            Ok(index) => Ok(Some(FoundLink { index, kind: netlink::kind_of(&handle, index).await? })),
+            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_machine_link(&mut self, index: u32) -> io::Result<()> {
+        let (_, handle) = self.machine()?;
+        netlink::delete_link(&handle, index).await
+    }
+
+    async fn delete_machine_route(&mut self, destination: IpNet, via: IpAddr) -> io::Result<()> {
+        let (_, handle) = self.machine()?;
+        netlink::delete_route(&handle, destination, via).await
+    }
+
+    async fn delete_machine_nft_table(&mut self, _family: &str, name: &str) -> io::Result<bool> {
+        let (fd, _) = self.machine()?;
+        match nft::apply(fd, nft::delete_table_batch(name)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.to_string().contains("No such file or directory") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn read_machine_sysctl(&mut self, key: &str) -> io::Result<String> {
+        let (fd, _) = self.machine()?;
+        sysctl::read(&fd, key)
+    }
+
+    async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
+        let (fd, _) = self.machine()?;
+        sysctl::write(&fd, key, value)
     }
 }

@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
+use anyhow::Context;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::stat::Mode;
@@ -55,9 +56,10 @@ fn ensure_run_dir() -> io::Result<()> {
 }
 
 /// Create the network namespace `/run/netns/NAME` and return an fd to it,
-/// with a route netlink socket opened inside it (same thread: one spawn).
-/// A taken name fails with `EEXIST` and leaves the existing one alone.
-pub fn create_named(name: &str) -> io::Result<(OwnedFd, OwnedFd)> {
+/// with what `inside` made on the same thread inside it (a netlink socket:
+/// one spawn for both). A taken name fails with `EEXIST` and leaves the
+/// existing one alone.
+pub fn create_named<T: Send + 'static>(name: &str, inside: fn() -> io::Result<T>) -> io::Result<(OwnedFd, T)> {
     ensure_run_dir()?;
     let path = path_of(name);
     // The mount point, created exclusively: a taken name stops us here.
@@ -65,11 +67,11 @@ pub fn create_named(name: &str) -> io::Result<(OwnedFd, OwnedFd)> {
     let target = path.clone();
     let made = std::thread::Builder::new()
         .name("nsw-netns-new".into())
-        .spawn(move || -> io::Result<(OwnedFd, OwnedFd)> {
+        .spawn(move || -> io::Result<(OwnedFd, T)> {
             unshare(CloneFlags::CLONE_NEWNET)?;
             mount(Some("/proc/thread-self/ns/net"), &target, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
             let ns = open("/proc/thread-self/ns/net", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
-            Ok((ns, super::netlink::socket_here()?))
+            Ok((ns, inside()?))
         })
         .and_then(|thread| thread.join().unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked"))));
     if made.is_err() {
@@ -174,4 +176,20 @@ where
         let _ = tx.send(result);
     })?;
     rx.await.unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
+}
+
+/// Join `/run/netns/NAME` for good, the way `ip netns exec` does: the
+/// network namespace, then a mount namespace of our own with /sys
+/// remounted, so /sys/class/net shows the node's interfaces. Only for a
+/// process about to exec, before any thread exists.
+pub fn enter_for_exec(name: &str) -> anyhow::Result<()> {
+    let fd = open_named(name).with_context(|| format!("opening netns {name}"))?;
+    setns(&fd, CloneFlags::CLONE_NEWNET).with_context(|| format!("entering netns {name}"))?;
+    drop(fd);
+    unshare(CloneFlags::CLONE_NEWNS).context("creating a mount namespace")?;
+    // Keep our /sys remount from propagating back to the machine.
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).context("making / a slave mount")?;
+    let _ = umount2("/sys", MntFlags::MNT_DETACH);
+    mount(Some(name), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>).context("mounting /sys")?;
+    Ok(())
 }

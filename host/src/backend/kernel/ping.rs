@@ -8,12 +8,13 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::backend::PingStats;
+use crate::stop::Stop;
 
 const ECHO_REQUEST_V4: u8 = 8;
 const ECHO_REPLY_V4: u8 = 0;
@@ -79,7 +80,7 @@ fn is_reply(v6: bool, packet: &[u8], id: u16, seq: u16) -> bool {
 
 /// Ping `target` `count` times from the calling thread's namespace, waiting
 /// up to `timeout` for each reply. Blocks; run it on a namespace thread.
-pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &AtomicU8) -> io::Result<PingStats> {
+pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats> {
     // Wait in slices, so that a stop is noticed quickly.
     const SLICE: Duration = Duration::from_millis(50);
     let v6 = target.is_ipv6();
@@ -95,7 +96,7 @@ pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Durati
     let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
     let mut last_send: Option<Instant> = None;
     for seq in 0..count as u16 {
-        if stop.load(Ordering::Relaxed) != 0 {
+        if stop.requested() {
             break;
         }
         // Pace the requests: never closer than `interval`.
@@ -119,7 +120,7 @@ pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Durati
         let deadline = start + timeout;
         loop {
             let now = Instant::now();
-            if now >= deadline || stop.load(Ordering::Relaxed) != 0 {
+            if now >= deadline || stop.requested() {
                 break;
             }
             socket.set_read_timeout(Some((deadline - now).min(SLICE)))?;

@@ -1,0 +1,63 @@
+//! `nsw down LAB... | --all`: remove exactly what labs created.
+
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{CommandResult, Status, require_root, say, tell_problems};
+use crate::backend::{self, Teardown};
+use crate::journal::StateDir;
+use crate::policy;
+use crate::session::Session;
+
+#[derive(Args)]
+pub struct DownArgs {
+    /// Labs to take down.
+    #[arg(required_unless_present = "all")]
+    labs: Vec<String>,
+    /// Take down every lab nsw knows of.
+    #[arg(long, conflicts_with = "labs")]
+    all: bool,
+    /// For a lab built from another network namespace (host-net or
+    /// uplink) that cannot be entered any more: remove the lab's own
+    /// namespaces and forget its objects over there.
+    #[arg(long)]
+    force: bool,
+}
+
+/// How long `down` waits for another nsw working on the same lab.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+pub async fn exec(args: DownArgs) -> CommandResult {
+    require_root("down")?;
+    let state = StateDir::system();
+    let labs = if args.all { state.labs()? } else { args.labs };
+    let mut machine = backend::system();
+    let mut status = Status::Success;
+    for lab in &labs {
+        if let Err(failure) = take_down_lab(&state, &mut machine, lab, args.force).await {
+            status = failure.status;
+            super::fail(failure);
+        }
+    }
+    Ok(status)
+}
+
+async fn take_down_lab(state: &StateDir, machine: &mut dyn Teardown, lab: &str, force: bool) -> CommandResult {
+    policy::check_lab_name(lab).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    // Another nsw may be building or taking down this lab: wait for it.
+    let Some((session, journal)) = Session::existing(state.clone(), lab, PATIENCE)? else {
+        say!("nsw: there is no lab {lab}; nothing to do");
+        return Ok(Status::Success);
+    };
+    let report = session.tear_down(journal, machine, force).await?;
+    tell_problems(&report);
+    say!("nsw: lab {lab} is down: {}", report.summary());
+    for what in &report.removed {
+        tracing::debug!("removed {what}");
+    }
+    for what in &report.already_gone {
+        tracing::debug!("already gone: {what}");
+    }
+    Ok(Status::Success)
+}

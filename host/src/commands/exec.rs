@@ -1,0 +1,51 @@
+//! `nsw exec LAB NODE -- CMD`: run a command inside a lab node, the way
+//! `ip netns exec` does. Runs before any thread exists: joining a
+//! namespace for good needs a process with one thread.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::backend;
+use crate::journal::{Mode, StateDir};
+
+#[derive(Args)]
+pub struct ExecArgs {
+    lab: String,
+    /// The node's name in the script (`host` for a contained lab's host).
+    node: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+/// The kernel name of `node` in `lab`.
+pub fn resolve(state: &StateDir, lab: &str, node: &str) -> Result<String> {
+    let Some(record) = state.read(lab)? else {
+        bail!("there is no lab {lab} (see nsw ls)");
+    };
+    if node == "host" && record.info.mode == Mode::HostNet {
+        bail!("lab {lab} uses this machine's namespace as its host: run the command directly");
+    }
+    let found = record.namespaces().find(|(_, n)| *n == node).map(|(name, _)| name.to_string());
+    match found {
+        Some(name) => Ok(name),
+        None => {
+            let nodes: Vec<&str> = record.namespaces().map(|(_, n)| n).collect();
+            bail!("lab {lab} has no node {node}; its nodes are: {}", nodes.join(", "))
+        }
+    }
+}
+
+/// Replace this process with the command inside the node.
+pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
+    let Some((program, rest)) = args.command.split_first() else {
+        bail!("nothing to run: give a command after --");
+    };
+    let name = resolve(&StateDir::system(), &args.lab, &args.node)?;
+    backend::enter_node(&name)?;
+    let err = Command::new(program).args(rest).exec();
+    Err(err).with_context(|| format!("running {program}"))
+}

@@ -1,0 +1,140 @@
+//! The subcommands, one file each with its `exec`. What they share: how
+//! they print, how they end (the exit status travels on [`Failure`]), and
+//! how a teardown report is told.
+
+pub mod down;
+pub mod exec;
+pub mod inspect;
+pub mod ls;
+pub mod run;
+
+use std::process::ExitCode;
+
+use crate::session::Incomplete;
+use crate::stop::StopReason;
+use crate::teardown::Report;
+
+/// Print to stderr, never panicking: `nsw run ... 2>&1 | head` must not
+/// turn a closed pipe into a crash that leaves a lab half-built.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+pub(crate) use say;
+
+/// Print to stdout, never panicking (see [`say`]).
+macro_rules! show {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+pub(crate) use show;
+
+/// How a command ended, as its exit status tells the shell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Success,
+    /// The guest's `run` returned an error (or broke a quota).
+    GuestError,
+    /// Bad arguments, a bad file, a busy or existing lab: nothing was built.
+    Usage,
+    /// The guest trapped (crashed, ran out of memory or stack).
+    Trap,
+    /// The deadline (`--timeout`) passed.
+    Timeout,
+    /// A lab could not be taken down completely; its journal is kept.
+    Incomplete,
+    /// A signal (128 + its number) or a closed output pipe (as SIGPIPE).
+    Stopped(StopReason),
+}
+
+impl Status {
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Success => 0,
+            Status::GuestError => 1,
+            Status::Usage => 2,
+            Status::Trap => 3,
+            Status::Timeout => 4,
+            Status::Incomplete => 5,
+            Status::Stopped(StopReason::Signal(signal)) => 128 + signal as u8,
+            Status::Stopped(StopReason::OutputClosed) => 128 + nix::sys::signal::Signal::SIGPIPE as u8,
+            Status::Stopped(StopReason::Deadline) => 4,
+        }
+    }
+}
+
+impl From<Status> for ExitCode {
+    fn from(status: Status) -> ExitCode {
+        ExitCode::from(status.code())
+    }
+}
+
+/// A command that failed: what to say, and the exit status to say it with.
+#[derive(Debug)]
+pub struct Failure {
+    pub status: Status,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    pub fn new(status: Status, error: impl Into<anyhow::Error>) -> Failure {
+        Failure { status, error: error.into() }
+    }
+}
+
+/// Anything that fails before a lab is built is a usage error, except an
+/// incomplete teardown, which says so.
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        let error = error.into();
+        let status = if error.is::<Incomplete>() { Status::Incomplete } else { Status::Usage };
+        Failure { status, error }
+    }
+}
+
+pub type CommandResult = Result<Status, Failure>;
+
+/// Say what a teardown could not do or left alone, then what it did in all.
+pub fn tell_problems(report: &Report) {
+    for problem in &report.failed {
+        say!("nsw: could not remove {problem}");
+    }
+    for other in &report.left_alone {
+        say!("nsw: left alone {other}");
+    }
+    if !report.forgotten.is_empty() {
+        say!(
+            "nsw: forgot {} objects in the namespace the lab was built from (--force): {}",
+            report.forgotten.len(),
+            some_of(&report.forgotten, 4)
+        );
+    }
+}
+
+/// Print a failure and turn it into the exit code.
+pub fn fail(failure: Failure) -> ExitCode {
+    if let Some(incomplete) = failure.error.downcast_ref::<Incomplete>() {
+        tell_problems(&incomplete.report);
+    }
+    say!("nsw: error: {:#}", failure.error);
+    failure.status.into()
+}
+
+pub fn require_root(what: &str) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("nsw {what} needs root: it creates network namespaces (try sudo)");
+    }
+    Ok(())
+}
+
+/// Join at most `max` items, then say how many more there are.
+pub fn some_of(items: &[String], max: usize) -> String {
+    if items.len() <= max {
+        return items.join(", ");
+    }
+    format!("{}, ... and {} more", items[..max].join(", "), items.len() - max)
+}

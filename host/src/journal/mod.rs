@@ -1,0 +1,191 @@
+//! The per-lab journal under `/run/nsw/`: a write-ahead record of every
+//! kernel object a lab creates. `nsw down`, `nsw ls` and rollback all read
+//! it; nothing else tells nsw what a lab owns.
+//!
+//! One JSON object per line, appended with a single `write` each. An object
+//! is recorded before it is created, so after a crash the journal covers
+//! everything that may exist. No fsync: a written line is in the kernel's
+//! page cache the moment `write` returns, so it survives the death of the
+//! nsw process (kill -9 included); only a crash of the whole machine could
+//! lose it, and that takes every namespace, link and rule with it (on the
+//! next boot, `down` finds them already gone).
+
+mod record;
+mod state_dir;
+
+use std::fs::File;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+pub use record::{LabRecord, OwnedObject};
+pub use state_dir::{LabLock, STATE_DIR, StateDir};
+
+/// How the lab's host is provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The lab has a namespace of its own, named after it, as its host.
+    Contained,
+    /// The lab's host is the machine's namespace (the `host-net` grant).
+    HostNet,
+}
+
+/// A network namespace as the journal names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NetnsRef {
+    /// The namespace nsw ran in (host-net labs only).
+    Machine,
+    /// A namespace the lab created, by its name under /run/netns.
+    Named(String),
+}
+
+impl std::fmt::Display for NetnsRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetnsRef::Machine => f.write_str("the machine's namespace"),
+            NetnsRef::Named(name) => write!(f, "netns {name}"),
+        }
+    }
+}
+
+/// A kernel object a lab owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Object {
+    Netns { name: String, node: String },
+    Link { netns: NetnsRef, name: String, kind: String },
+    Address { netns: NetnsRef, link: String, cidr: String },
+    Route { netns: NetnsRef, destination: String, via: String },
+    NftTable { netns: NetnsRef, family: String, name: String },
+    Sysctl { netns: NetnsRef, key: String, old: String },
+}
+
+impl Object {
+    /// The namespace the object lives in (a netns lives in itself).
+    pub fn netns(&self) -> NetnsRef {
+        match self {
+            Object::Netns { name, .. } => NetnsRef::Named(name.clone()),
+            Object::Link { netns, .. }
+            | Object::Address { netns, .. }
+            | Object::Route { netns, .. }
+            | Object::NftTable { netns, .. }
+            | Object::Sysctl { netns, .. } => netns.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Object::Netns { name, .. } => write!(f, "netns {name}"),
+            Object::Link { netns, name, kind } => write!(f, "{kind} {name} in {netns}"),
+            Object::Address { netns, link, cidr } => write!(f, "address {cidr} on {link} in {netns}"),
+            Object::Route { netns, destination, via } => write!(f, "route {destination} via {via} in {netns}"),
+            Object::NftTable { netns, family, name } => write!(f, "nftables table {family} {name} in {netns}"),
+            Object::Sysctl { netns, key, old } => write!(f, "sysctl {key} (was {old}) in {netns}"),
+        }
+    }
+}
+
+/// Where a lab is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabState {
+    Building,
+    Up,
+    Failed,
+    TearingDown,
+}
+
+/// The first line of a journal: what the lab is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LabInfo {
+    pub name: String,
+    pub mode: Mode,
+    pub grants: Vec<String>,
+    /// Inode of the namespace nsw ran in: `down` of a host-net lab must run
+    /// there too.
+    pub machine_netns: u64,
+    pub pid: u32,
+    pub script: String,
+    pub started_unix: u64,
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Entry {
+    Lab(LabInfo),
+    /// Written before the object is created.
+    Create { id: u32, object: Object },
+    /// The object exists now. `ident` is its kernel identity where it has
+    /// one (a namespace's inode, a link's index), so that `down` never
+    /// removes a same-named object someone else put in its place.
+    Created {
+        id: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ident: Option<u64>,
+    },
+    /// Creating it failed: it does not exist.
+    Failed { id: u32 },
+    /// A link moved to another namespace, where it has index `ident`.
+    Moved {
+        id: u32,
+        netns: NetnsRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ident: Option<u64>,
+    },
+    State { state: LabState },
+}
+
+/// An open journal: the lab's record on disk, appended to one line at a
+/// time, and the same record in memory (so the lab's lifecycle never reads
+/// back what it wrote).
+#[derive(Debug)]
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    next_id: u32,
+    record: LabRecord,
+    /// Lines written so far (the crash tests' kill hook counts them).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    lines: u64,
+}
+
+impl Journal {
+    /// Record that `object` is about to be created; returns its id.
+    pub fn record_intent(&mut self, object: Object) -> Result<u32> {
+        let id = self.next_id;
+        self.next_id = self.next_id.checked_add(1).context("the journal ran out of ids")?;
+        self.append(Entry::Create { id, object })?;
+        Ok(id)
+    }
+
+    /// Append one entry, on disk first, then in memory.
+    pub fn append(&mut self, entry: Entry) -> Result<()> {
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::before_journal_line(self.lines);
+        self.lines += 1;
+        let mut line = serde_json::to_string(&entry)?;
+        line.push('\n');
+        // One write per line: O_APPEND keeps lines whole.
+        self.file
+            .write_all(line.as_bytes())
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        self.record.apply(entry);
+        Ok(())
+    }
+
+    /// The lab as its journal says so far.
+    pub fn record(&self) -> &LabRecord {
+        &self.record
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}

@@ -1,0 +1,267 @@
+//! A lab being built: the objects it owns, recorded in its journal before
+//! the backend creates them. Every guest call lands here after the import
+//! layer has turned handles into ids; the policy decides first, then the
+//! journal records, then the backend acts.
+//!
+//! One file per WIT interface holds that interface's part of the lab
+//! ([`topology`], [`address`], [`route`], [`nat`], [`probe`], [`uplink`]),
+//! beside the import module that calls it; this one holds what they share.
+
+mod address;
+mod nat;
+mod probe;
+mod route;
+mod topology;
+mod uplink;
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use crate::backend::{Backend, LinkRef, NsId};
+use crate::error::{LabError, LabResult};
+use crate::journal::{Entry, Journal, Mode, NetnsRef, Object};
+use crate::policy::host_net::MachineRules;
+use crate::policy::{self, Grants, Limits, Quotas};
+use crate::stop::Stop;
+
+/// A link, by the lab's index for it.
+pub type LinkId = usize;
+
+/// The namespace that plays the lab's host is always the first.
+pub const HOST: NsId = 0;
+
+/// IP families, as the WIT has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+#[derive(Debug, Clone)]
+pub struct NetnsEntry {
+    /// The name the script gave it; `host` for the lab's host.
+    pub node: String,
+    pub kernel: NetnsRef,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkEntry {
+    pub name: String,
+    pub ns: NsId,
+    pub index: u32,
+    pub kind: &'static str,
+    journal_id: u32,
+    /// The other end, for a veth.
+    peer: Option<LinkId>,
+    /// A veth pair not created in the kernel yet (see [`Lab::create_veth`]).
+    pending: bool,
+    /// Set up by the lab (and not moved since).
+    up: bool,
+}
+
+pub struct Lab {
+    name: String,
+    /// Raised by a signal or the deadline: no new operation starts.
+    stop: Stop,
+    mode: Mode,
+    grants: Grants,
+    limits: Limits,
+    quotas: Quotas,
+    journal: Journal,
+    backend: Box<dyn Backend>,
+    netns: Vec<NetnsEntry>,
+    links: Vec<LinkEntry>,
+    /// The machine's namespace and the policy's view of it, when the lab
+    /// uses it (host-net: the host; or the far end of an uplink).
+    machine: Option<(NsId, MachineRules)>,
+    uplink: Option<LinkId>,
+    nat_tables: HashSet<NsId>,
+    forwarding: HashSet<(NsId, Family)>,
+    last_ping: Option<Instant>,
+    /// IPv6 link-local addresses on new links (`set-ipv6-link-local`).
+    ipv6_link_local: bool,
+    /// Names taken by veth ends not in the kernel yet, per namespace: the
+    /// kernel cannot refuse a clash with those, so the lab does.
+    pending_names: HashSet<(NsId, String)>,
+    /// Veth ends set up with their peer up, whose carrier the kernel may
+    /// not have processed yet (see [`Lab::wait_for_carriers`]).
+    awaiting_carrier: Vec<LinkId>,
+}
+
+impl Lab {
+    /// Start a lab whose journal is `journal`: set up its host, a namespace
+    /// of its own unless `host-net` was granted. On failure the journal
+    /// comes back with the error, so that what was made can be rolled back.
+    pub async fn start(
+        name: &str,
+        grants: Grants,
+        journal: Journal,
+        backend: Box<dyn Backend>,
+        limits: Limits,
+        stop: Stop,
+    ) -> Result<Lab, (LabError, Journal)> {
+        let mode = grants.mode();
+        let mut lab = Lab {
+            name: name.to_string(),
+            stop,
+            mode,
+            grants,
+            quotas: Quotas::new(&limits),
+            limits,
+            journal,
+            backend,
+            netns: Vec::new(),
+            links: Vec::new(),
+            machine: None,
+            uplink: None,
+            nat_tables: HashSet::new(),
+            forwarding: HashSet::new(),
+            last_ping: None,
+            ipv6_link_local: true,
+            pending_names: HashSet::new(),
+            awaiting_carrier: Vec::new(),
+        };
+        let host = match mode {
+            Mode::Contained => lab.new_netns("host", name.to_string()).await.map(drop),
+            Mode::HostNet => lab.adopt_machine("host").await.map(drop),
+        };
+        match host {
+            Ok(()) => Ok(lab),
+            Err(e) => Err((e, lab.finish())),
+        }
+    }
+
+    /// The lab is done (built, failed or stopped): close its namespaces and
+    /// netlink sockets, and hand its journal back for what comes next.
+    pub fn finish(self) -> Journal {
+        self.journal
+    }
+
+    /// Open the machine's namespace (as the host in host-net mode, or as
+    /// the far end of an uplink) and note its routes.
+    async fn adopt_machine(&mut self, node: &str) -> LabResult<NsId> {
+        if let Some((id, _)) = self.machine {
+            return Ok(id);
+        }
+        let id = self.netns.len();
+        self.backend.adopt_machine(id).await.map_err(|e| LabError::os("open the machine's namespace", &e))?;
+        self.netns.push(NetnsEntry { node: node.into(), kernel: NetnsRef::Machine });
+        let routes = self.backend.routes(id).await.map_err(|e| LabError::os("read the machine's routes", &e))?;
+        self.machine = Some((id, MachineRules::new(self.grants.host_prefixes(), routes)));
+        Ok(id)
+    }
+
+    pub fn netns(&self, id: NsId) -> &NetnsEntry {
+        &self.netns[id]
+    }
+
+    pub fn link(&self, id: LinkId) -> &LinkEntry {
+        &self.links[id]
+    }
+
+    /// Refuse to start an operation once the run was told to stop; the
+    /// guest then traps, and the lab is rolled back.
+    fn refuse_if_stopped(&self) -> LabResult<()> {
+        if self.stop.requested() { Err(LabError::stopped()) } else { Ok(()) }
+    }
+
+    /// Refuse strings longer than the lab allows, before looking at them.
+    pub fn check_strings(&self, call: &str, strings: &[&str]) -> LabResult<()> {
+        policy::check_strings(call, strings, self.limits.string_bytes)
+    }
+
+    fn record(&mut self, entry: Entry) -> LabResult<()> {
+        self.journal.append(entry).map_err(LabError::Trap)
+    }
+
+    fn record_intent(&mut self, object: Object) -> LabResult<u32> {
+        tracing::debug!("create {object}");
+        self.journal.record_intent(object).map_err(LabError::Trap)
+    }
+
+    /// Mark journal entries done (with the objects' identities) or failed
+    /// after the kernel answered.
+    fn confirm<T: Identities>(&mut self, ids: &[u32], outcome: std::io::Result<T>, what: impl FnOnce() -> String) -> LabResult<T> {
+        match outcome {
+            Ok(value) => {
+                let idents = value.identities();
+                for (i, &id) in ids.iter().enumerate() {
+                    self.record(Entry::Created { id, ident: idents.get(i).copied().flatten() })?;
+                }
+                Ok(value)
+            }
+            Err(e) => {
+                // Only a refusal proves nothing was made: a taken name
+                // (the object there is someone else's, never to be
+                // removed). After any other error the object may exist, so
+                // the journal keeps it as unconfirmed and `down` checks.
+                if e.raw_os_error() == Some(libc::EEXIST) {
+                    for &id in ids {
+                        self.record(Entry::Failed { id })?;
+                    }
+                }
+                Err(LabError::os(&what(), &e))
+            }
+        }
+    }
+
+    /// The namespace as messages name it (`netns pbj-pb`).
+    fn describe_ns(&self, ns: NsId) -> String {
+        self.netns[ns].kernel.to_string()
+    }
+
+    /// The policy's rules for the machine's namespace, if `ns` is it.
+    fn machine_rules(&self, ns: NsId) -> Option<&MachineRules> {
+        self.machine.as_ref().filter(|(id, _)| *id == ns).map(|(_, rules)| rules)
+    }
+
+    /// The namespace must still be the one the lab created: a user may
+    /// have deleted it (or put another in its place) while the lab ran.
+    async fn alive(&mut self, ns: NsId) -> LabResult<()> {
+        let what = format!("check {}", self.describe_ns(ns));
+        let alive = self.backend.netns_alive(ns).await.map_err(|e| LabError::os(&what, &e))?;
+        if !alive {
+            return Err(LabError::not_found(format!("{} was deleted outside nsw", self.describe_ns(ns))));
+        }
+        Ok(())
+    }
+
+    async fn alive_link(&mut self, link: LinkId) -> LabResult<()> {
+        self.alive(self.links[link].ns).await
+    }
+
+    fn link_ref(&self, id: LinkId) -> LinkRef {
+        let link = &self.links[id];
+        LinkRef { ns: link.ns, name: link.name.clone(), index: link.index }
+    }
+}
+
+/// The kernel identities a backend answer carries, in the order of the
+/// journal ids it confirms: a namespace's inode, links' indexes.
+trait Identities {
+    fn identities(&self) -> Vec<Option<u64>>;
+}
+
+impl Identities for () {
+    fn identities(&self) -> Vec<Option<u64>> {
+        Vec::new()
+    }
+}
+
+impl Identities for u64 {
+    fn identities(&self) -> Vec<Option<u64>> {
+        vec![Some(*self)]
+    }
+}
+
+impl Identities for u32 {
+    fn identities(&self) -> Vec<Option<u64>> {
+        vec![Some(*self as u64)]
+    }
+}
+
+impl Identities for (u32, u32) {
+    fn identities(&self) -> Vec<Option<u64>> {
+        vec![Some(self.0 as u64), Some(self.1 as u64)]
+    }
+}

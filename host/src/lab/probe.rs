@@ -1,0 +1,43 @@
+//! `probe`: pings from the lab's namespaces.
+
+use std::time::{Duration, Instant};
+
+use super::Lab;
+use crate::backend::{NsId, PingStats};
+use crate::error::{LabError, LabResult};
+use crate::policy;
+
+impl Lab {
+    pub async fn ping(&mut self, ns: NsId, target: &str, count: u32, timeout_ms: u32) -> LabResult<PingStats> {
+        self.refuse_if_stopped()?;
+        self.check_strings("probe.ping", &[target])?;
+        let target = policy::parse_ip(target)?;
+        if !(1..=100).contains(&count) {
+            return Err(LabError::invalid(format!("ping count {count} is out of range 1-100")));
+        }
+        if !(1..=10_000).contains(&timeout_ms) {
+            return Err(LabError::invalid(format!("ping timeout {timeout_ms} ms is out of range 1-10000")));
+        }
+        self.quotas.pings.check(count as u64, "")?;
+        self.alive(ns).await?;
+        self.flush().await?;
+        self.wait_for_carriers().await?;
+        self.quotas.pings.take(count as u64, "")?;
+        let interval = Duration::from_secs(1) / self.limits.ping_rate.max(1);
+        // The rate holds across calls too.
+        if let Some(last) = self.last_ping {
+            let since = last.elapsed();
+            if since < interval {
+                tokio::time::sleep(interval - since).await;
+            }
+        }
+        let what = format!("ping {target} from {}", self.describe_ns(ns));
+        let stats = self
+            .backend
+            .ping(ns, target, count, Duration::from_millis(timeout_ms as u64), interval, &self.stop)
+            .await
+            .map_err(|e| LabError::os(&what, &e));
+        self.last_ping = Some(Instant::now());
+        stats
+    }
+}

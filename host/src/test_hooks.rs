@@ -1,0 +1,49 @@
+//! Hooks for the crash tests and the benchmarks, compiled only with the
+//! `test-hooks` feature (the `nsw-testing` binary that `scripts/build`
+//! makes for them). The shipped `nsw` has none of this.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// `NSW_TEST_KILL_AT=K` makes nsw SIGKILL itself just before it appends
+/// journal line K (counting from 0), so a test can stop it at an exact
+/// point of a build: between recording an object and creating it, or
+/// between creating it and confirming it.
+pub const KILL_AT: &str = "NSW_TEST_KILL_AT";
+
+/// `NSW_TIMINGS=FILE`: write where the time of a successful run went, as
+/// JSON, for `scripts/bench`.
+pub const TIMINGS: &str = "NSW_TIMINGS";
+
+pub fn before_journal_line(line: u64) {
+    static KILL: OnceLock<Option<u64>> = OnceLock::new();
+    let at = KILL.get_or_init(|| std::env::var(KILL_AT).ok().and_then(|v| v.parse().ok()));
+    if *at == Some(line) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// Where the time of one run went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub load: Duration,
+    pub from_cache: bool,
+    pub instantiate: Duration,
+    pub run: Duration,
+    pub build: Duration,
+    pub down: Option<Duration>,
+}
+
+pub fn write_timings(t: &Timings) -> anyhow::Result<()> {
+    let Some(path) = std::env::var_os(TIMINGS) else { return Ok(()) };
+    let value = serde_json::json!({
+        "load_s": t.load.as_secs_f64(),
+        "from_cache": t.from_cache,
+        "instantiate_s": t.instantiate.as_secs_f64(),
+        "run_s": t.run.as_secs_f64(),
+        "build_s": t.build.as_secs_f64(),
+        "down_s": t.down.map(|d| d.as_secs_f64()),
+    });
+    std::fs::write(&path, value.to_string())?;
+    Ok(())
+}

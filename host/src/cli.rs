@@ -78,8 +78,23 @@ fn init_tracing(verbose: u8) {
     let timer = tracing_subscriber::fmt::time::Uptime::default();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LogWriter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_timer(timer)
         .try_init();
+}
+
+/// nsw's log (`-v`), on stderr: a closed pipe there stops the run cleanly,
+/// like any closed output, and never panics.
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        crate::stop::note_write(std::io::stderr().write_all(buf));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -75,6 +75,14 @@ impl LabError {
         Self::new(kind, format!("{what}: {}", errno_text(err)))
     }
 
+    /// The same error, its message saying where (`on eth0 in netns x`).
+    pub fn context(self, place: &str) -> Self {
+        match self {
+            LabError::Guest { kind, message } => LabError::Guest { kind, message: format!("{message} {place}") },
+            trap => trap,
+        }
+    }
+
     /// The message without its kind.
     pub fn message(&self) -> String {
         match self {
@@ -117,6 +125,13 @@ impl From<wasmtime::component::ResourceTableError> for LabError {
 }
 
 pub type LabResult<T> = Result<T, LabError>;
+
+/// A quota whose end stops the script instead of failing one more call
+/// (the calls that may fail: a script looping on a failing call would
+/// otherwise never stop). The message names the limit and its flag.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct QuotaExhausted(pub String);
 
 #[cfg(test)]
 mod tests {

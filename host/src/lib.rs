@@ -18,6 +18,7 @@ pub mod lab;
 pub mod policy;
 pub mod runtime;
 pub mod session;
+pub mod shared_settings;
 pub mod stop;
 pub mod teardown;
 #[cfg(feature = "test-hooks")]

@@ -82,7 +82,7 @@ impl Session {
 
     async fn tear_down_keeping_lock(self, mut journal: Journal, machine: &mut dyn Teardown, force: bool) -> Result<(Report, Session)> {
         journal.append(Entry::State { state: LabState::TearingDown })?;
-        let report = teardown::remove_all(machine, journal.record(), force).await?;
+        let report = teardown::remove_all(machine, journal.record(), force, self.state.path()).await?;
         let name = journal.record().info.name.clone();
         if !report.complete() {
             return Err(Incomplete { lab: name, report }.into());

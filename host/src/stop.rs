@@ -57,6 +57,32 @@ impl Stop {
     }
 }
 
+/// The stop of the run in progress: told when nsw's own output is closed.
+static RUN: OnceLock<Stop> = OnceLock::new();
+
+/// From now on, a closed stdout or stderr stops `stop`'s run (and rolls it
+/// back), as SIGPIPE would, but cleanly.
+pub fn stop_on_closed_output(stop: &Stop) {
+    let _ = RUN.set(stop.clone());
+}
+
+/// A write to nsw's stdout or stderr found the pipe closed.
+pub fn output_closed() {
+    if let Some(stop) = RUN.get() {
+        stop.request(StopReason::OutputClosed);
+    }
+}
+
+/// Note a write's outcome: a closed pipe stops the run; nothing else
+/// about a failed write to the terminal matters.
+pub fn note_write(result: std::io::Result<()>) {
+    if let Err(e) = result {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            output_closed();
+        }
+    }
+}
+
 /// The error of an operation refused because the run was told to stop.
 /// The guest traps with it; the runtime recognises it by its type.
 #[derive(Debug, Clone, Copy, thiserror::Error)]

@@ -1,44 +1,50 @@
 //! Taking a lab down: remove exactly what its journal says it owns, in
 //! reverse order of creation, tolerating objects that are already gone and
-//! leaving alone any object that is no longer the one the lab created (a
-//! namespace or link someone replaced by hand under the same name). The
-//! same code serves `nsw down` and the rollback of a failed run, on any
-//! [`Teardown`] backend: the kernel, or the plan in the tests.
+//! leaving alone any object that is not provably the one the lab created.
+//! The same code serves `nsw down` and the rollback of a failed run, on
+//! any [`Teardown`] backend: the kernel, or the plan in the tests.
+//!
+//! What "provably" means, per object: a namespace by its inode; a link in
+//! the machine's namespace by the index nsw chose (and journaled) before
+//! making it; the lab's nftables table by its marker chain; a process by
+//! its pid and start time; a shared setting by the registry of holds. An
+//! object the journal has no identity for is never removed by name.
 //!
 //! Objects inside the lab's own namespaces go with their namespace (the
 //! kernel removes its links, addresses, routes and rules in one sweep, far
-//! faster than one by one); only what lives in the machine's namespace is
-//! removed object by object.
+//! faster than one by one), after every process still inside is stopped:
+//! a process would keep the namespace alive, unseen.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use ipnet::IpNet;
 
-use crate::backend::Teardown;
+use crate::backend::{ProcessId, Removal, Teardown};
 use crate::journal::{LabRecord, Mode, NetnsRef, Object, OwnedObject};
+use crate::shared_settings::{Released, SharedSettings, Sysctls};
+
+/// How long a process gets between SIGTERM and SIGKILL.
+const GRACE: Duration = Duration::from_secs(2);
 
 /// What a teardown did.
 #[derive(Debug, Default)]
 pub struct Report {
     pub removed: Vec<String>,
     pub already_gone: Vec<String>,
-    /// Not the lab's any more (replaced by hand): not touched.
+    /// Not the lab's any more (replaced by hand), or not provably the
+    /// lab's: not touched.
     pub left_alone: Vec<String>,
     /// In a machine namespace this process is not in (`--force`): not
     /// touched, and no longer recorded.
     pub forgotten: Vec<String>,
+    /// Processes that were still running inside the lab's namespaces.
+    pub stopped: Vec<String>,
     pub failed: Vec<String>,
-}
-
-/// What happened to one object.
-enum Fate {
-    Removed,
-    Gone,
-    /// Someone else's now; the string says why.
-    NotOurs(String),
 }
 
 impl Report {
@@ -46,6 +52,10 @@ impl Report {
     pub fn summary(&self) -> String {
         let count = |n: usize| if n == 1 { "1 object".to_string() } else { format!("{n} objects") };
         let mut line = format!("removed {}", count(self.removed.len()));
+        if !self.stopped.is_empty() {
+            let n = self.stopped.len();
+            line += &format!(", stopped {n} process{} inside", if n == 1 { "" } else { "es" });
+        }
         if !self.already_gone.is_empty() {
             line += &format!(", {} already gone", count(self.already_gone.len()));
         }
@@ -63,11 +73,11 @@ impl Report {
         self.failed.is_empty()
     }
 
-    fn note(&mut self, what: String, outcome: io::Result<Fate>) {
+    fn note(&mut self, what: String, outcome: io::Result<Removal>) {
         match outcome {
-            Ok(Fate::Removed) => self.removed.push(what),
-            Ok(Fate::Gone) => self.already_gone.push(what),
-            Ok(Fate::NotOurs(why)) => self.left_alone.push(format!("{what}: {why}")),
+            Ok(Removal::Removed) => self.removed.push(what),
+            Ok(Removal::Gone) => self.already_gone.push(what),
+            Ok(Removal::NotOurs(why)) => self.left_alone.push(format!("{what}: {why}")),
             Err(e) => self.failed.push(format!("{what}: {}", crate::error::errno_text(&e))),
         }
     }
@@ -77,10 +87,10 @@ fn is_gone(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENODEV | libc::ESRCH | libc::EADDRNOTAVAIL))
 }
 
-fn gone_is_fine(outcome: io::Result<()>) -> io::Result<Fate> {
+fn gone_is_fine(outcome: io::Result<()>) -> io::Result<Removal> {
     match outcome {
-        Ok(()) => Ok(Fate::Removed),
-        Err(e) if is_gone(&e) => Ok(Fate::Gone),
+        Ok(()) => Ok(Removal::Removed),
+        Err(e) if is_gone(&e) => Ok(Removal::Gone),
         Err(e) => Err(e),
     }
 }
@@ -88,11 +98,33 @@ fn gone_is_fine(outcome: io::Result<()>) -> io::Result<Fate> {
 /// Remove everything `record` owns. Objects in the machine's namespace
 /// are removed only from that namespace; with `force`, from anywhere else
 /// they are forgotten instead (the namespace may be gone for good).
-pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: bool) -> Result<Report> {
+/// `state_dir` holds the registry of shared settings.
+pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: bool, state_dir: &Path) -> Result<Report> {
     let mut report = Report::default();
-    let machine_objects: Vec<&OwnedObject> = record.objects.iter().rev().filter(|o| o.object.netns() == NetnsRef::Machine).collect();
+    // Processes first: pasta goes before the namespace it serves.
+    for owned in record.objects.iter().rev() {
+        if let Object::Process { program, .. } = &owned.object {
+            let what = owned.object.to_string();
+            match (owned.ident, owned.since) {
+                (Some(pid), Some(since)) => {
+                    let outcome = machine.stop_process(ProcessId { pid: pid as u32, since }, GRACE).await;
+                    report.note(format!("{what} (pid {pid})"), outcome);
+                }
+                // Never started, or nsw died before it learned the pid: a
+                // pid is never guessed. (pasta quits by itself once its
+                // namespace is gone.)
+                _ => report.note(what, Ok(Removal::NotOurs(format!("{program}'s pid was never recorded")))),
+            }
+        }
+    }
+    let in_machine: Vec<&OwnedObject> = record
+        .objects
+        .iter()
+        .rev()
+        .filter(|o| o.object.netns() == NetnsRef::Machine && !matches!(o.object, Object::Process { .. }))
+        .collect();
     let mut elsewhere = false;
-    if !machine_objects.is_empty() || record.info.mode == Mode::HostNet {
+    if !in_machine.is_empty() || record.info.mode == Mode::HostNet {
         let here = machine.machine_inode()?;
         if here != record.info.machine_netns {
             if !force {
@@ -107,12 +139,11 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
         }
     }
     if elsewhere {
-        report.forgotten.extend(
-            machine_objects.iter().filter(|o| !matches!(o.object, Object::Address { .. })).map(|o| o.object.to_string()),
-        );
+        report.forgotten.extend(in_machine.iter().filter(|o| !matches!(o.object, Object::Address { .. })).map(|o| o.object.to_string()));
     } else {
-        for owned in machine_objects {
-            if let Some(outcome) = remove_from_machine(machine, owned).await {
+        let shared = SharedSettings::new(state_dir, record.info.machine_netns);
+        for owned in in_machine {
+            if let Some(outcome) = remove_from_machine(machine, owned, &record.info.name, &shared).await {
                 report.note(owned.object.to_string(), outcome);
             }
         }
@@ -121,79 +152,118 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
     for owned in record.objects.iter().rev() {
         if let Object::Netns { name, .. } = &owned.object {
             if seen.insert(name.clone()) {
-                report.note(format!("netns {name}"), remove_netns(machine, name, owned.ident).await);
+                let outcome = remove_netns(machine, name, owned.ident, &mut report).await;
+                report.note(format!("netns {name}"), outcome);
             }
         }
     }
     Ok(report)
 }
 
-/// Unmount a lab namespace, if it is still the one the lab created.
-async fn remove_netns(machine: &mut dyn Teardown, name: &str, inode: Option<u64>) -> io::Result<Fate> {
+/// Stop what runs inside a lab namespace, then unmount it, if it is still
+/// the one the lab created.
+async fn remove_netns(machine: &mut dyn Teardown, name: &str, inode: Option<u64>, report: &mut Report) -> io::Result<Removal> {
     match (machine.netns_inode(name).await?, inode) {
         (None, _) => {
             // Nothing mounted; a mount point left by a crash may remain.
             machine.delete_netns(name).await?;
-            Ok(Fate::Gone)
+            Ok(Removal::Gone)
         }
         (Some(now), Some(ours)) if now != ours => {
-            Ok(Fate::NotOurs(format!("it is another namespace now (inode {now}, the lab's was {ours})")))
+            Ok(Removal::NotOurs(format!("it is another namespace now (inode {now}, the lab's was {ours})")))
         }
         // Ours, or never confirmed (nsw died between creating and
-        // recording it): a namespace of the lab's own name.
-        _ => machine.delete_netns(name).await.map(|_| Fate::Removed),
+        // recording it): a namespace of the lab's own name, which only the
+        // lab creates (exclusively) under its lock.
+        (Some(now), _) => {
+            for process in machine.stop_processes_in(now, GRACE).await? {
+                report.stopped.push(format!("{process} in netns {name}"));
+            }
+            machine.delete_netns(name).await.map(|_| Removal::Removed)
+        }
     }
 }
 
 /// Remove one object of the machine's namespace; `None` for objects that
 /// go with another (an address with its link).
-async fn remove_from_machine(machine: &mut dyn Teardown, owned: &OwnedObject) -> Option<io::Result<Fate>> {
+async fn remove_from_machine(machine: &mut dyn Teardown, owned: &OwnedObject, lab: &str, shared: &SharedSettings) -> Option<io::Result<Removal>> {
     Some(match &owned.object {
-        Object::Route { destination, via, .. } => match (destination.parse::<IpNet>(), via.parse::<IpAddr>()) {
+        Object::Route { destination, via, .. } if owned.confirmed => match (destination.parse::<IpNet>(), via.parse::<IpAddr>()) {
             (Ok(d), Ok(v)) => gone_is_fine(machine.delete_machine_route(d, v).await),
             _ => Err(io::Error::new(io::ErrorKind::InvalidData, "unreadable route in the journal")),
         },
+        // Never confirmed: not provably the lab's. Its gateway lies on one
+        // of the lab's links, so the kernel drops it with that link.
+        Object::Route { .. } => Ok(Removal::NotOurs("never confirmed; it goes with the lab's link".into())),
         Object::Sysctl { key, old, .. } => restore_sysctl(machine, key, old).await,
-        Object::NftTable { family, name, .. } => match machine.delete_machine_nft_table(family, name).await {
-            Ok(true) => Ok(Fate::Removed),
-            Ok(false) => Ok(Fate::Gone),
-            Err(e) => Err(e),
+        Object::SharedSetting { key } => release_shared(machine, shared, lab, key).await,
+        Object::NftTable { name, .. } => match (owned.ident, owned.confirmed) {
+            (Some(nonce), _) => machine.delete_machine_nft_table(name, Some(nonce)).await,
+            // A journal of an older nsw: its table was confirmed by name.
+            (None, true) => machine.delete_machine_nft_table(name, None).await,
+            (None, false) => Ok(Removal::NotOurs("never confirmed, and no marker recorded".into())),
         },
-        Object::Link { name, kind, .. } => remove_machine_link(machine, owned, name, kind).await,
+        Object::Link { name, .. } => remove_machine_link(machine, owned, name).await,
         // Addresses live on the lab's links and go with them.
-        Object::Address { .. } | Object::Netns { .. } => return None,
+        Object::Address { .. } | Object::Netns { .. } | Object::Process { .. } => return None,
     })
 }
 
-async fn remove_machine_link(machine: &mut dyn Teardown, owned: &OwnedObject, name: &str, kind: &str) -> io::Result<Fate> {
-    let Some(found) = machine.machine_link(name).await? else { return Ok(Fate::Gone) };
-    match owned.ident {
-        Some(ours) if ours != found.index as u64 => {
-            Ok(Fate::NotOurs(format!("it is another link now (index {}, the lab's was {ours})", found.index)))
-        }
-        Some(_) => gone_is_fine(machine.delete_machine_link(found.index).await),
-        // Never confirmed (nsw stopped between asking the kernel and
-        // recording its answer): remove it only if it is at least the kind
-        // of link the lab asked for.
-        None => match found.kind {
-            Some(found_kind) if found_kind == kind => gone_is_fine(machine.delete_machine_link(found.index).await),
-            other => Ok(Fate::NotOurs(format!(
-                "unconfirmed, and a {} rather than a {kind}",
-                other.as_deref().unwrap_or("device of no kind")
-            ))),
-        },
+/// A link of the machine's namespace goes only if it still has the index
+/// the journal holds for it (chosen before it was made).
+async fn remove_machine_link(machine: &mut dyn Teardown, owned: &OwnedObject, name: &str) -> io::Result<Removal> {
+    let Some(ours) = owned.ident else {
+        return Ok(Removal::NotOurs("no identity was recorded for it, so it is never removed by name".into()));
+    };
+    let Some(found) = machine.machine_link(name).await? else { return Ok(Removal::Gone) };
+    if ours != found.index as u64 {
+        let how = if owned.confirmed { "it is another link now" } else { "never made by the lab (the name went to another link)" };
+        return Ok(Removal::NotOurs(format!("{how}: index {}, the lab's was {ours}", found.index)));
+    }
+    gone_is_fine(machine.delete_machine_link(found.index).await)
+}
+
+/// Put a sysctl back, unless someone changed it since the lab set it
+/// (journals of older nsw versions: newer ones hold shared settings).
+async fn restore_sysctl(machine: &mut dyn Teardown, key: &str, old: &str) -> io::Result<Removal> {
+    let now = machine.read_machine_sysctl(key).await?;
+    if now == old {
+        return Ok(Removal::Gone);
+    }
+    if now != "1" {
+        return Ok(Removal::NotOurs(format!("it was changed to {now} since the lab set it to 1")));
+    }
+    machine.write_machine_sysctl(key, old).await?;
+    Ok(Removal::Removed)
+}
+
+/// Let go of the lab's hold on a shared setting of the machine.
+async fn release_shared(machine: &mut dyn Teardown, shared: &SharedSettings, lab: &str, key: &str) -> io::Result<Removal> {
+    let mut sysctls = MachineSysctls(machine);
+    match shared.release(lab, key, &mut sysctls).await.map_err(|e| io::Error::other(format!("{e:#}")))? {
+        Released::Restored => Ok(Removal::Removed),
+        Released::Nothing => Ok(Removal::Gone),
+        Released::StillHeld(others) => Ok(Removal::NotOurs(format!(
+            "{others} other lab{} still need{} it: it stays until the last one goes",
+            if others == 1 { "" } else { "s" },
+            if others == 1 { "s" } else { "" }
+        ))),
+        Released::ChangedByOthers(why) => Ok(Removal::NotOurs(why)),
     }
 }
 
-/// Put a sysctl back, unless someone changed it since the lab set it.
-async fn restore_sysctl(machine: &mut dyn Teardown, key: &str, old: &str) -> io::Result<Fate> {
-    let now = machine.read_machine_sysctl(key).await?;
-    if now == old {
-        return Ok(Fate::Gone);
+/// The machine's sysctls, through the teardown backend.
+struct MachineSysctls<'a>(&'a mut dyn Teardown);
+
+#[async_trait::async_trait]
+impl Sysctls for MachineSysctls<'_> {
+    async fn read(&mut self, key: &str) -> io::Result<String> {
+        self.0.read_machine_sysctl(key).await
     }
-    if now != "1" {
-        return Ok(Fate::NotOurs(format!("it was changed to {now} since the lab set it to 1")));
+    async fn write(&mut self, key: &str, value: &str) -> io::Result<()> {
+        self.0.write_machine_sysctl(key, value).await
     }
-    machine.write_machine_sysctl(key, old).await?;
-    Ok(Fate::Removed)
+    async fn tree(&mut self, roots: &[&str]) -> io::Result<BTreeMap<String, String>> {
+        self.0.machine_sysctl_tree(roots).await
+    }
 }

@@ -171,9 +171,12 @@ impl Machine {
         ip_in(&outside, &["link", "set", "lo", "up"]);
         ip_in(&outside, &["address", "add", &format!("{OUTSIDE_ADDR}/24"), "dev", "wan0"]);
         ip_in(&outside, &["link", "set", "wan0", "up"]);
+        // ICMP datagram sockets for root, as systemd sets it on most
+        // machines: pasta (the uplink) pings with them.
+        check_in_ns(&machine.name, "sysctl", &["-qw", "net.ipv4.ping_group_range=0 2147483647"]);
         check_in_ns(&outside, "nft", &["add table ip count"]);
         check_in_ns(&outside, "nft", &["add chain ip count input { type filter hook input priority 0; }"]);
-        for source in [MACHINE_UPLINK_ADDR, "10.0.0.0/8", "100.64.0.0/10"] {
+        for source in [MACHINE_UPLINK_ADDR, "10.0.0.0/8", "100.64.0.0/10", "198.51.100.0/24"] {
             check_in_ns(&outside, "nft", &[&format!("add rule ip count input ip saddr {source} icmp type echo-request counter")]);
         }
         machine
@@ -227,7 +230,8 @@ impl Machine {
     /// Everything about the machine a lab could change.
     pub fn snapshot(&self) -> Snapshot {
         let ns = self.name.as_str();
-        let sysctl = check_in_ns(ns, "sysctl", &["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"]);
+        // Every setting forwarding switches touch, of every interface.
+        let sysctl = check_in_ns(ns, "sysctl", &["-e", "net.ipv4.ip_forward", "net.ipv4.conf", "net.ipv6.conf"]);
         Snapshot {
             links: ip_in(ns, &["-d", "link", "show"]),
             addresses: ip_in(ns, &["address", "show"]),
@@ -239,7 +243,7 @@ impl Machine {
     }
 
     /// Echo requests the outside got from (the machine's address, lab
-    /// addresses in 10.0.0.0/8 or 100.64.0.0/10).
+    /// addresses in 10.0.0.0/8, 100.64.0.0/10 or 198.51.100.0/24).
     pub fn outside_counts(&self) -> (u64, u64) {
         let outside = self.outside.as_deref().expect("a machine with an outside");
         let rules = check_in_ns(outside, "nft", &["list", "table", "ip", "count"]);
@@ -326,6 +330,22 @@ pub struct Snapshot {
     pub rules: String,
     pub nft: String,
     pub sysctl: String,
+}
+
+/// Processes whose command line mentions `needle` (e.g. a lab's pasta,
+/// which names the lab's namespace).
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if entry.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()) {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(needle) {
+                found.push(cmdline);
+            }
+        }
+    }
+    found
 }
 
 /// Named namespaces under /run/netns whose name starts with `prefix`.

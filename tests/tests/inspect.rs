@@ -45,7 +45,7 @@ fn inspect_works_on_every_guest_without_root() {
         assert_eq!(report["size"], std::fs::metadata(file).unwrap().len(), "{name}");
         let needs = report["grants_needed"].as_array().unwrap();
         match name {
-            "hostile_ungranted" | "uplink_ping" => assert_eq!(needs, &[serde_json::json!("uplink")], "{name}"),
+            "hostile_ungranted" | "hostile_spoof" | "uplink_ping" => assert_eq!(needs, &[serde_json::json!("uplink")], "{name}"),
             "hostile_unknown_import" => assert_eq!(report["runnable"], false, "{name}"),
             _ => {
                 assert!(needs.is_empty(), "{name} needs {needs:?}");

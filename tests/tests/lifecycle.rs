@@ -86,8 +86,8 @@ fn kill_9_anywhere_in_a_100_node_build_leaves_nothing_after_down() {
         ("a route".into(), find(r#""type":"route""#, 70)),
         ("NAT table".into(), find(r#""type":"nft-table""#, 0)),
         ("NAT table created, unconfirmed".into(), find(r#""type":"nft-table""#, 0) + 1),
-        ("forwarding".into(), find(r#""type":"sysctl""#, 0)),
-        ("forwarding set, unconfirmed".into(), find(r#""type":"sysctl""#, 0) + 1),
+        ("forwarding".into(), find(r#""type":"shared-setting""#, 0)),
+        ("forwarding held, unconfirmed".into(), find(r#""type":"shared-setting""#, 0) + 1),
     ];
     // And evenly spread points in between.
     for i in 1..=9 {

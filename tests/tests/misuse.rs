@@ -67,8 +67,8 @@ fn malformed_route_is_invalid() {
 }
 
 #[test]
-fn unreachable_gateway_is_an_os_error_naming_the_route() {
-    misuse(&["route", "default", "192.0.2.1"], 1, &["os: add route to 0.0.0.0/0 via 192.0.2.1 in netns", "Network is unreachable"]);
+fn a_gateway_on_no_subnet_is_invalid_and_says_which_subnets_there_are() {
+    misuse(&["route", "default", "192.0.2.1"], 1, &["invalid: add route to default via 192.0.2.1 in netns", "192.0.2.1 is on none of netns", "(no addresses); a route needs a gateway on one of them"]);
 }
 
 #[test]

@@ -204,7 +204,7 @@ extern bool nsw_lab_topology_create_netns(lab_string_t *name, nsw_lab_topology_o
 // directly in `peer-ns`. Interface names are 1-15 bytes without `/`,
 // `:`, `%` or whitespace. Returns the two ends, in that order.
 extern bool nsw_lab_topology_create_veth(lab_string_t *name, nsw_lab_topology_borrow_netns_t ns, lab_string_t *peer_name, nsw_lab_topology_borrow_netns_t peer_ns, nsw_lab_topology_tuple2_own_link_own_link_t *ret, nsw_lab_topology_error_t *err);
-// Create a bridge named `name` in `ns` (down, with no ports).
+// Create a bridge named `name` in `ns`: down, with no ports.
 extern bool nsw_lab_topology_create_bridge(lab_string_t *name, nsw_lab_topology_borrow_netns_t ns, nsw_lab_topology_own_link_t *ret, nsw_lab_topology_error_t *err);
 // Move a link into another namespace of the lab. As in the kernel, the
 // link arrives down and without addresses.

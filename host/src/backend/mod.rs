@@ -12,6 +12,7 @@
 pub mod kernel;
 pub mod plan;
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -56,6 +57,27 @@ impl PingStats {
     }
 }
 
+/// A process, as the journal knows it: pid and start time, so that a pid
+/// the kernel gave to someone else since is never taken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessId {
+    pub pid: u32,
+    /// Start time, in clock ticks after boot (`/proc/PID/stat` field 22).
+    pub since: u64,
+}
+
+/// What the uplink's user-mode NAT is told.
+#[derive(Debug, Clone)]
+pub struct Uplink {
+    /// The interface it makes in the lab's host.
+    pub ifname: String,
+    pub address: std::net::Ipv4Addr,
+    pub prefix_len: u8,
+    pub gateway: std::net::Ipv4Addr,
+    /// Where it writes its pid: a directory only root can write.
+    pub pid_file: std::path::PathBuf,
+}
+
 /// The building side: what a running lab asks of the kernel.
 #[async_trait]
 pub trait Backend: Send {
@@ -64,36 +86,59 @@ pub trait Backend: Send {
     /// Create the namespace `/run/netns/<name>` as `id`, loopback up.
     /// Returns its inode.
     async fn create_netns(&mut self, id: NsId, name: &str) -> io::Result<u64>;
-    /// Create a veth pair; returns the interface indexes of both ends.
-    async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId) -> io::Result<(u32, u32)>;
-    /// Create a bridge; returns its index.
-    async fn create_bridge(&mut self, name: &str, ns: NsId) -> io::Result<u32>;
-    /// Move a link; returns its index in the new namespace.
-    async fn move_link(&mut self, link: &LinkRef, to: NsId) -> io::Result<u32>;
+    /// Create a veth pair, with the interface indexes `indexes` if given;
+    /// returns the indexes of both ends.
+    async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId, indexes: Option<(u32, u32)>) -> io::Result<(u32, u32)>;
+    /// Create a bridge, down, with the index `index` if given; returns its
+    /// index.
+    async fn create_bridge(&mut self, name: &str, ns: NsId, index: Option<u32>) -> io::Result<u32>;
+    /// Move a link, to the index `index` there if given; returns its index
+    /// in the new namespace.
+    async fn move_link(&mut self, link: &LinkRef, to: NsId, index: Option<u32>) -> io::Result<u32>;
     async fn set_master(&mut self, port: &LinkRef, bridge: &LinkRef) -> io::Result<()>;
     async fn set_up(&mut self, link: &LinkRef) -> io::Result<()>;
     /// Whether `ns` has a link called `name`.
     async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool>;
+    /// The index of the link called `name` in `ns`, waiting up to
+    /// `timeout` (never past a stop) for it to appear.
+    async fn wait_link(&mut self, ns: NsId, name: &str, timeout: Duration, stop: &Stop) -> io::Result<Option<u32>>;
+    /// Whether the link of index `index` in `ns` is called `name`.
+    async fn link_is(&mut self, ns: NsId, index: u32, name: &str) -> io::Result<bool>;
     /// Wait (up to `timeout`, and never past a stop) until the kernel has
     /// the link operationally up; `false` if it did not get there.
     async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration, stop: &Stop) -> io::Result<bool>;
     /// No IPv6 link-local address for this link (`addrgenmode none`); the
     /// link must still be down.
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()>;
+    /// IPv6 link-local addresses for this link again (`addrgenmode
+    /// eui64`), with one made at once if the link is up already.
+    async fn enable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()>;
     async fn add_address(&mut self, link: &LinkRef, cidr: IpNet) -> io::Result<()>;
     async fn add_route(&mut self, ns: NsId, destination: IpNet, via: IpAddr) -> io::Result<()>;
     async fn read_sysctl(&mut self, ns: NsId, key: &str) -> io::Result<String>;
     async fn write_sysctl(&mut self, ns: NsId, key: &str, value: &str) -> io::Result<()>;
-    /// Masquerade `source` in the nftables table `table` of `ns`.
-    async fn masquerade(&mut self, ns: NsId, table: &str, source: IpNet) -> io::Result<()>;
+    /// Every readable sysctl under `roots` in `ns`, by key.
+    async fn sysctl_tree(&mut self, ns: NsId, roots: &[&str]) -> io::Result<BTreeMap<String, String>>;
+    /// Create the lab's nftables table `table` in `ns`, marked with
+    /// `nonce`; fails with `EEXIST` if the name is taken.
+    async fn create_nft_table(&mut self, ns: NsId, table: &str, nonce: u64) -> io::Result<()>;
+    /// Masquerade `source` in the lab's table, if it still carries the
+    /// lab's marker `nonce` (else `ENOENT`, and nothing changes).
+    async fn masquerade(&mut self, ns: NsId, table: &str, nonce: u64, source: IpNet) -> io::Result<()>;
     /// Send `count` echo requests, `interval` apart at least, waiting up to
     /// `timeout` for each reply; give up early once `stop` is raised.
     async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats>;
-    /// The destinations of the routes in the main table of `ns`.
+    /// The prefixes `ns` routes somewhere: routes of every table, the
+    /// destinations of its policy rules.
     async fn routes(&mut self, ns: NsId) -> io::Result<Vec<IpNet>>;
+    /// Addresses `ns` talks to: its resolvers, neighbours and the peers of
+    /// its TCP connections.
+    async fn peers(&mut self, ns: NsId) -> io::Result<Vec<IpAddr>>;
     /// Whether the named namespace `id` is still the one the backend
     /// created (nobody deleted or replaced it under us).
     async fn netns_alive(&mut self, id: NsId) -> io::Result<bool>;
+    /// Start the uplink's user-mode NAT for the namespace `ns`.
+    async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId>;
 }
 
 /// A link as teardown finds it in the machine's namespace.
@@ -102,6 +147,16 @@ pub struct FoundLink {
     pub index: u32,
     /// `veth`, `bridge`...; `None` for a device of no kind (a NIC, `lo`).
     pub kind: Option<String>,
+}
+
+/// The outcome of one removal the teardown asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// There was nothing to remove.
+    Gone,
+    /// What is there is not the lab's (the string says why): not touched.
+    NotOurs(String),
 }
 
 /// The removing side: the facts teardown needs, and the removals it
@@ -116,14 +171,22 @@ pub trait Teardown: Send {
     async fn netns_inode(&mut self, name: &str) -> io::Result<Option<u64>>;
     /// Unmount and remove `/run/netns/NAME`; whether anything was there.
     async fn delete_netns(&mut self, name: &str) -> io::Result<bool>;
+    /// Stop every process inside the namespace of inode `inode` (SIGTERM,
+    /// then SIGKILL after `grace`); returns what was stopped.
+    async fn stop_processes_in(&mut self, inode: u64, grace: Duration) -> io::Result<Vec<String>>;
+    /// Stop one process, if it is still the one of that identity.
+    async fn stop_process(&mut self, id: ProcessId, grace: Duration) -> io::Result<Removal>;
     /// The link called `name` in the machine's namespace, if any.
     async fn machine_link(&mut self, name: &str) -> io::Result<Option<FoundLink>>;
     async fn delete_machine_link(&mut self, index: u32) -> io::Result<()>;
     async fn delete_machine_route(&mut self, destination: IpNet, via: IpAddr) -> io::Result<()>;
-    /// Delete an nftables table of the machine; `false` if there was none.
-    async fn delete_machine_nft_table(&mut self, family: &str, name: &str) -> io::Result<bool>;
+    /// Delete the lab's nftables table in the machine's namespace, if it
+    /// still carries the lab's marker `nonce` (`None`: a journal of an older
+    /// nsw, which recorded none: by name).
+    async fn delete_machine_nft_table(&mut self, name: &str, nonce: Option<u64>) -> io::Result<Removal>;
     async fn read_machine_sysctl(&mut self, key: &str) -> io::Result<String>;
     async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
+    async fn machine_sysctl_tree(&mut self, roots: &[&str]) -> io::Result<BTreeMap<String, String>>;
 }
 
 /// The real thing: the kernel, for building labs and taking them down.

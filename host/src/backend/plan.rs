@@ -1,12 +1,13 @@
 //! The plan backend: a model of the kernel in memory. It creates nothing;
 //! it answers as the kernel would (a taken name is `EEXIST`, a gateway off
-//! every subnet is `ENETUNREACH`) and logs each operation as the `ip` or
-//! `nft` command that would do it. The policy, the guest logic, rollback
-//! and `down` run against it without root, and the property tests use it
-//! to check that a lab never touches an object it did not create and that
-//! teardown leaves the machine as it was.
+//! every subnet is `ENETUNREACH`) and logs each operation as the shell
+//! command that would do it (`ip`, `nft`, `sysctl`, `pasta`), so `nsw plan`
+//! can print a script that builds the same lab. The policy, the guest
+//! logic, rollback and `down` run against it without root, and the
+//! property tests use it to check that a lab never touches an object it
+//! did not create and that teardown leaves the machine as it was.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -15,7 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-use super::{Backend, FoundLink, LinkRef, NsId, PingStats, Teardown};
+use super::{Backend, FoundLink, LinkRef, NsId, PingStats, ProcessId, Removal, Teardown, Uplink};
 use crate::stop::Stop;
 
 #[derive(Debug, Clone)]
@@ -38,7 +39,12 @@ pub struct PlanNs {
     /// (destination, gateway, made by the lab)
     pub routes: Vec<(IpNet, Option<IpAddr>, bool)>,
     pub sysctls: HashMap<String, String>,
+    /// nftables tables, with the marker nonce they were made with.
+    pub tables: Vec<(String, u64)>,
+    /// Masquerade rules: (table, source).
     pub nat: Vec<(String, IpNet)>,
+    /// Processes running in it: (pid, command).
+    pub processes: Vec<(u32, String)>,
 }
 
 impl PlanNs {
@@ -61,10 +67,12 @@ pub struct PlanState {
     pub namespaces: HashMap<NsId, PlanNs>,
     /// Names taken under /run/netns.
     pub named: Vec<String>,
-    /// The commands that would build the lab.
+    /// The commands that would build the lab, as a shell script's lines.
     pub log: Vec<String>,
     /// Operations that reached for something the lab does not own.
     pub violations: Vec<String>,
+    /// Processes the lab started (the uplink's pasta): pid to namespace.
+    pub started: Vec<(ProcessId, Option<String>)>,
     next_index: u32,
 }
 
@@ -77,14 +85,23 @@ fn err(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
+/// A word for the shell: as it is if it is plain, else single-quoted.
+pub fn sh(word: &str) -> String {
+    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_.-+=,@/".contains(c)) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 impl PlanBackend {
-    /// A machine with `lo` and `eth0` (10.1.0.2/24, default via 10.1.0.1)
-    /// that the lab must leave alone.
     pub fn new() -> PlanBackend {
         PlanBackend::default()
     }
 
-    /// The machine as the plan starts it, before any lab touched it.
+    /// The machine as the plan starts it, before any lab touched it: `lo`
+    /// and `eth0` (10.1.0.2/24, default via 10.1.0.1), which a lab must
+    /// leave alone.
     pub fn fresh_machine() -> PlanNs {
         let link = |name: &str, index: u32, kind: &str, addr: &str| PlanLink {
             name: name.into(),
@@ -96,8 +113,15 @@ impl PlanBackend {
             addresses: vec![addr.parse().expect("valid literal")],
         };
         let mut sysctls = HashMap::new();
-        sysctls.insert("net/ipv4/ip_forward".to_string(), "0".to_string());
-        sysctls.insert("net/ipv6/conf/all/forwarding".to_string(), "0".to_string());
+        for (k, v) in [
+            ("net/ipv4/ip_forward", "0"),
+            ("net/ipv6/conf/all/forwarding", "0"),
+            ("net/ipv4/conf/all/forwarding", "0"),
+            ("net/ipv4/conf/eth0/forwarding", "0"),
+            ("net/ipv4/conf/all/accept_redirects", "1"),
+        ] {
+            sysctls.insert(k.to_string(), v.to_string());
+        }
         PlanNs {
             name: None,
             links: vec![link("lo", 1, "loopback", "127.0.0.1/8"), link("eth0", 2, "ether", "10.1.0.2/24")],
@@ -106,7 +130,7 @@ impl PlanBackend {
                 ("10.1.0.0/24".parse().unwrap(), None, false),
             ],
             sysctls,
-            nat: Vec::new(),
+            ..PlanNs::default()
         }
     }
 }
@@ -121,9 +145,22 @@ impl PlanState {
         self.namespaces.get_mut(&id).ok_or_else(|| err(libc::EBADF))
     }
 
-    fn ns_label(&self, id: NsId) -> String {
-        match self.namespaces.get(&id).and_then(|n| n.name.clone()) {
-            Some(name) => format!("-n {name} "),
+    fn ns_name(&self, id: NsId) -> Option<String> {
+        self.namespaces.get(&id).and_then(|n| n.name.clone())
+    }
+
+    /// `ip -n NAME ` for a lab namespace, nothing for the machine's.
+    fn ip(&self, id: NsId) -> String {
+        match self.ns_name(id) {
+            Some(name) => format!("ip -n {} ", sh(&name)),
+            None => "ip ".to_string(),
+        }
+    }
+
+    /// A command run inside namespace `id` (`ip netns exec NAME `).
+    fn inside(&self, id: NsId) -> String {
+        match self.ns_name(id) {
+            Some(name) => format!("ip netns exec {} ", sh(&name)),
             None => String::new(),
         }
     }
@@ -141,33 +178,30 @@ impl PlanState {
                 self.violations.push(format!("touched {} in namespace #{}, which the lab did not create", link.name, link.ns));
                 Err(err(libc::EPERM))
             }
-            Some(true) => Ok(self
-                .ns(link.ns)?
-                .links
-                .iter_mut()
-                .find(|l| l.index == link.index)
-                .expect("found above")),
+            Some(true) => Ok(self.ns(link.ns)?.links.iter_mut().find(|l| l.index == link.index).expect("found above")),
         }
     }
 
-    fn add_link(&mut self, ns: NsId, name: &str, kind: &str) -> io::Result<u32> {
-        self.next_index += 1;
-        let index = 100 + self.next_index;
+    fn add_link(&mut self, ns: NsId, name: &str, kind: &str, index: Option<u32>) -> io::Result<u32> {
+        let index = match index {
+            Some(index) => index,
+            None => {
+                self.next_index += 1;
+                100 + self.next_index
+            }
+        };
         let space = self.ns(ns)?;
-        if space.links.iter().any(|l| l.name == name) {
+        if space.links.iter().any(|l| l.name == name || l.index == index) {
             return Err(err(libc::EEXIST));
         }
-        space.links.push(PlanLink {
-            name: name.into(),
-            index,
-            kind: kind.into(),
-            owned: true,
-            up: false,
-            master: None,
-            addresses: Vec::new(),
-        });
+        space.links.push(PlanLink { name: name.into(), index, kind: kind.into(), owned: true, up: false, master: None, addresses: Vec::new() });
         Ok(index)
     }
+}
+
+/// What a namespace id stands for in the plan: its inode.
+fn inode_of(id: NsId) -> u64 {
+    1000 + id as u64
 }
 
 #[async_trait]
@@ -193,54 +227,67 @@ impl Backend for PlanBackend {
             addresses: vec!["127.0.0.1/8".parse().unwrap()],
         };
         s.namespaces.insert(id, PlanNs { name: Some(name.to_string()), links: vec![lo], ..PlanNs::default() });
-        s.log.push(format!("ip netns add {name}"));
-        s.log.push(format!("ip -n {name} link set lo up"));
+        s.log.push(format!("ip netns add {}", sh(name)));
+        s.log.push(format!("ip -n {} link set lo up", sh(name)));
         Ok(inode_of(id))
     }
 
-    async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId) -> io::Result<(u32, u32)> {
+    async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId, indexes: Option<(u32, u32)>) -> io::Result<(u32, u32)> {
         let mut s = self.state.lock().unwrap();
         s.ns(ns)?;
         s.ns(peer_ns)?;
         if s.ns(ns)?.links.iter().any(|l| l.name == name) || s.ns(peer_ns)?.links.iter().any(|l| l.name == peer) || (ns == peer_ns && name == peer) {
             return Err(err(libc::EEXIST));
         }
-        let a = s.add_link(ns, name, "veth")?;
-        let b = s.add_link(peer_ns, peer, "veth")?;
-        let peer_where = match s.namespaces.get(&peer_ns).and_then(|n| n.name.clone()) {
-            Some(n) if ns != peer_ns => format!(" netns {n}"),
+        let a = s.add_link(ns, name, "veth", indexes.map(|i| i.0))?;
+        let b = match s.add_link(peer_ns, peer, "veth", indexes.map(|i| i.1)) {
+            Ok(b) => b,
+            Err(e) => {
+                s.ns(ns)?.links.retain(|l| l.index != a);
+                return Err(e);
+            }
+        };
+        let peer_where = match s.ns_name(peer_ns) {
+            Some(n) if ns != peer_ns => format!(" netns {}", sh(&n)),
+            None if ns != peer_ns => " netns $$".to_string(),
             _ => String::new(),
         };
-        let line = format!("ip {}link add {name} type veth peer name {peer}{peer_where}", s.ns_label(ns));
+        let (index, peer_index) = match indexes {
+            Some((i, j)) => (format!(" index {i}"), format!(" index {j}")),
+            None => (String::new(), String::new()),
+        };
+        let line = format!("{}link add {}{index} type veth peer name {}{peer_index}{peer_where}", s.ip(ns), sh(name), sh(peer));
         s.log.push(line);
         Ok((a, b))
     }
 
-    async fn create_bridge(&mut self, name: &str, ns: NsId) -> io::Result<u32> {
+    async fn create_bridge(&mut self, name: &str, ns: NsId, index: Option<u32>) -> io::Result<u32> {
         let mut s = self.state.lock().unwrap();
-        let index = s.add_link(ns, name, "bridge")?;
-        let line = format!("ip {}link add {name} type bridge", s.ns_label(ns));
+        let index = s.add_link(ns, name, "bridge", index)?;
+        let line = format!("{}link add {} type bridge", s.ip(ns), sh(name));
         s.log.push(line);
         Ok(index)
     }
 
-    async fn move_link(&mut self, link: &LinkRef, to: NsId) -> io::Result<u32> {
+    async fn move_link(&mut self, link: &LinkRef, to: NsId, index: Option<u32>) -> io::Result<u32> {
         let mut s = self.state.lock().unwrap();
         let moved = s.owned(link)?.clone();
         if moved.kind == "bridge" {
             return Err(err(libc::EINVAL));
         }
-        if s.ns(to)?.links.iter().any(|l| l.name == link.name) {
+        let new_index = index.unwrap_or(moved.index);
+        if s.ns(to)?.links.iter().any(|l| l.name == link.name || l.index == new_index) {
             return Err(err(libc::EEXIST));
         }
         s.ns(link.ns)?.links.retain(|l| l.index != link.index);
         s.ns(link.ns)?.forget_routes_of(&moved);
+        s.ns(link.ns)?.sysctls.retain(|k, _| !k.contains(&format!("/conf/{}/", moved.name)));
         // A moved link arrives down, without addresses or master.
-        s.ns(to)?.links.push(PlanLink { up: false, master: None, addresses: Vec::new(), ..moved });
-        let target = s.namespaces.get(&to).and_then(|n| n.name.clone()).unwrap_or_else(|| "1".into());
-        let line = format!("ip {}link set {} netns {target}", s.ns_label(link.ns), link.name);
+        s.ns(to)?.links.push(PlanLink { up: false, master: None, addresses: Vec::new(), index: new_index, ..moved });
+        let target = s.ns_name(to).map(|n| sh(&n)).unwrap_or_else(|| "$$".into());
+        let line = format!("{}link set {} netns {target}", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
-        Ok(link.index)
+        Ok(new_index)
     }
 
     async fn set_master(&mut self, port: &LinkRef, bridge: &LinkRef) -> io::Result<()> {
@@ -250,7 +297,7 @@ impl Backend for PlanBackend {
             return Err(err(libc::EOPNOTSUPP));
         }
         s.owned(port)?.master = Some(bridge.index);
-        let line = format!("ip {}link set {} master {}", s.ns_label(port.ns), port.name, bridge.name);
+        let line = format!("{}link set {} master {}", s.ip(port.ns), sh(&port.name), sh(&bridge.name));
         s.log.push(line);
         Ok(())
     }
@@ -258,7 +305,7 @@ impl Backend for PlanBackend {
     async fn set_up(&mut self, link: &LinkRef) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?.up = true;
-        let line = format!("ip {}link set {} up", s.ns_label(link.ns), link.name);
+        let line = format!("{}link set {} up", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(())
     }
@@ -266,6 +313,16 @@ impl Backend for PlanBackend {
     async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool> {
         let mut s = self.state.lock().unwrap();
         Ok(s.ns(ns)?.links.iter().any(|l| l.name == name))
+    }
+
+    async fn wait_link(&mut self, ns: NsId, name: &str, _timeout: Duration, _stop: &Stop) -> io::Result<Option<u32>> {
+        let mut s = self.state.lock().unwrap();
+        Ok(s.ns(ns)?.links.iter().find(|l| l.name == name).map(|l| l.index))
+    }
+
+    async fn link_is(&mut self, ns: NsId, index: u32, name: &str) -> io::Result<bool> {
+        let mut s = self.state.lock().unwrap();
+        Ok(s.ns(ns)?.links.iter().any(|l| l.index == index && l.name == name))
     }
 
     async fn wait_oper_up(&mut self, link: &LinkRef, _timeout: Duration, _stop: &Stop) -> io::Result<bool> {
@@ -276,7 +333,15 @@ impl Backend for PlanBackend {
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?;
-        let line = format!("ip {}link set {} addrgenmode none", s.ns_label(link.ns), link.name);
+        let line = format!("{}link set {} addrgenmode none", s.ip(link.ns), sh(&link.name));
+        s.log.push(line);
+        Ok(())
+    }
+
+    async fn enable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.owned(link)?;
+        let line = format!("{}link set {} addrgenmode eui64", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(())
     }
@@ -292,7 +357,8 @@ impl Backend for PlanBackend {
         if !space.routes.iter().any(|(d, g, _)| *d == cidr.trunc() && g.is_none()) {
             space.routes.push((cidr.trunc(), None, true));
         }
-        let line = format!("ip {}address add {cidr} dev {}", s.ns_label(link.ns), link.name);
+        let nodad = if cidr.addr().is_ipv6() { " nodad" } else { "" };
+        let line = format!("{}address add {cidr} dev {}{nodad}", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(())
     }
@@ -307,7 +373,7 @@ impl Backend for PlanBackend {
             return Err(err(libc::EEXIST));
         }
         space.routes.push((destination, Some(via), true));
-        let line = format!("ip {}route add {destination} via {via}", s.ns_label(ns));
+        let line = format!("{}route add {destination} via {via}", s.ip(ns));
         s.log.push(line);
         Ok(())
     }
@@ -319,26 +385,52 @@ impl Backend for PlanBackend {
 
     async fn write_sysctl(&mut self, ns: NsId, key: &str, value: &str) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
-        s.ns(ns)?.sysctls.insert(key.to_string(), value.to_string());
-        let line = format!("ip netns exec {} sysctl -w {}={value}", s.ns_label(ns).trim_start_matches("-n ").trim(), key.replace('/', "."));
+        write_modelled_sysctl(s.ns(ns)?, key, value);
+        let line = format!("{}sysctl -qw {}={}", s.inside(ns), key.replace('/', "."), sh(value));
         s.log.push(line);
         Ok(())
     }
 
-    async fn masquerade(&mut self, ns: NsId, table: &str, source: IpNet) -> io::Result<()> {
+    async fn sysctl_tree(&mut self, ns: NsId, roots: &[&str]) -> io::Result<BTreeMap<String, String>> {
         let mut s = self.state.lock().unwrap();
-        s.ns(ns)?.nat.push((table.to_string(), source));
+        Ok(tree_of(s.ns(ns)?, roots))
+    }
+
+    async fn create_nft_table(&mut self, ns: NsId, table: &str, nonce: u64) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let space = s.ns(ns)?;
+        if space.tables.iter().any(|(t, _)| t == table) {
+            return Err(err(libc::EEXIST));
+        }
+        space.tables.push((table.to_string(), nonce));
+        let inside = s.inside(ns);
+        s.log.push(format!("{inside}nft add table inet {}", sh(table)));
+        s.log.push(format!("{inside}nft add chain inet {} nsw-owner-{nonce:016x}", sh(table)));
+        Ok(())
+    }
+
+    async fn masquerade(&mut self, ns: NsId, table: &str, nonce: u64, source: IpNet) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let space = s.ns(ns)?;
+        if !space.tables.iter().any(|(t, n)| t == table && *n == nonce) {
+            return Err(err(libc::ENOENT));
+        }
+        let first = !space.nat.iter().any(|(t, _)| t == table);
+        space.nat.push((table.to_string(), source));
+        let inside = s.inside(ns);
+        if first {
+            s.log.push(format!("{inside}nft add chain inet {} postrouting '{{ type nat hook postrouting priority 100; policy accept; }}'", sh(table)));
+        }
         let family = if source.addr().is_ipv4() { "ip" } else { "ip6" };
-        let line = format!("nft add rule inet {table} postrouting {family} saddr {source} masquerade");
-        s.log.push(line);
+        s.log.push(format!("{inside}nft add rule inet {} postrouting {family} saddr {source} masquerade", sh(table)));
         Ok(())
     }
 
     async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, _timeout: Duration, _interval: Duration, _stop: &Stop) -> io::Result<PingStats> {
         let mut s = self.state.lock().unwrap();
         s.ns(ns)?;
-        let line = format!("ip netns exec {} ping -c {count} {target}", s.ns_label(ns).trim_start_matches("-n ").trim());
-        s.log.push(line);
+        let from = s.ns_name(ns).unwrap_or_else(|| "the machine".into());
+        s.log.push(format!("# probe: {count} echo requests to {target} from {from}"));
         // Nothing is sent in a plan: nothing comes back.
         Ok(PingStats::from_rtts(count, &[]))
     }
@@ -348,14 +440,60 @@ impl Backend for PlanBackend {
         Ok(s.ns(ns)?.routes.iter().map(|(d, _, _)| *d).collect())
     }
 
+    async fn peers(&mut self, ns: NsId) -> io::Result<Vec<IpAddr>> {
+        let mut s = self.state.lock().unwrap();
+        let space = s.ns(ns)?;
+        // The plan's machine talks to its gateway and a resolver beyond it.
+        Ok(if space.name.is_none() { vec!["10.1.0.1".parse().unwrap(), "10.9.9.53".parse().unwrap()] } else { Vec::new() })
+    }
+
     async fn netns_alive(&mut self, id: NsId) -> io::Result<bool> {
         Ok(self.state.lock().unwrap().namespaces.contains_key(&id))
     }
+
+    async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId> {
+        let mut s = self.state.lock().unwrap();
+        let Some(name) = s.ns_name(ns) else { return Err(err(libc::EINVAL)) };
+        let net = IpNet::new(IpAddr::V4(uplink.address), uplink.prefix_len).map_err(|_| err(libc::EINVAL))?;
+        let index = s.add_link(ns, &uplink.ifname, "tun", None)?;
+        let space = s.ns(ns)?;
+        let link = space.links.iter_mut().find(|l| l.index == index).expect("added above");
+        link.up = true;
+        link.addresses.push(net);
+        space.routes.push((net.trunc(), None, true));
+        space.routes.push(("0.0.0.0/0".parse().unwrap(), Some(IpAddr::V4(uplink.gateway)), true));
+        let id = ProcessId { pid: 100_000 + s.started.len() as u32, since: 1 };
+        s.started.push((id, Some(name.clone())));
+        s.log.push(format!(
+            "pasta --quiet --runas 0 --netns /run/netns/{} --config-net --ns-ifname {} --address {} --netmask {} --gateway {} \
+             --ipv4-only --no-map-gw --no-dhcp --tcp-ports none --udp-ports none --tcp-ns none --udp-ns none",
+            sh(&name),
+            sh(&uplink.ifname),
+            uplink.address,
+            uplink.prefix_len,
+            uplink.gateway
+        ));
+        Ok(id)
+    }
 }
 
-/// What a namespace id stands for in the plan: its inode.
-fn inode_of(id: NsId) -> u64 {
-    1000 + id as u64
+/// Write a modelled sysctl, with the kernel's side effects of `ip_forward`.
+fn write_modelled_sysctl(space: &mut PlanNs, key: &str, value: &str) {
+    space.sysctls.insert(key.to_string(), value.to_string());
+    if key == "net/ipv4/ip_forward" {
+        let devices: Vec<String> = space.links.iter().map(|l| l.name.clone()).chain(["all".into(), "default".into()]).collect();
+        for dev in devices {
+            let k = format!("net/ipv4/conf/{dev}/forwarding");
+            if space.sysctls.contains_key(&k) {
+                space.sysctls.insert(k, value.to_string());
+            }
+        }
+        space.sysctls.insert("net/ipv4/conf/all/accept_redirects".into(), if value == "1" { "0" } else { "1" }.into());
+    }
+}
+
+fn tree_of(space: &PlanNs, roots: &[&str]) -> BTreeMap<String, String> {
+    space.sysctls.iter().filter(|(k, _)| roots.iter().any(|r| k.starts_with(r))).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 #[async_trait]
@@ -377,8 +515,21 @@ impl Teardown for PlanBackend {
         if let Some(id) = id {
             s.namespaces.remove(&id);
         }
-        s.log.push(format!("ip netns delete {name}"));
+        s.log.push(format!("ip netns delete {}", sh(name)));
         Ok(id.is_some() || named)
+    }
+
+    async fn stop_processes_in(&mut self, inode: u64, _grace: Duration) -> io::Result<Vec<String>> {
+        let mut s = self.state.lock().unwrap();
+        let Some(space) = s.namespaces.iter_mut().find(|(id, _)| inode_of(**id) == inode).map(|(_, n)| n) else { return Ok(Vec::new()) };
+        Ok(std::mem::take(&mut space.processes).into_iter().map(|(pid, comm)| format!("{comm} (pid {pid})")).collect())
+    }
+
+    async fn stop_process(&mut self, id: ProcessId, _grace: Duration) -> io::Result<Removal> {
+        let mut s = self.state.lock().unwrap();
+        let before = s.started.len();
+        s.started.retain(|(p, _)| *p != id);
+        Ok(if s.started.len() < before { Removal::Removed } else { Removal::Gone })
     }
 
     async fn machine_link(&mut self, name: &str) -> io::Result<Option<FoundLink>> {
@@ -393,10 +544,11 @@ impl Teardown for PlanBackend {
         let Some(at) = machine.links.iter().position(|l| l.index == index) else { return Err(err(libc::ENODEV)) };
         let link = machine.links.remove(at);
         machine.forget_routes_of(&link);
+        machine.sysctls.retain(|k, _| !k.contains(&format!("/conf/{}/", link.name)));
         if !link.owned {
             s.violations.push(format!("teardown deleted {}, which the lab did not create", link.name));
         }
-        s.log.push(format!("ip link delete {}", link.name));
+        s.log.push(format!("ip link delete {}", sh(&link.name)));
         Ok(())
     }
 
@@ -414,14 +566,17 @@ impl Teardown for PlanBackend {
         Ok(())
     }
 
-    async fn delete_machine_nft_table(&mut self, family: &str, name: &str) -> io::Result<bool> {
+    async fn delete_machine_nft_table(&mut self, name: &str, nonce: Option<u64>) -> io::Result<Removal> {
         let mut s = self.state.lock().unwrap();
-        let Some(machine) = s.machine_ns() else { return Ok(false) };
-        let before = machine.nat.len();
+        let Some(machine) = s.machine_ns() else { return Ok(Removal::Gone) };
+        let Some(at) = machine.tables.iter().position(|(t, _)| t == name) else { return Ok(Removal::Gone) };
+        if nonce.is_some_and(|n| machine.tables[at].1 != n) {
+            return Ok(Removal::NotOurs("it lacks the lab's marker".into()));
+        }
+        machine.tables.remove(at);
         machine.nat.retain(|(table, _)| table != name);
-        let found = machine.nat.len() != before;
-        s.log.push(format!("nft delete table {family} {name}"));
-        Ok(found)
+        s.log.push(format!("nft delete table inet {}", sh(name)));
+        Ok(Removal::Removed)
     }
 
     async fn read_machine_sysctl(&mut self, key: &str) -> io::Result<String> {
@@ -433,8 +588,26 @@ impl Teardown for PlanBackend {
     async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         let Some(machine) = s.machine_ns() else { return Err(err(libc::ENOENT)) };
-        machine.sysctls.insert(key.to_string(), value.to_string());
-        s.log.push(format!("sysctl -w {}={value}", key.replace('/', ".")));
+        write_modelled_sysctl(machine, key, value);
+        s.log.push(format!("sysctl -qw {}={}", key.replace('/', "."), sh(value)));
         Ok(())
+    }
+
+    async fn machine_sysctl_tree(&mut self, roots: &[&str]) -> io::Result<BTreeMap<String, String>> {
+        let mut s = self.state.lock().unwrap();
+        let Some(machine) = s.machine_ns() else { return Ok(BTreeMap::new()) };
+        Ok(tree_of(machine, roots))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_words_are_quoted_when_needed() {
+        assert_eq!(sh("veth-pb"), "veth-pb");
+        assert_eq!(sh("a'b"), r"'a'\''b'");
+        assert_eq!(sh("$(x)"), "'$(x)'");
     }
 }

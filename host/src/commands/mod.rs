@@ -19,7 +19,7 @@ use crate::teardown::Report;
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        $crate::stop::note_write(writeln!(std::io::stderr(), $($arg)*));
     }};
 }
 pub(crate) use say;
@@ -28,7 +28,7 @@ pub(crate) use say;
 macro_rules! show {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout(), $($arg)*);
+        $crate::stop::note_write(writeln!(std::io::stdout(), $($arg)*));
     }};
 }
 pub(crate) use show;

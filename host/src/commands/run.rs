@@ -21,8 +21,8 @@ use crate::stop::{Stop, StopReason};
 pub struct RunArgs {
     /// The lab script, a WebAssembly component (e.g. pbj.wasm).
     file: PathBuf,
-    /// The lab's name [default: the file's stem]. Namespaces are called
-    /// `<lab>` (the lab's host) and `<lab>-<node>`.
+    /// The lab's name [default: the file's stem, with '-' as '_'].
+    /// Namespaces are called `<lab>` (the lab's host) and `<lab>-<node>`.
     #[arg(long)]
     name: Option<String>,
     /// Take the lab down when the script ends, instead of leaving it up.
@@ -74,6 +74,15 @@ pub struct RunArgs {
     /// Longest string the script may pass to nsw, in bytes.
     #[arg(long, default_value_t = Limits::default().string_bytes, value_name = "BYTES")]
     max_string: usize,
+    /// Masquerade rules the lab may add.
+    #[arg(long, default_value_t = Limits::default().nat_rules, value_name = "N")]
+    max_nat_rules: u64,
+    /// Calls of the script that may fail before it is stopped.
+    #[arg(long, default_value_t = Limits::default().failures, value_name = "N")]
+    max_failures: u64,
+    /// Size the lab's journal (under /run/nsw) may grow to, in KiB.
+    #[arg(long, default_value_t = Limits::default().journal_bytes / 1024, value_name = "KIB")]
+    max_journal: u64,
     /// Arguments for the script's `run`.
     #[arg(last = true)]
     args: Vec<String>,
@@ -87,7 +96,7 @@ impl RunArgs {
                 .file
                 .file_stem()
                 .and_then(|s| s.to_str())
-                .map(str::to_string)
+                .map(policy::lab_name_from)
                 .with_context(|| format!("cannot derive a lab name from {}; use --name", self.file.display()))?,
         };
         policy::check_lab_name(&name).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
@@ -115,6 +124,9 @@ impl RunArgs {
             pings: self.max_pings,
             ping_rate: self.ping_rate.max(1),
             string_bytes: self.max_string,
+            nat_rules: self.max_nat_rules,
+            failures: self.max_failures,
+            journal_bytes: self.max_journal.saturating_mul(1024),
         }
     }
 }
@@ -135,6 +147,7 @@ pub async fn exec(args: RunArgs) -> CommandResult {
     // and what was built is rolled back.
     let stop = Stop::new();
     catch_signals(stop.clone())?;
+    crate::stop::stop_on_closed_output(&stop);
 
     let engine = runtime::engine()?;
     let mut loaded = runtime::load(&engine, &args.file, &wasm)?;
@@ -245,6 +258,7 @@ impl Ending {
                 format!("quota: the script printed more than {} KiB (raise it with --max-output)", bytes / 1024),
                 Status::GuestError,
             ),
+            Ending::Guest(Outcome::Quota(message)) => (message, Status::GuestError),
             Ending::Guest(Outcome::Timeout(t)) => {
                 (format!("the script ran out of time ({} s; raise it with --timeout)", t.as_secs()), Status::Timeout)
             }
@@ -293,9 +307,10 @@ fn catch_signals(stop: Stop) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Guest text may contain anything: show it without control characters.
+/// Guest text may contain anything: show it on one line, every character
+/// that could fake a line of nsw's escaped, and not too much of it.
 fn output_safe(text: &str) -> String {
-    let clean = runtime::output::sanitize(text);
+    let clean = runtime::output::one_line(text);
     const MAX: usize = 4096;
     if clean.len() > MAX {
         let cut = (0..=MAX).rev().find(|&i| clean.is_char_boundary(i)).unwrap_or(0);

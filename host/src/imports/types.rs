@@ -26,6 +26,12 @@ impl HostState {
 
 impl types::Host for HostState {
     fn convert_error(&mut self, err: LabError) -> wasmtime::Result<Error> {
+        if let LabError::Guest { .. } = err {
+            // Every refusal counts: past the limit the script is stopped.
+            if let Err(exhausted) = self.lab.note_failure(&err) {
+                return Err(wasmtime::Error::new(exhausted));
+            }
+        }
         match err {
             LabError::Guest { kind, message } => Ok(match kind {
                 ErrorKind::Denied => Error::Denied(message),

@@ -60,8 +60,17 @@ pub enum Object {
     Link { netns: NetnsRef, name: String, kind: String },
     Address { netns: NetnsRef, link: String, cidr: String },
     Route { netns: NetnsRef, destination: String, via: String },
+    /// The lab's nftables table; its identity is a marker chain
+    /// `nsw-owner-<ident>` created with it, in one transaction.
     NftTable { netns: NetnsRef, family: String, name: String },
     Sysctl { netns: NetnsRef, key: String, old: String },
+    /// The lab's hold on a setting of the machine that labs share (IPv4
+    /// forwarding): the last lab to let go puts it back (see
+    /// [`crate::shared_settings`]).
+    SharedSetting { key: String },
+    /// A process the lab started (pasta, for the uplink); its identity is
+    /// its pid and start time.
+    Process { netns: NetnsRef, program: String },
 }
 
 impl Object {
@@ -73,7 +82,9 @@ impl Object {
             | Object::Address { netns, .. }
             | Object::Route { netns, .. }
             | Object::NftTable { netns, .. }
-            | Object::Sysctl { netns, .. } => netns.clone(),
+            | Object::Sysctl { netns, .. }
+            | Object::Process { netns, .. } => netns.clone(),
+            Object::SharedSetting { .. } => NetnsRef::Machine,
         }
     }
 }
@@ -87,6 +98,8 @@ impl std::fmt::Display for Object {
             Object::Route { netns, destination, via } => write!(f, "route {destination} via {via} in {netns}"),
             Object::NftTable { netns, family, name } => write!(f, "nftables table {family} {name} in {netns}"),
             Object::Sysctl { netns, key, old } => write!(f, "sysctl {key} (was {old}) in {netns}"),
+            Object::SharedSetting { key } => write!(f, "the lab's hold on sysctl {key} of the machine"),
+            Object::Process { netns, program } => write!(f, "process {program} in {netns}"),
         }
     }
 }
@@ -120,19 +133,34 @@ pub struct LabInfo {
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum Entry {
     Lab(LabInfo),
-    /// Written before the object is created.
-    Create { id: u32, object: Object },
+    /// Written before the object is created. `ident` is the identity nsw
+    /// chose for it beforehand, where the kernel lets it choose (the index
+    /// of a link in the machine's namespace, the nonce of an nftables
+    /// table): even if nsw dies before the kernel answers, `down` can tell
+    /// the object from one someone else made under the same name.
+    Create {
+        id: u32,
+        object: Object,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ident: Option<u64>,
+    },
     /// The object exists now. `ident` is its kernel identity where it has
-    /// one (a namespace's inode, a link's index), so that `down` never
-    /// removes a same-named object someone else put in its place.
+    /// one (a namespace's inode, a link's index, a process's pid), so that
+    /// `down` never removes a same-named object someone else put in its
+    /// place; `since` is a process's start time (clock ticks after boot),
+    /// so that a reused pid is never taken for it.
     Created {
         id: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ident: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
     },
     /// Creating it failed: it does not exist.
     Failed { id: u32 },
     /// A link moved to another namespace, where it has index `ident`.
+    /// Into the machine's namespace it is written before the move, with
+    /// the index nsw asks for (and written back if the move fails).
     Moved {
         id: u32,
         netns: NetnsRef,
@@ -154,15 +182,28 @@ pub struct Journal {
     /// Lines written so far (the crash tests' kill hook counts them).
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     lines: u64,
+    /// The journal's size on disk.
+    bytes: u64,
 }
 
 impl Journal {
     /// Record that `object` is about to be created; returns its id.
     pub fn record_intent(&mut self, object: Object) -> Result<u32> {
+        self.record_intent_as(object, None)
+    }
+
+    /// Record that `object` is about to be created with the identity
+    /// `ident`, chosen beforehand; returns its id.
+    pub fn record_intent_as(&mut self, object: Object, ident: Option<u64>) -> Result<u32> {
         let id = self.next_id;
         self.next_id = self.next_id.checked_add(1).context("the journal ran out of ids")?;
-        self.append(Entry::Create { id, object })?;
+        self.append(Entry::Create { id, object, ident })?;
         Ok(id)
+    }
+
+    /// Bytes written so far, this session: the lab's journal has a cap.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
     }
 
     /// Append one entry, on disk first, then in memory.
@@ -176,6 +217,7 @@ impl Journal {
         self.file
             .write_all(line.as_bytes())
             .with_context(|| format!("writing {}", self.path.display()))?;
+        self.bytes += line.len() as u64;
         self.record.apply(entry);
         Ok(())
     }

@@ -12,8 +12,11 @@ pub struct OwnedObject {
     /// `false` when nsw died between recording and creating it: it may or
     /// may not exist.
     pub confirmed: bool,
-    /// Its kernel identity, once confirmed (see [`Entry::Created`]).
+    /// Its kernel identity: chosen beforehand, or as the kernel confirmed
+    /// it (see [`Entry::Create`] and [`Entry::Created`]).
     pub ident: Option<u64>,
+    /// A process's start time (see [`Entry::Created`]).
+    pub since: Option<u64>,
 }
 
 /// A lab as its journal describes it.
@@ -52,11 +55,12 @@ impl LabRecord {
         match entry {
             // Only the first line names the lab (`from_entries` checks).
             Entry::Lab(_) => {}
-            Entry::Create { id, object } => self.objects.push(OwnedObject { id, object, confirmed: false, ident: None }),
-            Entry::Created { id, ident } => {
+            Entry::Create { id, object, ident } => self.objects.push(OwnedObject { id, object, confirmed: false, ident, since: None }),
+            Entry::Created { id, ident, since } => {
                 if let Some(o) = self.objects.iter_mut().rev().find(|o| o.id == id) {
                     o.confirmed = true;
-                    o.ident = ident;
+                    o.ident = ident.or(o.ident);
+                    o.since = since;
                 }
             }
             Entry::Failed { id } => self.objects.retain(|o| o.id != id),

@@ -28,6 +28,11 @@ impl StateDir {
         StateDir { path: path.into() }
     }
 
+    /// The directory itself.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     pub fn journal_path(&self, lab: &str) -> PathBuf {
         self.path.join(format!("{lab}.journal"))
     }
@@ -140,7 +145,7 @@ impl StateDir {
             .open(&path)
             .with_context(|| format!("creating {}", path.display()))?;
         let record = LabRecord::new(info.clone());
-        let mut journal = Journal { file, path, next_id: 0, record, lines: 0 };
+        let mut journal = Journal { file, path, next_id: 0, record, lines: 0, bytes: 0 };
         journal.append(Entry::Lab(info))?;
         journal.append(Entry::State { state: LabState::Building })?;
         Ok(journal)
@@ -169,7 +174,8 @@ impl StateDir {
             }
         }
         let next_id = record.last_id().map_or(0, |id| id.saturating_add(1));
-        Ok(Some(Journal { file, path, next_id, record, lines: 0 }))
+        let bytes = file.metadata()?.len();
+        Ok(Some(Journal { file, path, next_id, record, lines: 0, bytes }))
     }
 
     /// Read a lab's journal; `None` if the lab has none.
@@ -269,11 +275,11 @@ mod tests {
         let lock = dir.lock("lab1").unwrap();
         let mut j = dir.create_journal(&lock, info("lab1")).unwrap();
         let ns = j.record_intent(Object::Netns { name: "lab1-a".into(), node: "a".into() }).unwrap();
-        j.append(Entry::Created { id: ns, ident: Some(7) }).unwrap();
+        j.append(Entry::Created { id: ns, ident: Some(7), since: None }).unwrap();
         let link = j
             .record_intent(Object::Link { netns: NetnsRef::Machine, name: "v0".into(), kind: "veth".into() })
             .unwrap();
-        j.append(Entry::Created { id: link, ident: Some(3) }).unwrap();
+        j.append(Entry::Created { id: link, ident: Some(3), since: None }).unwrap();
         j.append(Entry::Moved { id: link, netns: NetnsRef::Named("lab1-a".into()), ident: Some(4) }).unwrap();
         let gone = j.record_intent(Object::Netns { name: "lab1-b".into(), node: "b".into() }).unwrap();
         j.append(Entry::Failed { id: gone }).unwrap();

@@ -14,8 +14,10 @@ mod route;
 mod topology;
 mod uplink;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
+
+use ipnet::IpNet;
 
 use crate::backend::{Backend, LinkRef, NsId};
 use crate::error::{LabError, LabResult};
@@ -57,6 +59,10 @@ pub struct LinkEntry {
     pending: bool,
     /// Set up by the lab (and not moved since).
     up: bool,
+    /// Addresses the lab gave it (since its last move).
+    addresses: Vec<IpNet>,
+    /// It has (or will get) an IPv6 link-local address.
+    link_local: bool,
 }
 
 pub struct Lab {
@@ -75,7 +81,14 @@ pub struct Lab {
     /// uses it (host-net: the host; or the far end of an uplink).
     machine: Option<(NsId, MachineRules)>,
     uplink: Option<LinkId>,
-    nat_tables: HashSet<NsId>,
+    /// The lab's nftables table in each namespace, by the nonce of its
+    /// marker chain.
+    nat_tables: HashMap<NsId, u64>,
+    /// Masquerade rules, so that a repeated one is refused up front.
+    nat_rules: HashSet<(NsId, IpNet)>,
+    /// Route destinations per namespace, so that a repeated one is refused
+    /// up front.
+    routes: HashSet<(NsId, IpNet)>,
     forwarding: HashSet<(NsId, Family)>,
     last_ping: Option<Instant>,
     /// IPv6 link-local addresses on new links (`set-ipv6-link-local`).
@@ -86,6 +99,8 @@ pub struct Lab {
     /// Veth ends set up with their peer up, whose carrier the kernel may
     /// not have processed yet (see [`Lab::wait_for_carriers`]).
     awaiting_carrier: Vec<LinkId>,
+    /// The last error returned to the script, to explain a crash after it.
+    last_refusal: Option<String>,
 }
 
 impl Lab {
@@ -114,12 +129,15 @@ impl Lab {
             links: Vec::new(),
             machine: None,
             uplink: None,
-            nat_tables: HashSet::new(),
+            nat_tables: HashMap::new(),
+            nat_rules: HashSet::new(),
+            routes: HashSet::new(),
             forwarding: HashSet::new(),
             last_ping: None,
             ipv6_link_local: true,
             pending_names: HashSet::new(),
             awaiting_carrier: Vec::new(),
+            last_refusal: None,
         };
         let host = match mode {
             Mode::Contained => lab.new_netns("host", name.to_string()).await.map(drop),
@@ -147,7 +165,8 @@ impl Lab {
         self.backend.adopt_machine(id).await.map_err(|e| LabError::os("open the machine's namespace", &e))?;
         self.netns.push(NetnsEntry { node: node.into(), kernel: NetnsRef::Machine });
         let routes = self.backend.routes(id).await.map_err(|e| LabError::os("read the machine's routes", &e))?;
-        self.machine = Some((id, MachineRules::new(self.grants.host_prefixes(), routes)));
+        let peers = self.backend.peers(id).await.map_err(|e| LabError::os("read whom the machine talks to", &e))?;
+        self.machine = Some((id, MachineRules::new(self.grants.host_prefixes(), routes, peers)));
         Ok(id)
     }
 
@@ -165,40 +184,77 @@ impl Lab {
         if self.stop.requested() { Err(LabError::stopped()) } else { Ok(()) }
     }
 
+    /// Count a call that failed; past the limit, the script is stopped.
+    pub fn note_failure(&mut self, error: &LabError) -> Result<(), crate::error::QuotaExhausted> {
+        self.last_refusal = Some(error.to_string());
+        self.quotas.failures.take(1, "").map_err(|quota| crate::error::QuotaExhausted(quota.to_string()))
+    }
+
+    /// The last error nsw returned to the script, if any.
+    pub fn last_refusal(&self) -> Option<&str> {
+        self.last_refusal.as_deref()
+    }
+
+    /// The lab's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Refuse strings longer than the lab allows, before looking at them.
     pub fn check_strings(&self, call: &str, strings: &[&str]) -> LabResult<()> {
         policy::check_strings(call, strings, self.limits.string_bytes)
     }
 
+    /// Append a confirmation (or failure) to the journal: always written,
+    /// whatever its size, so that the journal never lies.
     fn record(&mut self, entry: Entry) -> LabResult<()> {
         self.journal.append(entry).map_err(LabError::Trap)
     }
 
-    fn record_intent(&mut self, object: Object) -> LabResult<u32> {
-        tracing::debug!("create {object}");
-        self.journal.record_intent(object).map_err(LabError::Trap)
+    /// Refuse to grow the journal past its cap: every call a script can
+    /// repeat is bounded, the journal (in RAM, under /run) too.
+    fn check_journal_room(&self) -> LabResult<()> {
+        let cap = self.limits.journal_bytes;
+        if self.journal.bytes() >= cap {
+            return Err(policy::quota_error(
+                &format!("the lab's journal has grown to {} KiB", self.journal.bytes() / 1024),
+                format!("{} KiB", cap / 1024),
+                "--max-journal",
+            ));
+        }
+        Ok(())
     }
 
-    /// Mark journal entries done (with the objects' identities) or failed
-    /// after the kernel answered.
+    fn record_intent(&mut self, object: Object) -> LabResult<u32> {
+        self.record_intent_as(object, None)
+    }
+
+    /// Record an object about to be created, with the identity chosen for
+    /// it beforehand, if any.
+    fn record_intent_as(&mut self, object: Object, ident: Option<u64>) -> LabResult<u32> {
+        self.check_journal_room()?;
+        tracing::debug!("create {object}");
+        self.journal.record_intent_as(object, ident).map_err(LabError::Trap)
+    }
+
+    /// Settle journal entries after the kernel answered: done (with the
+    /// objects' identities), or failed. A kernel error means nothing was
+    /// made: netlink and nftables requests are all or nothing, and the
+    /// namespace code undoes its own half-done work. So the entry is
+    /// settled now, never left for `down` to look up later by name, where
+    /// someone else's object of the same name may be by then.
     fn confirm<T: Identities>(&mut self, ids: &[u32], outcome: std::io::Result<T>, what: impl FnOnce() -> String) -> LabResult<T> {
         match outcome {
             Ok(value) => {
                 let idents = value.identities();
                 for (i, &id) in ids.iter().enumerate() {
-                    self.record(Entry::Created { id, ident: idents.get(i).copied().flatten() })?;
+                    self.record(Entry::Created { id, ident: idents.get(i).copied().flatten(), since: None })?;
                 }
                 Ok(value)
             }
             Err(e) => {
-                // Only a refusal proves nothing was made: a taken name
-                // (the object there is someone else's, never to be
-                // removed). After any other error the object may exist, so
-                // the journal keeps it as unconfirmed and `down` checks.
-                if e.raw_os_error() == Some(libc::EEXIST) {
-                    for &id in ids {
-                        self.record(Entry::Failed { id })?;
-                    }
+                for &id in ids {
+                    self.record(Entry::Failed { id })?;
                 }
                 Err(LabError::os(&what(), &e))
             }
@@ -234,6 +290,49 @@ impl Lab {
         let link = &self.links[id];
         LinkRef { ns: link.ns, name: link.name.clone(), index: link.index }
     }
+
+    /// Where the lab's journal lives (and the registry of shared settings
+    /// beside it).
+    fn state_dir(&self) -> std::path::PathBuf {
+        self.journal.path().parent().map(|p| p.to_path_buf()).unwrap_or_else(|| crate::journal::STATE_DIR.into())
+    }
+
+    /// Inode of the machine's namespace (where nsw runs).
+    fn machine_inode(&self) -> u64 {
+        self.journal.record().info.machine_netns
+    }
+
+    /// Whether `ns` is the machine's namespace, where objects get an
+    /// identity chosen before they are made.
+    fn is_machine(&self, ns: NsId) -> bool {
+        self.netns[ns].kernel == NetnsRef::Machine
+    }
+
+    /// Addresses the lab gave the links of `ns`, with the link holding each.
+    fn subnets_of(&self, ns: NsId) -> impl Iterator<Item = (IpNet, LinkId)> + '_ {
+        self.links.iter().enumerate().filter(move |(_, l)| l.ns == ns).flat_map(|(id, l)| l.addresses.iter().map(move |a| (*a, id)))
+    }
+}
+
+/// A random number from the kernel: the identities nsw chooses for what it
+/// makes in the machine's namespace (interface indexes, table markers).
+/// (`getrandom(2)` straight from libc, rather than a crate for one call.)
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // SAFETY: the buffer is valid for its length; getrandom writes at most that.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if got != bytes.len() as isize {
+        // Practically never; the time is unique enough for a marker.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        return now.as_nanos() as u64 ^ (std::process::id() as u64) << 32;
+    }
+    u64::from_ne_bytes(bytes)
+}
+
+/// An interface index for a link born in the machine's namespace: high
+/// enough never to meet the kernel's own, which count up from 1.
+fn fresh_ifindex() -> u32 {
+    (1 << 24) + (random_u64() % ((i32::MAX as u64) - (1 << 24))) as u32
 }
 
 /// The kernel identities a backend answer carries, in the order of the

@@ -18,6 +18,10 @@ impl Lab {
         if !(1..=10_000).contains(&timeout_ms) {
             return Err(LabError::invalid(format!("ping timeout {timeout_ms} ms is out of range 1-10000")));
         }
+        let what = format!("ping {target} from {}", self.describe_ns(ns));
+        if let Some(rules) = self.machine_rules(ns) {
+            rules.check_ping(&what, target)?;
+        }
         self.quotas.pings.check(count as u64, "")?;
         self.alive(ns).await?;
         self.flush().await?;
@@ -31,7 +35,6 @@ impl Lab {
                 tokio::time::sleep(interval - since).await;
             }
         }
-        let what = format!("ping {target} from {}", self.describe_ns(ns));
         let stats = self
             .backend
             .ping(ns, target, count, Duration::from_millis(timeout_ms as u64), interval, &self.stop)

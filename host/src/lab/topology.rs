@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{Lab, LinkEntry, LinkId};
+use super::{Lab, LinkEntry, LinkId, fresh_ifindex};
 use crate::backend::NsId;
 use crate::error::{LabError, LabResult};
 use crate::journal::{Entry, NetnsRef, Object};
@@ -32,8 +32,19 @@ impl Lab {
         self.new_netns(node, kernel).await
     }
 
-    fn push_link(&mut self, name: &str, ns: NsId, index: u32, kind: &'static str, journal_id: u32) -> LinkId {
-        self.links.push(LinkEntry { name: name.to_string(), ns, index, kind, journal_id, peer: None, pending: false, up: false });
+    pub(super) fn push_link(&mut self, name: &str, ns: NsId, index: u32, kind: &'static str, journal_id: u32) -> LinkId {
+        self.links.push(LinkEntry {
+            name: name.to_string(),
+            ns,
+            index,
+            kind,
+            journal_id,
+            peer: None,
+            pending: false,
+            up: false,
+            addresses: Vec::new(),
+            link_local: true,
+        });
         self.links.len() - 1
     }
 
@@ -41,13 +52,30 @@ impl Lab {
         self.ipv6_link_local = enabled;
     }
 
-    /// A new link gets no IPv6 link-local address if the lab said so.
-    async fn new_link_ipv6(&mut self, link: LinkId) -> LabResult<()> {
-        if self.ipv6_link_local {
+    /// IPv6 on a new (or newly moved) link, before it is up: no duplicate
+    /// address detection (the lab's own namespaces have it off for every
+    /// link; in the machine's, it is turned off for the lab's links only),
+    /// and no link-local address if the lab said so, unless the namespace
+    /// forwards IPv6: Linux resolves the next hop of forwarded traffic from
+    /// a link-local source, so a router needs them.
+    pub(super) async fn new_link_ipv6(&mut self, link: LinkId) -> LabResult<()> {
+        let ns = self.links[link].ns;
+        let what = format!("set up IPv6 on {} in {}", self.links[link].name, self.describe_ns(ns));
+        if self.is_machine(ns) {
+            let key = format!("net/ipv6/conf/{}/accept_dad", self.links[link].name);
+            self.backend.write_sysctl(ns, &key, "0").await.map_err(|e| LabError::os(&what, &e))?;
+        }
+        let wanted = self.ipv6_link_local || self.forwarding.contains(&(ns, super::Family::V6));
+        if wanted {
+            if !self.links[link].link_local {
+                self.backend.enable_ipv6_link_local(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))?;
+                self.links[link].link_local = true;
+            }
             return Ok(());
         }
-        let what = format!("turn off IPv6 link-local on {} in {}", self.links[link].name, self.describe_ns(self.links[link].ns));
-        self.backend.disable_ipv6_link_local(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))
+        self.backend.disable_ipv6_link_local(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))?;
+        self.links[link].link_local = false;
+        Ok(())
     }
 
     /// A veth pair. The kernel gets it when either end is first used:
@@ -72,8 +100,20 @@ impl Lab {
         self.pending_names.insert((ns, name.to_string()));
         self.pending_names.insert((peer_ns, peer.to_string()));
         let (la, lb) = (self.links.len(), self.links.len() + 1);
-        self.links.push(LinkEntry { name: name.into(), ns, index: 0, kind: "veth", journal_id: 0, peer: Some(lb), pending: true, up: false });
-        self.links.push(LinkEntry { name: peer.into(), ns: peer_ns, index: 0, kind: "veth", journal_id: 0, peer: Some(la), pending: true, up: false });
+        let end = |name: &str, ns, peer| LinkEntry {
+            name: name.into(),
+            ns,
+            index: 0,
+            kind: "veth",
+            journal_id: 0,
+            peer: Some(peer),
+            pending: true,
+            up: false,
+            addresses: Vec::new(),
+            link_local: true,
+        };
+        self.links.push(end(name, ns, lb));
+        self.links.push(end(peer, peer_ns, la));
         Ok((la, lb))
     }
 
@@ -90,9 +130,20 @@ impl Lab {
         let (peer, peer_ns) = (self.links[b].name.clone(), self.links[b].ns);
         self.alive(ns).await?;
         self.alive(peer_ns).await?;
-        let ja = self.record_intent(Object::Link { netns: self.netns[ns].kernel.clone(), name: name.clone(), kind: "veth".into() })?;
-        let jb = self.record_intent(Object::Link { netns: self.netns[peer_ns].kernel.clone(), name: peer.clone(), kind: "veth".into() })?;
-        let outcome = self.backend.create_veth(&name, ns, &peer, peer_ns).await;
+        // An end born in the machine's namespace gets an index chosen now
+        // and journaled first: even if nsw dies before the kernel answers,
+        // `down` tells it from a link someone else makes under that name.
+        // (The kernel takes the peer's index only with the first end's.)
+        let indexes = (self.is_machine(ns) || self.is_machine(peer_ns)).then(|| (fresh_ifindex(), fresh_ifindex()));
+        let ja = self.record_intent_as(
+            Object::Link { netns: self.netns[ns].kernel.clone(), name: name.clone(), kind: "veth".into() },
+            indexes.map(|i| i.0 as u64),
+        )?;
+        let jb = self.record_intent_as(
+            Object::Link { netns: self.netns[peer_ns].kernel.clone(), name: peer.clone(), kind: "veth".into() },
+            indexes.map(|i| i.1 as u64),
+        )?;
+        let outcome = self.backend.create_veth(&name, ns, &peer, peer_ns, indexes).await;
         let what = format!("create veth {name} in {} with peer {peer} in {}", self.describe_ns(ns), self.describe_ns(peer_ns));
         let (ia, ib) = self.confirm(&[ja, jb], outcome, || what)?;
         for (end, index, journal_id) in [(a, ia, ja), (b, ib, jb)] {
@@ -145,8 +196,10 @@ impl Lab {
         // Refuse a taken name before recording anything: the journal must
         // never hold, even unconfirmed, the name of someone else's link.
         self.check_free_name(name, ns).await?;
-        let id = self.record_intent(Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "bridge".into() })?;
-        let outcome = self.backend.create_bridge(name, ns).await;
+        let index = self.is_machine(ns).then(fresh_ifindex);
+        let object = Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "bridge".into() };
+        let id = self.record_intent_as(object, index.map(u64::from))?;
+        let outcome = self.backend.create_bridge(name, ns, index).await;
         let what = format!("create bridge {name} in {}", self.describe_ns(ns));
         let index = self.confirm(&[id], outcome, || what)?;
         self.quotas.links.take(1, "")?;
@@ -178,15 +231,36 @@ impl Lab {
         }
         self.check_pending_name(&self.links[link].name, to)?;
         let what = format!("move {} from {} to {}", self.links[link].name, self.describe_ns(from), self.describe_ns(to));
-        let index = self.backend.move_link(&self.link_ref(link), to).await.map_err(|e| LabError::os(&what, &e))?;
         let journal_id = self.links[link].journal_id;
-        self.record(Entry::Moved { id: journal_id, netns: self.netns[to].kernel.clone(), ident: Some(index as u64) })?;
+        self.check_journal_room()?;
+        // Into the machine's namespace: at an index chosen and journaled
+        // first, as for links born there.
+        let chosen = self.is_machine(to).then(fresh_ifindex);
+        if let Some(index) = chosen {
+            self.record(Entry::Moved { id: journal_id, netns: self.netns[to].kernel.clone(), ident: Some(index as u64) })?;
+        }
+        let index = match self.backend.move_link(&self.link_ref(link), to, chosen).await {
+            Ok(index) => index,
+            Err(e) => {
+                if chosen.is_some() {
+                    let back = Entry::Moved { id: journal_id, netns: self.netns[from].kernel.clone(), ident: Some(self.links[link].index as u64) };
+                    self.record(back)?;
+                }
+                return Err(LabError::os(&what, &e));
+            }
+        };
+        if chosen.is_none() {
+            self.record(Entry::Moved { id: journal_id, netns: self.netns[to].kernel.clone(), ident: Some(index as u64) })?;
+        }
         let entry = &mut self.links[link];
         entry.ns = to;
         entry.index = index;
-        // The kernel brings a moved link down.
+        // The kernel brings a moved link down, without its addresses, and
+        // with the IPv6 settings of its new namespace.
         entry.up = false;
-        Ok(())
+        entry.addresses.clear();
+        entry.link_local = true;
+        self.new_link_ipv6(link).await
     }
 
     pub async fn set_master(&mut self, port: LinkId, bridge: LinkId) -> LabResult<()> {
@@ -236,7 +310,10 @@ impl Lab {
         for link in std::mem::take(&mut self.awaiting_carrier) {
             self.refuse_if_stopped()?;
             let l = self.link_ref(link);
-            if self.links[link].pending || !self.links[link].up {
+            // Only a pair with both ends up gets a carrier (an end moved
+            // since is down): waiting for any other would be for nothing.
+            let peer_up = self.links[link].peer.is_some_and(|p| self.links[p].up && !self.links[p].pending);
+            if self.links[link].pending || !self.links[link].up || !peer_up {
                 continue;
             }
             let what = format!("wait for the carrier of {} in {}", l.name, self.describe_ns(l.ns));

@@ -1,7 +1,9 @@
 //! The rules for what a lab may put in the machine's own namespace
-//! (`--allow host-net`, and the machine's end of an uplink): inside the
-//! granted prefixes, clear of every route the machine has, never its
-//! default route, and gateways only on the lab's own subnets.
+//! (`--allow host-net`): inside the granted prefixes, clear of every route
+//! the machine has (in any table, and its rules' destinations) and of every
+//! address it talks to (its resolvers, neighbours and TCP peers), never its
+//! default route, gateways only on the lab's own subnets, and pings only
+//! to the granted prefixes.
 
 use std::net::IpAddr;
 
@@ -17,14 +19,17 @@ pub struct MachineRules {
     /// The machine's routes when the lab started: what a lab must never
     /// overlap.
     routes: Vec<IpNet>,
+    /// Addresses the machine talks to when the lab started: a lab subnet
+    /// holding one would take its traffic.
+    peers: Vec<IpAddr>,
     /// Subnets of the addresses the lab put in the machine's namespace:
     /// where a host-side route's gateway may be.
     lab_subnets: Vec<IpNet>,
 }
 
 impl MachineRules {
-    pub fn new(granted: &[IpNet], routes: Vec<IpNet>) -> MachineRules {
-        MachineRules { granted: granted.to_vec(), routes, lab_subnets: Vec::new() }
+    pub fn new(granted: &[IpNet], routes: Vec<IpNet>, peers: Vec<IpAddr>) -> MachineRules {
+        MachineRules { granted: granted.to_vec(), routes, peers, lab_subnets: Vec::new() }
     }
 
     /// The machine's routes, as they were when the lab started.
@@ -54,7 +59,26 @@ impl MachineRules {
                 "{what}: {prefix} overlaps the machine's own route to {route}; a lab never shadows the machine's networks"
             )));
         }
+        if let Some(peer) = self.peers.iter().find(|p| prefix.contains(*p)) {
+            return Err(LabError::denied(format!(
+                "{what}: {prefix} holds {peer}, which the machine talks to (a resolver, a neighbour or a connection's peer); \
+                 a lab never takes the machine's traffic"
+            )));
+        }
         Ok(())
+    }
+
+    /// A ping from the machine's namespace goes only to the granted
+    /// prefixes: the grant is for the lab's networks, not the world.
+    pub fn check_ping(&self, what: &str, target: IpAddr) -> LabResult<()> {
+        if self.granted.iter().any(|g| g.contains(&target)) {
+            return Ok(());
+        }
+        let list: Vec<String> = self.granted.iter().map(|p| p.to_string()).collect();
+        Err(LabError::denied(format!(
+            "{what}: {target} is outside the host prefixes this lab was granted ({}); a host-net lab pings from the machine only inside them",
+            list.join(", ")
+        )))
     }
 
     /// An address the lab adds on the machine.
@@ -116,17 +140,22 @@ mod tests {
     fn host_prefixes() {
         let granted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         let routes: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "10.9.0.0/16".parse().unwrap()];
-        let rules = MachineRules::new(&granted, routes);
+        let rules = MachineRules::new(&granted, routes, vec!["10.5.0.53".parse().unwrap()]);
         assert!(rules.check_prefix("x", "10.0.0.1/16".parse().unwrap()).is_ok());
         let k = |r: LabResult<()>| r.unwrap_err().kind().unwrap();
         assert_eq!(k(rules.check_prefix("x", "192.168.1.0/24".parse().unwrap())), ErrorKind::Denied);
         assert_eq!(k(rules.check_prefix("x", "10.9.1.0/24".parse().unwrap())), ErrorKind::Denied);
         assert_eq!(k(rules.check_prefix("x", "10.0.0.0/8".parse().unwrap())), ErrorKind::Denied);
+        // The resolver's subnet is off limits.
+        let err = rules.check_prefix("x", "10.5.0.0/24".parse().unwrap()).unwrap_err().to_string();
+        assert!(err.contains("holds 10.5.0.53"), "{err}");
+        assert!(rules.check_ping("p", "10.1.2.3".parse().unwrap()).is_ok());
+        assert_eq!(k(rules.check_ping("p", "8.8.8.8".parse().unwrap())), ErrorKind::Denied);
     }
 
     #[test]
     fn host_routes_need_a_gateway_on_the_labs_subnets() {
-        let mut rules = MachineRules::new(&["10.0.0.0/8".parse().unwrap()], vec!["0.0.0.0/0".parse().unwrap()]);
+        let mut rules = MachineRules::new(&["10.0.0.0/8".parse().unwrap()], vec!["0.0.0.0/0".parse().unwrap()], Vec::new());
         let dest: IpNet = "10.50.0.0/16".parse().unwrap();
         let via: IpAddr = "10.77.0.9".parse().unwrap();
         assert!(rules.check_route("r", dest, via).is_err());

@@ -12,7 +12,7 @@ pub mod quota;
 
 pub use grants::{Grant, Grants};
 pub use imports::{CAPABILITIES, Capability, ImportVerdict, WASI, WIT_PACKAGE, check_imports, judge_import};
-pub use names::{MAX_IFNAME_LEN, MAX_NAME_LEN, check_ifname, check_lab_name, check_node_name, parse_cidr, parse_destination, parse_ip, parse_prefix, quoted};
+pub use names::{MAX_IFNAME_LEN, MAX_NAME_LEN, check_ifname, check_lab_name, check_node_name, lab_name_from, parse_cidr, parse_destination, parse_ip, parse_prefix, quoted};
 pub use quota::{Limits, Quota, Quotas, check_strings, quota_error};
 
 /// The help text of `nsw run` about grants and quotas: one place says it.
@@ -28,8 +28,9 @@ pub fn run_help() -> String {
         "Quotas (per lab, with their flags): {} namespaces (--max-netns), {} links (--max-links), of them {} bridges \
          (--max-bridges), {} addresses (--max-addresses), {} routes (--max-routes), {} echo requests (--max-pings) at {} \
          per second (--ping-rate), 60 s (--timeout), 64 MiB of memory (--memory), 1024 KiB of output (--max-output), \
-         {}-byte strings (--max-string).",
-        l.netns, l.links, l.bridges, l.addresses, l.routes, l.pings, l.ping_rate, l.string_bytes
+         {}-byte strings (--max-string), {} masquerade rules (--max-nat-rules), {} failed calls (--max-failures), \
+         a {} KiB journal (--max-journal).",
+        l.netns, l.links, l.bridges, l.addresses, l.routes, l.pings, l.ping_rate, l.string_bytes, l.nat_rules, l.failures, l.journal_bytes / 1024
     );
     text
 }

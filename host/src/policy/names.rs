@@ -14,9 +14,30 @@ pub const MAX_NAME_LEN: usize = 32;
 pub const MAX_IFNAME_LEN: usize = 15;
 
 /// Check a lab name (`pbj`). It names the lab's own namespace, the prefix of
-/// its nodes' namespaces, its journal file and its nftables table.
+/// its nodes' namespaces, its journal file and its nftables table. It has
+/// no `-`: that is what separates a lab from its node in `<lab>-<node>`,
+/// so that lab `a` with node `b-c` and lab `a-b` with node `c` can never
+/// meet in one namespace name.
 pub fn check_lab_name(name: &str) -> LabResult<()> {
-    check_safe_name("lab name", name)
+    check_safe_name("lab name", name)?;
+    if name.contains('-') {
+        return Err(LabError::invalid(format!(
+            "lab name {} contains '-', which separates a lab from its nodes in namespace names (<lab>-<node>); use '_' or '.'",
+            quoted(name)
+        )));
+    }
+    Ok(())
+}
+
+/// A lab name made from a file name (`pbj-py.wasm` gives `pbj_py`): what
+/// a lab name may not hold becomes `_`.
+pub fn lab_name_from(stem: &str) -> String {
+    let mut name: String = stem.chars().take(MAX_NAME_LEN).map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' }).collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        name.insert(0, 'x');
+        name.truncate(MAX_NAME_LEN);
+    }
+    name
 }
 
 /// Check a node name (`jelly`); the namespace becomes `<lab>-<node>`.
@@ -165,6 +186,17 @@ mod tests {
 
     fn kind<T: std::fmt::Debug>(r: LabResult<T>) -> ErrorKind {
         r.unwrap_err().kind().unwrap()
+    }
+
+    #[test]
+    fn lab_names_never_make_ambiguous_namespaces() {
+        assert!(check_lab_name("pbj").is_ok());
+        assert!(check_lab_name("a").is_ok() && check_node_name("b-c").is_ok());
+        let err = check_lab_name("a-b").unwrap_err().to_string();
+        assert!(err.contains("'-'") && err.contains("<lab>-<node>"), "{err}");
+        assert_eq!(lab_name_from("pbj-py"), "pbj_py");
+        assert_eq!(lab_name_from(".x"), "x.x");
+        assert!(check_lab_name(&lab_name_from(&"é-".repeat(40))).is_ok());
     }
 
     #[test]

@@ -24,6 +24,13 @@ pub struct Limits {
     pub ping_rate: u32,
     /// Longest string a guest may pass to a host call.
     pub string_bytes: usize,
+    /// Calls that may fail (any error nsw returns to the script): a script
+    /// that repeats a failing call in a loop is stopped, not fed forever.
+    pub failures: u64,
+    /// Masquerade rules.
+    pub nat_rules: u64,
+    /// The lab's journal under /run/nsw (RAM on most machines), in bytes.
+    pub journal_bytes: u64,
 }
 
 impl Default for Limits {
@@ -37,6 +44,9 @@ impl Default for Limits {
             pings: 10_000,
             ping_rate: 1000,
             string_bytes: MAX_GUEST_STRING,
+            failures: 1000,
+            nat_rules: 256,
+            journal_bytes: 8 << 20,
         }
     }
 }
@@ -90,6 +100,8 @@ pub struct Quotas {
     pub addresses: Quota,
     pub routes: Quota,
     pub pings: Quota,
+    pub failures: Quota,
+    pub nat_rules: Quota,
 }
 
 impl Quotas {
@@ -101,6 +113,8 @@ impl Quotas {
             addresses: Quota::new(limits.addresses, "the lab has", "addresses", "--max-addresses"),
             routes: Quota::new(limits.routes, "the lab has", "routes", "--max-routes"),
             pings: Quota::new(limits.pings, "the lab has sent", "echo requests", "--max-pings"),
+            failures: Quota::new(limits.failures, "the script has made", "calls that failed", "--max-failures"),
+            nat_rules: Quota::new(limits.nat_rules, "the lab has", "masquerade rules", "--max-nat-rules"),
         }
     }
 }

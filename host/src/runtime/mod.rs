@@ -17,6 +17,7 @@ use wasmtime_wasi::WasiCtxBuilder;
 
 use crate::imports::HostState;
 use crate::lab::Lab;
+use crate::error::QuotaExhausted;
 use crate::stop::{Stop, StopReason, Stopped};
 use crate::imports::bindings::LabWithUplink as LabWorld;
 use output::GuestOutput;
@@ -106,6 +107,8 @@ pub enum Outcome {
     Timeout(Duration),
     /// The guest printed more than it may (its stream failed, it stopped).
     OutputQuota(usize),
+    /// A quota that ends the run was spent (the message says which).
+    Quota(String),
     /// A signal (or a closed output pipe) stopped it.
     Stopped(StopReason),
     /// A host operation did not finish long after the run was told to
@@ -180,7 +183,7 @@ pub async fn run(
     limits: &RunLimits,
     stop: &Stop,
 ) -> (Outcome, Lab, RunTimes) {
-    let (stdout, stderr) = GuestOutput::pair(limits.output_bytes);
+    let (stdout, stderr) = GuestOutput::pair(lab.name(), limits.output_bytes);
     let output = stdout.clone();
     // No preopened directories, no environment, no arguments, no network:
     // the guest's only way out is its stdout/stderr and the lab imports.
@@ -228,8 +231,20 @@ pub async fn run(
         Ok(Err(e)) if stopped(&e) => stopped_outcome(stop, limits),
         
         Ok(Err(_)) | Ok(Ok(Err(_))) if output.truncated() => Outcome::OutputQuota(limits.output_bytes),
+        Ok(Err(e)) if e.is::<QuotaExhausted>() || e.chain().any(|c| c.is::<QuotaExhausted>()) => {
+            let message = e.chain().find_map(|c| c.downcast_ref::<QuotaExhausted>()).map(|q| q.0.clone()).unwrap_or_else(|| e.to_string());
+            Outcome::Quota(message)
+        }
         Ok(Ok(Err(message))) => Outcome::GuestError(message),
         Ok(Err(e)) => Outcome::Trap(e),
+    };
+    // A stop asked for before the guest returned wins, whatever it
+    // returned after: the deadline (or a signal) ends the run, and the lab
+    // is rolled back.
+    let outcome = match outcome {
+        Outcome::Hung => Outcome::Hung,
+        _ if stop.requested() => stopped_outcome(stop, limits),
+        other => other,
     };
     let mut lab = store.into_data().lab;
     if let Outcome::Success = outcome {

@@ -1,6 +1,8 @@
 //! Guest stdout and stderr: passed through to the user's terminal as they
-//! come, with control characters (terminal escape sequences among them)
-//! removed and the total size capped.
+//! come, each line prefixed with whose it is (`pbj | `), with every
+//! control and format character removed (escape sequences, bidi overrides,
+//! zero-width characters, line and paragraph separators), and the total
+//! size capped. A script's text can never pass for nsw's own.
 
 use std::io::Write;
 use std::pin::Pin;
@@ -8,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::AsyncWrite;
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 /// Which of nsw's own streams guest output goes to.
@@ -23,25 +26,39 @@ struct Shared {
     budget: usize,
     cap: usize,
     truncated: bool,
+    /// Nobody reads nsw's output any more (a closed pipe).
+    closed: bool,
 }
 
 /// The guest's stdout or stderr. Clones share one budget.
 #[derive(Clone)]
 pub struct GuestOutput {
     sink: Sink,
+    /// What each line starts with: `pbj | `.
+    prefix: Arc<str>,
     shared: Arc<Mutex<Shared>>,
 }
 
 impl GuestOutput {
-    /// A stdout/stderr pair that may print `cap` bytes in all.
-    pub fn pair(cap: usize) -> (GuestOutput, GuestOutput) {
-        let shared = Arc::new(Mutex::new(Shared { budget: cap, cap, truncated: false }));
-        (GuestOutput { sink: Sink::Stdout, shared: shared.clone() }, GuestOutput { sink: Sink::Stderr, shared })
+    /// A stdout/stderr pair for the script `label` that may print `cap`
+    /// bytes in all.
+    pub fn pair(label: &str, cap: usize) -> (GuestOutput, GuestOutput) {
+        let shared = Arc::new(Mutex::new(Shared { budget: cap, cap, truncated: false, closed: false }));
+        let prefix: Arc<str> = format!("{label} | ").into();
+        (
+            GuestOutput { sink: Sink::Stdout, prefix: prefix.clone(), shared: shared.clone() },
+            GuestOutput { sink: Sink::Stderr, prefix, shared },
+        )
     }
 
     /// Whether the guest printed more than it may.
     pub fn truncated(&self) -> bool {
         self.shared.lock().map(|s| s.truncated).unwrap_or(false)
+    }
+
+    /// Whether a write found nsw's own output closed.
+    pub fn closed(&self) -> bool {
+        self.shared.lock().map(|s| s.closed).unwrap_or(false)
     }
 }
 
@@ -54,20 +71,50 @@ impl IsTerminal for GuestOutput {
 
 impl StdoutStream for GuestOutput {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(Writer { out: self.clone(), pending: Vec::new() })
+        Box::new(Writer { out: self.clone(), pending: Vec::new(), at_line_start: true })
     }
 }
 
-/// Keep printable text, newlines and tabs; drop every other control
-/// character, C1 controls included (U+009B opens an escape sequence too).
+/// Whether `c` may be shown: not a control character (C0, C1 and DEL:
+/// category Cc), not a format character (Cf: bidi overrides and isolates,
+/// zero-width spaces and joiners, the BOM), not a line or paragraph
+/// separator (Zl, Zp). Newlines and tabs are what is left of layout.
+pub fn is_showable(c: char) -> bool {
+    if c == '\n' || c == '\t' {
+        return true;
+    }
+    !matches!(
+        c.general_category(),
+        GeneralCategory::Control | GeneralCategory::Format | GeneralCategory::LineSeparator | GeneralCategory::ParagraphSeparator
+    )
+}
+
+/// Keep what may be shown (see [`is_showable`]).
 pub fn sanitize(text: &str) -> String {
-    text.chars().filter(|&c| c == '\n' || c == '\t' || !c.is_control()).collect()
+    text.chars().filter(|&c| is_showable(c)).collect()
+}
+
+/// A guest's text on one line: newlines, tabs and every character that may
+/// not be shown, escaped (`\n`, `\u{202e}`).
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if is_showable(c) => out.push(c),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    out
 }
 
 struct Writer {
     out: GuestOutput,
     /// The start of a UTF-8 character cut off at the end of the last write.
     pending: Vec<u8>,
+    /// The next byte starts a line: it gets the prefix.
+    at_line_start: bool,
 }
 
 impl Writer {
@@ -85,38 +132,56 @@ impl Writer {
         self.pending = rest;
 
         let Ok(mut shared) = self.out.shared.lock() else { return false };
-        if shared.truncated {
+        if shared.truncated || shared.closed {
             return false;
         }
-        let mut bytes = text.as_bytes();
-        if bytes.len() > shared.budget {
-            bytes = &bytes[..shared.budget];
+        let mut text = text.as_str();
+        if text.len() > shared.budget {
+            let cut = (0..=shared.budget).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            text = &text[..cut];
             shared.truncated = true;
         }
-        shared.budget -= bytes.len();
-        let note = shared.truncated.then(|| format!("\n[nsw: guest output cut off after {} bytes]\n", shared.cap));
-        drop(shared);
-        let over = note.is_some();
-        let _ = match self.out.sink {
-            Sink::Stdout => write_all(&mut std::io::stdout().lock(), bytes, note),
-            Sink::Stderr => write_all(&mut std::io::stderr().lock(), bytes, note),
+        shared.budget -= text.len();
+        let mut lines = String::with_capacity(text.len() + 16);
+        for piece in text.split_inclusive('\n') {
+            if self.at_line_start {
+                lines.push_str(&self.out.prefix);
+            }
+            lines.push_str(piece);
+            self.at_line_start = piece.ends_with('\n');
+        }
+        if shared.truncated {
+            if !self.at_line_start {
+                lines.push('\n');
+            }
+            lines.push_str(&format!("[nsw: guest output cut off after {} bytes]\n", shared.cap));
+        }
+        let over = shared.truncated;
+        let written = match self.out.sink {
+            Sink::Stdout => write_all(&mut std::io::stdout().lock(), lines.as_bytes()),
+            Sink::Stderr => write_all(&mut std::io::stderr().lock(), lines.as_bytes()),
         };
+        if let Err(e) = written {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                shared.closed = true;
+                crate::stop::output_closed();
+                return false;
+            }
+        }
         !over
     }
 }
 
-fn write_all(w: &mut impl Write, bytes: &[u8], note: Option<String>) -> std::io::Result<()> {
+fn write_all(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     w.write_all(bytes)?;
-    if let Some(note) = note {
-        w.write_all(note.as_bytes())?;
-    }
     w.flush()
 }
 
 impl AsyncWrite for Writer {
     fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         // A terminal write is short and bounded by the budget: done inline.
-        // Past the budget the stream fails, so the guest stops printing.
+        // Past the budget (or with nsw's output closed) the stream fails,
+        // so the guest stops printing.
         if self.get_mut().emit(buf) {
             Poll::Ready(Ok(buf.len()))
         } else {
@@ -144,9 +209,24 @@ mod tests {
     }
 
     #[test]
+    fn strips_format_and_separator_characters() {
+        for c in ['\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}', '\u{200b}', '\u{200d}', '\u{feff}', '\u{85}', '\u{2028}', '\u{2029}'] {
+            assert_eq!(sanitize(&format!("a{c}b")), "ab", "U+{:04X}", c as u32);
+        }
+        assert_eq!(sanitize("日本 ✓"), "日本 ✓");
+    }
+
+    #[test]
+    fn one_line_escapes_what_could_fake_a_line() {
+        assert_eq!(one_line("oops\nnsw: lab x is up"), "oops\\nnsw: lab x is up");
+        assert_eq!(one_line("a\u{202e}b"), "a\\u{202e}b");
+        assert_eq!(one_line("é"), "é");
+    }
+
+    #[test]
     fn split_utf8_is_joined() {
-        let (out, _) = GuestOutput::pair(100);
-        let mut w = Writer { out, pending: Vec::new() };
+        let (out, _) = GuestOutput::pair("t", 100);
+        let mut w = Writer { out, pending: Vec::new(), at_line_start: true };
         let e = "é".as_bytes();
         w.emit(&e[..1]);
         assert_eq!(w.pending, vec![e[0]]);
@@ -156,9 +236,9 @@ mod tests {
 
     #[test]
     fn budget_is_shared_and_capped() {
-        let (out, err) = GuestOutput::pair(10);
-        let mut a = Writer { out: out.clone(), pending: Vec::new() };
-        let mut b = Writer { out: err, pending: Vec::new() };
+        let (out, err) = GuestOutput::pair("t", 10);
+        let mut a = Writer { out: out.clone(), pending: Vec::new(), at_line_start: true };
+        let mut b = Writer { out: err, pending: Vec::new(), at_line_start: true };
         assert!(a.emit(b"123456"));
         assert!(!out.truncated());
         assert!(!b.emit(b"7890ab"));

@@ -1,8 +1,19 @@
-//! Floods: more objects, pings, output or bytes than any lab should get.
+//! Floods: more objects, pings, output or bytes than any lab should get,
+//! and calls repeated forever.
 //!
 //!     nsw run hostile_flood.wasm -- netns|links|bridges|pings|stdout|escapes|string
+//!     nsw run hostile_flood.wasm -- address-again|masquerade-again|route-nowhere|move|nat-rules
 
-use nsw_sdk::{Guest, probe, topology};
+use nsw_sdk::{Error, Guest, address, nat, probe, route, topology};
+
+/// Repeat `call` until nsw stops the script or refuses with a quota.
+fn forever(mut call: impl FnMut() -> Result<(), Error>) -> Result<(), String> {
+    loop {
+        if let Err(e @ Error::Quota(_)) = call() {
+            return Err(e.into());
+        }
+    }
+}
 
 struct Attack;
 
@@ -38,6 +49,35 @@ impl Guest for Attack {
                 // Clear the screen, retitle the terminal, ring the bell.
                 println!("before\u{1b}[2J\u{1b}]0;pwned\u{7}\u{9b}31mafter");
                 return Ok(());
+            }
+            Some("address-again") => {
+                let (a, _) = topology::create_veth("fa0", &host, "fa1", &host)?;
+                address::add(&a, "10.88.0.1/24")?;
+                forever(|| address::add(&a, "10.88.0.1/24"))?;
+            }
+            Some("masquerade-again") => {
+                nat::masquerade(&host, "10.88.0.0/24")?;
+                forever(|| nat::masquerade(&host, "10.88.0.0/24"))?;
+            }
+            Some("nat-rules") => {
+                let mut i = 0u32;
+                forever(|| {
+                    i += 1;
+                    nat::masquerade(&host, &format!("10.{}.{}.0/24", 100 + i / 256, i % 256))
+                })?;
+            }
+            Some("route-nowhere") => {
+                let node = topology::create_netns("rn")?;
+                forever(|| route::add(&node, "default", "192.0.2.1"))?;
+            }
+            Some("move") => {
+                let other = topology::create_netns("mv")?;
+                let (a, _) = topology::create_veth("fm0", &host, "fm1", &host)?;
+                topology::set_up(&a)?;
+                forever(|| {
+                    topology::move_link(&a, &other)?;
+                    topology::move_link(&a, &host)
+                })?;
             }
             Some("string") => {
                 let huge = "a".repeat(100 << 20);

@@ -5,9 +5,9 @@
 //! Every case first builds a bridge `hbr0` with 10.77.0.1/24 on the host
 //! (inside the default grant, clear of the test machine's routes).
 //! CASE: `address CIDR` (another address on hbr0), `default-route`,
-//! `route PREFIX VIA`, `masquerade PREFIX`, `forward6`.
+//! `route PREFIX VIA`, `masquerade PREFIX`, `forward6`, `ping TARGET`.
 
-use nsw_sdk::{Guest, address, nat, route, topology};
+use nsw_sdk::{Guest, address, nat, probe, route, topology};
 
 struct Attack;
 
@@ -24,6 +24,7 @@ impl Guest for Attack {
             "route" => route::add(&host, &arg(1), &arg(2))?,
             "masquerade" => nat::masquerade(&host, &arg(1))?,
             "forward6" => route::enable_forwarding(&host, nsw_sdk::IpFamily::Ipv6)?,
+            "ping" => drop(probe::ping(&host, &arg(1), probe::PingOptions { count: 1, timeout_ms: 100 })?),
             other => return Err(format!("unknown case {other}")),
         }
         Err(format!("the machine accepted {args:?}"))

@@ -1,13 +1,16 @@
 //! The kernel backend: rtnetlink for links, addresses and routes, nftables
-//! for NAT, /proc/sys for forwarding, raw ICMP for pings.
+//! for NAT, /proc/sys for forwarding, raw ICMP for pings, pasta for the
+//! uplink's user-mode NAT.
 
 pub mod netlink;
 pub mod netns;
 pub mod nft;
+pub mod peers;
 pub mod ping;
+pub mod process;
 pub mod sysctl;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::OwnedFd;
@@ -18,7 +21,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use rtnetlink::Handle;
 
-use super::{Backend, FoundLink, LinkRef, NsId, PingStats, Teardown};
+use super::{Backend, FoundLink, LinkRef, NsId, PingStats, ProcessId, Removal, Teardown, Uplink};
 use crate::stop::Stop;
 
 /// A namespace the backend holds open: its fd keeps it reachable, its
@@ -52,6 +55,42 @@ impl KernelBackend {
     fn add(&mut self, id: NsId, fd: OwnedFd, netlink: Handle, named: Option<(String, u64)>) {
         self.namespaces.insert(id, Namespace { fd: Arc::new(fd), netlink, named });
     }
+
+    /// The machine's namespace and a netlink connection inside it.
+    fn machine(&mut self) -> io::Result<(Arc<OwnedFd>, Handle)> {
+        if self.machine.is_none() {
+            let fd = netns::open_current()?;
+            let handle = netlink::connect(&fd)?;
+            self.machine = Some((Arc::new(fd), handle));
+        }
+        Ok(self.machine.clone().expect("opened above"))
+    }
+}
+
+/// Poll `ready` until it says yes, `timeout` passes or `stop` is raised.
+/// Kernel state usually settles within microseconds: poll at once a few
+/// times before sleeping (tokio's timer would sleep a whole millisecond).
+async fn poll_until<F, Fut, T>(timeout: Duration, stop: &Stop, mut ready: F) -> io::Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = io::Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut polls = 0u32;
+    loop {
+        if let Some(value) = ready().await? {
+            return Ok(Some(value));
+        }
+        if tokio::time::Instant::now() >= deadline || stop.requested() {
+            return Ok(None);
+        }
+        polls += 1;
+        if polls < 20 {
+            tokio::task::yield_now().await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
 }
 
 #[async_trait]
@@ -72,26 +111,32 @@ impl Backend for KernelBackend {
         Ok(inode)
     }
 
-    async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId) -> io::Result<(u32, u32)> {
+    async fn create_veth(&mut self, name: &str, ns: NsId, peer: &str, peer_ns: NsId, indexes: Option<(u32, u32)>) -> io::Result<(u32, u32)> {
         let here = self.ns(ns)?;
         let there = self.ns(peer_ns)?;
         let peer_fd = if ns == peer_ns { None } else { Some(&*there.fd) };
-        netlink::create_veth(&here.netlink, name, peer, peer_fd).await?;
+        netlink::create_veth(&here.netlink, name, peer, peer_fd, indexes).await?;
+        if let Some(indexes) = indexes {
+            return Ok(indexes);
+        }
         let a = netlink::index_of(&here.netlink, name).await?;
         let b = netlink::index_of(&there.netlink, peer).await?;
         Ok((a, b))
     }
 
-    async fn create_bridge(&mut self, name: &str, ns: NsId) -> io::Result<u32> {
+    async fn create_bridge(&mut self, name: &str, ns: NsId, index: Option<u32>) -> io::Result<u32> {
         let handle = &self.ns(ns)?.netlink;
-        netlink::create_bridge(handle, name).await?;
-        netlink::index_of(handle, name).await
+        netlink::create_bridge(handle, name, index).await?;
+        match index {
+            Some(index) => Ok(index),
+            None => netlink::index_of(handle, name).await,
+        }
     }
 
-    async fn move_link(&mut self, link: &LinkRef, to: NsId) -> io::Result<u32> {
+    async fn move_link(&mut self, link: &LinkRef, to: NsId, index: Option<u32>) -> io::Result<u32> {
         let from = self.ns(link.ns)?;
         let to = self.ns(to)?;
-        netlink::move_link(&from.netlink, link.index, &to.fd).await?;
+        netlink::move_link(&from.netlink, link.index, &to.fd, index).await?;
         netlink::index_of(&to.netlink, &link.name).await
     }
 
@@ -111,30 +156,42 @@ impl Backend for KernelBackend {
         }
     }
 
+    async fn wait_link(&mut self, ns: NsId, name: &str, timeout: Duration, stop: &Stop) -> io::Result<Option<u32>> {
+        let handle = self.ns(ns)?.netlink.clone();
+        poll_until(timeout, stop, || {
+            let handle = handle.clone();
+            async move {
+                match netlink::index_of(&handle, name).await {
+                    Ok(index) => Ok(Some(index)),
+                    Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        })
+        .await
+    }
+
+    async fn link_is(&mut self, ns: NsId, index: u32, name: &str) -> io::Result<bool> {
+        Ok(netlink::name_of(&self.ns(ns)?.netlink, index).await?.as_deref() == Some(name))
+    }
+
     async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration, stop: &Stop) -> io::Result<bool> {
-        let handle = &self.ns(link.ns)?.netlink;
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut polls = 0u32;
-        loop {
-            if netlink::oper_up(handle, link.index).await? {
-                return Ok(true);
-            }
-            if tokio::time::Instant::now() >= deadline || stop.requested() {
-                return Ok(false);
-            }
-            // Linkwatch usually needs microseconds: poll at once a few
-            // times (tokio's timer would sleep a whole millisecond).
-            polls += 1;
-            if polls < 20 {
-                tokio::task::yield_now().await;
-            } else {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-        }
+        let handle = self.ns(link.ns)?.netlink.clone();
+        let index = link.index;
+        let up = poll_until(timeout, stop, || {
+            let handle = handle.clone();
+            async move { Ok(netlink::oper_up(&handle, index).await?.then_some(())) }
+        })
+        .await?;
+        Ok(up.is_some())
     }
 
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
         netlink::disable_ipv6_link_local(&self.ns(link.ns)?.netlink, link.index).await
+    }
+
+    async fn enable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
+        netlink::enable_ipv6_link_local(&self.ns(link.ns)?.netlink, link.index).await
     }
 
     async fn add_address(&mut self, link: &LinkRef, cidr: IpNet) -> io::Result<()> {
@@ -153,8 +210,16 @@ impl Backend for KernelBackend {
         sysctl::write(&self.ns(ns)?.fd, key, value)
     }
 
-    async fn masquerade(&mut self, ns: NsId, table: &str, source: IpNet) -> io::Result<()> {
-        nft::apply(self.ns(ns)?.fd.clone(), nft::masquerade_batch(table, source)).await
+    async fn sysctl_tree(&mut self, ns: NsId, roots: &[&str]) -> io::Result<BTreeMap<String, String>> {
+        sysctl::tree(&self.ns(ns)?.fd, roots)
+    }
+
+    async fn create_nft_table(&mut self, ns: NsId, table: &str, nonce: u64) -> io::Result<()> {
+        nft::apply(self.ns(ns)?.fd.clone(), nft::create_table_batch(table, nonce)).await
+    }
+
+    async fn masquerade(&mut self, ns: NsId, table: &str, nonce: u64, source: IpNet) -> io::Result<()> {
+        nft::apply(self.ns(ns)?.fd.clone(), nft::masquerade_batch(table, nonce, source)).await
     }
 
     async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats> {
@@ -167,23 +232,30 @@ impl Backend for KernelBackend {
         netlink::route_prefixes(&self.ns(ns)?.netlink).await
     }
 
+    async fn peers(&mut self, ns: NsId) -> io::Result<Vec<IpAddr>> {
+        let fd = self.ns(ns)?.fd.clone();
+        let handle = self.ns(ns)?.netlink.clone();
+        let mut peers = netns::run_in_async(fd, peers::here).await?;
+        peers.extend(netlink::neighbours(&handle).await?);
+        peers.sort();
+        peers.dedup();
+        Ok(peers)
+    }
+
     async fn netns_alive(&mut self, id: NsId) -> io::Result<bool> {
         match &self.ns(id)?.named {
             None => Ok(true),
             Some((name, inode)) => netns::still_mounted(name, *inode),
         }
     }
-}
 
-impl KernelBackend {
-    /// The machine's namespace and a netlink connection inside it.
-    fn machine(&mut self) -> io::Result<(Arc<OwnedFd>, Handle)> {
-        if self.machine.is_none() {
-            let fd = netns::open_current()?;
-            let handle = netlink::connect(&fd)?;
-            self.machine = Some((Arc::new(fd), handle));
-        }
-        Ok(self.machine.clone().expect("opened above"))
+    async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId> {
+        let Some((name, _)) = &self.ns(ns)?.named else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "an uplink connects a namespace of the lab's own"));
+        };
+        let path = netns::path_of(name);
+        let uplink = uplink.clone();
+        tokio::task::spawn_blocking(move || process::start_pasta(&path, &uplink)).await.map_err(io::Error::other)?
     }
 }
 
@@ -199,6 +271,29 @@ impl Teardown for KernelBackend {
 
     async fn delete_netns(&mut self, name: &str) -> io::Result<bool> {
         netns::delete_named(name)
+    }
+
+    async fn stop_processes_in(&mut self, inode: u64, grace: Duration) -> io::Result<Vec<String>> {
+        tokio::task::spawn_blocking(move || -> io::Result<Vec<String>> {
+            let found = process::in_netns(inode)?;
+            // Ask them all first, then wait: one grace period in all.
+            for (id, _) in &found {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(id.pid as i32), nix::sys::signal::Signal::SIGTERM);
+            }
+            let mut stopped = Vec::new();
+            for (id, comm) in found {
+                process::stop(id, grace)?;
+                stopped.push(format!("{comm} (pid {})", id.pid));
+            }
+            Ok(stopped)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    async fn stop_process(&mut self, id: ProcessId, grace: Duration) -> io::Result<Removal> {
+        let stopped = tokio::task::spawn_blocking(move || process::stop(id, grace)).await.map_err(io::Error::other)??;
+        Ok(if stopped { Removal::Removed } else { Removal::Gone })
     }
 
     async fn machine_link(&mut self, name: &str) -> io::Result<Option<FoundLink>> {
@@ -220,11 +315,22 @@ impl Teardown for KernelBackend {
         netlink::delete_route(&handle, destination, via).await
     }
 
-    async fn delete_machine_nft_table(&mut self, _family: &str, name: &str) -> io::Result<bool> {
+    async fn delete_machine_nft_table(&mut self, name: &str, nonce: Option<u64>) -> io::Result<Removal> {
         let (fd, _) = self.machine()?;
-        match nft::apply(fd, nft::delete_table_batch(name)).await {
-            Ok(()) => Ok(true),
-            Err(e) if e.to_string().contains("No such file or directory") => Ok(false),
+        let batch = match nonce {
+            Some(nonce) => nft::delete_owned_table_batch(name, nonce),
+            None => nft::delete_table_batch(name),
+        };
+        match nft::apply(fd.clone(), batch).await {
+            Ok(()) => Ok(Removal::Removed),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                let table = name.to_string();
+                if netns::run_in_async(fd, move || nft::table_exists_here(&table)).await? {
+                    Ok(Removal::NotOurs("it lacks the lab's marker: another table of the same name".into()))
+                } else {
+                    Ok(Removal::Gone)
+                }
+            }
             Err(e) => Err(e),
         }
     }
@@ -237,5 +343,10 @@ impl Teardown for KernelBackend {
     async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
         let (fd, _) = self.machine()?;
         sysctl::write(&fd, key, value)
+    }
+
+    async fn machine_sysctl_tree(&mut self, roots: &[&str]) -> io::Result<BTreeMap<String, String>> {
+        let (fd, _) = self.machine()?;
+        sysctl::tree(&fd, roots)
     }
 }

@@ -55,26 +55,56 @@ pub async fn index_of(handle: &Handle, name: &str) -> io::Result<u32> {
 }
 
 /// Create a veth pair: `name` here, `peer` in the namespace `peer_ns` (or
-/// here too when `None`).
-pub async fn create_veth(handle: &Handle, name: &str, peer: &str, peer_ns: Option<&OwnedFd>) -> io::Result<()> {
+/// here too when `None`), with the interface indexes `indexes` if given
+/// (the kernel takes the peer's only when the first end's is given too).
+pub async fn create_veth(handle: &Handle, name: &str, peer: &str, peer_ns: Option<&OwnedFd>, indexes: Option<(u32, u32)>) -> io::Result<()> {
     let mut peer_msg = LinkUnspec::new_with_name(peer);
     if let Some(ns) = peer_ns {
         peer_msg = peer_msg.setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(ns));
     }
-    let msg = LinkVeth::new(name, peer)
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build())))
-        .build();
+    let mut msg = LinkVeth::new(name, peer);
+    if let Some((index, peer_index)) = indexes {
+        msg = msg.index(index);
+        peer_msg = peer_msg.index(peer_index);
+    }
+    let msg = msg.set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg.build()))).build();
     handle.link().add(msg).execute().await.map_err(os)
 }
 
-pub async fn create_bridge(handle: &Handle, name: &str) -> io::Result<()> {
-    handle.link().add(LinkBridge::new(name).build()).execute().await.map_err(os)
+/// Create a bridge, down (rtnetlink's `LinkBridge::new` would bring it
+/// up), with the interface index `index` if given.
+pub async fn create_bridge(handle: &Handle, name: &str, index: Option<u32>) -> io::Result<()> {
+    let mut msg = rtnetlink::LinkMessageBuilder::<LinkBridge>::new(name);
+    if let Some(index) = index {
+        msg = msg.index(index);
+    }
+    handle.link().add(msg.build()).execute().await.map_err(os)
 }
 
-/// Move link `index` into the namespace `to`.
-pub async fn move_link(handle: &Handle, index: u32, to: &OwnedFd) -> io::Result<()> {
-    let msg = LinkUnspec::new_with_index(index).setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(to)).build();
-    handle.link().set(msg).execute().await.map_err(os)
+/// Move link `index` into the namespace `to`, where it gets the index
+/// `new_index` if given.
+pub async fn move_link(handle: &Handle, index: u32, to: &OwnedFd, new_index: Option<u32>) -> io::Result<()> {
+    let mut msg = LinkUnspec::new_with_index(index).setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(to));
+    if let Some(new_index) = new_index {
+        msg = msg.append_extra_attribute(LinkAttribute::NewIfIndex(new_index as i32));
+    }
+    handle.link().set(msg.build()).execute().await.map_err(os)
+}
+
+/// The name of link `index`, if there is one.
+pub async fn name_of(handle: &Handle, index: u32) -> io::Result<Option<String>> {
+    let mut links = handle.link().get().match_index(index).execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => Ok(msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::IfName(name) => Some(name.clone()),
+            _ => None,
+        })),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            let e = os(e);
+            if e.raw_os_error() == Some(libc::ENODEV) { Ok(None) } else { Err(e) }
+        }
+    }
 }
 
 pub async fn set_master(handle: &Handle, port: u32, bridge: u32) -> io::Result<()> {
@@ -91,6 +121,35 @@ pub async fn disable_ipv6_link_local(handle: &Handle, index: u32) -> io::Result<
     let spec = LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]);
     let msg = LinkUnspec::new_with_index(index).append_extra_attribute(spec).build();
     handle.link().set(msg).execute().await.map_err(os)
+}
+
+/// `ip link set INDEX addrgenmode eui64`, and on a link that is up
+/// already (where the kernel does not make one then), its EUI-64
+/// link-local address, without DAD.
+pub async fn enable_ipv6_link_local(handle: &Handle, index: u32) -> io::Result<()> {
+    let spec = LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::Eui64)])]);
+    let msg = LinkUnspec::new_with_index(index).append_extra_attribute(spec).build();
+    handle.link().set(msg).execute().await.map_err(os)?;
+    let mut links = handle.link().get().match_index(index).execute();
+    let Some(link) = links.try_next().await.map_err(os)? else { return Err(io::Error::from_raw_os_error(libc::ENODEV)) };
+    let up = link.header.flags.contains(rtnetlink::packet_route::link::LinkFlags::Up);
+    let mac = link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Address(mac) if mac.len() == 6 => Some(mac.clone()),
+        _ => None,
+    });
+    if let (true, Some(mac)) = (up, mac) {
+        let eui = [mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]];
+        let mut bytes = [0u8; 16];
+        bytes[0] = 0xfe;
+        bytes[1] = 0x80;
+        bytes[8..].copy_from_slice(&eui);
+        let cidr = IpNet::new(IpAddr::V6(Ipv6Addr::from(bytes)), 64).map_err(invalid)?;
+        match add_address(handle, index, cidr).await {
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            other => other?,
+        }
+    }
+    Ok(())
 }
 
 /// The kind of link `index` (`veth`, `bridge`...), `None` for a device of
@@ -157,35 +216,88 @@ pub async fn add_route(handle: &Handle, destination: IpNet, via: IpAddr) -> io::
     handle.route().add(route_message(destination, via)?).execute().await.map_err(os)
 }
 
-/// Destinations of the routes in the main table, IPv4 and IPv6.
+/// Destinations of the routes in every table, IPv4 and IPv6, and the
+/// destination prefixes of the policy rules (`ip rule ... to PREFIX`): all
+/// the networks the machine routes somewhere, in whatever table (a VPN's
+/// routes often live in a table of their own).
 pub async fn route_prefixes(handle: &Handle) -> io::Result<Vec<IpNet>> {
-    const MAIN: u32 = 254;
     let mut prefixes = Vec::new();
     let dumps = [
         (RouteMessageBuilder::<Ipv4Addr>::new().build(), IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         (RouteMessageBuilder::<Ipv6Addr>::new().build(), IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
     ];
-    for (message, any) in dumps {
+    for (mut message, any) in dumps {
+        // Every table, the local one too: the machine's own addresses are
+        // as much off limits as its networks.
+        message.header.table = 0;
         let mut routes = handle.route().get(message).execute();
         while let Some(route) = routes.try_next().await.map_err(os)? {
-            let mut table = route.header.table as u32;
             let mut destination = any;
             for attribute in &route.attributes {
                 match attribute {
-                    RouteAttribute::Table(t) => table = *t,
                     RouteAttribute::Destination(RouteAddress::Inet(a)) => destination = IpAddr::V4(*a),
                     RouteAttribute::Destination(RouteAddress::Inet6(a)) => destination = IpAddr::V6(*a),
                     _ => {}
                 }
             }
-            if table == MAIN {
-                prefixes.push(IpNet::new(destination, route.header.destination_prefix_length).map_err(invalid)?);
+            // Multicast and link-local routes every interface has say
+            // nothing about the machine's networks.
+            let prefix = IpNet::new(destination, route.header.destination_prefix_length).map_err(invalid)?;
+            if !is_link_scope_noise(&prefix) {
+                prefixes.push(prefix);
             }
         }
     }
+    for family in [rtnetlink::IpVersion::V4, rtnetlink::IpVersion::V6] {
+        let mut rules = handle.rule().get(family).execute();
+        while let Some(rule) = rules.try_next().await.map_err(os)? {
+            let length = rule.header.dst_len;
+            for attribute in &rule.attributes {
+                if let rtnetlink::packet_route::rule::RuleAttribute::Destination(address) = attribute {
+                    if length > 0 {
+                        prefixes.push(IpNet::new(*address, length).map_err(invalid)?);
+                    }
+                }
+            }
+        }
+    }
+    prefixes.sort();
+    prefixes.dedup();
     Ok(prefixes)
+}
+
+/// fe80::/64, ff00::/8 and the like: on every IPv6 interface, no network.
+fn is_link_scope_noise(prefix: &IpNet) -> bool {
+    match prefix {
+        IpNet::V6(p) => {
+            let first = p.addr().segments()[0];
+            (first & 0xffc0) == 0xfe80 || (first & 0xff00) == 0xff00
+        }
+        IpNet::V4(p) => p.addr().is_multicast(),
+    }
 }
 
 pub async fn delete_route(handle: &Handle, destination: IpNet, via: IpAddr) -> io::Result<()> {
     handle.route().del(route_message(destination, via)?).execute().await.map_err(os)
+}
+
+/// Addresses of the neighbours (ARP and NDP entries) the namespace has
+/// learned or been given, but for failed ones.
+pub async fn neighbours(handle: &Handle) -> io::Result<Vec<IpAddr>> {
+    use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, NeighbourState};
+    let mut found = Vec::new();
+    let mut entries = handle.neighbours().get().execute();
+    while let Some(entry) = entries.try_next().await.map_err(os)? {
+        if matches!(entry.header.state, NeighbourState::Failed | NeighbourState::Incomplete | NeighbourState::Noarp) {
+            continue;
+        }
+        for attribute in &entry.attributes {
+            match attribute {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => found.push(IpAddr::V4(*a)),
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => found.push(IpAddr::V6(*a)),
+                _ => {}
+            }
+        }
+    }
+    Ok(found)
 }

@@ -69,6 +69,12 @@ pub fn create_named<T: Send + 'static>(name: &str, inside: fn() -> io::Result<T>
         .name("nsw-netns-new".into())
         .spawn(move || -> io::Result<(OwnedFd, T)> {
             unshare(CloneFlags::CLONE_NEWNET)?;
+            // Every address in a lab is planned: IPv6 duplicate address
+            // detection would only keep link-local addresses unusable for a
+            // second or more (and routers unable to forward meanwhile).
+            for key in ["all", "default"] {
+                fs::write(format!("/proc/sys/net/ipv6/conf/{key}/accept_dad"), "0")?;
+            }
             mount(Some("/proc/thread-self/ns/net"), &target, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
             let ns = open("/proc/thread-self/ns/net", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
             Ok((ns, inside()?))

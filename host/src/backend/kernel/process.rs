@@ -1,0 +1,162 @@
+//! Processes a lab owns or holds: pasta (the uplink's user-mode NAT), and
+//! whatever runs inside a lab's namespaces when the lab goes down. A
+//! process is known by its pid and its start time, so that a pid the
+//! kernel gave to someone else since is never signalled.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitPidFlag, waitpid};
+use nix::unistd::Pid;
+
+use crate::backend::{ProcessId, Uplink};
+
+/// The start time of `pid`, and whether it is a zombie; `None` if there is
+/// no such process.
+fn stat(pid: u32) -> io::Result<Option<(u64, bool)>> {
+    let text = match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // "PID (COMM) STATE ..." where COMM may hold spaces and parentheses.
+    let after = text.rsplit_once(')').map(|(_, rest)| rest).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let state = fields.first().copied().unwrap_or("");
+    let since = fields.get(19).and_then(|f| f.parse().ok()).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
+    Ok(Some((since, state == "Z")))
+}
+
+/// The identity of a running process.
+pub fn identify(pid: u32) -> io::Result<ProcessId> {
+    match stat(pid)? {
+        Some((since, _)) => Ok(ProcessId { pid, since }),
+        None => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+    }
+}
+
+/// Whether `id` still runs (not exited, not reaped and replaced).
+fn alive(id: ProcessId) -> io::Result<bool> {
+    // Our own child (a rollback in the run that started it) stays a zombie
+    // until reaped: reap it if it is done.
+    let _ = waitpid(Pid::from_raw(id.pid as i32), Some(WaitPidFlag::WNOHANG));
+    Ok(matches!(stat(id.pid)?, Some((since, false)) if since == id.since))
+}
+
+/// Stop `id`: SIGTERM, then SIGKILL if it is still there after `grace`.
+/// `false` if it was gone already.
+pub fn stop(id: ProcessId, grace: Duration) -> io::Result<bool> {
+    if !alive(id)? {
+        return Ok(false);
+    }
+    let pid = Pid::from_raw(id.pid as i32);
+    let _ = kill(pid, Signal::SIGTERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !alive(id)? {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = kill(pid, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(id)? {
+        if Instant::now() >= deadline {
+            return Err(io::Error::other(format!("process {} survived SIGKILL", id.pid)));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(true)
+}
+
+/// Every process whose network namespace is the one of inode `netns`,
+/// with its command name.
+pub fn in_netns(netns: u64) -> io::Result<Vec<(ProcessId, String)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        // A process may exit at any moment: skip what vanished.
+        let Ok(meta) = fs::metadata(entry.path().join("ns/net")) else { continue };
+        if meta.ino() != netns {
+            continue;
+        }
+        let Ok(Some((since, zombie))) = stat(pid) else { continue };
+        if zombie {
+            continue;
+        }
+        let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_string();
+        found.push((ProcessId { pid, since }, comm));
+    }
+    Ok(found)
+}
+
+/// Start pasta (from the Debian package `passt`) for the uplink: a tap
+/// device in the lab's host with the address and a default route, and
+/// user-mode NAT behind it: what the lab sends leaves from this machine's
+/// own sockets, so the machine's forwarding, NAT and rp_filter are never
+/// touched. No port is forwarded either way, and the gateway address is
+/// not mapped to the machine's loopback. pasta daemonizes once the tap is
+/// configured and quits by itself when the namespace goes away.
+pub fn start_pasta(netns_path: &Path, uplink: &Uplink) -> io::Result<ProcessId> {
+    let _ = fs::remove_file(&uplink.pid_file);
+    let mut command = Command::new("pasta");
+    command
+        .arg("--quiet")
+        // This passt (Debian 12's) cannot join a namespace after dropping
+        // to nobody, which it does by default when run as root.
+        .args(["--runas", "0"])
+        .arg("--netns")
+        .arg(netns_path)
+        .arg("--config-net")
+        .args(["--ns-ifname", &uplink.ifname])
+        .args(["--address", &uplink.address.to_string()])
+        .args(["--netmask", &uplink.prefix_len.to_string()])
+        .args(["--gateway", &uplink.gateway.to_string()])
+        .args(["--ipv4-only", "--no-map-gw", "--no-dhcp"])
+        .args(["--tcp-ports", "none", "--udp-ports", "none", "--tcp-ns", "none", "--udp-ns", "none"])
+        .arg("--pid")
+        .arg(&uplink.pid_file)
+        .stdin(Stdio::null());
+    let out = match command.output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "pasta is not installed (apt-get install passt)"));
+        }
+        Err(e) => return Err(e),
+    };
+    if !out.status.success() {
+        let text = String::from_utf8_lossy(&out.stderr);
+        let why: Vec<&str> = text.lines().filter(|l| !l.contains("syslog")).collect();
+        return Err(io::Error::other(format!("pasta failed: {}", why.join("; "))));
+    }
+    let pid = read_pid(&uplink.pid_file)?;
+    let _ = fs::remove_file(&uplink.pid_file);
+    identify(pid)
+}
+
+fn read_pid(path: &Path) -> io::Result<u32> {
+    let text = fs::read_to_string(path)?;
+    text.trim().parse().map_err(|_| io::Error::other(format!("{} holds no pid", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_identified_and_found_in_its_namespace() {
+        let me = identify(std::process::id()).unwrap();
+        assert!(me.since > 0);
+        let netns = fs::metadata("/proc/self/ns/net").unwrap().ino();
+        let here = in_netns(netns).unwrap();
+        assert!(here.iter().any(|(id, _)| *id == me), "{here:?}");
+        // A pid with another start time is not this process.
+        assert!(!alive(ProcessId { pid: me.pid, since: me.since + 1 }).unwrap());
+    }
+}

@@ -1,6 +1,14 @@
+import re
+
 import wit_world
 from wit_world.imports import address, probe, topology
 from componentize_py_types import Err
+
+
+def describe(error) -> str:
+    """An nsw error as `kind: message`, as Rust and nsw spell it."""
+    kind = type(error).__name__.removeprefix("Error_")  # Error_NotFound
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", kind).lower() + ": " + error.value
 
 
 class WitWorld(wit_world.WitWorld):
@@ -17,4 +25,4 @@ class WitWorld(wit_world.WitWorld):
             print(f"{stats.received}/{stats.sent} replies")
         except Err as e:
             # e.value is the WIT error: Error_Invalid(value="..."), ...
-            raise Err(f"{type(e.value).__name__}: {e.value.value}")
+            raise Err(describe(e.value))

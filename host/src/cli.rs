@@ -34,7 +34,18 @@ enum Command {
 
 /// Entry point of the `nsw` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // `nsw run x.wasm 3`: the script's arguments go after `--`.
+            let args: Vec<String> = std::env::args().collect();
+            if e.kind() == clap::error::ErrorKind::UnknownArgument && args.iter().any(|a| a == "run") {
+                crate::tell::say!("hint: arguments for the script go after --: nsw run FILE.wasm [OPTIONS] -- ARGS...");
+            }
+            return ExitCode::from(e.exit_code() as u8);
+        }
+    };
     init_tracing(cli.verbose);
     let command = match cli.command {
         // Before any thread exists: setns and unshare need a lone thread.

@@ -21,5 +21,6 @@ pub mod session;
 pub mod shared_settings;
 pub mod stop;
 pub mod teardown;
+pub mod tell;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;

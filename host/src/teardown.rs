@@ -153,6 +153,20 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
         if let Object::Netns { name, .. } = &owned.object {
             if seen.insert(name.clone()) {
                 let outcome = remove_netns(machine, name, owned.ident, &mut report).await;
+                // What lived inside went (or was gone) with it: counted
+                // too, so that the report adds up to what the lab had.
+                let inside = NetnsRef::Named(name.clone());
+                let with_it: Vec<String> = record
+                    .objects
+                    .iter()
+                    .filter(|o| o.object.netns() == inside && !matches!(o.object, Object::Netns { .. }))
+                    .map(|o| format!("{} (with its namespace)", o.object))
+                    .collect();
+                match &outcome {
+                    Ok(Removal::Removed) => report.removed.extend(with_it),
+                    Ok(Removal::Gone) => report.already_gone.extend(with_it),
+                    _ => {}
+                }
                 report.note(format!("netns {name}"), outcome);
             }
         }

@@ -62,3 +62,19 @@ fn a_cache_directory_that_is_a_symlink_is_not_used() {
     std::fs::remove_file(&link).unwrap();
     std::fs::remove_dir_all(&real).unwrap();
 }
+
+#[test]
+fn a_big_script_says_it_compiles_once() {
+    let cache = std::env::temp_dir().join(unique("nsw-cache-big-"));
+    let machine = Machine::new("cache");
+    let python = nsw_tests::lang_guest("two_hosts-py");
+    let env = [("NSW_CACHE_DIR", cache.to_str().unwrap())];
+    let says = "once: later runs load it from the cache)";
+    for first in [true, false] {
+        let lab = unique("c");
+        let out = machine.nsw_env(&["run", "--rm", python.to_str().unwrap(), "--name", &lab], &env);
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(stderr(&out).contains(says), first, "{}", text(&out));
+    }
+    std::fs::remove_dir_all(&cache).unwrap();
+}

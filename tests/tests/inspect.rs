@@ -54,3 +54,11 @@ fn inspect_works_on_every_guest_without_root() {
         }
     }
 }
+
+#[test]
+fn inspect_lists_capabilities_not_types() {
+    let out = Command::new(nsw_bin()).args(["inspect"]).arg(workspace().join("guests/target/lang/pbj-py.wasm")).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(printed.contains("nsw:lab/topology@0.1.0") && !printed.contains("nsw:lab/types"), "{printed}");
+}

@@ -43,3 +43,19 @@ fn the_smallest_labs_of_the_guide_run_in_every_language() {
         lab.assert_gone();
     }
 }
+
+#[test]
+fn a_crash_after_a_refused_call_says_what_was_refused_in_every_language() {
+    // Python (an exception not caught), JavaScript (likewise), C (assert).
+    for name in ["uncaught-py", "uncaught-js", "uncaught-c"] {
+        let machine = nsw_tests::Machine::new("unc");
+        let lab = machine.lab("u");
+        let out = lab.run(&lang_guest(name), &[], &[]);
+        assert_eq!(out.status.code(), Some(3), "{name}: {}", nsw_tests::text(&out));
+        let err = nsw_tests::stderr(&out);
+        let says = "nsw: the script crashed after nsw refused its last call: invalid: address \"10.1.0.300/24\" is not an IP address/prefix on eth0 in netns";
+        assert!(err.contains(says), "{name}: {}", nsw_tests::text(&out));
+        assert!(err.contains("(run with --keep to leave them for a look)"), "{name}: {}", nsw_tests::text(&out));
+        lab.assert_gone();
+    }
+}

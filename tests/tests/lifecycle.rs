@@ -231,11 +231,18 @@ fn down_after_a_user_deleted_namespaces_by_hand() {
     let before = machine.snapshot();
     let lab = unique("d");
     assert!(machine.nsw(&["run", guest("pbj").to_str().unwrap(), "--name", &lab]).status.success());
+    let listing: Value = serde_json::from_slice(&machine.nsw(&["ls", "--json"]).stdout).unwrap();
+    let objects = listing.as_array().unwrap().iter().find(|l| l["name"] == lab.as_str()).unwrap()["objects"].as_u64().unwrap() as usize;
     check("ip", &["netns", "del", &format!("{lab}-pb")]);
     check("ip", &["netns", "del", &format!("{lab}-jelly")]);
     let down = machine.nsw(&["down", &lab]);
     assert!(down.status.success(), "{}", text(&down));
-    assert!(stderr(&down).contains("removed 1 object, 2 objects already gone"), "{}", text(&down));
+    // The host's namespace and what was in it went; the nodes' namespaces,
+    // with what was in them, were gone already: it all adds up to what
+    // the lab had.
+    let (removed, gone) = summary_counts(&stderr(&down));
+    assert!(removed > 0 && gone > 0, "{}", text(&down));
+    assert_eq!(removed + gone, objects, "{}", text(&down));
     assert_no_leak(&lab, &machine, &before);
 }
 
@@ -280,4 +287,55 @@ fn replace_takes_the_old_lab_down_first_and_down_all_clears_everything() {
     nsw_tests::pbj::verify(&lab, &lab);
     assert!(machine.nsw(&["down", &lab]).status.success());
     assert_no_leak(&lab, &machine, &before);
+}
+
+#[test]
+fn down_stops_what_runs_inside_the_lab_and_the_namespaces_really_go() {
+    let machine = Machine::new("procs");
+    let lab = machine.lab("p");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    let pb = format!("{}-pb", lab.name);
+    let inode = std::fs::metadata(format!("/run/netns/{pb}")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    // A server someone started in a node, and left running.
+    let mut server = machine.spawn(&["exec", &lab.name, "pb", "--", "sleep", "1000"], &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let in_node = || {
+        std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            std::fs::metadata(e.path().join("ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m) == inode).unwrap_or(false)
+        })
+    };
+    while !in_node() {
+        assert!(Instant::now() < deadline, "the server never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let down = lab.down_and_check();
+    assert!(stderr(&down).contains("stopped 1 process inside"), "{}", text(&down));
+    let status = server.wait().unwrap();
+    assert!(!status.success(), "the server was not stopped: {status:?}");
+    assert!(!in_node(), "a process still holds netns {pb}");
+}
+
+#[test]
+fn ls_shows_a_builder_only_while_it_builds_and_replace_counts_everything() {
+    let machine = Machine::new("ls");
+    let lab = machine.lab("l");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    let listing = machine.nsw(&["ls", "--json"]);
+    let labs: Value = serde_json::from_slice(&listing.stdout).unwrap();
+    let entry = labs.as_array().unwrap().iter().find(|l| l["name"] == lab.name.as_str()).unwrap().clone();
+    assert_eq!(entry["pid"], Value::Null, "ls shows the pid of a builder that is gone: {entry}");
+    let objects = entry["objects"].as_u64().unwrap();
+    let again = lab.run_ok(&guest("pbj"), &["--replace"], &[]);
+    assert!(stderr(&again).contains(&format!("took down the old lab {} (removed {objects} objects)", lab.name)), "{}", text(&again));
+    lab.down_and_check();
+}
+
+/// The counts in "removed N objects, M objects already gone".
+fn summary_counts(text: &str) -> (usize, usize) {
+    let number_before = |marker: &str| -> usize {
+        text.split(marker).next().and_then(|before| before.split_whitespace().last()).and_then(|n| n.parse().ok()).unwrap_or(0)
+    };
+    let removed = text.split("removed ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let gone = if text.contains("already gone") { number_before(" objects already gone").max(number_before(" object already gone")) } else { 0 };
+    (removed, gone)
 }

@@ -55,8 +55,8 @@ fn interface_name_over_15_bytes_is_invalid() {
 }
 
 #[test]
-fn malformed_address_is_invalid() {
-    misuse(&["address", "10.0.0.300/16"], 1, &["invalid: address \"10.0.0.300/16\" is not an IP address/prefix"]);
+fn malformed_address_is_invalid_and_says_where() {
+    misuse(&["address", "10.0.0.300/16"], 1, &["invalid: address \"10.0.0.300/16\" is not an IP address/prefix on m-in in netns"]);
     misuse(&["address", "10.0.0.3"], 1, &["invalid: address \"10.0.0.3\" has no prefix length"]);
 }
 
@@ -116,4 +116,27 @@ fn ipv6_addresses_routes_forwarding_and_ping() {
     assert!(nsw_tests::in_ns(&base, "ping", &["-6", "-c1", "-W1", "fd00:db8::1"]).status.success());
     assert!(machine.nsw(&["down", &lab]).status.success());
     assert_no_leak(&lab, &machine, &before);
+}
+
+#[test]
+fn a_gateway_behind_a_link_that_is_down_says_so() {
+    misuse(&["route-down"], 1, &["invalid: add route to default via 10.60.0.1 in netns", "the gateway 10.60.0.1 is on m-in, which is down (set it up first)"]);
+}
+
+#[test]
+fn a_ping_that_gets_nothing_says_which_links_were_never_set_up() {
+    misuse(&["ping-down"], 1, &["got no reply; the lab never set up m-in in netns", "0/1 replies"]);
+}
+
+#[test]
+fn a_rollback_says_how_to_keep_what_was_built() {
+    misuse(&["netns", "a/b"], 1, &["rolled back: removed", "(run with --keep to leave them for a look)"]);
+}
+
+#[test]
+fn script_arguments_without_dashes_get_a_hint() {
+    let machine = Machine::new("mis");
+    let out = machine.nsw(&["run", guest("misuse").to_str().unwrap(), "ok"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(stderr(&out).contains("hint: arguments for the script go after --"), "{}", text(&out));
 }

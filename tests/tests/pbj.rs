@@ -116,3 +116,40 @@ fn a_contained_lab_reaches_the_outside_through_its_uplink() {
     assert_no_leak(&lab, &machine, &before);
     assert!(nsw_tests::processes_mentioning(&format!("/run/netns/{lab} ")).is_empty(), "pasta outlived the lab");
 }
+
+#[test]
+fn a_closed_output_pipe_rolls_the_lab_back_and_nothing_panics() {
+    let machine = Machine::new("pipe");
+    let lab = machine.lab("cp");
+    // `| head -1` closes the pipe after one line, long before the lab is done.
+    let script = format!(
+        "set -o pipefail; nsenter --net=/run/netns/{} {} -v run {} --rm --name {} 2>&1 | head -1",
+        machine.name,
+        nsw_tests::nsw_bin().display(),
+        guest("pbj").display(),
+        lab.name
+    );
+    let out = nsw_tests::run("bash", &["-c", &script]);
+    // nsw ended by the closed pipe (141), not by a panic (101).
+    assert_eq!(out.status.code(), Some(141), "{}", text(&out));
+    let listing = machine.nsw(&["ls", "--json"]);
+    let labs: serde_json::Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert!(!labs.as_array().unwrap().iter().any(|l| l["name"] == lab.name.as_str()), "ls still shows {}: {labs}", lab.name);
+    lab.assert_gone();
+}
+
+#[test]
+fn exec_without_a_command_opens_the_shell() {
+    let machine = Machine::new("shell");
+    let lab = machine.lab("sh");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    // $SHELL, run in the node: here a script that lists its interfaces.
+    let shell = std::env::temp_dir().join(unique("nsw-shell-"));
+    std::fs::write(&shell, "#!/bin/sh\nls /sys/class/net\n").unwrap();
+    std::fs::set_permissions(&shell, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = machine.nsw_env(&["exec", &lab.name, "jelly"], &[("SHELL", shell.to_str().unwrap())]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).split_whitespace().collect::<Vec<_>>(), ["lo", "veth-jelly"]);
+    std::fs::remove_file(&shell).unwrap();
+    lab.down_and_check();
+}

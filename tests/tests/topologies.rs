@@ -40,3 +40,16 @@ fn a_tree_of_bridges_is_one_network() {
     assert!(machine.nsw(&["down", &lab]).status.success());
     assert_no_leak(&lab, &machine, &before);
 }
+
+#[test]
+fn ipv6_through_two_routers_works_from_the_first_ping() {
+    // With link-local addresses on, and off (the routers keep theirs).
+    for args in [&[][..], &["nolinklocal"][..]] {
+        let machine = Machine::new("r6");
+        let lab = machine.lab("r6");
+        let out = lab.run_ok(&guest("routed6"), &["--rm"], args);
+        let printed = stdout(&out);
+        assert!(printed.contains("h1 -> h2 (fd02::2): 3/3 replies") && printed.contains("h1 -> h3 (fd02::3): 3/3 replies"), "{args:?}: {}", text(&out));
+        lab.assert_gone();
+    }
+}

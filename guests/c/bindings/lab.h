@@ -197,8 +197,10 @@ extern void nsw_lab_types_method_link_name(nsw_lab_types_borrow_link_t self, lab
 // `host-net` grant it is the machine's own network namespace.
 extern nsw_lab_topology_own_netns_t nsw_lab_topology_host(void);
 // Create a node: a network namespace visible to `ip netns` as
-// `<lab>-<name>`, with its loopback up. `name` is 1-32 characters of
-// `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+// `<lab>-<name>`, with its loopback up and IPv6 duplicate address
+// detection off (every address in a lab is planned: each is usable the
+// moment it is added). `name` is 1-32 characters of `[A-Za-z0-9_.-]`,
+// not starting with `.` or `-`.
 extern bool nsw_lab_topology_create_netns(lab_string_t *name, nsw_lab_topology_own_netns_t *ret, nsw_lab_topology_error_t *err);
 // Create a veth pair: `name` in `ns` and its peer `peer-name` born
 // directly in `peer-ns`. Interface names are 1-15 bytes without `/`,
@@ -216,8 +218,11 @@ extern bool nsw_lab_topology_set_up(nsw_lab_topology_borrow_link_t link, nsw_lab
 // IPv6 link-local addresses (fe80::/64) on the links the lab creates
 // from now on: on by default, as in the kernel. Off, a link speaks no
 // IPv6 until it is given an address, and a large lab builds much
-// faster: no duplicate address detection, router solicitations or
-// multicast listener reports for every bridge to flood to all ports.
+// faster: no router solicitations or multicast listener reports for
+// every bridge to flood to all ports. Routers keep them all the same:
+// the links of a namespace with IPv6 forwarding on have (or get, when
+// forwarding is turned on) link-local addresses, because Linux
+// resolves the next hop of forwarded IPv6 from one.
 extern void nsw_lab_topology_set_ipv6_link_local(bool enabled);
 
 // Imported Functions from `nsw:lab/address@0.1.0`

@@ -35,6 +35,19 @@ impl Guest for Misuse {
             "ifname" => topology::create_bridge(&arg(1), &host).map(drop).map_err(String::from),
             "address" => address::add(&inner, &arg(1)).map_err(String::from),
             "route" => route::add(&base, &arg(1), &arg(2)).map_err(String::from),
+            "route-down" => {
+                // A gateway on a link that was never set up.
+                address::add(&inner, "10.60.0.2/24")?;
+                route::add(&base, "default", "10.60.0.1").map_err(String::from)
+            }
+            "ping-down" => {
+                // Pinging over a link that was never set up.
+                address::add(&inner, "10.61.0.2/24")?;
+                address::add(&outer, "10.61.0.1/24")?;
+                topology::set_up(&outer)?;
+                let stats = nsw_sdk::probe::ping(&host, "10.61.0.2", nsw_sdk::probe::PingOptions { count: 1, timeout_ms: 200 })?;
+                Err(format!("{}/{} replies", stats.received, stats.sent))
+            }
             "masquerade" => nat::masquerade(&host, &arg(1)).map_err(String::from),
             "duplicate-netns" => topology::create_netns("base").map(drop).map_err(String::from),
             "duplicate-link" => topology::create_bridge("m-out", &host).map(drop).map_err(String::from),

@@ -16,8 +16,9 @@ pub struct ExecArgs {
     lab: String,
     /// The node's name in the script (`host` for a contained lab's host).
     node: String,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
+    /// The command and its arguments [default: $SHELL, like `ip netns exec`
+    /// users expect].
+    #[arg(last = true)]
     command: Vec<String>,
 }
 
@@ -41,9 +42,9 @@ pub fn resolve(state: &StateDir, lab: &str, node: &str) -> Result<String> {
 
 /// Replace this process with the command inside the node.
 pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
-    let Some((program, rest)) = args.command.split_first() else {
-        bail!("nothing to run: give a command after --");
-    };
+    let shell = [std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())];
+    let command: &[String] = if args.command.is_empty() { &shell } else { &args.command };
+    let (program, rest) = command.split_first().expect("a command or the shell");
     let name = resolve(&StateDir::system(), &args.lab, &args.node)?;
     backend::enter_node(&name)?;
     let err = Command::new(program).args(rest).exec();

@@ -44,7 +44,8 @@ pub async fn exec(args: InspectArgs) -> CommandResult {
             continue;
         }
         show!("{title}:");
-        for import in group {
+        // `types` holds the handle and error types: no capability.
+        for import in group.into_iter().filter(|i| !i.name.starts_with("nsw:lab/types")) {
             let grant = match import.needs {
                 Some(g) => format!("  [needs --allow {g}]"),
                 None => String::new(),

@@ -22,7 +22,9 @@ struct LabListing {
     /// What the lab was granted, as `--allow` spells it.
     grants: Vec<String>,
     script: String,
-    pid: u32,
+    /// The nsw process building or taking down the lab; none once it is
+    /// up (or broken: its builder is gone).
+    pid: Option<u32>,
     started_unix: u64,
     namespaces: Vec<NetnsListing>,
     objects: usize,
@@ -66,13 +68,14 @@ pub async fn exec(args: LsArgs) -> CommandResult {
             let present = matches!(machine.netns_inode(name).await, Ok(Some(_)));
             namespaces.push(NetnsListing { name: name.to_string(), node: node.to_string(), present });
         }
+        let busy = state.lock_held(&record.info.name);
         listings.push(LabListing {
             name: record.info.name.clone(),
-            state: describe_state(&record, state.lock_held(&record.info.name)),
+            state: describe_state(&record, busy),
             mode: record.info.mode,
             grants: record.info.grants.clone(),
             script: record.info.script.clone(),
-            pid: record.info.pid,
+            pid: busy.then_some(record.info.pid),
             started_unix: record.info.started_unix,
             namespaces,
             objects: record.objects.len(),

@@ -14,24 +14,7 @@ use crate::session::Incomplete;
 use crate::stop::StopReason;
 use crate::teardown::Report;
 
-/// Print to stderr, never panicking: `nsw run ... 2>&1 | head` must not
-/// turn a closed pipe into a crash that leaves a lab half-built.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        $crate::stop::note_write(writeln!(std::io::stderr(), $($arg)*));
-    }};
-}
-pub(crate) use say;
-
-/// Print to stdout, never panicking (see [`say`]).
-macro_rules! show {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        $crate::stop::note_write(writeln!(std::io::stdout(), $($arg)*));
-    }};
-}
-pub(crate) use show;
+pub(crate) use crate::tell::{say, show};
 
 /// How a command ended, as its exit status tells the shell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -150,7 +150,15 @@ pub async fn exec(args: RunArgs) -> CommandResult {
     crate::stop::stop_on_closed_output(&stop);
 
     let engine = runtime::engine()?;
-    let mut loaded = runtime::load(&engine, &args.file, &wasm)?;
+    // Python and JavaScript components run to megabytes and take seconds
+    // (and hundreds of MB) to compile the first time: say so.
+    const BIG: usize = 1 << 20;
+    let announce = |cached: bool| {
+        if !cached && wasm.len() > BIG {
+            say!("nsw: compiling {} ({} MB; once: later runs load it from the cache)", args.file.display(), wasm.len() >> 20);
+        }
+    };
+    let mut loaded = runtime::load(&engine, &args.file, &wasm, announce)?;
     loaded.load_time += read_time;
     if let Some(warning) = &loaded.cache_warning {
         say!("nsw: warning: {warning}");
@@ -206,8 +214,12 @@ pub async fn exec(args: RunArgs) -> CommandResult {
         Ok(lab) => {
             let (outcome, lab, times) = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits, &stop).await;
             run_times = times;
+            let ending = match (outcome, lab.refused_last_call()) {
+                (Outcome::Trap(e), Some(refusal)) => Ending::CrashedAfterRefusal(e, refusal.to_string()),
+                (outcome, _) => Ending::Guest(outcome),
+            };
             // Closes the lab's namespace fds and netlink sockets.
-            (Ending::Guest(outcome), lab.finish())
+            (ending, lab.finish())
         }
     };
     let elapsed = started.elapsed();
@@ -235,7 +247,7 @@ pub async fn exec(args: RunArgs) -> CommandResult {
     } else {
         let report = session.tear_down(journal, &mut machine, false).await?;
         tell_problems(&report);
-        say!("nsw: rolled back: {}", report.summary());
+        say!("nsw: rolled back: {} (run with --keep to leave them for a look)", report.summary());
     }
     Ok(status)
 }
@@ -243,6 +255,9 @@ pub async fn exec(args: RunArgs) -> CommandResult {
 /// How a run ended, as the user is told.
 enum Ending {
     Guest(Outcome),
+    /// The guest trapped right after nsw refused its last call (the error
+    /// it did not catch).
+    CrashedAfterRefusal(wasmtime::Error, String),
     /// Setting up the lab's host failed before the guest ran.
     Setup(LabError),
 }
@@ -254,6 +269,10 @@ impl Ending {
             Ending::Guest(Outcome::Success) => return None,
             Ending::Guest(Outcome::GuestError(message)) => (format!("the script failed: {}", output_safe(&message)), Status::GuestError),
             Ending::Guest(Outcome::Trap(e)) => (format!("the script crashed: {}", describe_trap(&e)), Status::Trap),
+            Ending::CrashedAfterRefusal(e, refusal) => {
+                tracing::debug!("the crash itself: {}", describe_trap(&e));
+                (format!("the script crashed after nsw refused its last call: {}", output_safe(&refusal)), Status::Trap)
+            }
             Ending::Guest(Outcome::OutputQuota(bytes)) => (
                 format!("quota: the script printed more than {} KiB (raise it with --max-output)", bytes / 1024),
                 Status::GuestError,

@@ -99,8 +99,11 @@ pub struct Lab {
     /// Veth ends set up with their peer up, whose carrier the kernel may
     /// not have processed yet (see [`Lab::wait_for_carriers`]).
     awaiting_carrier: Vec<LinkId>,
-    /// The last error returned to the script, to explain a crash after it.
-    last_refusal: Option<String>,
+    /// The last error returned to the script, with the number of lab calls
+    /// at the time: a crash right after it is explained by it.
+    last_refusal: Option<(u64, String)>,
+    /// Lab operations begun so far.
+    calls: u64,
 }
 
 impl Lab {
@@ -138,6 +141,7 @@ impl Lab {
             pending_names: HashSet::new(),
             awaiting_carrier: Vec::new(),
             last_refusal: None,
+            calls: 0,
         };
         let host = match mode {
             Mode::Contained => lab.new_netns("host", name.to_string()).await.map(drop),
@@ -179,20 +183,27 @@ impl Lab {
     }
 
     /// Refuse to start an operation once the run was told to stop; the
-    /// guest then traps, and the lab is rolled back.
-    fn refuse_if_stopped(&self) -> LabResult<()> {
+    /// guest then traps, and the lab is rolled back. (Every operation
+    /// starts here: it also counts them.)
+    fn refuse_if_stopped(&mut self) -> LabResult<()> {
+        self.calls += 1;
         if self.stop.requested() { Err(LabError::stopped()) } else { Ok(()) }
     }
 
     /// Count a call that failed; past the limit, the script is stopped.
     pub fn note_failure(&mut self, error: &LabError) -> Result<(), crate::error::QuotaExhausted> {
-        self.last_refusal = Some(error.to_string());
+        self.last_refusal = Some((self.calls, error.to_string()));
         self.quotas.failures.take(1, "").map_err(|quota| crate::error::QuotaExhausted(quota.to_string()))
     }
 
-    /// The last error nsw returned to the script, if any.
-    pub fn last_refusal(&self) -> Option<&str> {
-        self.last_refusal.as_deref()
+    /// The error nsw returned to the script's last call, if that call
+    /// failed: a script that crashes right after it (an uncaught exception
+    /// in Python or JavaScript, an `assert` in C) crashed because of it.
+    pub fn refused_last_call(&self) -> Option<&str> {
+        match &self.last_refusal {
+            Some((calls, message)) if *calls == self.calls => Some(message),
+            _ => None,
+        }
     }
 
     /// The lab's name.

@@ -1,5 +1,6 @@
 //! `probe`: pings from the lab's namespaces.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::Lab;
@@ -41,6 +42,40 @@ impl Lab {
             .await
             .map_err(|e| LabError::os(&what, &e));
         self.last_ping = Some(Instant::now());
+        if let Ok(PingStats { received: 0, .. }) = stats {
+            if let Some(hint) = self.why_no_reply(ns, target) {
+                crate::tell::say!("nsw: {what} got no reply; {hint}");
+            }
+        }
         stats
+    }
+
+    /// When a ping gets nothing back: the links on its way that the lab
+    /// made but never set up, or whose other end is down (no carrier).
+    /// "On its way": the links of the namespace it was sent from and of
+    /// the one that has the target address, as far as the lab knows.
+    fn why_no_reply(&self, from: NsId, target: IpAddr) -> Option<String> {
+        let to = self.links.iter().find(|l| l.addresses.iter().any(|a| a.addr() == target)).map(|l| l.ns);
+        let mut down = Vec::new();
+        let mut no_carrier = Vec::new();
+        for link in &self.links {
+            if link.ns != from && Some(link.ns) != to {
+                continue;
+            }
+            let place = format!("{} in {}", link.name, self.describe_ns(link.ns));
+            if !link.up {
+                down.push(place);
+            } else if let Some(peer) = link.peer.filter(|p| !self.links[*p].up) {
+                no_carrier.push(format!("{place} (its peer {} is down)", self.links[peer].name));
+            }
+        }
+        let mut parts = Vec::new();
+        if !down.is_empty() {
+            parts.push(format!("the lab never set up {}", down.join(", ")));
+        }
+        if !no_carrier.is_empty() {
+            parts.push(format!("no carrier on {}", no_carrier.join(", ")));
+        }
+        if parts.is_empty() { None } else { Some(parts.join("; ")) }
     }
 }

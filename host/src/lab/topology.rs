@@ -49,6 +49,7 @@ impl Lab {
     }
 
     pub fn set_ipv6_link_local(&mut self, enabled: bool) {
+        self.calls += 1;
         self.ipv6_link_local = enabled;
     }
 

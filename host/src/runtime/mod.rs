@@ -58,14 +58,16 @@ pub struct Loaded {
 }
 
 /// Load the component `wasm` (read from `path`), from the compiled cache
-/// when possible, else compiling it (and caching the result).
-pub fn load(engine: &Engine, path: &Path, wasm: &[u8]) -> Result<Loaded> {
+/// when possible, else compiling it (and caching the result). `before`
+/// is told, before any work, whether the cache has it.
+pub fn load(engine: &Engine, path: &Path, wasm: &[u8], before: impl FnOnce(bool)) -> Result<Loaded> {
     let start = Instant::now();
     let (cache, mut cache_warning) = match cache::Cache::open_default() {
         Ok(cache) => (Some(cache), None),
         Err(e) => (None, Some(format!("not using the compiled cache: {e:#}"))),
     };
     let cached = cache.as_ref().map(|cache| (cache, cache.path_for(engine, wasm)));
+    before(cached.as_ref().is_some_and(|(_, file)| file.exists()));
     if let Some((cache, file)) = &cached {
         match cache.load(engine, file) {
             Ok(Some(component)) => return Ok(Loaded { component, from_cache: true, load_time: start.elapsed(), cache_warning }),

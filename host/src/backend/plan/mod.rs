@@ -16,7 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ipnet::IpNet;
 
-use super::{Backend, FoundLink, LinkRef, NsId, PingStats, ProcessId, Removal, Teardown, Uplink};
+mod teardown;
+
+use super::{Backend, LinkRef, NsId, PingStats, ProcessId, Uplink};
 use crate::stop::Stop;
 
 #[derive(Debug, Clone)]
@@ -81,7 +83,7 @@ pub struct PlanBackend {
     pub state: Arc<Mutex<PlanState>>,
 }
 
-fn err(code: i32) -> io::Error {
+pub(super) fn err(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
 }
 
@@ -200,7 +202,7 @@ impl PlanState {
 }
 
 /// What a namespace id stands for in the plan: its inode.
-fn inode_of(id: NsId) -> u64 {
+pub(super) fn inode_of(id: NsId) -> u64 {
     1000 + id as u64
 }
 
@@ -478,7 +480,7 @@ impl Backend for PlanBackend {
 }
 
 /// Write a modelled sysctl, with the kernel's side effects of `ip_forward`.
-fn write_modelled_sysctl(space: &mut PlanNs, key: &str, value: &str) {
+pub(super) fn write_modelled_sysctl(space: &mut PlanNs, key: &str, value: &str) {
     space.sysctls.insert(key.to_string(), value.to_string());
     if key == "net/ipv4/ip_forward" {
         let devices: Vec<String> = space.links.iter().map(|l| l.name.clone()).chain(["all".into(), "default".into()]).collect();
@@ -492,112 +494,8 @@ fn write_modelled_sysctl(space: &mut PlanNs, key: &str, value: &str) {
     }
 }
 
-fn tree_of(space: &PlanNs, roots: &[&str]) -> BTreeMap<String, String> {
+pub(super) fn tree_of(space: &PlanNs, roots: &[&str]) -> BTreeMap<String, String> {
     space.sysctls.iter().filter(|(k, _)| roots.iter().any(|r| k.starts_with(r))).map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-#[async_trait]
-impl Teardown for PlanBackend {
-    fn machine_inode(&self) -> io::Result<u64> {
-        Ok(1)
-    }
-
-    async fn netns_inode(&mut self, name: &str) -> io::Result<Option<u64>> {
-        let s = self.state.lock().unwrap();
-        Ok(s.namespaces.iter().find(|(_, n)| n.name.as_deref() == Some(name)).map(|(id, _)| inode_of(*id)))
-    }
-
-    async fn delete_netns(&mut self, name: &str) -> io::Result<bool> {
-        let mut s = self.state.lock().unwrap();
-        let id = s.namespaces.iter().find(|(_, n)| n.name.as_deref() == Some(name)).map(|(id, _)| *id);
-        let named = s.named.iter().any(|n| n == name);
-        s.named.retain(|n| n != name);
-        if let Some(id) = id {
-            s.namespaces.remove(&id);
-        }
-        s.log.push(format!("ip netns delete {}", sh(name)));
-        Ok(id.is_some() || named)
-    }
-
-    async fn stop_processes_in(&mut self, inode: u64, _grace: Duration) -> io::Result<Vec<String>> {
-        let mut s = self.state.lock().unwrap();
-        let Some(space) = s.namespaces.iter_mut().find(|(id, _)| inode_of(**id) == inode).map(|(_, n)| n) else { return Ok(Vec::new()) };
-        Ok(std::mem::take(&mut space.processes).into_iter().map(|(pid, comm)| format!("{comm} (pid {pid})")).collect())
-    }
-
-    async fn stop_process(&mut self, id: ProcessId, _grace: Duration) -> io::Result<Removal> {
-        let mut s = self.state.lock().unwrap();
-        let before = s.started.len();
-        s.started.retain(|(p, _)| *p != id);
-        Ok(if s.started.len() < before { Removal::Removed } else { Removal::Gone })
-    }
-
-    async fn machine_link(&mut self, name: &str) -> io::Result<Option<FoundLink>> {
-        let mut s = self.state.lock().unwrap();
-        let Some(machine) = s.machine_ns() else { return Ok(None) };
-        Ok(machine.links.iter().find(|l| l.name == name).map(|l| FoundLink { index: l.index, kind: Some(l.kind.clone()) }))
-    }
-
-    async fn delete_machine_link(&mut self, index: u32) -> io::Result<()> {
-        let mut s = self.state.lock().unwrap();
-        let Some(machine) = s.machine_ns() else { return Err(err(libc::ENODEV)) };
-        let Some(at) = machine.links.iter().position(|l| l.index == index) else { return Err(err(libc::ENODEV)) };
-        let link = machine.links.remove(at);
-        machine.forget_routes_of(&link);
-        machine.sysctls.retain(|k, _| !k.contains(&format!("/conf/{}/", link.name)));
-        if !link.owned {
-            s.violations.push(format!("teardown deleted {}, which the lab did not create", link.name));
-        }
-        s.log.push(format!("ip link delete {}", sh(&link.name)));
-        Ok(())
-    }
-
-    async fn delete_machine_route(&mut self, destination: IpNet, via: IpAddr) -> io::Result<()> {
-        let mut s = self.state.lock().unwrap();
-        let Some(machine) = s.machine_ns() else { return Err(err(libc::ESRCH)) };
-        let Some(at) = machine.routes.iter().position(|(d, g, _)| *d == destination && *g == Some(via)) else {
-            return Err(err(libc::ESRCH));
-        };
-        let (_, _, by_lab) = machine.routes.remove(at);
-        if !by_lab {
-            s.violations.push(format!("teardown deleted the machine's route to {destination}"));
-        }
-        s.log.push(format!("ip route delete {destination} via {via}"));
-        Ok(())
-    }
-
-    async fn delete_machine_nft_table(&mut self, name: &str, nonce: Option<u64>) -> io::Result<Removal> {
-        let mut s = self.state.lock().unwrap();
-        let Some(machine) = s.machine_ns() else { return Ok(Removal::Gone) };
-        let Some(at) = machine.tables.iter().position(|(t, _)| t == name) else { return Ok(Removal::Gone) };
-        if nonce.is_some_and(|n| machine.tables[at].1 != n) {
-            return Ok(Removal::NotOurs("it lacks the lab's marker".into()));
-        }
-        machine.tables.remove(at);
-        machine.nat.retain(|(table, _)| table != name);
-        s.log.push(format!("nft delete table inet {}", sh(name)));
-        Ok(Removal::Removed)
-    }
-
-    async fn read_machine_sysctl(&mut self, key: &str) -> io::Result<String> {
-        let mut s = self.state.lock().unwrap();
-        let Some(machine) = s.machine_ns() else { return Err(err(libc::ENOENT)) };
-        Ok(machine.sysctls.get(key).cloned().unwrap_or_else(|| "0".into()))
-    }
-
-    async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()> {
-        let mut s = self.state.lock().unwrap();
-        let Some(machine) = s.machine_ns() else { return Err(err(libc::ENOENT)) };
-        write_modelled_sysctl(machine, key, value);
-        s.log.push(format!("sysctl -qw {}={}", key.replace('/', "."), sh(value)));
-        Ok(())
-    }
-
-    async fn machine_sysctl_tree(&mut self, roots: &[&str]) -> io::Result<BTreeMap<String, String>> {
-        let mut s = self.state.lock().unwrap();
-        let Some(machine) = s.machine_ns() else { return Ok(BTreeMap::new()) };
-        Ok(tree_of(machine, roots))
-    }
 }
 
 #[cfg(test)]

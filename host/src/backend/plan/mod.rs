@@ -16,67 +16,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ipnet::IpNet;
 
+mod state;
 mod teardown;
+
+pub use state::{PlanLink, PlanNs, PlanState};
 
 use super::{Backend, LinkRef, NsId, PingStats, ProcessId, Uplink};
 use crate::stop::Stop;
-
-#[derive(Debug, Clone)]
-pub struct PlanLink {
-    pub name: String,
-    pub index: u32,
-    pub kind: String,
-    /// Made by the lab (not there before it started).
-    pub owned: bool,
-    pub up: bool,
-    pub master: Option<u32>,
-    pub addresses: Vec<IpNet>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct PlanNs {
-    /// `None` for the machine's namespace.
-    pub name: Option<String>,
-    pub links: Vec<PlanLink>,
-    /// (destination, gateway, made by the lab)
-    pub routes: Vec<(IpNet, Option<IpAddr>, bool)>,
-    pub sysctls: HashMap<String, String>,
-    /// nftables tables, with the marker nonce they were made with.
-    pub tables: Vec<(String, u64)>,
-    /// Masquerade rules: (table, source).
-    pub nat: Vec<(String, IpNet)>,
-    /// Processes running in it: (pid, command).
-    pub processes: Vec<(u32, String)>,
-}
-
-impl PlanNs {
-    /// A link left this namespace: as in the kernel, the routes through it
-    /// (its subnets, and gateways on them no other link has) go with it.
-    fn forget_routes_of(&mut self, link: &PlanLink) {
-        let gone: Vec<IpNet> = link.addresses.iter().map(|a| a.trunc()).collect();
-        let still: Vec<IpNet> = self.links.iter().flat_map(|l| l.addresses.iter().map(|a| a.trunc())).collect();
-        let lost = |net: &IpNet| gone.contains(net) && !still.contains(net);
-        self.routes.retain(|(d, g, _)| match g {
-            None => !lost(d),
-            Some(via) => !gone.iter().any(|net| net.contains(via) && lost(net)),
-        });
-    }
-}
-
-/// Everything the plan backend knows, shared with whoever inspects it.
-#[derive(Debug, Default)]
-pub struct PlanState {
-    pub namespaces: HashMap<NsId, PlanNs>,
-    /// Names taken under /run/netns.
-    pub named: Vec<String>,
-    /// The commands that would build the lab, as a shell script's lines.
-    pub log: Vec<String>,
-    /// Operations that reached for something the lab does not own.
-    pub violations: Vec<String>,
-    /// Processes the lab started (the uplink's pasta): pid to namespace.
-    pub started: Vec<(ProcessId, Option<String>)>,
-    next_index: u32,
-}
 
 #[derive(Clone, Default)]
 pub struct PlanBackend {
@@ -134,70 +80,6 @@ impl PlanBackend {
             sysctls,
             ..PlanNs::default()
         }
-    }
-}
-
-impl PlanState {
-    /// The machine's namespace, if the lab ever opened it.
-    pub fn machine_ns(&mut self) -> Option<&mut PlanNs> {
-        self.namespaces.values_mut().find(|n| n.name.is_none())
-    }
-
-    fn ns(&mut self, id: NsId) -> io::Result<&mut PlanNs> {
-        self.namespaces.get_mut(&id).ok_or_else(|| err(libc::EBADF))
-    }
-
-    fn ns_name(&self, id: NsId) -> Option<String> {
-        self.namespaces.get(&id).and_then(|n| n.name.clone())
-    }
-
-    /// `ip -n NAME ` for a lab namespace, nothing for the machine's.
-    fn ip(&self, id: NsId) -> String {
-        match self.ns_name(id) {
-            Some(name) => format!("ip -n {} ", sh(&name)),
-            None => "ip ".to_string(),
-        }
-    }
-
-    /// A command run inside namespace `id` (`ip netns exec NAME `).
-    fn inside(&self, id: NsId) -> String {
-        match self.ns_name(id) {
-            Some(name) => format!("ip netns exec {} ", sh(&name)),
-            None => String::new(),
-        }
-    }
-
-    /// The lab's link behind `link`, or a violation if it is not the lab's.
-    fn owned(&mut self, link: &LinkRef) -> io::Result<&mut PlanLink> {
-        let found = self
-            .namespaces
-            .get(&link.ns)
-            .and_then(|ns| ns.links.iter().find(|l| l.index == link.index && l.name == link.name))
-            .map(|l| l.owned);
-        match found {
-            None => Err(err(libc::ENODEV)),
-            Some(false) => {
-                self.violations.push(format!("touched {} in namespace #{}, which the lab did not create", link.name, link.ns));
-                Err(err(libc::EPERM))
-            }
-            Some(true) => Ok(self.ns(link.ns)?.links.iter_mut().find(|l| l.index == link.index).expect("found above")),
-        }
-    }
-
-    fn add_link(&mut self, ns: NsId, name: &str, kind: &str, index: Option<u32>) -> io::Result<u32> {
-        let index = match index {
-            Some(index) => index,
-            None => {
-                self.next_index += 1;
-                100 + self.next_index
-            }
-        };
-        let space = self.ns(ns)?;
-        if space.links.iter().any(|l| l.name == name || l.index == index) {
-            return Err(err(libc::EEXIST));
-        }
-        space.links.push(PlanLink { name: name.into(), index, kind: kind.into(), owned: true, up: false, master: None, addresses: Vec::new() });
-        Ok(index)
     }
 }
 

@@ -11,6 +11,8 @@ mod address;
 mod nat;
 mod probe;
 mod route;
+#[cfg(test)]
+mod tests;
 mod topology;
 mod uplink;
 

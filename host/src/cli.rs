@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, Failure, Status, down, exec, inspect, ls, run};
+use crate::commands::{self, Failure, Status, down, exec, inspect, ls, run, test};
 
 #[derive(Parser)]
 #[command(name = "nsw", version, about = "Build Linux network labs from sandboxed WebAssembly scripts")]
@@ -21,6 +21,9 @@ struct Cli {
 enum Command {
     /// Build a lab by running a lab script (a WebAssembly component).
     Run(run::RunArgs),
+    /// Run a lab like `run --rm` and report its checks (a table, JUnit
+    /// XML, JSON); exit 0 if and only if every check passed.
+    Test(test::TestArgs),
     /// Take labs down: remove exactly what they created.
     Down(down::DownArgs),
     /// List labs and their namespaces.
@@ -40,7 +43,7 @@ pub fn main() -> ExitCode {
             let _ = e.print();
             // `nsw run x.wasm 3`: the script's arguments go after `--`.
             let args: Vec<String> = std::env::args().collect();
-            if e.kind() == clap::error::ErrorKind::UnknownArgument && args.iter().any(|a| a == "run") {
+            if e.kind() == clap::error::ErrorKind::UnknownArgument && args.iter().any(|a| a == "run" || a == "test") {
                 crate::tell::say!("hint: arguments for the script go after --: nsw run FILE.wasm [OPTIONS] -- ARGS...");
             }
             return ExitCode::from(e.exit_code() as u8);
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match command {
             Command::Run(args) => run::exec(args).await,
+            Command::Test(args) => test::exec(args).await,
             Command::Down(args) => down::exec(args).await,
             Command::Ls(args) => ls::exec(args).await,
             Command::Inspect(args) => inspect::exec(args).await,

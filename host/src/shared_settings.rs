@@ -85,12 +85,25 @@ impl SharedSettings {
         self.dir.join(format!("{}.json", self.machine))
     }
 
-    /// Hold the registry's lock for one change.
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.lock", self.machine))
+    }
+
+    /// Hold the registry's lock for one change. The lock file goes with
+    /// the last hold (see [`Self::save`]): a lock taken on a file that is
+    /// no longer at the path does not count, so try again.
     fn lock(&self) -> Result<Flock<File>> {
+        use std::os::unix::fs::MetadataExt;
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
-        let path = self.dir.join(format!("{}.lock", self.machine));
-        let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).with_context(|| format!("opening {}", path.display()))?;
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e).with_context(|| format!("locking {}", path.display()))
+        let path = self.lock_path();
+        loop {
+            let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let locked = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e).with_context(|| format!("locking {}", path.display()))?;
+            let ours = locked.metadata()?.ino();
+            if fs::metadata(&path).is_ok_and(|m| m.ino() == ours) {
+                return Ok(locked);
+            }
+        }
     }
 
     fn load(&self) -> Result<Registry> {
@@ -101,12 +114,17 @@ impl SharedSettings {
         }
     }
 
+    /// Write the registry (called with the lock held); with no hold left,
+    /// remove it and its lock file: nothing of it stays behind.
     fn save(&self, registry: &Registry) -> Result<()> {
         if registry.holds.is_empty() {
-            return match fs::remove_file(self.path()) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", self.path().display())),
-                _ => Ok(()),
-            };
+            for path in [self.path(), self.lock_path()] {
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).with_context(|| format!("removing {}", path.display())),
+                    _ => {}
+                }
+            }
+            return Ok(());
         }
         // Write, then rename: a crash never leaves half a registry.
         let tmp = self.path().with_extension("tmp");
@@ -254,7 +272,7 @@ mod tests {
             assert_eq!(m.0["net/ipv4/ip_forward"], "1", "a's down cut b off");
             assert_eq!(shared.release("b", "net/ipv4/ip_forward", &mut m).await.unwrap(), Released::Restored);
             assert_eq!(m.0, before, "the machine is not as it was");
-            assert!(!shared.path().exists());
+            assert!(!shared.path().exists() && !shared.lock_path().exists());
             let _ = fs::remove_dir_all(dir);
         });
     }

@@ -271,7 +271,7 @@ proptest! {
 
     #[test]
     fn contained_labs_never_touch_what_is_not_theirs(ops in prop::collection::vec(op(), 1..40), uplink in any::<bool>()) {
-        let grants = Grants { host_net: None, uplink };
+        let grants = Grants { host_net: None, uplink, ..Grants::default() };
         let (state, record) = play(grants, &ops);
         let state = state.lock().unwrap();
         check(&state, &record, None);
@@ -283,7 +283,7 @@ proptest! {
     #[test]
     fn host_net_labs_stay_inside_their_prefixes(ops in prop::collection::vec(op(), 1..40)) {
         let granted = prefixes(&["10.0.0.0/8", "fd00::/8"]);
-        let grants = Grants { host_net: Some(granted.clone()), uplink: false };
+        let grants = Grants { host_net: Some(granted.clone()), ..Grants::default() };
         let (state, record) = play(grants, &ops);
         check(&state.lock().unwrap(), &record, Some(&granted));
     }

@@ -372,6 +372,15 @@ pub fn assert_no_leak(lab: &str, machine: &Machine, before: &Snapshot) {
         .filter(|l| l.split_whitespace().nth(4).is_some_and(|m| m == ours || m.starts_with(&format!("{ours}-"))))
         .collect();
     assert!(leaked.is_empty(), "bind mounts of lab {lab} leaked: {leaked:?}");
+    // No hold on the machine's shared settings, no registry, no lock.
+    if let Ok(meta) = std::fs::metadata(format!("/run/netns/{}", machine.name)) {
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        for file in [format!("/run/nsw/shared/{inode}.json"), format!("/run/nsw/shared/{inode}.lock")] {
+            assert!(!std::path::Path::new(&file).exists(), "{file} leaked");
+        }
+    }
+    // No output of the lab's programs.
+    assert!(!std::path::Path::new(&format!("/run/nsw/{lab}.d")).exists(), "/run/nsw/{lab}.d leaked");
     let after = machine.snapshot();
     assert_eq!(before.links, after.links, "the machine's links changed");
     assert_eq!(before.addresses, after.addresses, "the machine's addresses changed");

@@ -264,7 +264,7 @@ fn wasi_reaches_nothing_but_stdout() {
 
 #[test]
 fn an_ungranted_import_is_refused_before_it_runs() {
-    let attack = Attack::run("hostile_ungranted", &[], &[]).refused(2, &["imports nsw:lab/uplink@0.1.0", "was not granted: add --allow uplink"]);
+    let attack = Attack::run("hostile_ungranted", &[], &[]).refused(2, &["imports nsw:lab/uplink@0.1.1", "was not granted: add --allow uplink"]);
     assert!(!stdout(&attack.out).contains("connected"));
     assert!(!nsw_tests::journal_path(&attack.lab).exists());
 }
@@ -528,4 +528,51 @@ fn lab_names_cannot_make_namespace_names_meet() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains("lab name \"a-b\" contains '-'"), "{}", text(&out));
     assert!(named_netns("a-b").is_empty());
+}
+
+// --- services stay in their node -----------------------------------------------
+
+#[test]
+fn a_hostile_service_is_contained_in_its_node() {
+    let machine = real_machine();
+    // Something listening on the machine, on every address it has.
+    let mut listener = std::process::Command::new("nsenter")
+        .args([&format!("--net=/run/netns/{}", machine.name), "python3", "-m", "http.server", "8099", "--bind", "0.0.0.0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let targets = [format!("{}:8099", nsw_tests::MACHINE_UPLINK_ADDR), "127.0.0.1:8099".into(), format!("{}:8099", nsw_tests::OUTSIDE_ADDR), "10.0.0.2:7777".into()];
+    let mut args = vec!["reach"];
+    args.extend(targets.iter().map(String::as_str));
+    let attack = Attack::on(machine, "hostile_service_escape", &["--rm"], &args);
+    let _ = listener.kill();
+    let _ = listener.wait();
+    let out = &attack.out;
+    assert!(out.status.success(), "{}", text(out));
+    let printed = stdout(out);
+    // Its own node is reachable (the probe works)...
+    assert!(printed.contains("n/attacker | 10.0.0.2:7777 reached"), "{printed}");
+    // ...the machine's listener, the machine's loopback and the outside are not.
+    for target in &targets[..3] {
+        assert!(printed.contains(&format!("n/attacker | {target} not reached")), "{target}: {printed}");
+    }
+    assert_no_leak(&attack.lab, &attack.machine, &attack.before);
+}
+
+#[test]
+fn a_hostile_service_that_floods_or_spins_is_stopped() {
+    // Output past the cap: the service ends (its writes fail), the lab is fine.
+    let attack = Attack::run("hostile_service_escape", &["--rm"], &["flood"]);
+    assert!(attack.out.status.success(), "{}", text(&attack.out));
+    assert!(stdout(&attack.out).contains("[nsw: guest output cut off after 1048576 bytes]"), "{}", text(&attack.out));
+    assert_no_leak(&attack.lab, &attack.machine, &attack.before);
+    // Spinning, or holding a hundred ports: stopped at the end of the run.
+    for case in ["spin", "bind"] {
+        let attack = Attack::run("hostile_service_escape", &["--rm"], &[case]);
+        assert!(attack.out.status.success(), "{case}: {}", text(&attack.out));
+        assert!(stderr(&attack.out).contains("stopped 1 service still running at the end of the run: n/attacker"), "{case}: {}", text(&attack.out));
+        assert_no_leak(&attack.lab, &attack.machine, &attack.before);
+    }
 }

@@ -153,3 +153,10 @@ fn exec_without_a_command_opens_the_shell() {
     std::fs::remove_file(&shell).unwrap();
     lab.down_and_check();
 }
+
+#[test]
+fn a_lab_script_built_against_the_first_wit_runs_unchanged() {
+    // pbj.wasm as built against nsw:lab@0.1.0, kept as it was.
+    let fixture = nsw_tests::workspace().join("tests/fixtures/pbj-wit-0.1.0.wasm");
+    pbj::run_contained(&fixture);
+}

@@ -3,62 +3,93 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `nsw:lab/types@0.1.0`
+// Imported Functions from `nsw:lab/types@0.1.1`
 
-__attribute__((__import_module__("nsw:lab/types@0.1.0"), __import_name__("[method]netns.name")))
+__attribute__((__import_module__("nsw:lab/types@0.1.1"), __import_name__("[method]netns.name")))
 extern void __wasm_import_nsw_lab_types_method_netns_name(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/types@0.1.0"), __import_name__("[method]link.name")))
+__attribute__((__import_module__("nsw:lab/types@0.1.1"), __import_name__("[method]link.name")))
 extern void __wasm_import_nsw_lab_types_method_link_name(int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/topology@0.1.0`
+// Imported Functions from `nsw:lab/topology@0.1.1`
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.0"), __import_name__("host")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("host")))
 extern int32_t __wasm_import_nsw_lab_topology_host(void);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.0"), __import_name__("create-netns")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("create-netns")))
 extern void __wasm_import_nsw_lab_topology_create_netns(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.0"), __import_name__("create-veth")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("create-veth")))
 extern void __wasm_import_nsw_lab_topology_create_veth(uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.0"), __import_name__("create-bridge")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("create-bridge")))
 extern void __wasm_import_nsw_lab_topology_create_bridge(uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.0"), __import_name__("move-link")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("move-link")))
 extern void __wasm_import_nsw_lab_topology_move_link(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.0"), __import_name__("set-master")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("set-master")))
 extern void __wasm_import_nsw_lab_topology_set_master(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.0"), __import_name__("set-up")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("set-up")))
 extern void __wasm_import_nsw_lab_topology_set_up(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.0"), __import_name__("set-ipv6-link-local")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("set-ipv6-link-local")))
 extern void __wasm_import_nsw_lab_topology_set_ipv6_link_local(int32_t);
 
-// Imported Functions from `nsw:lab/address@0.1.0`
+// Imported Functions from `nsw:lab/address@0.1.1`
 
-__attribute__((__import_module__("nsw:lab/address@0.1.0"), __import_name__("add")))
+__attribute__((__import_module__("nsw:lab/address@0.1.1"), __import_name__("add")))
 extern void __wasm_import_nsw_lab_address_add(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/route@0.1.0`
+// Imported Functions from `nsw:lab/route@0.1.1`
 
-__attribute__((__import_module__("nsw:lab/route@0.1.0"), __import_name__("add")))
+__attribute__((__import_module__("nsw:lab/route@0.1.1"), __import_name__("add")))
 extern void __wasm_import_nsw_lab_route_add(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/route@0.1.0"), __import_name__("enable-forwarding")))
+__attribute__((__import_module__("nsw:lab/route@0.1.1"), __import_name__("enable-forwarding")))
 extern void __wasm_import_nsw_lab_route_enable_forwarding(int32_t, int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/nat@0.1.0`
+// Imported Functions from `nsw:lab/nat@0.1.1`
 
-__attribute__((__import_module__("nsw:lab/nat@0.1.0"), __import_name__("masquerade")))
+__attribute__((__import_module__("nsw:lab/nat@0.1.1"), __import_name__("masquerade")))
 extern void __wasm_import_nsw_lab_nat_masquerade(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/probe@0.1.0`
+// Imported Functions from `nsw:lab/probe@0.1.1`
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.0"), __import_name__("ping")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.1"), __import_name__("ping")))
 extern void __wasm_import_nsw_lab_probe_ping(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/probe@0.1.1"), __import_name__("tcp-connect")))
+extern void __wasm_import_nsw_lab_probe_tcp_connect(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/probe@0.1.1"), __import_name__("throughput")))
+extern void __wasm_import_nsw_lab_probe_throughput(int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/probe@0.1.1"), __import_name__("trace")))
+extern void __wasm_import_nsw_lab_probe_trace(int32_t, uint8_t *, size_t, uint8_t *);
+
+// Imported Functions from `nsw:lab/check@0.1.1`
+
+__attribute__((__import_module__("nsw:lab/check@0.1.1"), __import_name__("report")))
+extern void __wasm_import_nsw_lab_check_report(uint8_t *, size_t, int32_t, uint8_t *, size_t);
+
+// Imported Functions from `nsw:lab/service@0.1.1`
+
+__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[method]service.name")))
+extern void __wasm_import_nsw_lab_service_method_service_name(int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[method]service.wait")))
+extern void __wasm_import_nsw_lab_service_method_service_wait(int32_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[method]service.stop")))
+extern void __wasm_import_nsw_lab_service_method_service_stop(int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[method]service.output")))
+extern void __wasm_import_nsw_lab_service_method_service_output(int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("start")))
+extern void __wasm_import_nsw_lab_service_start(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
 // Exported Functions from `lab`
 
@@ -122,7 +153,7 @@ void nsw_lab_types_error_free(nsw_lab_types_error_t *ptr) {
   }
 }
 
-__attribute__((__import_module__("nsw:lab/types@0.1.0"), __import_name__("[resource-drop]netns")))
+__attribute__((__import_module__("nsw:lab/types@0.1.1"), __import_name__("[resource-drop]netns")))
 extern void __wasm_import_nsw_lab_types_netns_drop(int32_t handle);
 
 void nsw_lab_types_netns_drop_own(nsw_lab_types_own_netns_t handle) {
@@ -137,7 +168,7 @@ nsw_lab_types_borrow_netns_t nsw_lab_types_borrow_netns(nsw_lab_types_own_netns_
   return (nsw_lab_types_borrow_netns_t) { arg.__handle };
 }
 
-__attribute__((__import_module__("nsw:lab/types@0.1.0"), __import_name__("[resource-drop]link")))
+__attribute__((__import_module__("nsw:lab/types@0.1.1"), __import_name__("[resource-drop]link")))
 extern void __wasm_import_nsw_lab_types_link_drop(int32_t handle);
 
 void nsw_lab_types_link_drop_own(nsw_lab_types_own_link_t handle) {
@@ -221,10 +252,100 @@ void nsw_lab_probe_error_free(nsw_lab_probe_error_t *ptr) {
   nsw_lab_types_error_free(ptr);
 }
 
+void lab_option_string_free(lab_option_string_t *ptr) {
+  if (ptr->is_some) {
+    lab_string_free(&ptr->val);
+  }
+}
+
+void nsw_lab_probe_hop_free(nsw_lab_probe_hop_t *ptr) {
+  lab_option_string_free(&ptr->address);
+}
+
 void nsw_lab_probe_result_ping_stats_error_free(nsw_lab_probe_result_ping_stats_error_t *ptr) {
   if (!ptr->is_err) {
   } else {
     nsw_lab_probe_error_free(&ptr->val.err);
+  }
+}
+
+void nsw_lab_probe_result_connect_stats_error_free(nsw_lab_probe_result_connect_stats_error_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    nsw_lab_probe_error_free(&ptr->val.err);
+  }
+}
+
+void nsw_lab_probe_result_throughput_stats_error_free(nsw_lab_probe_result_throughput_stats_error_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    nsw_lab_probe_error_free(&ptr->val.err);
+  }
+}
+
+void nsw_lab_probe_list_hop_free(nsw_lab_probe_list_hop_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    nsw_lab_probe_hop_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      nsw_lab_probe_hop_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void nsw_lab_probe_result_list_hop_error_free(nsw_lab_probe_result_list_hop_error_t *ptr) {
+  if (!ptr->is_err) {
+    nsw_lab_probe_list_hop_free(&ptr->val.ok);
+  } else {
+    nsw_lab_probe_error_free(&ptr->val.err);
+  }
+}
+
+void nsw_lab_service_error_free(nsw_lab_service_error_t *ptr) {
+  nsw_lab_types_error_free(ptr);
+}
+
+void nsw_lab_service_ending_free(nsw_lab_service_ending_t *ptr) {
+  switch ((int32_t) ptr->tag) {
+    case 0: {
+      break;
+    }
+    case 1: {
+      lab_string_free(&ptr->val.crashed);
+      break;
+    }
+  }
+}
+
+__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[resource-drop]service")))
+extern void __wasm_import_nsw_lab_service_service_drop(int32_t handle);
+
+void nsw_lab_service_service_drop_own(nsw_lab_service_own_service_t handle) {
+  __wasm_import_nsw_lab_service_service_drop(handle.__handle);
+}
+
+void nsw_lab_service_service_drop_borrow(nsw_lab_service_borrow_service_t handle) {
+  __wasm_import_nsw_lab_service_service_drop(handle.__handle);
+}
+
+nsw_lab_service_borrow_service_t nsw_lab_service_borrow_service(nsw_lab_service_own_service_t arg) {
+  return (nsw_lab_service_borrow_service_t) { arg.__handle };
+}
+
+void nsw_lab_service_option_ending_free(nsw_lab_service_option_ending_t *ptr) {
+  if (ptr->is_some) {
+    nsw_lab_service_ending_free(&ptr->val);
+  }
+}
+
+void lab_list_u8_free(lab_list_u8_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    uint8_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+    }
+    free(list_ptr);
   }
 }
 
@@ -236,6 +357,13 @@ void lab_list_string_free(lab_list_string_t *ptr) {
       lab_string_free(&list_ptr[i]);
     }
     free(list_ptr);
+  }
+}
+
+void nsw_lab_service_result_own_service_error_free(nsw_lab_service_result_own_service_error_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    nsw_lab_service_error_free(&ptr->val.err);
   }
 }
 
@@ -892,6 +1020,318 @@ bool nsw_lab_probe_ping(nsw_lab_probe_borrow_netns_t source, lab_string_t *targe
         }
         case 5: {
           variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_probe_tcp_connect(nsw_lab_probe_borrow_netns_t source, lab_string_t *address, uint16_t port, uint32_t timeout_ms, nsw_lab_probe_connect_stats_t *ret, nsw_lab_probe_error_t *err) {
+  __attribute__((__aligned__(8)))
+  uint8_t ret_area[(16+2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_probe_tcp_connect((source).__handle, (uint8_t *) (*address).ptr, (*address).len, (int32_t) (port), (int32_t) (timeout_ms), ptr);
+  nsw_lab_probe_result_connect_stats_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (nsw_lab_probe_connect_stats_t) {
+        (nsw_lab_probe_connect_outcome_t) (int32_t) *((uint8_t*) (ptr + 8)),
+        (double) *((double*) (ptr + 16)),
+      };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + 8));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_probe_throughput(nsw_lab_probe_borrow_netns_t sender, nsw_lab_probe_borrow_netns_t receiver, lab_string_t *address, uint32_t seconds, nsw_lab_probe_throughput_stats_t *ret, nsw_lab_probe_error_t *err) {
+  __attribute__((__aligned__(8)))
+  uint8_t ret_area[40];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_probe_throughput((sender).__handle, (receiver).__handle, (uint8_t *) (*address).ptr, (*address).len, (int32_t) (seconds), ptr);
+  nsw_lab_probe_result_throughput_stats_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (nsw_lab_probe_throughput_stats_t) {
+        (double) *((double*) (ptr + 8)),
+        (uint64_t) (uint64_t) (*((int64_t*) (ptr + 16))),
+        (double) *((double*) (ptr + 24)),
+        (uint32_t) (uint32_t) (*((int32_t*) (ptr + 32))),
+      };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + 8));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (8+1*sizeof(void*))))), (*((size_t*) (ptr + (8+2*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_probe_trace(nsw_lab_probe_borrow_netns_t source, lab_string_t *target, nsw_lab_probe_list_hop_t *ret, nsw_lab_probe_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_probe_trace((source).__handle, (uint8_t *) (*target).ptr, (*target).len, ptr);
+  nsw_lab_probe_result_list_hop_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (nsw_lab_probe_list_hop_t) { (nsw_lab_probe_hop_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+void nsw_lab_check_report(lab_string_t *name, bool passed, lab_string_t *detail) {
+  __wasm_import_nsw_lab_check_report((uint8_t *) (*name).ptr, (*name).len, passed, (uint8_t *) (*detail).ptr, (*detail).len);
+}
+
+void nsw_lab_service_method_service_name(nsw_lab_service_borrow_service_t self, lab_string_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_service_method_service_name((self).__handle, ptr);
+  *ret = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+bool nsw_lab_service_method_service_wait(nsw_lab_service_borrow_service_t self, uint32_t timeout_ms, nsw_lab_service_ending_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_service_method_service_wait((self).__handle, (int32_t) (timeout_ms), ptr);
+  nsw_lab_service_option_ending_t option;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      option.is_some = false;
+      break;
+    }
+    case 1: {
+      option.is_some = true;
+      nsw_lab_service_ending_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.exited = *((int32_t*) (ptr + (2*sizeof(void*))));
+          break;
+        }
+        case 1: {
+          variant.val.crashed = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          break;
+        }
+      }
+
+      option.val = variant;
+      break;
+    }
+  }
+  *ret = option.val;
+  return option.is_some;
+}
+
+void nsw_lab_service_method_service_stop(nsw_lab_service_borrow_service_t self, nsw_lab_service_ending_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(3*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_service_method_service_stop((self).__handle, ptr);
+  nsw_lab_service_ending_t variant;
+  variant.tag = (int32_t) *((uint8_t*) (ptr + 0));
+  switch ((int32_t) variant.tag) {
+    case 0: {
+      variant.val.exited = *((int32_t*) (ptr + sizeof(void*)));
+      break;
+    }
+    case 1: {
+      variant.val.crashed = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+    case 2: {
+      break;
+    }
+  }
+  *ret = variant;
+}
+
+void nsw_lab_service_method_service_output(nsw_lab_service_borrow_service_t self, lab_string_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_service_method_service_output((self).__handle, ptr);
+  *ret = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
+}
+
+bool nsw_lab_service_start(nsw_lab_service_borrow_netns_t node, lab_string_t *name, lab_list_u8_t *component, lab_list_string_t *args, nsw_lab_service_own_service_t *ret, nsw_lab_service_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_service_start((node).__handle, (uint8_t *) (*name).ptr, (*name).len, (uint8_t *) (*component).ptr, (*component).len, (uint8_t *) (*args).ptr, (*args).len, ptr);
+  nsw_lab_service_result_own_service_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (nsw_lab_service_own_service_t) { *((int32_t*) (ptr + sizeof(void*))) };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
           break;
         }
       }

@@ -163,6 +163,50 @@ typedef struct nsw_lab_probe_ping_stats_t {
   double   max_ms;
 } nsw_lab_probe_ping_stats_t;
 
+// How a TCP connection attempt ended. (0.1.1)
+typedef uint8_t nsw_lab_probe_connect_outcome_t;
+
+// The three-way handshake completed.
+#define NSW_LAB_PROBE_CONNECT_OUTCOME_CONNECTED 0
+// Nothing listens there (a TCP reset came back).
+#define NSW_LAB_PROBE_CONNECT_OUTCOME_REFUSED 1
+// No answer within the timeout (dropped on the way, or filtered).
+#define NSW_LAB_PROBE_CONNECT_OUTCOME_TIMED_OUT 2
+// The kernel had no route, or the neighbour did not answer.
+#define NSW_LAB_PROBE_CONNECT_OUTCOME_UNREACHABLE 3
+
+// A TCP connection attempt. (0.1.1)
+typedef struct nsw_lab_probe_connect_stats_t {
+  nsw_lab_probe_connect_outcome_t   outcome;
+  // From the attempt to its outcome, in milliseconds.
+  double   ms;
+} nsw_lab_probe_connect_stats_t;
+
+// What a path carried. (0.1.1)
+typedef struct nsw_lab_probe_throughput_stats_t {
+  // Payload the receiver got, per second, in bits.
+  double   bits_per_second;
+  uint64_t   bytes;
+  double   seconds;
+  // TCP segments the sender retransmitted.
+  uint32_t   retransmits;
+} nsw_lab_probe_throughput_stats_t;
+
+typedef struct {
+  bool is_some;
+  lab_string_t val;
+} lab_option_string_t;
+
+// One hop of a trace. (0.1.1)
+typedef struct nsw_lab_probe_hop_t {
+  // The TTL (hop limit) of the probe that found it.
+  uint8_t   ttl;
+  // Who answered (a router's time-exceeded, or the target's echo
+  // reply); none if nobody did within a second.
+  lab_option_string_t   address;
+  double   ms;
+} nsw_lab_probe_hop_t;
+
 typedef nsw_lab_types_borrow_netns_t nsw_lab_probe_borrow_netns_t;
 
 typedef struct {
@@ -174,9 +218,84 @@ typedef struct {
 } nsw_lab_probe_result_ping_stats_error_t;
 
 typedef struct {
+  bool is_err;
+  union {
+    nsw_lab_probe_connect_stats_t ok;
+    nsw_lab_probe_error_t err;
+  } val;
+} nsw_lab_probe_result_connect_stats_error_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    nsw_lab_probe_throughput_stats_t ok;
+    nsw_lab_probe_error_t err;
+  } val;
+} nsw_lab_probe_result_throughput_stats_error_t;
+
+typedef struct {
+  nsw_lab_probe_hop_t *ptr;
+  size_t len;
+} nsw_lab_probe_list_hop_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    nsw_lab_probe_list_hop_t ok;
+    nsw_lab_probe_error_t err;
+  } val;
+} nsw_lab_probe_result_list_hop_error_t;
+
+typedef nsw_lab_types_error_t nsw_lab_service_error_t;
+
+// How a service ended.
+typedef struct nsw_lab_service_ending_t {
+  uint8_t tag;
+  union {
+    int32_t     exited;
+    lab_string_t     crashed;
+  } val;
+} nsw_lab_service_ending_t;
+
+// It returned, or called exit, with this status: 0 is success.
+#define NSW_LAB_SERVICE_ENDING_EXITED 0
+// It trapped, ran out of memory or out of time: the message says.
+#define NSW_LAB_SERVICE_ENDING_CRASHED 1
+// It was stopped (`stop`, or the end of the run).
+#define NSW_LAB_SERVICE_ENDING_STOPPED 2
+
+typedef struct nsw_lab_service_own_service_t {
+  int32_t __handle;
+} nsw_lab_service_own_service_t;
+
+typedef struct nsw_lab_service_borrow_service_t {
+  int32_t __handle;
+} nsw_lab_service_borrow_service_t;
+
+typedef struct {
+  bool is_some;
+  nsw_lab_service_ending_t val;
+} nsw_lab_service_option_ending_t;
+
+typedef nsw_lab_types_borrow_netns_t nsw_lab_service_borrow_netns_t;
+
+typedef struct {
+  uint8_t *ptr;
+  size_t len;
+} lab_list_u8_t;
+
+typedef struct {
   lab_string_t *ptr;
   size_t len;
 } lab_list_string_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    nsw_lab_service_own_service_t ok;
+    nsw_lab_service_error_t err;
+  } val;
+} nsw_lab_service_result_own_service_error_t;
 
 typedef struct {
   bool is_err;
@@ -185,13 +304,13 @@ typedef struct {
   } val;
 } lab_result_void_string_t;
 
-// Imported Functions from `nsw:lab/types@0.1.0`
+// Imported Functions from `nsw:lab/types@0.1.1`
 // The name the script gave it (`pb`), or `host` for the lab's host.
 extern void nsw_lab_types_method_netns_name(nsw_lab_types_borrow_netns_t self, lab_string_t *ret);
 // The interface name, as the kernel shows it (`veth-pb`).
 extern void nsw_lab_types_method_link_name(nsw_lab_types_borrow_link_t self, lab_string_t *ret);
 
-// Imported Functions from `nsw:lab/topology@0.1.0`
+// Imported Functions from `nsw:lab/topology@0.1.1`
 // The lab's host. By default this is a namespace of the lab's own
 // (named after the lab) that stands in for the machine; with the
 // `host-net` grant it is the machine's own network namespace.
@@ -225,13 +344,13 @@ extern bool nsw_lab_topology_set_up(nsw_lab_topology_borrow_link_t link, nsw_lab
 // resolves the next hop of forwarded IPv6 from one.
 extern void nsw_lab_topology_set_ipv6_link_local(bool enabled);
 
-// Imported Functions from `nsw:lab/address@0.1.0`
+// Imported Functions from `nsw:lab/address@0.1.1`
 // Add an address with its prefix length, IPv4 or IPv6:
 // `10.0.0.10/16`, `fd00::10/64`. IPv6 addresses skip duplicate
 // address detection, so they are usable at once.
 extern bool nsw_lab_address_add(nsw_lab_address_borrow_link_t link, lab_string_t *cidr, nsw_lab_address_error_t *err);
 
-// Imported Functions from `nsw:lab/route@0.1.0`
+// Imported Functions from `nsw:lab/route@0.1.1`
 // Add a route in `ns` to `destination` (a prefix such as `10.1.0.0/16`,
 // or `default`) through the gateway `via`, which must be reachable
 // on one of the namespace's links.
@@ -241,17 +360,54 @@ extern bool nsw_lab_route_add(nsw_lab_route_borrow_netns_t ns, lab_string_t *des
 // the lab goes down.
 extern bool nsw_lab_route_enable_forwarding(nsw_lab_route_borrow_netns_t ns, nsw_lab_route_ip_family_t family, nsw_lab_route_error_t *err);
 
-// Imported Functions from `nsw:lab/nat@0.1.0`
+// Imported Functions from `nsw:lab/nat@0.1.1`
 // Masquerade traffic from the prefix `source` (`10.0.0.0/16`) that
 // leaves `ns`, like `iptables -t nat -A POSTROUTING -s SOURCE -j
 // MASQUERADE`. The rule lives in an nftables table of the lab's own,
 // `inet nsw-<lab>`, which goes with the lab.
 extern bool nsw_lab_nat_masquerade(nsw_lab_nat_borrow_netns_t ns, lab_string_t *source, nsw_lab_nat_error_t *err);
 
-// Imported Functions from `nsw:lab/probe@0.1.0`
+// Imported Functions from `nsw:lab/probe@0.1.1`
 // Ping `target` (an IPv4 or IPv6 address) from inside `source` with
 // ICMP echo. Lost replies are not an error: check `received`.
 extern bool nsw_lab_probe_ping(nsw_lab_probe_borrow_netns_t source, lab_string_t *target, nsw_lab_probe_ping_options_t *options, nsw_lab_probe_ping_stats_t *ret, nsw_lab_probe_error_t *err);
+// Open a TCP connection from inside `source` to `address` (IPv4 or
+// IPv6) port `port`, waiting up to `timeout-ms` (1-10000); close it at
+// once. A refusal or a timeout is not an error: check `outcome`. (0.1.1)
+extern bool nsw_lab_probe_tcp_connect(nsw_lab_probe_borrow_netns_t source, lab_string_t *address, uint16_t port, uint32_t timeout_ms, nsw_lab_probe_connect_stats_t *ret, nsw_lab_probe_error_t *err);
+// Measure a path: a receiver listens in `receiver` on `address` (an
+// address of `receiver`), a sender in `sender` sends it TCP as fast as
+// it goes for `seconds` (1-60). Both run inside nsw, nothing is needed
+// in the nodes. (0.1.1)
+extern bool nsw_lab_probe_throughput(nsw_lab_probe_borrow_netns_t sender, nsw_lab_probe_borrow_netns_t receiver, lab_string_t *address, uint32_t seconds, nsw_lab_probe_throughput_stats_t *ret, nsw_lab_probe_error_t *err);
+// The routers on the way from `source` to `target`: ICMP echo with a
+// growing TTL (1 to 30), one probe per hop, each waiting up to a
+// second; ends at the target. (0.1.1)
+extern bool nsw_lab_probe_trace(nsw_lab_probe_borrow_netns_t source, lab_string_t *target, nsw_lab_probe_list_hop_t *ret, nsw_lab_probe_error_t *err);
+
+// Imported Functions from `nsw:lab/check@0.1.1`
+// Record a check: `name` (1-200 characters), whether it passed, and
+// a detail: what was measured, or why it failed. A name used twice
+// records two checks.
+extern void nsw_lab_check_report(lab_string_t *name, bool passed, lab_string_t *detail);
+
+// Imported Functions from `nsw:lab/service@0.1.1`
+// Its name, as its output is prefixed: `<node>/<name>`.
+extern void nsw_lab_service_method_service_name(nsw_lab_service_borrow_service_t self, lab_string_t *ret);
+// Wait up to `timeout-ms` (0-60000) for it to end: how it ended,
+// or none if it still runs.
+extern bool nsw_lab_service_method_service_wait(nsw_lab_service_borrow_service_t self, uint32_t timeout_ms, nsw_lab_service_ending_t *ret);
+// Stop it, if it still runs; how it ended.
+extern void nsw_lab_service_method_service_stop(nsw_lab_service_borrow_service_t self, nsw_lab_service_ending_t *ret);
+// What it printed so far, stdout and stderr, at most the last
+// 64 KiB.
+extern void nsw_lab_service_method_service_output(nsw_lab_service_borrow_service_t self, lab_string_t *ret);
+// Start `component` (the bytes of a command component: a script
+// carries its services) in `node` as `name` (1-32 characters, as a
+// node's name), with `args` as its arguments (`args[0]` is by custom
+// its name). Not in the machine's own namespace (a host-net lab's
+// host): a service lives inside the lab.
+extern bool nsw_lab_service_start(nsw_lab_service_borrow_netns_t node, lab_string_t *name, lab_list_u8_t *component, lab_list_string_t *args, nsw_lab_service_own_service_t *ret, nsw_lab_service_error_t *err);
 
 // Exported Functions from `lab`
 bool exports_lab_run(lab_list_string_t *args, lab_string_t *err);
@@ -296,9 +452,37 @@ void nsw_lab_nat_result_void_error_free(nsw_lab_nat_result_void_error_t *ptr);
 
 void nsw_lab_probe_error_free(nsw_lab_probe_error_t *ptr);
 
+void lab_option_string_free(lab_option_string_t *ptr);
+
+void nsw_lab_probe_hop_free(nsw_lab_probe_hop_t *ptr);
+
 void nsw_lab_probe_result_ping_stats_error_free(nsw_lab_probe_result_ping_stats_error_t *ptr);
 
+void nsw_lab_probe_result_connect_stats_error_free(nsw_lab_probe_result_connect_stats_error_t *ptr);
+
+void nsw_lab_probe_result_throughput_stats_error_free(nsw_lab_probe_result_throughput_stats_error_t *ptr);
+
+void nsw_lab_probe_list_hop_free(nsw_lab_probe_list_hop_t *ptr);
+
+void nsw_lab_probe_result_list_hop_error_free(nsw_lab_probe_result_list_hop_error_t *ptr);
+
+void nsw_lab_service_error_free(nsw_lab_service_error_t *ptr);
+
+void nsw_lab_service_ending_free(nsw_lab_service_ending_t *ptr);
+
+extern void nsw_lab_service_service_drop_own(nsw_lab_service_own_service_t handle);
+
+extern void nsw_lab_service_service_drop_borrow(nsw_lab_service_borrow_service_t handle);
+
+extern nsw_lab_service_borrow_service_t nsw_lab_service_borrow_service(nsw_lab_service_own_service_t handle);
+
+void nsw_lab_service_option_ending_free(nsw_lab_service_option_ending_t *ptr);
+
+void lab_list_u8_free(lab_list_u8_t *ptr);
+
 void lab_list_string_free(lab_list_string_t *ptr);
+
+void nsw_lab_service_result_own_service_error_free(nsw_lab_service_result_own_service_error_t *ptr);
 
 void lab_result_void_string_free(lab_result_void_string_t *ptr);
 

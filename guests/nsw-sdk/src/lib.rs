@@ -17,7 +17,8 @@
 //! ```
 //!
 //! The capability interfaces (`topology`, `address`, `route`, `nat`,
-//! `probe`) are re-exported at the top; a script that never calls one does
+//! `probe`, `check`, `service`, and `uplink` and `process`, which need a
+//! grant) are re-exported at the top; a script that never calls one does
 //! not import it, so it never needs the grant for it.
 
 /// The generated bindings; everything useful is re-exported below.
@@ -26,7 +27,7 @@ pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
         // The widest world: Rust keeps only the imports a script uses.
-        world: "lab-with-uplink",
+        world: "everything",
         pub_export_macro: true,
         default_bindings_module: "nsw_sdk::bindings",
     });
@@ -34,7 +35,7 @@ pub mod bindings {
 
 pub use bindings::{Guest, export};
 pub use bindings::nsw::lab::types::{Error, IpFamily, Link, Netns};
-pub use bindings::nsw::lab::{address, nat, probe, route, topology, types, uplink};
+pub use bindings::nsw::lab::{address, check, nat, probe, process, route, service, topology, types, uplink};
 
 impl Error {
     /// The variant's name as the WIT spells it (`invalid`, `exists`, ...).

@@ -57,6 +57,31 @@ impl PingStats {
     }
 }
 
+/// How a TCP connection attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectOutcome {
+    Connected,
+    Refused,
+    TimedOut,
+    Unreachable,
+}
+
+/// What a throughput run carried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughput {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub retransmits: u32,
+}
+
+/// One hop of a trace: who answered the probe of this TTL, if anyone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hop {
+    pub ttl: u8,
+    pub address: Option<IpAddr>,
+    pub rtt: Duration,
+}
+
 /// A process, as the journal knows it: pid and start time, so that a pid
 /// the kernel gave to someone else since is never taken for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +89,39 @@ pub struct ProcessId {
     pub pid: u32,
     /// Start time, in clock ticks after boot (`/proc/PID/stat` field 22).
     pub since: u64,
+}
+
+/// A program to run inside a node (`--allow exec`).
+#[derive(Debug, Clone)]
+pub struct ProgramSpec {
+    /// The program, resolved to an absolute path.
+    pub program: std::path::PathBuf,
+    /// Its arguments, `argv[0]` first.
+    pub argv: Vec<String>,
+    /// Who it runs as.
+    pub uid: u32,
+    pub gid: u32,
+    /// Where stdout and stderr go: pipes (`None`), or this file, which may
+    /// grow to so many bytes.
+    pub log: Option<(std::path::PathBuf, u64)>,
+}
+
+/// How a program ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+/// A program started in a node.
+pub trait Program: Send + Sync {
+    fn id(&self) -> ProcessId;
+    /// How it ended, if it has (without waiting).
+    fn try_wait(&mut self) -> io::Result<Option<Exit>>;
+    /// Its stdout and stderr, for a program started with pipes; once.
+    fn take_pipes(&mut self) -> Option<(Box<dyn std::io::Read + Send>, Box<dyn std::io::Read + Send>)>;
+    /// Send `signal` to it and everything in its session.
+    fn signal(&self, signal: nix::sys::signal::Signal);
 }
 
 /// What the uplink's user-mode NAT is told.
@@ -128,6 +186,13 @@ pub trait Backend: Send {
     /// Send `count` echo requests, `interval` apart at least, waiting up to
     /// `timeout` for each reply; give up early once `stop` is raised.
     async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats>;
+    /// Try a TCP connection from `ns` to `to`, closing it at once.
+    async fn tcp_connect(&mut self, ns: NsId, to: std::net::SocketAddr, timeout: Duration, stop: &Stop) -> io::Result<(ConnectOutcome, Duration)>;
+    /// Send TCP from `sender` to a receiver listening on `address` in
+    /// `receiver` for `duration`.
+    async fn throughput(&mut self, sender: NsId, receiver: NsId, address: IpAddr, duration: Duration, stop: &Stop) -> io::Result<Throughput>;
+    /// The routers on the way from `ns` to `target`.
+    async fn trace(&mut self, ns: NsId, target: IpAddr, stop: &Stop) -> io::Result<Vec<Hop>>;
     /// The prefixes `ns` routes somewhere: routes of every table, the
     /// destinations of its policy rules.
     async fn routes(&mut self, ns: NsId) -> io::Result<Vec<IpNet>>;
@@ -137,6 +202,10 @@ pub trait Backend: Send {
     /// Whether the named namespace `id` is still the one the backend
     /// created (nobody deleted or replaced it under us).
     async fn netns_alive(&mut self, id: NsId) -> io::Result<bool>;
+    /// Start a program inside `ns`.
+    fn start_program(&mut self, ns: NsId, spec: &ProgramSpec) -> io::Result<Box<dyn Program>>;
+    /// Run `body` on a thread of its own inside `ns` (a service).
+    fn start_thread_in(&mut self, ns: NsId, name: &str, body: Box<dyn FnOnce() + Send>) -> io::Result<()>;
     /// Start the uplink's user-mode NAT for the namespace `ns`.
     async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId>;
 }
@@ -187,6 +256,11 @@ pub trait Teardown: Send {
     async fn read_machine_sysctl(&mut self, key: &str) -> io::Result<String>;
     async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
     async fn machine_sysctl_tree(&mut self, roots: &[&str]) -> io::Result<BTreeMap<String, String>>;
+}
+
+/// Find a program as a shell would (an absolute path, or a name in PATH).
+pub fn kernel_resolve(program: &str) -> Option<std::path::PathBuf> {
+    kernel::spawn::resolve(program)
 }
 
 /// The real thing: the kernel, for building labs and taking them down.

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod inspect;
 pub mod ls;
 pub mod run;
+pub mod test;
 
 use std::process::ExitCode;
 

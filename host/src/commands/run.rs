@@ -83,6 +83,21 @@ pub struct RunArgs {
     /// Size the lab's journal (under /run/nsw) may grow to, in KiB.
     #[arg(long, default_value_t = Limits::default().journal_bytes / 1024, value_name = "KIB")]
     max_journal: u64,
+    /// Checks the script may record.
+    #[arg(long, default_value_t = Limits::default().checks, value_name = "N")]
+    max_checks: u64,
+    /// TCP connections, throughput runs and traces the script may make.
+    #[arg(long, default_value_t = Limits::default().probes, value_name = "N")]
+    max_probes: u64,
+    /// WebAssembly services the script may start.
+    #[arg(long, default_value_t = Limits::default().services, value_name = "N")]
+    max_services: u64,
+    /// Programs the script may start (with --allow exec).
+    #[arg(long, default_value_t = Limits::default().processes, value_name = "N")]
+    max_processes: u64,
+    /// Who programs run as (with --allow exec): a user name or uid.
+    #[arg(long, default_value = "nobody", value_name = "USER")]
+    exec_user: String,
     /// Arguments for the script's `run`.
     #[arg(last = true)]
     args: Vec<String>,
@@ -127,13 +142,35 @@ impl RunArgs {
             nat_rules: self.max_nat_rules,
             failures: self.max_failures,
             journal_bytes: self.max_journal.saturating_mul(1024),
+            checks: self.max_checks,
+            probes: self.max_probes,
+            services: self.max_services,
+            processes: self.max_processes,
         }
     }
 }
 
 pub async fn exec(args: RunArgs) -> CommandResult {
+    build(&args, args.rm).await.map(|built| built.status)
+}
+
+/// What a run did: how it ended, why it failed (if it did), and what the
+/// script found.
+pub struct Built {
+    pub status: Status,
+    pub failure: Option<String>,
+    pub findings: crate::lab::Findings,
+    pub lab: String,
+    pub elapsed: Duration,
+}
+
+/// Build the lab `args` describe; take it down at the end if `rm`.
+pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     let lab_name = args.lab_name()?;
-    let grants = Grants::parse(&args.allow, args.allow_all)?;
+    let mut grants = Grants::parse(&args.allow, args.allow_all)?;
+    if grants.exec.is_some() {
+        grants.exec_user = Some(exec_user(&args.exec_user)?);
+    }
     let limits = args.run_limits()?;
     // Imports are requests: refuse what was not granted before anything runs.
     // Read once: the import check and the loader share the bytes.
@@ -208,6 +245,7 @@ pub async fn exec(args: RunArgs) -> CommandResult {
 
     let started = Instant::now();
     let mut run_times = runtime::RunTimes::default();
+    let mut findings = crate::lab::Findings::default();
     let (ending, mut journal) = match Lab::start(&lab_name, grants, journal, Box::new(backend::system()), args.lab_limits(), stop.clone()).await {
         Err((e, journal)) => (Ending::Setup(e), journal),
         Ok(lab) if stop.requested() => (Ending::Guest(runtime::stopped_outcome(&stop, &limits)), lab.finish()),
@@ -218,16 +256,18 @@ pub async fn exec(args: RunArgs) -> CommandResult {
                 (Outcome::Trap(e), Some(refusal)) => Ending::CrashedAfterRefusal(e, refusal.to_string()),
                 (outcome, _) => Ending::Guest(outcome),
             };
+            findings = lab.findings().clone();
             // Closes the lab's namespace fds and netlink sockets.
             (ending, lab.finish())
         }
     };
     let elapsed = started.elapsed();
 
+    let built = |status, failure| Built { status, failure, findings, lab: lab_name.clone(), elapsed };
     let Some((why, status)) = ending.failure() else {
         session.mark_up(&mut journal)?;
         let mut timings = (loaded.load_time, loaded.from_cache, run_times, elapsed, None::<Duration>);
-        if args.rm {
+        if rm {
             let down = Instant::now();
             let report = session.tear_down(journal, &mut machine, false).await?;
             tell_problems(&report);
@@ -238,7 +278,7 @@ pub async fn exec(args: RunArgs) -> CommandResult {
             write_timings(timings)?;
             print_summary(journal.record(), elapsed);
         }
-        return Ok(Status::Success);
+        return Ok(built(Status::Success, None));
     };
     say!("nsw: {why}");
     if args.keep {
@@ -249,7 +289,17 @@ pub async fn exec(args: RunArgs) -> CommandResult {
         tell_problems(&report);
         say!("nsw: rolled back: {} (run with --keep to leave them for a look)", report.summary());
     }
-    Ok(status)
+    Ok(built(status, Some(why)))
+}
+
+/// The uid and gid of `--exec-user`.
+fn exec_user(user: &str) -> anyhow::Result<(u32, u32)> {
+    let found = match user.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))?,
+        Err(_) => nix::unistd::User::from_name(user)?,
+    };
+    let found = found.with_context(|| format!("--exec-user: there is no user {}", policy::quoted(user)))?;
+    Ok((found.uid.as_raw(), found.gid.as_raw()))
 }
 
 /// How a run ended, as the user is told.

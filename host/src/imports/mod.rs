@@ -4,9 +4,12 @@
 
 pub mod address;
 pub mod bindings;
+pub mod check;
 pub mod nat;
+pub mod process;
 pub mod probe;
 pub mod route;
+pub mod service;
 pub mod topology;
 pub mod types;
 pub mod uplink;
@@ -16,6 +19,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::lab::Lab;
+use crate::runtime::service::Services;
 
 /// Everything a guest's calls can reach.
 pub struct HostState {
@@ -24,6 +28,8 @@ pub struct HostState {
     pub table: ResourceTable,
     pub wasi: WasiCtx,
     pub limits: StoreLimits,
+    /// The services the script starts.
+    pub services: Services,
 }
 
 impl WasiView for HostState {

@@ -158,6 +158,8 @@ pub enum Entry {
     },
     /// Creating it failed: it does not exist.
     Failed { id: u32 },
+    /// It is gone by itself (a process that ended).
+    Gone { id: u32 },
     /// A link moved to another namespace, where it has index `ident`.
     /// Into the machine's namespace it is written before the move, with
     /// the index nsw asks for (and written back if the move fails).

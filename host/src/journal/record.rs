@@ -63,7 +63,7 @@ impl LabRecord {
                     o.since = since;
                 }
             }
-            Entry::Failed { id } => self.objects.retain(|o| o.id != id),
+            Entry::Failed { id } | Entry::Gone { id } => self.objects.retain(|o| o.id != id),
             Entry::Moved { id, netns: to, ident } => {
                 if let Some(owned) = self.objects.iter_mut().rev().find(|o| o.id == id) {
                     if let Object::Link { netns, .. } = &mut owned.object {

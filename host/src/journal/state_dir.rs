@@ -200,8 +200,14 @@ impl StateDir {
         LabRecord::from_entries(entries).map(Some).with_context(|| format!("reading {}", path.display()))
     }
 
-    /// Remove a lab's journal (the lab is gone), keeping the lock.
+    /// Remove a lab's journal (the lab is gone), keeping the lock; and the
+    /// output its programs left (`<lab>.d`).
     pub fn remove_journal(&self, _lock: &LabLock, lab: &str) -> Result<()> {
+        let outputs = self.path.join(format!("{lab}.d"));
+        match fs::remove_dir_all(&outputs) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).with_context(|| format!("removing {}", outputs.display())),
+            _ => {}
+        }
         let path = self.journal_path(lab);
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),

@@ -8,9 +8,12 @@
 //! beside the import module that calls it; this one holds what they share.
 
 mod address;
+mod check;
 mod nat;
 mod probe;
+pub mod process;
 mod route;
+mod service;
 #[cfg(test)]
 mod tests;
 mod topology;
@@ -27,6 +30,8 @@ use crate::journal::{Entry, Journal, Mode, NetnsRef, Object};
 use crate::policy::host_net::MachineRules;
 use crate::policy::{self, Grants, Limits, Quotas};
 use crate::stop::Stop;
+
+pub use check::{CheckRecord, Findings, ProbeRecord};
 
 /// A link, by the lab's index for it.
 pub type LinkId = usize;
@@ -106,6 +111,10 @@ pub struct Lab {
     last_refusal: Option<(u64, String)>,
     /// Lab operations begun so far.
     calls: u64,
+    /// Checks and probes, for the report.
+    findings: Findings,
+    /// Services started, as `<node>/<name>`.
+    service_labels: HashSet<String>,
 }
 
 impl Lab {
@@ -144,6 +153,8 @@ impl Lab {
             awaiting_carrier: Vec::new(),
             last_refusal: None,
             calls: 0,
+            findings: Findings::default(),
+            service_labels: HashSet::new(),
         };
         let host = match mode {
             Mode::Contained => lab.new_netns("host", name.to_string()).await.map(drop),
@@ -206,6 +217,11 @@ impl Lab {
             Some((calls, message)) if *calls == self.calls => Some(message),
             _ => None,
         }
+    }
+
+    /// The run's stop flag.
+    pub fn stop(&self) -> &Stop {
+        &self.stop
     }
 
     /// The lab's name.

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::Lab;
-use crate::backend::{NsId, PingStats};
+use crate::backend::{ConnectOutcome, Hop, NsId, PingStats, Throughput};
 use crate::error::{LabError, LabResult};
 use crate::policy;
 
@@ -47,7 +47,82 @@ impl Lab {
                 crate::tell::say!("nsw: {what} got no reply; {hint}");
             }
         }
+        if let Ok(s) = &stats {
+            let result = format!("{}/{} replies, avg {:.3} ms", s.received, s.sent, s.avg.as_secs_f64() * 1e3);
+            self.note_probe("ping", self.netns[ns].node.clone(), target.to_string(), result);
+        }
         stats
+    }
+
+    /// Before a probe: the common checks, the namespace alive, every link
+    /// made and its carrier settled.
+    async fn prepare_probe(&mut self, ns: NsId, what: &str, target: IpAddr) -> LabResult<()> {
+        if let Some(rules) = self.machine_rules(ns) {
+            rules.check_ping(what, target)?;
+        }
+        self.quotas.probes.take(1, what)?;
+        self.alive(ns).await?;
+        self.flush().await?;
+        self.wait_for_carriers().await
+    }
+
+    pub async fn tcp_connect(&mut self, ns: NsId, address: &str, port: u16, timeout_ms: u32) -> LabResult<(ConnectOutcome, Duration)> {
+        self.refuse_if_stopped()?;
+        self.check_strings("probe.tcp-connect", &[address])?;
+        let address = policy::parse_ip(address)?;
+        if !(1..=10_000).contains(&timeout_ms) {
+            return Err(LabError::invalid(format!("tcp-connect timeout {timeout_ms} ms is out of range 1-10000")));
+        }
+        let to = std::net::SocketAddr::new(address, port);
+        let what = format!("tcp-connect to {to} from {}", self.describe_ns(ns));
+        self.prepare_probe(ns, &what, address).await?;
+        let (outcome, took) = self
+            .backend
+            .tcp_connect(ns, to, Duration::from_millis(timeout_ms as u64), &self.stop)
+            .await
+            .map_err(|e| LabError::os(&what, &e))?;
+        let result = format!("{} in {:.3} ms", describe_connect(outcome), took.as_secs_f64() * 1e3);
+        self.note_probe("tcp-connect", self.netns[ns].node.clone(), to.to_string(), result);
+        Ok((outcome, took))
+    }
+
+    pub async fn throughput(&mut self, sender: NsId, receiver: NsId, address: &str, seconds: u32) -> LabResult<Throughput> {
+        self.refuse_if_stopped()?;
+        self.check_strings("probe.throughput", &[address])?;
+        let address = policy::parse_ip(address)?;
+        if !(1..=60).contains(&seconds) {
+            return Err(LabError::invalid(format!("throughput seconds {seconds} is out of range 1-60")));
+        }
+        let what = format!("throughput from {} to {address} in {}", self.describe_ns(sender), self.describe_ns(receiver));
+        // The receiver listens on an address of its own namespace: the
+        // lab must have given it one.
+        let owns = self.subnets_of(receiver).any(|(net, _)| net.addr() == address);
+        if !owns {
+            return Err(LabError::invalid(format!("{what}: {address} is not an address the lab gave {}", self.describe_ns(receiver))));
+        }
+        self.prepare_probe(sender, &what, address).await?;
+        self.alive(receiver).await?;
+        let stats = self
+            .backend
+            .throughput(sender, receiver, address, Duration::from_secs(seconds as u64), &self.stop)
+            .await
+            .map_err(|e| LabError::os(&what, &e))?;
+        let result = format!("{:.1} Mbit/s, {} retransmits", stats.bytes as f64 * 8.0 / stats.seconds / 1e6, stats.retransmits);
+        let from = self.netns[sender].node.clone();
+        self.note_probe("throughput", from, format!("{address} in {}", self.netns[receiver].node), result);
+        Ok(stats)
+    }
+
+    pub async fn trace(&mut self, ns: NsId, target: &str) -> LabResult<Vec<Hop>> {
+        self.refuse_if_stopped()?;
+        self.check_strings("probe.trace", &[target])?;
+        let target = policy::parse_ip(target)?;
+        let what = format!("trace {target} from {}", self.describe_ns(ns));
+        self.prepare_probe(ns, &what, target).await?;
+        let hops = self.backend.trace(ns, target, &self.stop).await.map_err(|e| LabError::os(&what, &e))?;
+        let path: Vec<String> = hops.iter().map(|h| h.address.map(|a| a.to_string()).unwrap_or_else(|| "*".into())).collect();
+        self.note_probe("trace", self.netns[ns].node.clone(), target.to_string(), path.join(" "));
+        Ok(hops)
     }
 
     /// When a ping gets nothing back: the links on its way that the lab
@@ -77,5 +152,14 @@ impl Lab {
             parts.push(format!("no carrier on {}", no_carrier.join(", ")));
         }
         if parts.is_empty() { None } else { Some(parts.join("; ")) }
+    }
+}
+
+fn describe_connect(outcome: ConnectOutcome) -> &'static str {
+    match outcome {
+        ConnectOutcome::Connected => "connected",
+        ConnectOutcome::Refused => "refused",
+        ConnectOutcome::TimedOut => "timed out",
+        ConnectOutcome::Unreachable => "unreachable",
     }
 }

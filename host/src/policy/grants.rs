@@ -13,16 +13,19 @@ pub enum Grant {
     HostNet,
     /// A contained lab may connect to the machine's network (NATed).
     Uplink,
+    /// Programs of the machine may run inside the lab's nodes.
+    Exec,
 }
 
 impl Grant {
-    pub const ALL: [Grant; 2] = [Grant::HostNet, Grant::Uplink];
+    pub const ALL: [Grant; 3] = [Grant::HostNet, Grant::Uplink, Grant::Exec];
 
     /// The grant as `--allow` spells it.
     pub fn name(self) -> &'static str {
         match self {
             Grant::HostNet => "host-net",
             Grant::Uplink => "uplink",
+            Grant::Exec => "exec",
         }
     }
 
@@ -31,6 +34,7 @@ impl Grant {
         match self {
             Grant::HostNet => "host-net[=PREFIX,...]",
             Grant::Uplink => "uplink",
+            Grant::Exec => "exec[=PROGRAM,...]",
         }
     }
 
@@ -43,7 +47,11 @@ impl Grant {
                  172.16.0.0/12, 192.168.0.0/16, fc00::/7) and never overlap the machine's own routes; the lab \
                  never touches what it did not create"
             }
-            Grant::Uplink => "the script may connect a contained lab to the machine's network through a NATed veth pair (the uplink interface)",
+            Grant::Uplink => "the script may connect a contained lab to the machine's network through user-mode NAT (the uplink interface)",
+            Grant::Exec => {
+                "the script may run programs of the machine inside the lab's nodes (the process interface), any program or \
+                 only the PROGRAMs named, as an unprivileged user (--exec-user) that cannot gain privileges"
+            }
         }
     }
 }
@@ -61,6 +69,12 @@ pub struct Grants {
     pub host_net: Option<Vec<IpNet>>,
     /// A contained lab may connect to the machine (the `uplink` interface).
     pub uplink: bool,
+    /// Programs may run in the lab's nodes: `Some(empty)` any program,
+    /// else only these (names or absolute paths).
+    pub exec: Option<Vec<String>>,
+    /// Who those programs run as (uid, gid): `nobody` unless
+    /// `--exec-user` says otherwise.
+    pub exec_user: Option<(u32, u32)>,
 }
 
 impl Grants {
@@ -70,6 +84,7 @@ impl Grants {
         if all {
             grants.host_net = Some(default_host_prefixes());
             grants.uplink = true;
+            grants.exec = Some(Vec::new());
         }
         for value in values {
             let (name, scope) = match value.split_once('=') {
@@ -90,6 +105,14 @@ impl Grants {
                     grants.host_net = Some(prefixes);
                 }
                 ("uplink", None) => grants.uplink = true,
+                ("exec", None) => grants.exec = Some(Vec::new()),
+                ("exec", Some(list)) => {
+                    let programs: Vec<String> = list.split(',').map(str::to_string).collect();
+                    if let Some(bad) = programs.iter().find(|p| p.is_empty() || p.chars().any(|c| c.is_whitespace() || c.is_control())) {
+                        anyhow::bail!("--allow exec: {} is not a program name", quoted(bad));
+                    }
+                    grants.exec = Some(programs);
+                }
                 _ => {
                     let known: Vec<&str> = Grant::ALL.iter().map(|g| g.usage()).collect();
                     anyhow::bail!("unknown grant {}; the grants are: {}", quoted(value), known.join(", "));
@@ -103,12 +126,18 @@ impl Grants {
         match grant {
             Grant::HostNet => self.host_net.is_some(),
             Grant::Uplink => self.uplink,
+            Grant::Exec => self.exec.is_some(),
         }
     }
 
     /// Where the lab's host is: a namespace of its own unless `host-net`.
     pub fn mode(&self) -> Mode {
         if self.host_net.is_some() { Mode::HostNet } else { Mode::Contained }
+    }
+
+    /// Who programs run as, if programs may run at all.
+    pub fn exec_as(&self) -> Option<(u32, u32)> {
+        self.exec.as_ref().map(|_| self.exec_user.unwrap_or((65534, 65534)))
     }
 
     /// The prefixes `host-net` granted (empty without it).
@@ -125,6 +154,11 @@ impl Grants {
         }
         if self.uplink {
             names.push("uplink".to_string());
+        }
+        match &self.exec {
+            Some(programs) if programs.is_empty() => names.push("exec".to_string()),
+            Some(programs) => names.push(format!("exec={}", programs.join(","))),
+            None => {}
         }
         names
     }
@@ -153,5 +187,8 @@ mod tests {
         assert!(err.contains("host-net") && err.contains("uplink"), "{err}");
         assert!(Grants::parse(&["host-net=0.0.0.0/0".into()], false).is_err());
         assert!(Grants::parse(&["host-net=10.0.0.1/8".into()], false).is_err());
+        let g = Grants::parse(&["exec=iperf3,/usr/bin/ping".into()], false).unwrap();
+        assert_eq!(g.names(), ["exec=iperf3,/usr/bin/ping"]);
+        assert!(Grants::parse(&["exec=a b".into()], false).is_err());
     }
 }

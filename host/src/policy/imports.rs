@@ -6,7 +6,12 @@ use super::grants::{Grant, Grants};
 use super::names::quoted;
 
 /// The nsw version of the WIT package this host implements.
-pub const WIT_PACKAGE: &str = "nsw:lab@0.1.0";
+pub const WIT_PACKAGE: &str = "nsw:lab@0.1.1";
+
+/// The versions of the package a script may have been built against: 0.1.x
+/// only adds to 0.1.0, so every earlier one runs unchanged (wasmtime links
+/// an import of `@0.1.0` to the host's `@0.1.1`).
+pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.1.1"];
 
 /// One WIT interface: one capability a script may ask for by importing it.
 #[derive(Debug, Clone, Copy)]
@@ -32,8 +37,11 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { interface: "address", grant: None, what: "addresses on the lab's links" },
     Capability { interface: "route", grant: None, what: "routes and forwarding in the lab" },
     Capability { interface: "nat", grant: None, what: "masquerade in the lab's own nftables table" },
-    Capability { interface: "probe", grant: None, what: "pings from the lab's namespaces" },
+    Capability { interface: "probe", grant: None, what: "pings, TCP connections, throughput and traces from the lab's namespaces" },
+    Capability { interface: "check", grant: None, what: "checks with a verdict, for nsw test's report" },
+    Capability { interface: "service", grant: None, what: "WebAssembly services in the lab's nodes (sockets inside the lab only)" },
     Capability { interface: "uplink", grant: Some(Grant::Uplink), what: "a NATed way out through the machine" },
+    Capability { interface: "process", grant: Some(Grant::Exec), what: "programs of the machine run inside the lab's nodes" },
 ];
 
 /// WASI interfaces nsw links, by name prefix (most specific first), and
@@ -72,9 +80,8 @@ pub fn judge_import(name: &str, grants: &Grants) -> ImportVerdict {
         None => (name, None),
     };
     if let Some(interface) = path.strip_prefix("nsw:lab/") {
-        let ours = WIT_PACKAGE.split_once('@').map(|(_, v)| v);
         let Some(cap) = CAPABILITIES.iter().find(|c| c.interface == interface) else { return ImportVerdict::Unknown };
-        if version.is_some() && version != ours {
+        if version.is_some_and(|v| !WIT_VERSIONS.contains(&v)) {
             return ImportVerdict::Unknown;
         }
         return match cap.grant {
@@ -122,6 +129,8 @@ mod tests {
         assert!(matches!(judge_import("wasi:cli/stdout@0.2.6", &none), ImportVerdict::Wasi(_)));
         assert_eq!(judge_import("wasi:http/outgoing-handler@0.2.6", &none), ImportVerdict::Unknown);
         assert_eq!(judge_import("nsw:lab/exec@0.1.0", &none), ImportVerdict::Unknown);
+        assert!(matches!(judge_import("nsw:lab/topology@0.1.1", &none), ImportVerdict::Granted(_)));
+        assert!(matches!(judge_import("nsw:lab/process@0.1.1", &none), ImportVerdict::NeedsGrant(_)));
         assert_eq!(judge_import("nsw:lab/topology@0.2.0", &none), ImportVerdict::Unknown);
         let err = check_imports(["nsw:lab/topology@0.1.0", "nsw:lab/uplink@0.1.0"], &none).unwrap_err().to_string();
         assert!(err.contains("--allow uplink"), "{err}");

@@ -31,6 +31,14 @@ pub struct Limits {
     pub nat_rules: u64,
     /// The lab's journal under /run/nsw (RAM on most machines), in bytes.
     pub journal_bytes: u64,
+    /// Checks recorded for the report.
+    pub checks: u64,
+    /// TCP connections, throughput runs and traces.
+    pub probes: u64,
+    /// WebAssembly services started.
+    pub services: u64,
+    /// Programs started (`--allow exec`).
+    pub processes: u64,
 }
 
 impl Default for Limits {
@@ -47,6 +55,10 @@ impl Default for Limits {
             failures: 1000,
             nat_rules: 256,
             journal_bytes: 8 << 20,
+            checks: 10_000,
+            probes: 10_000,
+            services: 64,
+            processes: 1024,
         }
     }
 }
@@ -102,6 +114,10 @@ pub struct Quotas {
     pub pings: Quota,
     pub failures: Quota,
     pub nat_rules: Quota,
+    pub checks: Quota,
+    pub probes: Quota,
+    pub services: Quota,
+    pub processes: Quota,
 }
 
 impl Quotas {
@@ -115,6 +131,10 @@ impl Quotas {
             pings: Quota::new(limits.pings, "the lab has sent", "echo requests", "--max-pings"),
             failures: Quota::new(limits.failures, "the script has made", "calls that failed", "--max-failures"),
             nat_rules: Quota::new(limits.nat_rules, "the lab has", "masquerade rules", "--max-nat-rules"),
+            checks: Quota::new(limits.checks, "the script has recorded", "checks", "--max-checks"),
+            probes: Quota::new(limits.probes, "the script has made", "probes", "--max-probes"),
+            services: Quota::new(limits.services, "the lab has started", "services", "--max-services"),
+            processes: Quota::new(limits.processes, "the lab has started", "processes", "--max-processes"),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod cache;
 pub mod output;
+pub mod service;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::imports::HostState;
 use crate::lab::Lab;
 use crate::error::QuotaExhausted;
 use crate::stop::{Stop, StopReason, Stopped};
-use crate::imports::bindings::LabWithUplink as LabWorld;
+use crate::imports::bindings::Everything as LabWorld;
 use output::GuestOutput;
 
 /// How often the epoch advances; the deadline is counted in these.
@@ -204,7 +205,11 @@ pub async fn run(
         .table_elements(1 << 20)
         .trap_on_grow_failure(true)
         .build();
-    let state = HostState { lab, table: ResourceTable::new(), wasi, limits: store_limits };
+    let services = match service::Services::new(engine, limits) {
+        Ok(services) => services,
+        Err(e) => return (Outcome::Trap(wasmtime::Error::from_anyhow(e)), lab, RunTimes::default()),
+    };
+    let state = HostState { lab, table: ResourceTable::new(), wasi, limits: store_limits, services };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limits);
     let ticks = (limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
@@ -248,7 +253,12 @@ pub async fn run(
         _ if stop.requested() => stopped_outcome(stop, limits),
         other => other,
     };
-    let mut lab = store.into_data().lab;
+    let HostState { mut lab, mut services, .. } = store.into_data();
+    // Services end with the run.
+    let stopped = services.stop_all().await;
+    if !stopped.is_empty() {
+        crate::tell::say!("nsw: stopped {} service{} still running at the end of the run: {}", stopped.len(), if stopped.len() == 1 { "" } else { "s" }, stopped.join(", "));
+    }
     if let Outcome::Success = outcome {
         // Links the script left for the kernel to make later: make them now.
         if let Err(e) = lab.flush().await {

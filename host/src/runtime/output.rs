@@ -28,7 +28,13 @@ struct Shared {
     truncated: bool,
     /// Nobody reads nsw's output any more (a closed pipe).
     closed: bool,
+    /// The last bytes printed, kept for whoever asks (a service's
+    /// `output()`), if anyone will.
+    tail: Option<String>,
 }
+
+/// How much of a service's output is kept for `output()`.
+pub const TAIL_BYTES: usize = 64 << 10;
 
 /// The guest's stdout or stderr. Clones share one budget.
 #[derive(Clone)]
@@ -43,7 +49,13 @@ impl GuestOutput {
     /// A stdout/stderr pair for the script `label` that may print `cap`
     /// bytes in all.
     pub fn pair(label: &str, cap: usize) -> (GuestOutput, GuestOutput) {
-        let shared = Arc::new(Mutex::new(Shared { budget: cap, cap, truncated: false, closed: false }));
+        Self::pair_keeping(label, cap, false)
+    }
+
+    /// The same, keeping the last [`TAIL_BYTES`] printed (see [`Self::tail`]).
+    pub fn pair_keeping(label: &str, cap: usize, keep: bool) -> (GuestOutput, GuestOutput) {
+        let tail = keep.then(String::new);
+        let shared = Arc::new(Mutex::new(Shared { budget: cap, cap, truncated: false, closed: false, tail }));
         let prefix: Arc<str> = format!("{label} | ").into();
         (
             GuestOutput { sink: Sink::Stdout, prefix: prefix.clone(), shared: shared.clone() },
@@ -54,6 +66,11 @@ impl GuestOutput {
     /// Whether the guest printed more than it may.
     pub fn truncated(&self) -> bool {
         self.shared.lock().map(|s| s.truncated).unwrap_or(false)
+    }
+
+    /// The last bytes printed, if they are kept.
+    pub fn tail(&self) -> String {
+        self.shared.lock().ok().and_then(|s| s.tail.clone()).unwrap_or_default()
     }
 
     /// Whether a write found nsw's own output closed.
@@ -142,6 +159,14 @@ impl Writer {
             shared.truncated = true;
         }
         shared.budget -= text.len();
+        if let Some(tail) = shared.tail.as_mut() {
+            tail.push_str(text);
+            if tail.len() > TAIL_BYTES {
+                let cut = tail.len() - TAIL_BYTES;
+                let cut = (cut..tail.len()).find(|&i| tail.is_char_boundary(i)).unwrap_or(tail.len());
+                tail.drain(..cut);
+            }
+        }
         let mut lines = String::with_capacity(text.len() + 16);
         for piece in text.split_inclusive('\n') {
             if self.at_line_start {

@@ -7,13 +7,15 @@ pub mod netns;
 pub mod nft;
 pub mod peers;
 pub mod ping;
+pub mod probes;
 pub mod process;
+pub mod spawn;
 pub mod sysctl;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use rtnetlink::Handle;
 
-use super::{Backend, FoundLink, LinkRef, NsId, PingStats, ProcessId, Removal, Teardown, Uplink};
+use super::{Backend, ConnectOutcome, FoundLink, Hop, LinkRef, NsId, PingStats, ProcessId, Removal, Teardown, Throughput, Uplink};
 use crate::stop::Stop;
 
 /// A namespace the backend holds open: its fd keeps it reachable, its
@@ -228,6 +230,24 @@ impl Backend for KernelBackend {
         netns::run_in_async(fd, move || ping::ping_here(target, count, timeout, interval, &stop)).await
     }
 
+    async fn tcp_connect(&mut self, ns: NsId, to: std::net::SocketAddr, timeout: Duration, stop: &Stop) -> io::Result<(ConnectOutcome, Duration)> {
+        let fd = self.ns(ns)?.fd.clone();
+        let stop = stop.clone();
+        netns::run_in_async(fd, move || probes::tcp_connect_here(to, timeout, &stop)).await
+    }
+
+    async fn throughput(&mut self, sender: NsId, receiver: NsId, address: IpAddr, duration: Duration, stop: &Stop) -> io::Result<Throughput> {
+        let (from, to) = (self.ns(sender)?.fd.clone(), self.ns(receiver)?.fd.clone());
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || probes::throughput(from, to, address, duration, stop)).await.map_err(io::Error::other)?
+    }
+
+    async fn trace(&mut self, ns: NsId, target: IpAddr, stop: &Stop) -> io::Result<Vec<Hop>> {
+        let fd = self.ns(ns)?.fd.clone();
+        let stop = stop.clone();
+        netns::run_in_async(fd, move || probes::trace_here(target, &stop)).await
+    }
+
     async fn routes(&mut self, ns: NsId) -> io::Result<Vec<IpNet>> {
         netlink::route_prefixes(&self.ns(ns)?.netlink).await
     }
@@ -247,6 +267,26 @@ impl Backend for KernelBackend {
             None => Ok(true),
             Some((name, inode)) => netns::still_mounted(name, *inode),
         }
+    }
+
+    fn start_program(&mut self, ns: NsId, spec: &super::ProgramSpec) -> io::Result<Box<dyn super::Program>> {
+        let fd = self.ns(ns)?.fd.clone();
+        let child = spawn::spawn(fd, spec)?;
+        Ok(Box::new(spawn::Started::new(child)?))
+    }
+
+    fn start_thread_in(&mut self, ns: NsId, name: &str, body: Box<dyn FnOnce() + Send>) -> io::Result<()> {
+        let fd = self.ns(ns)?.fd.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name(format!("nsw-svc-{name}")).spawn(move || {
+            let entered = nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from);
+            let ok = entered.is_ok();
+            let _ = tx.send(entered);
+            if ok {
+                body();
+            }
+        })?;
+        rx.recv().map_err(|_| io::Error::other("the service thread died"))?
     }
 
     async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId> {

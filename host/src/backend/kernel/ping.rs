@@ -25,7 +25,7 @@ const PAYLOAD: &[u8] = b"nsw-ping-payload-0123456789abcdef";
 
 /// A different identifier for each ping of this process, so concurrent
 /// pings never take each other's replies.
-fn next_identifier() -> u16 {
+pub(super) fn next_identifier() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     (std::process::id() as u16).wrapping_mul(31).wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed))
 }
@@ -42,7 +42,7 @@ fn checksum(data: &[u8]) -> u16 {
     !(sum as u16)
 }
 
-fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
+pub(super) fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
     let kind = if v6 { ECHO_REQUEST_V6 } else { ECHO_REQUEST_V4 };
     let mut packet = vec![kind, 0, 0, 0];
     packet.extend_from_slice(&id.to_be_bytes());
@@ -58,7 +58,7 @@ fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
 
 /// If `packet` (as a raw socket returns it) is the reply to (id, seq),
 /// say so. IPv4 raw sockets include the IP header; IPv6 ones do not.
-fn is_reply(v6: bool, packet: &[u8], id: u16, seq: u16) -> bool {
+pub(super) fn is_reply(v6: bool, packet: &[u8], id: u16, seq: u16) -> bool {
     let icmp = if v6 {
         packet
     } else {

@@ -21,7 +21,7 @@ mod teardown;
 
 pub use state::{PlanLink, PlanNs, PlanState};
 
-use super::{Backend, LinkRef, NsId, PingStats, ProcessId, Uplink};
+use super::{Backend, ConnectOutcome, Hop, LinkRef, NsId, PingStats, ProcessId, Throughput, Uplink};
 use crate::stop::Stop;
 
 #[derive(Clone, Default)]
@@ -319,6 +319,29 @@ impl Backend for PlanBackend {
         Ok(PingStats::from_rtts(count, &[]))
     }
 
+    async fn tcp_connect(&mut self, ns: NsId, to: std::net::SocketAddr, _timeout: Duration, _stop: &Stop) -> io::Result<(ConnectOutcome, Duration)> {
+        let mut s = self.state.lock().unwrap();
+        s.ns(ns)?;
+        let from = s.ns_name(ns).unwrap_or_else(|| "the machine".into());
+        s.log.push(format!("# probe: a TCP connection to {to} from {from}"));
+        // Nothing listens in a plan.
+        Ok((ConnectOutcome::TimedOut, Duration::ZERO))
+    }
+
+    async fn throughput(&mut self, sender: NsId, receiver: NsId, address: IpAddr, duration: Duration, _stop: &Stop) -> io::Result<Throughput> {
+        let mut s = self.state.lock().unwrap();
+        let (from, to) = (s.ns_name(sender).unwrap_or_default(), s.ns_name(receiver).unwrap_or_default());
+        s.log.push(format!("# probe: TCP throughput from {from} to {address} in {to} for {} s", duration.as_secs()));
+        Ok(Throughput { bytes: 0, seconds: duration.as_secs_f64(), retransmits: 0 })
+    }
+
+    async fn trace(&mut self, ns: NsId, target: IpAddr, _stop: &Stop) -> io::Result<Vec<Hop>> {
+        let mut s = self.state.lock().unwrap();
+        let from = s.ns_name(ns).unwrap_or_default();
+        s.log.push(format!("# probe: trace {target} from {from}"));
+        Ok(Vec::new())
+    }
+
     async fn routes(&mut self, ns: NsId) -> io::Result<Vec<IpNet>> {
         let mut s = self.state.lock().unwrap();
         Ok(s.ns(ns)?.routes.iter().map(|(d, _, _)| *d).collect())
@@ -333,6 +356,26 @@ impl Backend for PlanBackend {
 
     async fn netns_alive(&mut self, id: NsId) -> io::Result<bool> {
         Ok(self.state.lock().unwrap().namespaces.contains_key(&id))
+    }
+
+    fn start_program(&mut self, ns: NsId, spec: &super::ProgramSpec) -> io::Result<Box<dyn super::Program>> {
+        let mut s = self.state.lock().unwrap();
+        let words: Vec<String> = spec.argv.iter().map(|w| sh(w)).collect();
+        let line = format!("{}setpriv --reuid={} --regid={} --clear-groups --no-new-privs -- {}", s.inside(ns), spec.uid, spec.gid, words.join(" "));
+        s.log.push(line);
+        let pid = 200_000 + s.started.len() as u32;
+        let id = ProcessId { pid, since: 1 };
+        if let Some(space) = s.namespaces.get_mut(&ns) {
+            space.processes.push((pid, spec.argv.first().cloned().unwrap_or_default()));
+        }
+        Ok(Box::new(PlannedProgram(id)))
+    }
+
+    fn start_thread_in(&mut self, ns: NsId, name: &str, _body: Box<dyn FnOnce() + Send>) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        let node = s.ns_name(ns).unwrap_or_default();
+        s.log.push(format!("# service {name} would start in {node}: a plan runs nothing"));
+        Err(io::Error::new(io::ErrorKind::Unsupported, "a plan runs no services"))
     }
 
     async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId> {
@@ -390,4 +433,20 @@ mod tests {
         assert_eq!(sh("a'b"), r"'a'\''b'");
         assert_eq!(sh("$(x)"), "'$(x)'");
     }
+}
+
+/// A program in a plan: it ran (nothing did), and ended at once.
+struct PlannedProgram(ProcessId);
+
+impl super::Program for PlannedProgram {
+    fn id(&self) -> ProcessId {
+        self.0
+    }
+    fn try_wait(&mut self) -> io::Result<Option<super::Exit>> {
+        Ok(Some(super::Exit::Code(0)))
+    }
+    fn take_pipes(&mut self) -> Option<(Box<dyn std::io::Read + Send>, Box<dyn std::io::Read + Send>)> {
+        Some((Box::new(std::io::empty()), Box::new(std::io::empty())))
+    }
+    fn signal(&self, _signal: nix::sys::signal::Signal) {}
 }

@@ -1,0 +1,24 @@
+//! Start `sleep 1000` in node `a` and leave it running (the lab stays up
+//! with it), or, with `hang`, then wait forever (for a test to kill nsw).
+//!
+//!     nsw run spawner.wasm --allow exec=sleep [-- hang]
+
+use nsw_sdk::{Guest, process, topology};
+
+struct Spawner;
+
+impl Guest for Spawner {
+    fn run(args: Vec<String>) -> Result<(), String> {
+        let a = topology::create_netns("a")?;
+        let sleeper = process::spawn(&a, &["sleep".into(), "1000".into()])?;
+        println!("sleep runs as pid {}", sleeper.pid());
+        if args.iter().any(|a| a == "hang") {
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+        }
+        Ok(())
+    }
+}
+
+nsw_sdk::export!(Spawner);

@@ -1,0 +1,224 @@
+//! Probes beyond ping, measured natively from threads inside the lab's
+//! namespaces: a TCP connection attempt, a TCP throughput run between two
+//! namespaces, and a trace of the routers on the way. Every wait is sliced
+//! so that a stop is noticed within 50 ms.
+
+use std::io::{self, Read, Write};
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::netns;
+use crate::backend::{ConnectOutcome, Hop, Throughput};
+use crate::stop::Stop;
+
+const SLICE: Duration = Duration::from_millis(50);
+
+/// Try a TCP connection from the calling thread's namespace.
+pub fn tcp_connect_here(to: SocketAddr, timeout: Duration, stop: &Stop) -> io::Result<(ConnectOutcome, Duration)> {
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    let start = Instant::now();
+    let outcome = match socket.connect(&SockAddr::from(to)) {
+        Ok(()) => Ok(ConnectOutcome::Connected),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => wait_connected(&socket, start + timeout, stop),
+        Err(e) => classify(e),
+    };
+    Ok((outcome?, start.elapsed()))
+}
+
+fn wait_connected(socket: &Socket, deadline: Instant, stop: &Stop) -> io::Result<ConnectOutcome> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let now = Instant::now();
+        if now >= deadline || stop.requested() {
+            return Ok(ConnectOutcome::TimedOut);
+        }
+        let slice = (deadline - now).min(SLICE);
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(socket.as_raw_fd()) };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
+        let ready = poll(&mut fds, PollTimeout::try_from(slice.as_millis() as i32).unwrap_or(PollTimeout::MAX))?;
+        if ready == 0 {
+            continue;
+        }
+        return match socket.take_error()? {
+            None => Ok(ConnectOutcome::Connected),
+            Some(e) => classify(e),
+        };
+    }
+}
+
+fn classify(e: io::Error) -> io::Result<ConnectOutcome> {
+    match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => Ok(ConnectOutcome::Refused),
+        Some(libc::ETIMEDOUT) => Ok(ConnectOutcome::TimedOut),
+        Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EHOSTDOWN) => Ok(ConnectOutcome::Unreachable),
+        _ => Err(e),
+    }
+}
+
+/// Send TCP from `sender` to a receiver in `receiver` listening on
+/// `address` for `duration`; what the receiver got, and the sender's
+/// retransmissions. Blocks: run it off the async runtime.
+pub fn throughput(sender: Arc<OwnedFd>, receiver: Arc<OwnedFd>, address: IpAddr, duration: Duration, stop: Stop) -> io::Result<Throughput> {
+    // The receiver's socket, bound in its namespace; then served by a
+    // thread of its own.
+    let listener = netns::run_in(&receiver, || TcpListener::bind(SocketAddr::new(address, 0)))?;
+    let port = listener.local_addr()?.port();
+    let received = std::thread::Builder::new().name("nsw-receive".into()).spawn(move || -> io::Result<(u64, Duration)> {
+        let (mut conn, _) = listener.accept()?;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut bytes = 0u64;
+        let mut first: Option<Instant> = None;
+        loop {
+            let n = conn.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            first.get_or_insert_with(Instant::now);
+            bytes += n as u64;
+        }
+        Ok((bytes, first.map(|f| f.elapsed()).unwrap_or_default()))
+    })?;
+    let to = SocketAddr::new(address, port);
+    let sent = netns::run_in(&sender, move || -> io::Result<u32> {
+        let mut conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        let buf = vec![0x5au8; 256 << 10];
+        let until = Instant::now() + duration;
+        while Instant::now() < until && !stop.requested() {
+            conn.write_all(&buf)?;
+        }
+        let retransmits = total_retransmits(&conn).unwrap_or(0);
+        conn.shutdown(std::net::Shutdown::Write)?;
+        Ok(retransmits)
+    });
+    let retransmits = match sent {
+        Ok(r) => r,
+        Err(e) => {
+            // Unblock the receiver: connect to it ourselves, then close.
+            let _ = netns::run_in(&receiver, move || std::net::TcpStream::connect_timeout(&to, Duration::from_secs(1)).map(drop));
+            let _ = received.join();
+            return Err(e);
+        }
+    };
+    let (bytes, elapsed) = received.join().map_err(|_| io::Error::other("the receiver thread panicked"))??;
+    Ok(Throughput { bytes, seconds: elapsed.as_secs_f64().max(1e-6), retransmits })
+}
+
+/// `tcpi_total_retrans` from TCP_INFO. (The struct is read with libc's
+/// own layout; no crate wraps it.)
+fn total_retransmits(conn: &std::net::TcpStream) -> io::Result<u32> {
+    let mut info = MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a zeroed tcp_info of `len` bytes; the kernel writes at most `len`.
+    let rc = unsafe { libc::getsockopt(conn.as_raw_fd(), libc::SOL_TCP, libc::TCP_INFO, info.as_mut_ptr().cast(), &mut len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: zero-initialised, and filled by the kernel as far as it goes.
+    Ok(unsafe { info.assume_init() }.tcpi_total_retrans)
+}
+
+/// Trace the way from the calling thread's namespace to `target`: ICMP
+/// echo with TTL 1, 2, ... up to 30, until the target answers.
+pub fn trace_here(target: IpAddr, stop: &Stop) -> io::Result<Vec<Hop>> {
+    let v6 = target.is_ipv6();
+    let socket = if v6 {
+        Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?
+    } else {
+        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?
+    };
+    let to = SockAddr::from(SocketAddr::new(target, 0));
+    let id = super::ping::next_identifier();
+    let mut hops = Vec::new();
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    for ttl in 1..=30u8 {
+        if stop.requested() {
+            break;
+        }
+        if v6 {
+            socket.set_unicast_hops_v6(ttl as u32)?;
+        } else {
+            socket.set_ttl_v4(ttl as u32)?;
+        }
+        let start = Instant::now();
+        let request = super::ping::echo_request(v6, id, ttl as u16);
+        if let Err(e) = socket.send_to(&request, &to) {
+            if matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH)) {
+                hops.push(Hop { ttl, address: None, rtt: Duration::ZERO });
+                break;
+            }
+            return Err(e);
+        }
+        let deadline = start + Duration::from_secs(1);
+        let mut answer = None;
+        while answer.is_none() {
+            let now = Instant::now();
+            if now >= deadline || stop.requested() {
+                break;
+            }
+            socket.set_read_timeout(Some((deadline - now).min(SLICE)))?;
+            let (len, from) = match socket.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => continue,
+                Err(e) => return Err(e),
+            };
+            // SAFETY: recv_from initialised the first `len` bytes.
+            let packet = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, len) };
+            let Some(from) = from.as_socket().map(|a| a.ip()) else { continue };
+            answer = classify_answer(v6, packet, id, ttl as u16).map(|reached| (from, reached));
+        }
+        match answer {
+            Some((from, reached)) => {
+                hops.push(Hop { ttl, address: Some(from), rtt: start.elapsed() });
+                if reached {
+                    break;
+                }
+            }
+            None => hops.push(Hop { ttl, address: None, rtt: Duration::ZERO }),
+        }
+    }
+    Ok(hops)
+}
+
+/// What `packet` (as a raw ICMP socket returns it: with the IPv4 header,
+/// without the IPv6 one) says about our probe (`id`, `seq`): `Some(true)`
+/// the target's echo reply, `Some(false)` a router's time-exceeded for it.
+fn classify_answer(v6: bool, packet: &[u8], id: u16, seq: u16) -> Option<bool> {
+    let icmp = if v6 { packet } else { packet.get(((packet.first()? & 0x0f) as usize) * 4..)? };
+    if super::ping::is_reply(v6, packet, id, seq) {
+        return Some(true);
+    }
+    let time_exceeded = if v6 { 3 } else { 11 };
+    if *icmp.first()? != time_exceeded {
+        return None;
+    }
+    // After the 8-byte ICMP header: the original IP header, then the
+    // first 8 bytes of our echo request.
+    let original = &icmp[8..];
+    let echo = if v6 { original.get(40..)? } else { original.get(((original.first()? & 0x0f) as usize) * 4..)? };
+    let matches = echo.len() >= 8 && u16::from_be_bytes([echo[4], echo[5]]) == id && u16::from_be_bytes([echo[6], echo[7]]) == seq;
+    matches.then_some(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_time_exceeded_for_our_probe_is_recognised() {
+        let mut original = vec![0x45u8];
+        original.extend_from_slice(&[0u8; 19]);
+        original.extend_from_slice(&super::super::ping::echo_request(false, 7, 3)[..8]);
+        let mut packet = vec![0x45u8];
+        packet.extend_from_slice(&[0u8; 19]);
+        packet.extend_from_slice(&[11, 0, 0, 0, 0, 0, 0, 0]);
+        packet.extend_from_slice(&original);
+        assert_eq!(classify_answer(false, &packet, 7, 3), Some(false));
+        assert_eq!(classify_answer(false, &packet, 7, 4), None);
+    }
+}

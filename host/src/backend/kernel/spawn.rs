@@ -1,0 +1,120 @@
+//! Programs of the machine run inside a lab node (`--allow exec`): the
+//! child joins the node's network namespace, gets a mount namespace of its
+//! own with /sys remounted (so /sys/class/net shows the node's links), a
+//! session of its own, then drops to an unprivileged user that can gain no
+//! privileges, and execs. Everything between fork and exec is a plain
+//! system call on data prepared before the fork (a threaded process may do
+//! nothing else there).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use crate::backend::{Exit, Program, ProcessId, ProgramSpec as Spec};
+
+/// Find `program` as a shell would: a path as it is, a name in PATH.
+pub fn resolve(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = Path::new(program);
+        return path.is_file().then(|| path.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    })
+}
+
+/// Start `spec` inside the namespace `netns`.
+pub fn spawn(netns: Arc<OwnedFd>, spec: &Spec) -> io::Result<Child> {
+    let mut command = Command::new(&spec.program);
+    command.arg0(spec.argv.first().map(String::as_str).unwrap_or_default()).args(spec.argv.iter().skip(1));
+    command.env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").env("HOME", "/").env("LANG", "C.UTF-8");
+    command.current_dir("/").stdin(Stdio::null());
+    match &spec.log {
+        None => {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
+        Some((path, _)) => {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            command.stdout(file.try_clone()?).stderr(file);
+        }
+    }
+    // Prepared before the fork: the child only makes system calls.
+    let sys = CString::new("/sys").expect("no NUL");
+    let sysfs = CString::new("sysfs").expect("no NUL");
+    let root = CString::new("/").expect("no NUL");
+    let (uid, gid) = (spec.uid, spec.gid);
+    let cap = spec.log.as_ref().map(|(_, cap)| *cap);
+    let fd = netns.as_raw_fd();
+    // SAFETY: the closure runs in the child between fork and exec, and
+    // calls only async-signal-safe system calls on data made before.
+    unsafe {
+        command.pre_exec(move || {
+            let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+            check(libc::setns(fd, libc::CLONE_NEWNET))?;
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
+            libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
+            check(libc::mount(sysfs.as_ptr(), sys.as_ptr(), sysfs.as_ptr(), 0, std::ptr::null()))?;
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            check(libc::setgroups(0, std::ptr::null()))?;
+            check(libc::setgid(gid))?;
+            check(libc::setuid(uid))?;
+            check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            if let Some(cap) = cap {
+                let limit = libc::rlimit { rlim_cur: cap, rlim_max: cap };
+                check(libc::setrlimit(libc::RLIMIT_FSIZE, &limit))?;
+                // Past the cap a write fails; the program is not killed.
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
+
+/// A program nsw started, as the backend hands it out.
+pub struct Started {
+    child: Child,
+    id: ProcessId,
+}
+
+impl Started {
+    pub fn new(child: Child) -> io::Result<Started> {
+        let id = super::process::identify(child.id())?;
+        Ok(Started { child, id })
+    }
+}
+
+impl Program for Started {
+    fn id(&self) -> ProcessId {
+        self.id
+    }
+
+    fn try_wait(&mut self) -> io::Result<Option<Exit>> {
+        use std::os::unix::process::ExitStatusExt;
+        Ok(self.child.try_wait()?.map(|status| match (status.code(), status.signal()) {
+            (Some(code), _) => Exit::Code(code),
+            (None, Some(signal)) => Exit::Signal(signal),
+            (None, None) => Exit::Code(-1),
+        }))
+    }
+
+    fn take_pipes(&mut self) -> Option<(Box<dyn std::io::Read + Send>, Box<dyn std::io::Read + Send>)> {
+        let out = self.child.stdout.take()?;
+        let err = self.child.stderr.take()?;
+        Some((Box::new(out), Box::new(err)))
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        // Its session's group is its pid (setsid above).
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.id.pid as i32), signal);
+    }
+}

@@ -1,0 +1,106 @@
+//! `nsw test FILE.wasm`: run a lab like `run --rm`, and report what its
+//! checks found: a table, JUnit XML (`--junit`, for CI systems), JSON
+//! (`--json`). Exit status 0 if and only if the script ran to its end and
+//! every check passed; the lab goes down either way.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Args;
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::run::{self, Built, RunArgs};
+use super::{CommandResult, Failure, Status, say};
+use crate::runtime::output::one_line;
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Write the checks as JUnit XML (one testcase per check) to PATH.
+    #[arg(long, value_name = "PATH")]
+    junit: Option<PathBuf>,
+    /// Write the checks and probes as JSON to PATH.
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// One line of the report: a check, or the script's own run.
+struct Verdict {
+    name: String,
+    passed: bool,
+    detail: String,
+}
+
+pub async fn exec(args: TestArgs) -> CommandResult {
+    let built = run::build(&args.run, true).await?;
+    let verdicts = verdicts(&built);
+    print_table(&verdicts);
+    let failed = verdicts.iter().filter(|v| !v.passed).count();
+    if let Some(path) = &args.junit {
+        write_junit(path, &built, &verdicts).map_err(|e| Failure::new(Status::Usage, e))?;
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &built, &verdicts).map_err(|e| Failure::new(Status::Usage, e))?;
+    }
+    say!("nsw: {} of {} passed{}", verdicts.len() - failed, verdicts.len(), if failed == 0 { String::new() } else { format!(", {failed} failed") });
+    Ok(if failed == 0 { Status::Success } else { Status::GuestError })
+}
+
+/// The script's run first (it passes if it ran to its end), then each check.
+fn verdicts(built: &Built) -> Vec<Verdict> {
+    let mut all = vec![Verdict {
+        name: "the script runs to its end".into(),
+        passed: built.failure.is_none(),
+        detail: built.failure.clone().unwrap_or_else(|| format!("in {:.2} s", built.elapsed.as_secs_f64())),
+    }];
+    all.extend(built.findings.checks.iter().map(|c| Verdict { name: c.name.clone(), passed: c.passed, detail: c.detail.clone() }));
+    all
+}
+
+fn print_table(verdicts: &[Verdict]) {
+    let width = verdicts.iter().map(|v| v.name.chars().count()).max().unwrap_or(5).clamp(5, 60);
+    say!("{:<width$}  RESULT  DETAIL", "CHECK");
+    for v in verdicts {
+        let name: String = v.name.chars().take(width).collect();
+        say!("{name:<width$}  {:<6}  {}", if v.passed { "pass" } else { "FAIL" }, one_line(&v.detail));
+    }
+}
+
+fn write_junit(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Result<()> {
+    let mut suite = TestSuite::new(built.lab.clone());
+    for v in verdicts {
+        let status = if v.passed {
+            TestCaseStatus::success()
+        } else {
+            let mut failure = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            failure.set_message(v.detail.clone());
+            failure
+        };
+        let mut case = TestCase::new(v.name.clone(), status);
+        case.set_classname(format!("nsw.{}", built.lab));
+        if v.passed && !v.detail.is_empty() {
+            case.set_system_out(v.detail.clone());
+        }
+        suite.add_test_case(case);
+    }
+    suite.set_time(built.elapsed);
+    let mut report = Report::new("nsw test");
+    report.add_test_suite(suite);
+    let xml = report.to_string().context("writing the JUnit report")?;
+    std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_json(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Result<()> {
+    let checks: Vec<serde_json::Value> =
+        verdicts.iter().map(|v| serde_json::json!({ "name": v.name, "passed": v.passed, "detail": v.detail })).collect();
+    let value = serde_json::json!({
+        "lab": built.lab,
+        "passed": verdicts.iter().all(|v| v.passed),
+        "seconds": built.elapsed.as_secs_f64(),
+        "failure": built.failure,
+        "checks": checks,
+        "probes": built.findings.probes,
+    });
+    std::fs::write(path, serde_json::to_string_pretty(&value)?).with_context(|| format!("writing {}", path.display()))
+}

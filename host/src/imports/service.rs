@@ -1,0 +1,60 @@
+//! `nsw:lab/service`: WebAssembly services in the lab's nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+
+use super::HostState;
+use super::types::NetnsHandle;
+use crate::error::LabError;
+use crate::imports::bindings::nsw::lab::service::{self, Ending};
+use crate::runtime::service::{self as running, Service};
+
+/// What a guest's `service` handle stands for.
+pub struct ServiceHandle(pub Arc<Service>);
+
+fn ending(e: running::Ending) -> Ending {
+    match e {
+        running::Ending::Exited(code) => Ending::Exited(code),
+        running::Ending::Crashed(why) => Ending::Crashed(why),
+        running::Ending::Stopped => Ending::Stopped,
+    }
+}
+
+impl service::Host for HostState {
+    async fn start(&mut self, node: Resource<NetnsHandle>, name: String, component: Vec<u8>, args: Vec<String>) -> Result<Resource<ServiceHandle>, LabError> {
+        let ns = self.ns_id(&node)?;
+        let label = self.lab.admit_service(ns, &name, component.len()).await?;
+        let compiled = self.services.prepare(&label, &component).map_err(|e| LabError::invalid(format!("start service {label}: {e:#}")))?;
+        let service = self.lab.start_service(ns, &mut self.services, label, compiled, args)?;
+        Ok(self.table.push(ServiceHandle(service))?)
+    }
+}
+
+impl service::HostService for HostState {
+    async fn name(&mut self, handle: Resource<ServiceHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&handle)?.0.label.clone())
+    }
+
+    async fn wait(&mut self, handle: Resource<ServiceHandle>, timeout_ms: u32) -> wasmtime::Result<Option<Ending>> {
+        let service = self.table.get(&handle)?.0.clone();
+        let timeout = Duration::from_millis(timeout_ms.min(60_000) as u64);
+        Ok(service.wait(timeout, self.lab.stop()).await.map(ending))
+    }
+
+    async fn stop(&mut self, handle: Resource<ServiceHandle>) -> wasmtime::Result<Ending> {
+        let service = self.table.get(&handle)?.0.clone();
+        Ok(ending(service.stop().await))
+    }
+
+    async fn output(&mut self, handle: Resource<ServiceHandle>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&handle)?.0.output())
+    }
+
+    async fn drop(&mut self, handle: Resource<ServiceHandle>) -> wasmtime::Result<()> {
+        // The handle goes; the service runs on until it ends or the run does.
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}

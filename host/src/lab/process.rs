@@ -1,0 +1,159 @@
+//! `process`: programs of the machine inside the lab's nodes (needs
+//! `--allow exec`). Each is journaled before it starts and confirmed with
+//! its pid and start time, so `down` stops it even after nsw crashed.
+
+use std::io::Read;
+use std::time::Duration;
+
+use super::Lab;
+use crate::backend::{Exit, NsId, Program, ProgramSpec};
+use crate::error::{LabError, LabResult};
+use crate::journal::{Entry, Object};
+
+/// At most this much of a program's stdout (and of its stderr) is kept.
+pub const OUTPUT_CAP: u64 = 1 << 20;
+
+/// A program that ran to its end.
+#[derive(Debug, Clone)]
+pub struct Completed {
+    pub exit: Exit,
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A program running in the background, and where its output goes.
+pub struct Background {
+    pub program: Box<dyn Program>,
+    pub log: std::path::PathBuf,
+    pub journal_id: u32,
+}
+
+impl Lab {
+    /// May `argv` run in `ns`? What to start, if so.
+    fn admit_program(&mut self, ns: NsId, argv: &[String]) -> LabResult<ProgramSpec> {
+        self.refuse_if_stopped()?;
+        let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+        self.check_strings("process", &words)?;
+        let Some(first) = argv.first() else { return Err(LabError::invalid("a program needs at least argv[0]")) };
+        let what = format!("run {} in {}", crate::policy::quoted(first), self.describe_ns(ns));
+        let Some((uid, gid)) = self.grants.exec_as() else {
+            return Err(LabError::denied(format!("{what}: running programs was not granted (nsw run --allow exec)")));
+        };
+        if self.is_machine(ns) {
+            return Err(LabError::denied(format!("{what}: that is the machine's own namespace; programs run in the lab's nodes")));
+        }
+        let program = crate::backend::kernel_resolve(first)
+            .ok_or_else(|| LabError::not_found(format!("{what}: there is no program {} (in PATH)", crate::policy::quoted(first))))?;
+        if let Some(allowed) = self.grants.exec.as_ref().filter(|list| !list.is_empty()) {
+            let ok = allowed.iter().filter_map(|a| crate::backend::kernel_resolve(a)).any(|a| a == program);
+            if !ok {
+                return Err(LabError::denied(format!(
+                    "{what}: {} is not among the programs granted (--allow exec={})",
+                    program.display(),
+                    allowed.join(",")
+                )));
+            }
+        }
+        self.quotas.processes.take(1, &what)?;
+        Ok(ProgramSpec { program, argv: argv.to_vec(), uid, gid, log: None })
+    }
+
+    /// Start an admitted program, journaled first.
+    async fn start_program(&mut self, ns: NsId, spec: &ProgramSpec) -> LabResult<(Box<dyn Program>, u32)> {
+        let what = format!("run {} in {}", crate::policy::quoted(&spec.argv[0]), self.describe_ns(ns));
+        self.alive(ns).await?;
+        self.flush().await?;
+        self.wait_for_carriers().await?;
+        let id = self.record_intent(Object::Process { netns: self.netns[ns].kernel.clone(), program: spec.argv[0].clone() })?;
+        match self.backend.start_program(ns, spec) {
+            Ok(program) => {
+                let pid = program.id();
+                self.record(Entry::Created { id, ident: Some(pid.pid as u64), since: Some(pid.since) })?;
+                Ok((program, id))
+            }
+            Err(e) => {
+                self.record(Entry::Failed { id })?;
+                Err(LabError::os(&what, &e))
+            }
+        }
+    }
+
+    /// A process of the lab ended: the journal forgets it.
+    pub fn program_ended(&mut self, journal_id: u32) -> LabResult<()> {
+        self.record(Entry::Gone { id: journal_id })
+    }
+
+    /// Run `argv` in `ns` to its end (or `timeout`), with what it printed.
+    pub async fn run_program(&mut self, ns: NsId, argv: &[String], timeout_ms: u32) -> LabResult<Completed> {
+        if !(1..=600_000).contains(&timeout_ms) {
+            return Err(LabError::invalid(format!("process timeout {timeout_ms} ms is out of range 1-600000")));
+        }
+        let spec = self.admit_program(ns, argv)?;
+        let (mut program, journal_id) = self.start_program(ns, &spec).await?;
+        let (out, err) = program.take_pipes().unwrap_or_else(|| (Box::new(std::io::empty()), Box::new(std::io::empty())));
+        let readers = [read_capped(out), read_capped(err)];
+        let until = tokio::time::Instant::now() + Duration::from_millis(timeout_ms as u64);
+        let mut timed_out = false;
+        let exit = loop {
+            if let Some(exit) = program.try_wait().map_err(|e| LabError::os("wait for a program", &e))? {
+                break exit;
+            }
+            if tokio::time::Instant::now() >= until || self.stop.requested() {
+                timed_out = !self.stop.requested();
+                break stop(program.as_mut()).await;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        self.program_ended(journal_id)?;
+        let [out, err] = readers;
+        let text = |r: std::thread::JoinHandle<String>| r.join().unwrap_or_default();
+        Ok(Completed { exit, timed_out, stdout: text(out), stderr: text(err) })
+    }
+
+    /// Start `argv` in `ns` in the background; its output goes to a file
+    /// beside the lab's journal (at most [`OUTPUT_CAP`] bytes).
+    pub async fn spawn_program(&mut self, ns: NsId, argv: &[String]) -> LabResult<Background> {
+        let mut spec = self.admit_program(ns, argv)?;
+        let dir = self.state_dir().join(format!("{}.d", self.name));
+        std::fs::create_dir_all(&dir).map_err(|e| LabError::os(&format!("create {}", dir.display()), &e))?;
+        let log = dir.join(format!("{}.log", self.quotas.processes.used()));
+        spec.log = Some((log.clone(), OUTPUT_CAP));
+        let (program, journal_id) = self.start_program(ns, &spec).await?;
+        Ok(Background { program, log, journal_id })
+    }
+}
+
+/// Stop a program: SIGTERM to its session, SIGKILL after 2 s.
+pub async fn stop(program: &mut dyn Program) -> Exit {
+    use nix::sys::signal::Signal;
+    program.signal(Signal::SIGTERM);
+    for signal in [None, Some(Signal::SIGKILL)] {
+        if let Some(signal) = signal {
+            program.signal(signal);
+        }
+        for _ in 0..200 {
+            if let Ok(Some(exit)) = program.try_wait() {
+                return exit;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    Exit::Signal(libc::SIGKILL)
+}
+
+/// Read a pipe to its end on a thread, keeping at most [`OUTPUT_CAP`].
+fn read_capped(mut pipe: Box<dyn Read + Send>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let mut buf = [0u8; 16 << 10];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            let room = (OUTPUT_CAP as usize).saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}

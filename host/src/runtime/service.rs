@@ -1,0 +1,231 @@
+//! WebAssembly services: `wasi:cli/run` command components a lab runs in
+//! its nodes. Each runs on a thread of its own that joined its node's
+//! network namespace first, with a store of its own (memory and output
+//! capped, the run's deadline), so every socket it makes lives in that
+//! node and nowhere else. WASI gives it sockets (IP addresses only: no
+//! name lookup, whose worker threads would sit in another namespace),
+//! clocks, random numbers, its arguments and stdout/stderr; no files, no
+//! environment.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p2::bindings::Command;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::RunLimits;
+use super::output::GuestOutput;
+use crate::stop::Stop;
+
+/// How a service ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    Exited(i32),
+    Crashed(String),
+    Stopped,
+}
+
+/// What a service's store holds.
+pub struct ServiceState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for ServiceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Starts services for one run: the engine, the linker and the limits
+/// they share.
+pub struct Services {
+    engine: Engine,
+    linker: Arc<Linker<ServiceState>>,
+    limits: RunLimits,
+    /// When the run's deadline passes: services end with it.
+    deadline: Instant,
+    started: Vec<Arc<Service>>,
+}
+
+/// A running (or ended) service.
+pub struct Service {
+    /// `<node>/<name>`, as its output is prefixed.
+    pub label: String,
+    output: GuestOutput,
+    stop: Arc<AtomicBool>,
+    wake: Arc<tokio::sync::Notify>,
+    ending: Arc<Mutex<Option<Ending>>>,
+    done: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Services {
+    pub fn new(engine: &Engine, limits: &RunLimits) -> Result<Services> {
+        let mut linker = Linker::new(engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Ok(Services { engine: engine.clone(), linker: Arc::new(linker), limits: limits.clone(), deadline: Instant::now() + limits.timeout, started: Vec::new() })
+    }
+
+    /// Compile (or load from the cache) a service's component, and check
+    /// that it is a command nsw can run.
+    pub fn prepare(&self, label: &str, wasm: &[u8]) -> Result<wasmtime::component::Component> {
+        let loaded = super::load(&self.engine, Path::new(label), wasm, |_| {})?;
+        self.linker
+            .instantiate_pre(&loaded.component)
+            .map_err(|e| anyhow::anyhow!("{label} cannot run as a service: {e:#}"))?;
+        Ok(loaded.component)
+    }
+
+    /// Start `component` as `label` with `args`; `launch` runs the
+    /// service's body on a thread inside the node.
+    pub fn start(
+        &mut self,
+        label: String,
+        component: wasmtime::component::Component,
+        args: Vec<String>,
+        launch: impl FnOnce(Box<dyn FnOnce() + Send>) -> std::io::Result<()>,
+    ) -> std::io::Result<Arc<Service>> {
+        let (stdout, stderr) = GuestOutput::pair_keeping(&label, self.limits.output_bytes, true);
+        let (done_tx, done) = tokio::sync::watch::channel(false);
+        let service = Arc::new(Service {
+            label: label.clone(),
+            output: stdout.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            ending: Arc::new(Mutex::new(None)),
+            done,
+        });
+        let body = {
+            let (engine, linker, memory) = (self.engine.clone(), self.linker.clone(), self.limits.memory_bytes);
+            let (stop, wake, ending, deadline) = (service.stop.clone(), service.wake.clone(), service.ending.clone(), self.deadline);
+            move || {
+                let wasi = WasiCtxBuilder::new()
+                    .args(&args)
+                    .stdout(stdout)
+                    .stderr(stderr)
+                    .inherit_network()
+                    .allow_tcp(true)
+                    .allow_udp(true)
+                    .allow_ip_name_lookup(false)
+                    .build();
+                let limits = StoreLimitsBuilder::new().memory_size(memory).instances(64).tables(64).memories(16).trap_on_grow_failure(true).build();
+                let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt.block_on(run(engine, linker, component, ServiceState { wasi, table: ResourceTable::new(), limits }, stop, wake, deadline)),
+                    Err(e) => Ending::Crashed(format!("no runtime for it: {e}")),
+                };
+                if let Ok(mut slot) = ending.lock() {
+                    *slot = Some(outcome);
+                }
+                let _ = done_tx.send(true);
+            }
+        };
+        launch(Box::new(body))?;
+        self.started.push(service.clone());
+        Ok(service)
+    }
+
+    /// Stop every service still running (the run is over); their labels.
+    pub async fn stop_all(&mut self) -> Vec<String> {
+        let mut stopped = Vec::new();
+        for service in std::mem::take(&mut self.started) {
+            if service.ending().is_none() {
+                service.stop().await;
+                stopped.push(service.label.clone());
+            }
+        }
+        stopped
+    }
+}
+
+/// The body of a service: instantiate, call `run`, until it ends, traps,
+/// is stopped or runs past the deadline.
+async fn run(
+    engine: Engine,
+    linker: Arc<Linker<ServiceState>>,
+    component: wasmtime::component::Component,
+    state: ServiceState,
+    stop: Arc<AtomicBool>,
+    wake: Arc<tokio::sync::Notify>,
+    deadline: Instant,
+) -> Ending {
+    let mut store = Store::new(&engine, state);
+    store.limiter(|s| &mut s.limits);
+    // Every epoch tick (10 ms) the service yields to this thread's
+    // executor, so that a stop is seen even while it computes, and it
+    // traps once stopped or past the deadline.
+    store.set_epoch_deadline(1);
+    let flag = stop.clone();
+    store.epoch_deadline_callback(move |_| {
+        if flag.load(Ordering::Relaxed) || Instant::now() >= deadline {
+            Err(wasmtime::Error::new(wasmtime::Trap::Interrupt))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    let call = async {
+        let command = Command::instantiate_async(&mut store, &component, &linker).await?;
+        command.wasi_cli_run().call_run(&mut store).await
+    };
+    let stopped = async {
+        while !stop.load(Ordering::Relaxed) {
+            wake.notified().await;
+        }
+    };
+    tokio::select! {
+        result = call => match result {
+            Ok(Ok(())) => Ending::Exited(0),
+            Ok(Err(())) => Ending::Exited(1),
+            Err(e) => match e.downcast_ref::<I32Exit>() {
+                Some(exit) => Ending::Exited(exit.0),
+                None if stop.load(Ordering::Relaxed) => Ending::Stopped,
+                None if Instant::now() >= deadline => Ending::Crashed("it ran out of time (the run's --timeout)".into()),
+                None => Ending::Crashed(super::output::one_line(&format!("{:#}", e.root_cause()))),
+            },
+        },
+        () = stopped => Ending::Stopped,
+    }
+}
+
+impl Service {
+    /// How it ended, if it has.
+    pub fn ending(&self) -> Option<Ending> {
+        self.ending.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Wait up to `timeout` (never past the run's stop) for it to end.
+    pub async fn wait(&self, timeout: Duration, run: &Stop) -> Option<Ending> {
+        let until = tokio::time::Instant::now() + timeout;
+        let mut done = self.done.clone();
+        loop {
+            if let Some(ending) = self.ending() {
+                return Some(ending);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until || run.requested() {
+                return None;
+            }
+            let slice = (until - now).min(Duration::from_millis(50));
+            let _ = tokio::time::timeout(slice, done.changed()).await;
+        }
+    }
+
+    /// Stop it and wait for it to end (a few seconds at most).
+    pub async fn stop(&self) -> Ending {
+        self.stop.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+        let mut done = self.done.clone();
+        let _ = tokio::time::timeout(Duration::from_secs(5), done.wait_for(|d| *d)).await;
+        self.ending().unwrap_or(Ending::Stopped)
+    }
+
+    /// What it printed so far (the last 64 KiB).
+    pub fn output(&self) -> String {
+        self.output.tail()
+    }
+}

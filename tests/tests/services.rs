@@ -1,0 +1,133 @@
+//! Labs that do things: WebAssembly services in nodes, programs of the
+//! machine in nodes (`--allow exec`), probes, and `nsw test` reports.
+
+use std::time::{Duration, Instant};
+
+use nsw_tests::{Machine, guest, lang_guest, processes_mentioning, stderr, stdout, text, unique};
+
+/// `nsw test` a web lab; the JUnit XML it wrote.
+fn test_web(wasm: &std::path::Path, args: &[&str]) -> (std::process::Output, String) {
+    let machine = Machine::new("web");
+    let lab = machine.lab("w");
+    let junit = std::env::temp_dir().join(unique("nsw-junit-"));
+    let mut all = vec!["test", wasm.to_str().unwrap(), "--name", lab.name.as_str(), "--junit", junit.to_str().unwrap()];
+    if !args.is_empty() {
+        all.push("--");
+        all.extend_from_slice(args);
+    }
+    let out = machine.nsw(&all);
+    let xml = std::fs::read_to_string(&junit).unwrap_or_else(|e| panic!("no JUnit report ({e}): {}", text(&out)));
+    std::fs::remove_file(&junit).unwrap();
+    // Services stopped, namespaces gone, whatever the verdict.
+    lab.assert_gone();
+    (out, xml)
+}
+
+#[test]
+fn nsw_test_of_the_web_lab_passes_with_a_junit_report() {
+    let (out, xml) = test_web(&guest("web"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(xml.contains("tests=\"4\"") && xml.contains("failures=\"0\""), "{xml}");
+    assert!(xml.contains("<testcase name=\"http-get http://10.0.0.1:8080/ from cli\""), "{xml}");
+    // The services spoke, prefixed with node and name.
+    assert!(stdout(&out).contains("srv/http-server | served GET / to 10.0.0.2:"), "{}", text(&out));
+    assert!(stdout(&out).contains("cli/http-get | status 200"), "{}", text(&out));
+    assert!(stderr(&out).contains("stopped 1 service still running at the end of the run: srv/http-server"), "{}", text(&out));
+}
+
+#[test]
+fn nsw_test_aimed_at_the_wrong_port_fails_and_names_it() {
+    let (out, xml) = test_web(&guest("web"), &["9999"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(xml.contains("failures=\"2\""), "{xml}");
+    assert!(xml.contains("<testcase name=\"tcp 10.0.0.1:9999 from cli\"") && xml.contains("<failure message=\"refused"), "{xml}");
+    assert!(stderr(&out).contains("FAIL    refused"), "{}", text(&out));
+}
+
+#[test]
+fn the_web_lab_in_python_passes_too() {
+    let (out, xml) = test_web(&lang_guest("web-py"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(xml.contains("failures=\"0\""), "{xml}");
+}
+
+#[test]
+fn iperf_and_nsws_own_throughput_probe_on_one_path() {
+    let machine = Machine::new("iperf");
+    let lab = machine.lab("ip");
+    let wasm = guest("iperf");
+    // Without the grant it is refused before anything runs.
+    let refused = lab.run(&wasm, &[], &["1"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(stderr(&refused).contains("it imports nsw:lab/process@0.1.1") && stderr(&refused).contains("add --allow exec"), "{}", text(&refused));
+    lab.assert_gone();
+    let out = lab.run_ok(&wasm, &["--rm", "--allow", "exec=iperf3"], &["1"]);
+    let printed = stdout(&out);
+    let figure = |what: &str| -> f64 {
+        let line = printed.lines().find(|l| l.contains(what)).unwrap_or_else(|| panic!("no {what}: {}", text(&out)));
+        line.split(what).nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (iperf, probe) = (figure("iperf3: "), figure("probe.throughput: "));
+    assert!(iperf > 0.0 && probe > 0.0, "{}", text(&out));
+    lab.assert_gone();
+    assert!(processes_mentioning("iperf3").is_empty(), "iperf3 outlived the lab");
+}
+
+#[test]
+fn a_program_outside_the_grant_is_refused() {
+    let machine = Machine::new("exec");
+    let lab = machine.lab("ex");
+    let out = lab.run(&guest("spawner"), &["--allow", "exec=iperf3"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("is not among the programs granted (--allow exec=iperf3)"), "{}", text(&out));
+    lab.assert_gone();
+}
+
+/// The pid `spawner` says its `sleep` has.
+fn sleeper_pid(out: &str) -> u32 {
+    out.lines().find_map(|l| l.split("sleep runs as pid ").nth(1)).and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("no pid in {out}"))
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
+
+#[test]
+fn programs_run_unprivileged_and_go_with_the_lab() {
+    let machine = Machine::new("exec");
+    let lab = machine.lab("ex");
+    let out = lab.run_ok(&guest("spawner"), &["--allow", "exec=sleep"], &[]);
+    let pid = sleeper_pid(&stdout(&out));
+    assert!(running(pid), "sleep is not running");
+    // As nobody, with no way to gain privileges, in the node.
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534")), "{status}");
+    assert!(status.lines().any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')), "{status}");
+    let node = std::fs::metadata(format!("/run/netns/{}-a", lab.name)).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    let its = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    assert_eq!(its, node, "sleep is not in node a's namespace");
+    lab.down_and_check();
+    assert!(!running(pid), "sleep outlived the lab");
+}
+
+#[test]
+fn programs_go_with_the_lab_after_a_kill_9_of_nsw() {
+    let machine = Machine::new("exec");
+    let lab = machine.lab("ex");
+    let file = guest("spawner");
+    let mut child = machine.spawn(&["run", file.to_str().unwrap(), "--name", &lab.name, "--allow", "exec=sleep", "--", "hang"], &[]);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let first = lines.next().expect("the script said nothing").unwrap();
+    let pid = sleeper_pid(&first);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+    assert!(running(pid), "sleep died with nsw: the test proves nothing");
+    let down = machine.nsw(&["down", &lab.name]);
+    assert!(down.status.success(), "{}", text(&down));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while running(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!running(pid), "sleep outlived nsw down");
+    lab.assert_gone();
+}

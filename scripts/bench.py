@@ -14,7 +14,10 @@ own threads are idle again (the kernel frees namespaces asynchronously),
 recorded as async_s. Peak RSS is that of the largest process of each
 method (GNU time's %M). Then the tutorial-sized pbj lab (the tutorial's
 script against `nsw run --rm`) and nsw's own start-up (a script that does
-nothing: load from the compiled cache, instantiate, call run).
+nothing: load from the compiled cache, instantiate, call run). Then labs
+that do things: a service's start-up, `nsw test web.wasm`, and
+probe.throughput against iperf3. At every N, `nsw show` and `nsw graph` of
+the star are timed too.
 
 Prints a markdown table of medians and ratios against `ip -batch`, checks
 the targets, and writes bench/results.md and bench/results.json; when a
@@ -108,6 +111,10 @@ def run_nsw_star(method, n):
     verify_nsw_star(n)
     rec['verified'] = True
     rec['ping_tries'] = max(bl.PING_TRIES)
+    if method == 'nsw':
+        # Seeing the lab: the kernel read back over netlink, every node.
+        rec['show_s'], _, _ = nsw(['show', LAB, '--json'])
+        rec['graph_s'], _, _ = nsw(['graph', LAB, '--format', 'dot'])
     rec['down_s'], _, _ = nsw(['down', LAB])
     rec['async_s'] = bl.settle(now())
     if any(os.path.exists('/run/netns/' + x) for x in (LAB, LAB + '-h1')):
@@ -187,6 +194,29 @@ def startup(a):
     return out
 
 
+def doing(a):
+    """Labs that do things: service start-up from the compiled cache (the web
+    lab's http-server: asked for -> its run called in its node), `nsw test
+    web.wasm` end to end, and probe.throughput against iperf3 on one path."""
+    web = os.path.join(GUESTS, 'web.wasm')
+    nsw(['test', web, '--name', 'bxweb'])                       # warm the cache
+    out = {'service_start_s': [], 'web_test_s': [], 'iperf3_gbps': [], 'probe_gbps': []}
+    for _ in range(a.doing_runs):
+        t, _, tm = nsw(['test', web, '--name', 'bxweb'], timings=True)
+        out['web_test_s'].append(t)
+        out['service_start_s'] += tm['service_starts_s']
+    for _ in range(a.doing_runs):
+        p = subprocess.run([NSW, 'run', '--rm', os.path.join(GUESTS, 'iperf.wasm'), '--name', 'bxiperf', '--allow', 'exec=iperf3', '--', '2'],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if p.returncode != 0:
+            raise SystemExit('the iperf lab failed:\n' + p.stdout)
+        for line in p.stdout.splitlines():
+            for key, label in (('iperf3_gbps', 'iperf3: '), ('probe_gbps', 'probe.throughput: ')):
+                if label in line:
+                    out[key].append(float(line.split(label)[1].split()[0]))
+    return out
+
+
 def med(recs, method, n, key):
     xs = [r[key] for r in recs if r['method'] == method and r.get('n') == n and r.get(key) is not None]
     return median(xs) if xs else None
@@ -204,7 +234,7 @@ def ratio(x, ref):
     return '%.2f×' % (x / ref) if x is not None and ref else '-'
 
 
-def report(star_recs, pbj_recs, start_recs, previous):
+def report(star_recs, pbj_recs, start_recs, doing_recs, previous):
     lines = []
     p = lines.append
     ns = sorted(set(r['n'] for r in star_recs))
@@ -243,6 +273,13 @@ def report(star_recs, pbj_recs, start_recs, previous):
           len(start_recs), 1e3 * median([r['load_s'] for r in start_recs]), 1e3 * median([r['instantiate_s'] for r in start_recs]),
           1e3 * median([r['run_s'] for r in start_recs]), 1e3 * median([r['start_s'] for r in start_recs]),
           1e3 * median([r['wall_s'] for r in start_recs]), fmt(median([r['rss_kb'] for r in start_recs]), 'kB')))
+    svc_ms = 1e3 * median(doing_recs['service_start_s'])
+    iperf, probe = median(doing_recs['iperf3_gbps']), median(doing_recs['probe_gbps'])
+    p('Labs that do things (medians): a service starts from the compiled cache in %.2f ms (%d starts: '
+      'asked for -> its run called in its node); `nsw test web.wasm` takes %.3f s end to end (%d runs); '
+      'on one veth path iperf3 moves %.2f Gbit/s and probe.throughput %.2f Gbit/s (%.2f× iperf3, %d runs of 2 s).' % (
+          svc_ms, len(doing_recs['service_start_s']), median(doing_recs['web_test_s']), len(doing_recs['web_test_s']),
+          iperf, probe, probe / iperf, len(doing_recs['probe_gbps'])))
     p('')
     # The targets of the performance issue.
     top = max(ns)
@@ -275,6 +312,12 @@ def report(star_recs, pbj_recs, start_recs, previous):
     target('Rust guest start from the warm cache < 5 ms', start_ms, 5.0, '%.2f ms' % start_ms)
     rss = med(star_recs, 'nsw', top, 'rss_kb')
     target('nsw peak RSS at N=%d < 100 MiB' % top, (rss or 0) / 1024, 100.0, fmt(rss, 'kB'))
+    target('service start-up from the compiled cache < 5 ms', svc_ms, 5.0, '%.2f ms' % svc_ms)
+    target('probe.throughput within 2× of iperf3', max(iperf / probe, probe / iperf), 2.0, '%.2f× iperf3' % (probe / iperf))
+    show = med(star_recs, 'nsw', top, 'show_s')
+    target('nsw show --json at N=%d < 1 s' % top, show, 1.0, '%.3f s' % show if show is not None else '-')
+    graph = med(star_recs, 'nsw', top, 'graph_s')
+    target('nsw graph at N=%d < 1 s' % top, graph, 1.0, '%.3f s' % graph if graph is not None else '-')
     p('| target | measured | |')
     p('|---|---|---|')
     for what, shown, verdict in targets:
@@ -301,13 +344,14 @@ def main():
     ap.add_argument('--quick', action='store_true', help='one repetition of everything')
     ap.add_argument('--pbj-runs', type=int, default=15)
     ap.add_argument('--startup-runs', type=int, default=30)
+    ap.add_argument('--doing-runs', type=int, default=5, help='runs of the web test and the iperf lab')
     ap.add_argument('--inner-out', help=argparse.SUPPRESS)
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit('run as root')
     if a.inner_out:
         return star(a)
-    for f in (NSW, os.path.join(GUESTS, 'star.wasm'), os.path.join(GUESTS, 'noop.wasm')):
+    for f in (NSW, NSW_TESTING, *(os.path.join(GUESTS, g + '.wasm') for g in ('star', 'noop', 'web', 'iperf'))):
         if not os.path.exists(f):
             raise SystemExit('%s is missing: run scripts/build first' % f)
     # The star runs inside an outer namespace bxhost, as the baselines need.
@@ -334,20 +378,22 @@ def main():
     pbj_recs = pbj(a)
     print('== nsw start-up (%d runs)' % a.startup_runs, flush=True)
     start_recs = startup(a)
+    print('== labs that do things (%d runs each)' % a.doing_runs, flush=True)
+    doing_recs = doing(a)
     os.makedirs(RESULTS, exist_ok=True)
     previous = None
     prev_path = os.path.join(RESULTS, 'results.json')
     if os.path.exists(prev_path):
         with open(prev_path) as f:
             previous = json.load(f)
-    table = report(star_recs, pbj_recs, start_recs, previous)
+    table = report(star_recs, pbj_recs, start_recs, doing_recs, previous)
     print()
     print(table)
     when = time.strftime('%Y-%m-%d %H:%M:%S')
     with open(os.path.join(RESULTS, 'results.md'), 'w') as f:
         f.write('# nsw beside the baselines (%s)\n\nWritten by `scripts/bench`.\n\n' % when + table)
     with open(prev_path, 'w') as f:
-        json.dump({'when': when, 'host': bl.host_info(), 'star': star_recs, 'pbj': pbj_recs, 'startup': start_recs}, f, indent=1)
+        json.dump({'when': when, 'host': bl.host_info(), 'star': star_recs, 'pbj': pbj_recs, 'startup': start_recs, 'doing': doing_recs}, f, indent=1)
     print('written: bench/results.md, bench/results.json')
 
 

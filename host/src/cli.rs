@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, Failure, Status, down, exec, inspect, ls, run, test};
+use crate::commands::{self, Failure, Status, capture, down, exec, graph, inspect, ls, new, plan, run, show, test, wit};
 
 #[derive(Parser)]
 #[command(name = "nsw", version, about = "Build Linux network labs from sandboxed WebAssembly scripts")]
@@ -24,15 +24,30 @@ enum Command {
     /// Run a lab like `run --rm` and report its checks (a table, JUnit
     /// XML, JSON); exit 0 if and only if every check passed.
     Test(test::TestArgs),
+    /// Print what a script would build, as a shell script of ip, nft and
+    /// sysctl commands; runs nothing, changes nothing, needs no root.
+    Plan(plan::PlanArgs),
     /// Take labs down: remove exactly what they created.
     Down(down::DownArgs),
     /// List labs and their namespaces.
     Ls(ls::LsArgs),
+    /// Show a lab as the kernel has it now: per node its links, addresses,
+    /// routes, forwarding and the lab's nftables rules.
+    Show(show::ShowArgs),
+    /// Draw a lab: Graphviz dot, Mermaid or JSON.
+    Graph(graph::GraphArgs),
+    /// Capture the packets of one interface of a lab, as pcapng.
+    Capture(capture::CaptureArgs),
     /// Show what a lab script asks for (capabilities, WASI), its exports,
     /// size and hash, and the grants it needs; runs nothing, needs no root.
     Inspect(inspect::InspectArgs),
     /// Run a command inside a lab node, like `ip netns exec`.
     Exec(exec::ExecArgs),
+    /// Print the WIT this nsw implements, or write it to a directory.
+    Wit(wit::WitArgs),
+    /// Start a lab project outside this repository (Rust, Python,
+    /// JavaScript or C): the two-hosts lab, the WIT, a build command.
+    New(new::NewArgs),
 }
 
 /// Entry point of the `nsw` binary.
@@ -70,9 +85,15 @@ pub fn main() -> ExitCode {
         match command {
             Command::Run(args) => run::exec(args).await,
             Command::Test(args) => test::exec(args).await,
+            Command::Plan(args) => plan::exec(args).await,
             Command::Down(args) => down::exec(args).await,
             Command::Ls(args) => ls::exec(args).await,
+            Command::Show(args) => show::exec(args).await,
+            Command::Graph(args) => graph::exec(args).await,
+            Command::Capture(args) => capture::exec(args).await,
             Command::Inspect(args) => inspect::exec(args).await,
+            Command::Wit(args) => wit::exec(args).await,
+            Command::New(args) => new::exec(args).await,
             Command::Exec(_) => unreachable!("handled above"),
         }
     });

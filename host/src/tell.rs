@@ -6,7 +6,8 @@
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        $crate::stop::note_write(writeln!(std::io::stderr(), $($arg)*));
+        let line = format!($($arg)*);
+        $crate::progress::suspend(|| $crate::stop::note_write(writeln!(std::io::stderr(), "{line}")));
     }};
 }
 pub(crate) use say;
@@ -15,7 +16,8 @@ pub(crate) use say;
 macro_rules! show {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        $crate::stop::note_write(writeln!(std::io::stdout(), $($arg)*));
+        let line = format!($($arg)*);
+        $crate::progress::suspend(|| $crate::stop::note_write(writeln!(std::io::stdout(), "{line}")));
     }};
 }
 pub(crate) use show;

@@ -2,7 +2,7 @@
 //! `test-hooks` feature (the `nsw-testing` binary that `scripts/build`
 //! makes for them). The shipped `nsw` has none of this.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// `NSW_TEST_KILL_AT=K` makes nsw SIGKILL itself just before it appends
@@ -20,6 +20,16 @@ pub fn before_journal_line(line: u64) {
     let at = KILL.get_or_init(|| std::env::var(KILL_AT).ok().and_then(|v| v.parse().ok()));
     if *at == Some(line) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// How long each service took from being asked for (its component loaded
+/// from the cache) to its `run` being called in its node.
+static SERVICE_STARTS: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+
+pub fn service_started(after: Duration) {
+    if let Ok(mut starts) = SERVICE_STARTS.lock() {
+        starts.push(after);
     }
 }
 
@@ -43,6 +53,7 @@ pub fn write_timings(t: &Timings) -> anyhow::Result<()> {
         "run_s": t.run.as_secs_f64(),
         "build_s": t.build.as_secs_f64(),
         "down_s": t.down.map(|d| d.as_secs_f64()),
+        "service_starts_s": SERVICE_STARTS.lock().map(|s| s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()).unwrap_or_default(),
     });
     std::fs::write(&path, value.to_string())?;
     Ok(())

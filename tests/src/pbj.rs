@@ -99,7 +99,7 @@ pub fn verify(lab: &str, host: &str) {
 
     // 10. masquerade, in the lab's own table
     let table = check_in_ns(host, "nft", &["list", "table", "inet", &format!("nsw-{lab}")]);
-    assert!(table.contains("hook postrouting") && table.contains("ip saddr 10.0.0.0/16 masquerade"), "{table}");
+    assert!(table.contains("hook postrouting") && table.contains("ip saddr 10.0.0.0/16 ip daddr != 10.0.0.0/16 masquerade"), "{table}");
 
     // 11. forwarding
     let forward = check_in_ns(host, "cat", &["/proc/sys/net/ipv4/ip_forward"]);

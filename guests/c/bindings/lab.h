@@ -362,8 +362,8 @@ extern bool nsw_lab_route_enable_forwarding(nsw_lab_route_borrow_netns_t ns, nsw
 
 // Imported Functions from `nsw:lab/nat@0.1.1`
 // Masquerade traffic from the prefix `source` (`10.0.0.0/16`) that
-// leaves `ns`, like `iptables -t nat -A POSTROUTING -s SOURCE -j
-// MASQUERADE`. The rule lives in an nftables table of the lab's own,
+// leaves `ns` for an address outside it, like `iptables -t nat -A
+// POSTROUTING -s SOURCE ! -d SOURCE -j MASQUERADE`. The rule lives in an nftables table of the lab's own,
 // `inet nsw-<lab>`, which goes with the lab.
 extern bool nsw_lab_nat_masquerade(nsw_lab_nat_borrow_netns_t ns, lab_string_t *source, nsw_lab_nat_error_t *err);
 

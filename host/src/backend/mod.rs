@@ -11,6 +11,7 @@
 
 pub mod kernel;
 pub mod plan;
+pub mod survey;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -261,6 +262,24 @@ pub trait Teardown: Send {
 /// Find a program as a shell would (an absolute path, or a name in PATH).
 pub fn kernel_resolve(program: &str) -> Option<std::path::PathBuf> {
     kernel::spawn::resolve(program)
+}
+
+/// Reading a namespace as it is now (`nsw show`, `nsw graph`).
+#[async_trait]
+pub trait Survey: Send {
+    /// The namespace `/run/netns/NAME` (the machine's if `None`), with the
+    /// lab's nftables table `table` if it has one; `None` if it is gone.
+    async fn survey(&mut self, netns: Option<&str>, table: Option<&str>) -> io::Result<Option<survey::NetnsView>>;
+}
+
+pub use kernel::capture::{Captured, Until};
+
+/// Capture the packets of `ifname` in `/run/netns/NETNS` (the machine's if
+/// `None`) as pcapng into `out`, until `until` or a stop; `ready` is told
+/// once the capture listens. Blocks.
+pub fn capture(netns: Option<&str>, ifname: &str, out: Box<dyn std::io::Write + Send>, until: Until, stop: &Stop, ready: impl FnOnce()) -> io::Result<Captured> {
+    let fd = netns.map(kernel::netns::open_named).transpose()?;
+    kernel::capture::capture(fd.as_ref(), ifname, out, until, stop, ready)
 }
 
 /// The real thing: the kernel, for building labs and taking them down.

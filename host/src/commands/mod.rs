@@ -2,12 +2,18 @@
 //! they print, how they end (the exit status travels on [`Failure`]), and
 //! how a teardown report is told.
 
+pub mod capture;
 pub mod down;
 pub mod exec;
+pub mod graph;
 pub mod inspect;
 pub mod ls;
+pub mod new;
+pub mod plan;
 pub mod run;
+pub mod show;
 pub mod test;
+pub mod wit;
 
 use std::process::ExitCode;
 
@@ -106,6 +112,27 @@ pub fn fail(failure: Failure) -> ExitCode {
     }
     say!("nsw: error: {:#}", failure.error);
     failure.status.into()
+}
+
+/// From here on SIGINT, SIGTERM and SIGHUP do not kill nsw: they are
+/// blocked in this thread and every thread started after it, and a thread
+/// of their own turns them into a stop request (see [`crate::stop`]), which
+/// ends the run and rolls the lab back. A thread rather than a tokio signal
+/// stream, because a guest busy in its own code never lets the async
+/// runtime poll a stream.
+pub fn catch_signals(stop: crate::stop::Stop) -> anyhow::Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(signal);
+    }
+    set.thread_block()?;
+    std::thread::Builder::new().name("nsw-signals".into()).spawn(move || {
+        while let Ok(signal) = set.wait() {
+            stop.request(crate::stop::StopReason::Signal(signal));
+        }
+    })?;
+    Ok(())
 }
 
 pub fn require_root(what: &str) -> anyhow::Result<()> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::{CommandResult, Failure, Status, require_root, say, some_of, tell_problems};
+use super::{CommandResult, Failure, Status, catch_signals, require_root, say, some_of, tell_problems};
 use crate::backend::{self, Teardown};
 use crate::error::LabError;
 use crate::journal::{LabInfo, LabRecord, NetnsRef, Object, StateDir};
@@ -14,13 +14,13 @@ use crate::lab::Lab;
 use crate::policy::{self, Grants, Limits};
 use crate::runtime::{self, Outcome, RunLimits};
 use crate::session::{Created, Session};
-use crate::stop::{Stop, StopReason};
+use crate::stop::Stop;
 
 #[derive(Args)]
 #[command(after_help = policy::run_help())]
 pub struct RunArgs {
     /// The lab script, a WebAssembly component (e.g. pbj.wasm).
-    file: PathBuf,
+    pub(crate) file: PathBuf,
     /// The lab's name [default: the file's stem, with '-' as '_'].
     /// Namespaces are called `<lab>` (the lab's host) and `<lab>-<node>`.
     #[arg(long)]
@@ -37,10 +37,10 @@ pub struct RunArgs {
     replace: bool,
     /// Grant a capability (see below); everything else is denied.
     #[arg(long, value_name = "GRANT")]
-    allow: Vec<String>,
+    pub(crate) allow: Vec<String>,
     /// Grant everything (host-net with the private prefixes, uplink).
     #[arg(long)]
-    allow_all: bool,
+    pub(crate) allow_all: bool,
     /// Stop the script after this many seconds.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     timeout: u64,
@@ -100,11 +100,11 @@ pub struct RunArgs {
     exec_user: String,
     /// Arguments for the script's `run`.
     #[arg(last = true)]
-    args: Vec<String>,
+    pub(crate) args: Vec<String>,
 }
 
 impl RunArgs {
-    fn lab_name(&self) -> anyhow::Result<String> {
+    pub(crate) fn lab_name(&self) -> anyhow::Result<String> {
         let name = match &self.name {
             Some(name) => name.clone(),
             None => self
@@ -118,7 +118,7 @@ impl RunArgs {
         Ok(name)
     }
 
-    fn run_limits(&self) -> anyhow::Result<RunLimits> {
+    pub(crate) fn run_limits(&self) -> anyhow::Result<RunLimits> {
         if !(1..=86_400).contains(&self.timeout) {
             bail!("--timeout must be 1 to 86400 seconds");
         }
@@ -126,10 +126,11 @@ impl RunArgs {
             timeout: Duration::from_secs(self.timeout),
             memory_bytes: self.memory.saturating_mul(1 << 20),
             output_bytes: self.max_output.saturating_mul(1024),
+            dry: false,
         })
     }
 
-    fn lab_limits(&self) -> Limits {
+    pub(crate) fn lab_limits(&self) -> Limits {
         Limits {
             netns: self.max_netns,
             links: self.max_links,
@@ -250,6 +251,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         Err((e, journal)) => (Ending::Setup(e), journal),
         Ok(lab) if stop.requested() => (Ending::Guest(runtime::stopped_outcome(&stop, &limits)), lab.finish()),
         Ok(lab) => {
+            let progress = crate::progress::Progress::start(lab.made());
             let (outcome, lab, times) = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits, &stop).await;
             run_times = times;
             let ending = match (outcome, lab.refused_last_call()) {
@@ -257,6 +259,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
                 (outcome, _) => Ending::Guest(outcome),
             };
             findings = lab.findings().clone();
+            drop(progress);
             // Closes the lab's namespace fds and netlink sockets.
             (ending, lab.finish())
         }
@@ -355,27 +358,6 @@ fn write_timings(_: RunTimings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// From here on SIGINT, SIGTERM and SIGHUP do not kill nsw: they are
-/// blocked in this thread and every thread started after it, and a thread
-/// of their own turns them into a stop request (see [`crate::stop`]), which
-/// ends the run and rolls the lab back. A thread rather than a tokio signal
-/// stream, because a guest busy in its own code never lets the async
-/// runtime poll a stream.
-fn catch_signals(stop: Stop) -> anyhow::Result<()> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        set.add(signal);
-    }
-    set.thread_block()?;
-    std::thread::Builder::new().name("nsw-signals".into()).spawn(move || {
-        while let Ok(signal) = set.wait() {
-            stop.request(StopReason::Signal(signal));
-        }
-    })?;
-    Ok(())
-}
-
 /// Guest text may contain anything: show it on one line, every character
 /// that could fake a line of nsw's escaped, and not too much of it.
 fn output_safe(text: &str) -> String {
@@ -426,7 +408,7 @@ fn print_summary(record: &LabRecord, elapsed: Duration) {
             .objects
             .iter()
             .filter_map(|o| match &o.object {
-                Object::Link { netns, name, kind } if netns == place => Some(format!("{name} ({kind})")),
+                Object::Link { netns, name, kind, .. } if netns == place => Some(format!("{name} ({kind})")),
                 _ => None,
             })
             .collect();

@@ -57,7 +57,14 @@ impl std::fmt::Display for NetnsRef {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Object {
     Netns { name: String, node: String },
-    Link { netns: NetnsRef, name: String, kind: String },
+    Link {
+        netns: NetnsRef,
+        name: String,
+        kind: String,
+        /// A veth end's other end, by its journal id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer: Option<u32>,
+    },
     Address { netns: NetnsRef, link: String, cidr: String },
     Route { netns: NetnsRef, destination: String, via: String },
     /// The lab's nftables table; its identity is a marker chain
@@ -93,7 +100,7 @@ impl std::fmt::Display for Object {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Object::Netns { name, .. } => write!(f, "netns {name}"),
-            Object::Link { netns, name, kind } => write!(f, "{kind} {name} in {netns}"),
+            Object::Link { netns, name, kind, .. } => write!(f, "{kind} {name} in {netns}"),
             Object::Address { netns, link, cidr } => write!(f, "address {cidr} on {link} in {netns}"),
             Object::Route { netns, destination, via } => write!(f, "route {destination} via {via} in {netns}"),
             Object::NftTable { netns, family, name } => write!(f, "nftables table {family} {name} in {netns}"),
@@ -201,6 +208,11 @@ impl Journal {
         self.next_id = self.next_id.checked_add(1).context("the journal ran out of ids")?;
         self.append(Entry::Create { id, object, ident })?;
         Ok(id)
+    }
+
+    /// The id the next intent will get.
+    pub fn next_id(&self) -> u32 {
+        self.next_id
     }
 
     /// Bytes written so far, this session: the lab's journal has a cap.

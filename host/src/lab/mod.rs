@@ -115,6 +115,8 @@ pub struct Lab {
     findings: Findings,
     /// Services started, as `<node>/<name>`.
     service_labels: HashSet<String>,
+    /// Objects made so far, for the progress line.
+    made: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Lab {
@@ -155,6 +157,7 @@ impl Lab {
             calls: 0,
             findings: Findings::default(),
             service_labels: HashSet::new(),
+            made: Default::default(),
         };
         let host = match mode {
             Mode::Contained => lab.new_netns("host", name.to_string()).await.map(drop),
@@ -219,6 +222,11 @@ impl Lab {
         }
     }
 
+    /// The count of objects made so far (for a progress line).
+    pub fn made(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.made.clone()
+    }
+
     /// The run's stop flag.
     pub fn stop(&self) -> &Stop {
         &self.stop
@@ -279,6 +287,7 @@ impl Lab {
                 for (i, &id) in ids.iter().enumerate() {
                     self.record(Entry::Created { id, ident: idents.get(i).copied().flatten(), since: None })?;
                 }
+                self.made.fetch_add(ids.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 Ok(value)
             }
             Err(e) => {

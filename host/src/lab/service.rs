@@ -7,7 +7,7 @@ use super::Lab;
 use crate::backend::NsId;
 use crate::error::{LabError, LabResult};
 use crate::policy;
-use crate::runtime::service::{Service, Services};
+use crate::runtime::service::{Prepared, Service, Services};
 
 impl Lab {
     /// May a service `name` start in `ns`? Its label (`<node>/<name>`).
@@ -43,13 +43,13 @@ impl Lab {
         ns: NsId,
         services: &mut Services,
         label: String,
-        component: wasmtime::component::Component,
+        prepared: Prepared,
         args: Vec<String>,
     ) -> LabResult<Arc<Service>> {
         let what = format!("start service {label} in {}", self.describe_ns(ns));
         let backend = &mut self.backend;
         let service = services
-            .start(label.clone(), component, args, |body| backend.start_thread_in(ns, &label, body))
+            .start(label.clone(), prepared, args, |body| backend.start_thread_in(ns, &label, body))
             .map_err(|e| LabError::os(&what, &e))?;
         self.service_labels.insert(label);
         Ok(service)

@@ -136,12 +136,14 @@ impl Lab {
         // `down` tells it from a link someone else makes under that name.
         // (The kernel takes the peer's index only with the first end's.)
         let indexes = (self.is_machine(ns) || self.is_machine(peer_ns)).then(|| (fresh_ifindex(), fresh_ifindex()));
+        // The second intent gets the next id: each end names the other.
+        let next = self.journal.next_id();
         let ja = self.record_intent_as(
-            Object::Link { netns: self.netns[ns].kernel.clone(), name: name.clone(), kind: "veth".into() },
+            Object::Link { netns: self.netns[ns].kernel.clone(), name: name.clone(), kind: "veth".into(), peer: Some(next + 1) },
             indexes.map(|i| i.0 as u64),
         )?;
         let jb = self.record_intent_as(
-            Object::Link { netns: self.netns[peer_ns].kernel.clone(), name: peer.clone(), kind: "veth".into() },
+            Object::Link { netns: self.netns[peer_ns].kernel.clone(), name: peer.clone(), kind: "veth".into(), peer: Some(ja) },
             indexes.map(|i| i.1 as u64),
         )?;
         let outcome = self.backend.create_veth(&name, ns, &peer, peer_ns, indexes).await;
@@ -198,7 +200,7 @@ impl Lab {
         // never hold, even unconfirmed, the name of someone else's link.
         self.check_free_name(name, ns).await?;
         let index = self.is_machine(ns).then(fresh_ifindex);
-        let object = Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "bridge".into() };
+        let object = Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "bridge".into(), peer: None };
         let id = self.record_intent_as(object, index.map(u64::from))?;
         let outcome = self.backend.create_bridge(name, ns, index).await;
         let what = format!("create bridge {name} in {}", self.describe_ns(ns));

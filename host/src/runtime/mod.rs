@@ -32,11 +32,14 @@ pub struct RunLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
     pub output_bytes: usize,
+    /// A plan (`nsw plan`): nothing runs in the lab, services included, and
+    /// the script's output goes to stderr (stdout is the plan's).
+    pub dry: bool,
 }
 
 impl Default for RunLimits {
     fn default() -> Self {
-        RunLimits { timeout: Duration::from_secs(60), memory_bytes: 64 << 20, output_bytes: 1 << 20 }
+        RunLimits { timeout: Duration::from_secs(60), memory_bytes: 64 << 20, output_bytes: 1 << 20, dry: false }
     }
 }
 
@@ -187,6 +190,7 @@ pub async fn run(
     stop: &Stop,
 ) -> (Outcome, Lab, RunTimes) {
     let (stdout, stderr) = GuestOutput::pair(lab.name(), limits.output_bytes);
+    let stdout = if limits.dry { stdout.to_stderr() } else { stdout };
     let output = stdout.clone();
     // No preopened directories, no environment, no arguments, no network:
     // the guest's only way out is its stdout/stderr and the lab imports.

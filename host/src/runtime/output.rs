@@ -68,6 +68,11 @@ impl GuestOutput {
         self.shared.lock().map(|s| s.truncated).unwrap_or(false)
     }
 
+    /// The same stream, printed on nsw's stderr.
+    pub fn to_stderr(self) -> GuestOutput {
+        GuestOutput { sink: Sink::Stderr, ..self }
+    }
+
     /// The last bytes printed, if they are kept.
     pub fn tail(&self) -> String {
         self.shared.lock().ok().and_then(|s| s.tail.clone()).unwrap_or_default()
@@ -182,10 +187,10 @@ impl Writer {
             lines.push_str(&format!("[nsw: guest output cut off after {} bytes]\n", shared.cap));
         }
         let over = shared.truncated;
-        let written = match self.out.sink {
+        let written = crate::progress::suspend(|| match self.out.sink {
             Sink::Stdout => write_all(&mut std::io::stdout().lock(), lines.as_bytes()),
             Sink::Stderr => write_all(&mut std::io::stderr().lock(), lines.as_bytes()),
-        };
+        });
         if let Err(e) = written {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 shared.closed = true;

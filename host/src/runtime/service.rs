@@ -65,6 +65,13 @@ pub struct Service {
     done: tokio::sync::watch::Receiver<bool>,
 }
 
+/// A service's component, loaded and checked, and when it was asked for.
+pub struct Prepared {
+    component: wasmtime::component::Component,
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    asked: Instant,
+}
+
 impl Services {
     pub fn new(engine: &Engine, limits: &RunLimits) -> Result<Services> {
         let mut linker = Linker::new(engine);
@@ -74,12 +81,13 @@ impl Services {
 
     /// Compile (or load from the cache) a service's component, and check
     /// that it is a command nsw can run.
-    pub fn prepare(&self, label: &str, wasm: &[u8]) -> Result<wasmtime::component::Component> {
+    pub fn prepare(&self, label: &str, wasm: &[u8]) -> Result<Prepared> {
+        let asked = Instant::now();
         let loaded = super::load(&self.engine, Path::new(label), wasm, |_| {})?;
         self.linker
             .instantiate_pre(&loaded.component)
             .map_err(|e| anyhow::anyhow!("{label} cannot run as a service: {e:#}"))?;
-        Ok(loaded.component)
+        Ok(Prepared { component: loaded.component, asked })
     }
 
     /// Start `component` as `label` with `args`; `launch` runs the
@@ -87,7 +95,7 @@ impl Services {
     pub fn start(
         &mut self,
         label: String,
-        component: wasmtime::component::Component,
+        prepared: Prepared,
         args: Vec<String>,
         launch: impl FnOnce(Box<dyn FnOnce() + Send>) -> std::io::Result<()>,
     ) -> std::io::Result<Arc<Service>> {
@@ -116,7 +124,7 @@ impl Services {
                     .build();
                 let limits = StoreLimitsBuilder::new().memory_size(memory).instances(64).tables(64).memories(16).trap_on_grow_failure(true).build();
                 let outcome = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                    Ok(rt) => rt.block_on(run(engine, linker, component, ServiceState { wasi, table: ResourceTable::new(), limits }, stop, wake, deadline)),
+                    Ok(rt) => rt.block_on(run(engine, linker, prepared, ServiceState { wasi, table: ResourceTable::new(), limits }, stop, wake, deadline)),
                     Err(e) => Ending::Crashed(format!("no runtime for it: {e}")),
                 };
                 if let Ok(mut slot) = ending.lock() {
@@ -126,6 +134,12 @@ impl Services {
             }
         };
         launch(Box::new(body))?;
+        if self.limits.dry {
+            // A plan: the launcher only noted it; it ends as if it succeeded.
+            if let Ok(mut slot) = service.ending.lock() {
+                *slot = Some(Ending::Exited(0));
+            }
+        }
         self.started.push(service.clone());
         Ok(service)
     }
@@ -148,7 +162,7 @@ impl Services {
 async fn run(
     engine: Engine,
     linker: Arc<Linker<ServiceState>>,
-    component: wasmtime::component::Component,
+    prepared: Prepared,
     state: ServiceState,
     stop: Arc<AtomicBool>,
     wake: Arc<tokio::sync::Notify>,
@@ -169,7 +183,9 @@ async fn run(
         }
     });
     let call = async {
-        let command = Command::instantiate_async(&mut store, &component, &linker).await?;
+        let command = Command::instantiate_async(&mut store, &prepared.component, &linker).await?;
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::service_started(prepared.asked.elapsed());
         command.wasi_cli_run().call_run(&mut store).await
     };
     let stopped = async {

@@ -2,6 +2,7 @@
 //! for NAT, /proc/sys for forwarding, raw ICMP for pings, pasta for the
 //! uplink's user-mode NAT.
 
+pub mod capture;
 pub mod netlink;
 pub mod netns;
 pub mod nft;
@@ -10,6 +11,7 @@ pub mod ping;
 pub mod probes;
 pub mod process;
 pub mod spawn;
+pub mod survey;
 pub mod sysctl;
 
 use std::collections::{BTreeMap, HashMap};
@@ -388,5 +390,20 @@ impl Teardown for KernelBackend {
     async fn machine_sysctl_tree(&mut self, roots: &[&str]) -> io::Result<BTreeMap<String, String>> {
         let (fd, _) = self.machine()?;
         sysctl::tree(&fd, roots)
+    }
+}
+
+#[async_trait]
+impl super::Survey for KernelBackend {
+    async fn survey(&mut self, netns: Option<&str>, table: Option<&str>) -> io::Result<Option<super::survey::NetnsView>> {
+        let fd = match netns {
+            None => netns::open_current()?,
+            Some(name) => match netns::open_named(name) {
+                Ok(fd) => fd,
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::InvalidData) => return Ok(None),
+                Err(e) => return Err(e),
+            },
+        };
+        survey::survey(&fd, table).await.map(Some)
     }
 }

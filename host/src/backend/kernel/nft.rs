@@ -63,7 +63,8 @@ fn owned_batch(table_name: &str, nonce: u64) -> Batch<'static> {
 }
 
 /// The postrouting NAT chain (adding an existing one is a no-op in nft),
-/// then `ip[6] saddr SOURCE masquerade`, in the lab's table `table_name`.
+/// then `ip[6] saddr SOURCE ip[6] daddr != SOURCE masquerade`, in the lab's
+/// table `table_name`.
 pub fn masquerade_batch(table_name: &str, nonce: u64, source: IpNet) -> nftables::schema::Nftables<'static> {
     let mut batch = owned_batch(table_name, nonce);
     batch.add(NfListObject::Chain(Chain {
@@ -77,22 +78,28 @@ pub fn masquerade_batch(table_name: &str, nonce: u64, source: IpNet) -> nftables
         ..Default::default()
     }));
     let protocol = if source.addr().is_ipv4() { "ip" } else { "ip6" };
-    let matches_source = Statement::Match(Match {
-        left: Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
-            protocol: Cow::Borrowed(protocol),
-            field: Cow::Borrowed("saddr"),
-        }))),
-        right: Expression::Named(NamedExpression::Prefix(Prefix {
-            addr: Box::new(Expression::String(Cow::Owned(source.network().to_string()))),
-            len: source.prefix_len() as u32,
-        })),
-        op: Operator::EQ,
-    });
+    let address_in_source = |field: &'static str, op: Operator| {
+        Statement::Match(Match {
+            left: Expression::Named(NamedExpression::Payload(Payload::PayloadField(PayloadField {
+                protocol: Cow::Borrowed(protocol),
+                field: Cow::Borrowed(field),
+            }))),
+            right: Expression::Named(NamedExpression::Prefix(Prefix {
+                addr: Box::new(Expression::String(Cow::Owned(source.network().to_string()))),
+                len: source.prefix_len() as u32,
+            })),
+            op,
+        })
+    };
+    // Traffic that stays inside the prefix is never rewritten: where
+    // br_netfilter is loaded, bridged traffic between two nodes passes this
+    // hook too, and would otherwise reach its peer from the bridge's address.
+    let matches = vec![address_in_source("saddr", Operator::EQ), address_in_source("daddr", Operator::NEQ), Statement::Masquerade(None)];
     batch.add(NfListObject::Rule(Rule {
         family: FAMILY,
         table: Cow::Owned(table_name.to_string()),
         chain: Cow::Borrowed(CHAIN),
-        expr: Cow::Owned(vec![matches_source, Statement::Masquerade(None)]),
+        expr: Cow::Owned(matches),
         ..Default::default()
     }));
     batch.to_nftables()
@@ -177,6 +184,8 @@ mod tests {
         assert!(json.contains(r#""protocol":"ip","field":"saddr""#), "{json}");
         assert!(json.contains(r#""addr":"10.0.0.0","len":16"#), "{json}");
         assert!(json.contains(r#""masquerade""#), "{json}");
+        // Not inside the prefix.
+        assert!(json.contains(r#"{"match":{"left":{"payload":{"protocol":"ip","field":"daddr"}},"right":{"prefix":{"addr":"10.0.0.0","len":16}},"op":"!="}}"#), "{json}");
         let v6 = serde_json::to_string(&masquerade_batch("t", 1, "fd00::/64".parse().unwrap())).unwrap();
         assert!(v6.contains(r#""protocol":"ip6""#), "{v6}");
     }

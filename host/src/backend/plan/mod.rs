@@ -113,6 +113,7 @@ impl Backend for PlanBackend {
         s.namespaces.insert(id, PlanNs { name: Some(name.to_string()), links: vec![lo], ..PlanNs::default() });
         s.log.push(format!("ip netns add {}", sh(name)));
         s.log.push(format!("ip -n {} link set lo up", sh(name)));
+        s.log.push(format!("ip netns exec {} sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0", sh(name)));
         Ok(inode_of(id))
     }
 
@@ -257,7 +258,9 @@ impl Backend for PlanBackend {
             return Err(err(libc::EEXIST));
         }
         space.routes.push((destination, Some(via), true));
-        let line = format!("{}route add {destination} via {via}", s.ip(ns));
+        let shown = if destination.prefix_len() == 0 { "default".to_string() } else { destination.to_string() };
+        // proto static: what the kernel backend marks its routes with.
+        let line = format!("{}route add {shown} via {via} proto static", s.ip(ns));
         s.log.push(line);
         Ok(())
     }
@@ -306,7 +309,7 @@ impl Backend for PlanBackend {
             s.log.push(format!("{inside}nft add chain inet {} postrouting '{{ type nat hook postrouting priority 100; policy accept; }}'", sh(table)));
         }
         let family = if source.addr().is_ipv4() { "ip" } else { "ip6" };
-        s.log.push(format!("{inside}nft add rule inet {} postrouting {family} saddr {source} masquerade", sh(table)));
+        s.log.push(format!("{inside}nft add rule inet {} postrouting {family} saddr {source} {family} daddr != {source} masquerade", sh(table)));
         Ok(())
     }
 
@@ -314,9 +317,10 @@ impl Backend for PlanBackend {
         let mut s = self.state.lock().unwrap();
         s.ns(ns)?;
         let from = s.ns_name(ns).unwrap_or_else(|| "the machine".into());
-        s.log.push(format!("# probe: {count} echo requests to {target} from {from}"));
-        // Nothing is sent in a plan: nothing comes back.
-        Ok(PingStats::from_rtts(count, &[]))
+        s.log.push(format!("# probe: {count} echo request{} to {target} from {from}", if count == 1 { "" } else { "s" }));
+        // Nothing is sent in a plan; it assumes every echo is answered, so
+        // that a script that insists on replies goes on to the end.
+        Ok(PingStats::from_rtts(count, &vec![Duration::ZERO; count as usize]))
     }
 
     async fn tcp_connect(&mut self, ns: NsId, to: std::net::SocketAddr, _timeout: Duration, _stop: &Stop) -> io::Result<(ConnectOutcome, Duration)> {
@@ -324,8 +328,8 @@ impl Backend for PlanBackend {
         s.ns(ns)?;
         let from = s.ns_name(ns).unwrap_or_else(|| "the machine".into());
         s.log.push(format!("# probe: a TCP connection to {to} from {from}"));
-        // Nothing listens in a plan.
-        Ok((ConnectOutcome::TimedOut, Duration::ZERO))
+        // A plan assumes it would connect (see `ping`).
+        Ok((ConnectOutcome::Connected, Duration::ZERO))
     }
 
     async fn throughput(&mut self, sender: NsId, receiver: NsId, address: IpAddr, duration: Duration, _stop: &Stop) -> io::Result<Throughput> {
@@ -372,10 +376,11 @@ impl Backend for PlanBackend {
     }
 
     fn start_thread_in(&mut self, ns: NsId, name: &str, _body: Box<dyn FnOnce() + Send>) -> io::Result<()> {
+        // A plan runs nothing: the service is only noted.
         let mut s = self.state.lock().unwrap();
         let node = s.ns_name(ns).unwrap_or_default();
-        s.log.push(format!("# service {name} would start in {node}: a plan runs nothing"));
-        Err(io::Error::new(io::ErrorKind::Unsupported, "a plan runs no services"))
+        s.log.push(format!("# service {name}: a WebAssembly service of the script's, in {node}"));
+        Ok(())
     }
 
     async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId> {

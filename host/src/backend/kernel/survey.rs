@@ -1,0 +1,161 @@
+//! Reading a namespace as it is (`nsw show`): one thread inside it opens a
+//! netlink socket, reads the forwarding switches and lists the lab's
+//! nftables table; then three netlink dumps.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::OwnedFd;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::address::{AddressAttribute};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, State};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
+use rtnetlink::{Handle, RouteMessageBuilder};
+
+use super::{netlink, netns};
+use crate::backend::survey::{AddressView, LinkView, NetnsView, RouteView};
+
+/// What the thread inside the namespace brings back.
+struct Inside {
+    socket: OwnedFd,
+    forwarding: (bool, bool),
+    nft: Option<serde_json::Value>,
+}
+
+/// Read the namespace `ns` (its fd); `table`: the lab's nftables table,
+/// to list if it is there.
+pub async fn survey(ns: &OwnedFd, table: Option<&str>) -> io::Result<NetnsView> {
+    let table = table.map(str::to_string);
+    let inside = netns::run_in(ns, move || {
+        let socket = netlink::socket_here()?;
+        let switch = |path: &str| std::fs::read_to_string(path).map(|v| v.trim() == "1").unwrap_or(false);
+        let forwarding = (switch("/proc/sys/net/ipv4/ip_forward"), switch("/proc/sys/net/ipv6/conf/all/forwarding"));
+        let nft = match &table {
+            Some(table) => list_table(table),
+            None => None,
+        };
+        Ok(Inside { socket, forwarding, nft })
+    })?;
+    let handle = netlink::drive(inside.socket);
+    Ok(NetnsView {
+        links: links(&handle).await?,
+        addresses: addresses(&handle).await?,
+        routes: routes(&handle).await?,
+        forwarding_ipv4: inside.forwarding.0,
+        forwarding_ipv6: inside.forwarding.1,
+        nft: inside.nft,
+    })
+}
+
+/// `nft -j list table inet TABLE` in the calling thread's namespace, if
+/// the table is there.
+fn list_table(table: &str) -> Option<serde_json::Value> {
+    let raw = nftables::helper::get_current_ruleset_raw(nftables::helper::DEFAULT_NFT, ["list", "table", "inet", table]).ok()?;
+    serde_json::from_str(&raw).ok()
+}
+
+fn os(err: rtnetlink::Error) -> io::Error {
+    match err {
+        rtnetlink::Error::NetlinkError(msg) => msg.to_io(),
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+async fn links(handle: &Handle) -> io::Result<Vec<LinkView>> {
+    let mut found = Vec::new();
+    let mut dump = handle.link().get().execute();
+    while let Some(msg) = dump.try_next().await.map_err(os)? {
+        let mut view = LinkView {
+            index: msg.header.index,
+            name: String::new(),
+            kind: None,
+            up: msg.header.flags.contains(LinkFlags::Up),
+            carrier: false,
+            mtu: 0,
+            mac: None,
+            qdisc: None,
+            master: None,
+            peer_index: None,
+        };
+        for attribute in msg.attributes {
+            match attribute {
+                LinkAttribute::IfName(name) => view.name = name,
+                LinkAttribute::Mtu(mtu) => view.mtu = mtu,
+                LinkAttribute::Qdisc(qdisc) => view.qdisc = Some(qdisc),
+                LinkAttribute::Controller(master) => view.master = Some(master),
+                LinkAttribute::Link(peer) => view.peer_index = Some(peer),
+                LinkAttribute::OperState(state) => view.carrier = matches!(state, State::Up | State::Unknown) && msg.header.flags.contains(LinkFlags::LowerUp),
+                LinkAttribute::Address(mac) if mac.len() == 6 => {
+                    view.mac = Some(mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"));
+                }
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(kind) = info {
+                            view.kind = Some(kind.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        found.push(view);
+    }
+    found.sort_by_key(|l| l.index);
+    Ok(found)
+}
+
+async fn addresses(handle: &Handle) -> io::Result<Vec<AddressView>> {
+    let mut found = Vec::new();
+    let mut dump = handle.address().get().execute();
+    while let Some(msg) = dump.try_next().await.map_err(os)? {
+        let address = msg.attributes.iter().find_map(|a| match a {
+            AddressAttribute::Address(ip) => Some(*ip),
+            _ => None,
+        });
+        if let Some(ip) = address {
+            if let Ok(cidr) = IpNet::new(ip, msg.header.prefix_len) {
+                found.push(AddressView { link: msg.header.index, cidr });
+            }
+        }
+    }
+    Ok(found)
+}
+
+async fn routes(handle: &Handle) -> io::Result<Vec<RouteView>> {
+    const LOCAL: u32 = 255;
+    let mut found = Vec::new();
+    let dumps = [
+        (RouteMessageBuilder::<Ipv4Addr>::new().build(), IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        (RouteMessageBuilder::<Ipv6Addr>::new().build(), IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+    ];
+    for (mut message, any) in dumps {
+        message.header.table = 0;
+        let mut dump = handle.route().get(message).execute();
+        while let Some(route) = dump.try_next().await.map_err(os)? {
+            if route.header.kind != RouteType::Unicast {
+                continue;
+            }
+            let mut table = route.header.table as u32;
+            let (mut destination, mut via, mut dev) = (any, None, None);
+            for attribute in &route.attributes {
+                match attribute {
+                    RouteAttribute::Table(t) => table = *t,
+                    RouteAttribute::Destination(RouteAddress::Inet(a)) => destination = IpAddr::V4(*a),
+                    RouteAttribute::Destination(RouteAddress::Inet6(a)) => destination = IpAddr::V6(*a),
+                    RouteAttribute::Gateway(RouteAddress::Inet(a)) => via = Some(IpAddr::V4(*a)),
+                    RouteAttribute::Gateway(RouteAddress::Inet6(a)) => via = Some(IpAddr::V6(*a)),
+                    RouteAttribute::Oif(index) => dev = Some(*index),
+                    _ => {}
+                }
+            }
+            let Ok(destination) = IpNet::new(destination, route.header.destination_prefix_length) else { continue };
+            // fe80::/64 on every IPv6 link says nothing about the lab.
+            let link_local = matches!(destination, IpNet::V6(d) if (d.addr().segments()[0] & 0xffc0) == 0xfe80);
+            if table != LOCAL && !link_local {
+                found.push(RouteView { destination, via, dev, table });
+            }
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,56 @@
+//! The kernel's own view of one namespace, as `nsw show` and `nsw graph`
+//! read it: links, addresses, routes, forwarding, the lab's nftables
+//! table. Read, never changed.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// A link as the kernel has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkView {
+    pub index: u32,
+    pub name: String,
+    /// `veth`, `bridge`, `tun`...; none for a device of no kind (`lo`).
+    pub kind: Option<String>,
+    /// Administratively up.
+    pub up: bool,
+    /// Operationally up: it has a carrier.
+    pub carrier: bool,
+    pub mtu: u32,
+    pub mac: Option<String>,
+    pub qdisc: Option<String>,
+    /// The index of its bridge, if it is a bridge port.
+    pub master: Option<u32>,
+    /// A veth's other end: its index in its own namespace.
+    pub peer_index: Option<u32>,
+}
+
+/// An address on a link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressView {
+    pub link: u32,
+    pub cidr: IpNet,
+}
+
+/// A route (the machine's local and multicast ones left out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteView {
+    pub destination: IpNet,
+    pub via: Option<IpAddr>,
+    pub dev: Option<u32>,
+    pub table: u32,
+}
+
+/// One namespace, as the kernel has it now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetnsView {
+    pub links: Vec<LinkView>,
+    pub addresses: Vec<AddressView>,
+    pub routes: Vec<RouteView>,
+    pub forwarding_ipv4: bool,
+    pub forwarding_ipv6: bool,
+    /// The lab's nftables table there, as `nft -j` lists it, if asked for
+    /// and present.
+    pub nft: Option<serde_json::Value>,
+}

@@ -1,0 +1,78 @@
+//! `nsw plan FILE.wasm [-- ARGS]`: what a script would build, as a shell
+//! script of `ip`, `nft` and `sysctl` commands, without root and without
+//! changing anything: the script runs against the plan backend (the
+//! kernel modelled in memory). `inspect` says what a script may do;
+//! `plan` says what it will do.
+
+use clap::Args;
+
+use super::run::RunArgs;
+use super::{CommandResult, Failure, Status, say, show};
+use crate::backend::plan::PlanBackend;
+use crate::journal::{LabInfo, StateDir};
+use crate::lab::Lab;
+use crate::policy::{self, Grants};
+use crate::runtime::{self, Outcome};
+use crate::stop::Stop;
+
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+pub async fn exec(args: PlanArgs) -> CommandResult {
+    let args = args.run;
+    let lab_name = args.lab_name()?;
+    let grants = Grants::parse(&args.allow, args.allow_all)?;
+    let mut limits = args.run_limits()?;
+    limits.dry = true;
+    let wasm = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    let info = crate::inspect::parse(&wasm).map_err(|e| anyhow::anyhow!("{} is not a WebAssembly component: {e:#}", args.file.display()))?;
+    policy::check_imports(info.imports.iter().map(String::as_str), &grants).map_err(|e| anyhow::anyhow!("{} cannot run: {e:#}", args.file.display()))?;
+    let engine = runtime::engine()?;
+    // Compiled afresh: the cache is root's, and a plan needs no root.
+    let component = wasmtime::component::Component::new(&engine, &wasm).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.file.display()))?;
+    let linker = runtime::linker(&engine)?;
+    // The journal of a plan: in a directory of its own, gone at the end.
+    let dir = std::env::temp_dir().join(format!("nsw-plan-{}", std::process::id()));
+    let state = StateDir::at(&dir);
+    let lock = state.lock(&lab_name)?;
+    let info = LabInfo {
+        name: lab_name.clone(),
+        mode: grants.mode(),
+        grants: grants.names(),
+        machine_netns: 1,
+        pid: std::process::id(),
+        script: args.file.display().to_string(),
+        started_unix: 0,
+    };
+    let journal = state.create_journal(&lock, info)?;
+    let plan = PlanBackend::new();
+    let log = plan.state.clone();
+    let stop = Stop::new();
+    let outcome = match Lab::start(&lab_name, grants, journal, Box::new(plan), args.lab_limits(), stop.clone()).await {
+        Err((e, _)) => Outcome::GuestError(e.to_string()),
+        Ok(lab) => runtime::run(&engine, &linker, &component, lab, args.args.clone(), &limits, &stop).await.0,
+    };
+    drop(lock);
+    let _ = std::fs::remove_dir_all(&dir);
+    show!("#!/bin/sh");
+    show!("# nsw plan {}: what the script would build, as commands.", args.file.display());
+    show!("# Nothing ran. Probes are shown as comments (a plan assumes they succeed).");
+    show!("set -e");
+    for line in &log.lock().map_err(|_| anyhow::anyhow!("the plan's state is poisoned"))?.log {
+        show!("{line}");
+    }
+    match outcome {
+        Outcome::Success => Ok(Status::Success),
+        other => {
+            let why = match other {
+                Outcome::GuestError(message) => format!("the script failed: {}", runtime::output::one_line(&message)),
+                other => format!("the script ended early: {other:?}"),
+            };
+            say!("nsw: {why} (the plan shows what it did up to there)");
+            Err(Failure::new(Status::GuestError, anyhow::anyhow!("{why}")))
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `nsw show LAB [--json]`: the lab as the kernel has it now.
+
+use clap::Args;
+
+use super::{CommandResult, Status, require_root, show};
+use crate::backend;
+use crate::journal::StateDir;
+use crate::show::{LabView, NodeView};
+
+#[derive(Args)]
+pub struct ShowArgs {
+    lab: String,
+    /// Print JSON (its shape is documented in docs/show.md).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Read a lab from the kernel, by its journal.
+pub async fn read(lab: &str) -> anyhow::Result<LabView> {
+    crate::policy::check_lab_name(lab).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let Some(record) = StateDir::system().read(lab)? else {
+        anyhow::bail!("there is no lab {lab} (see nsw ls)");
+    };
+    crate::show::read(&record, &mut backend::system()).await
+}
+
+pub async fn exec(args: ShowArgs) -> CommandResult {
+    require_root("show")?;
+    let view = read(&args.lab).await?;
+    if args.json {
+        show!("{}", serde_json::to_string_pretty(&view)?);
+        return Ok(Status::Success);
+    }
+    for node in &view.nodes {
+        print_node(node);
+    }
+    for problem in &view.flagged {
+        show!("! {problem}");
+    }
+    Ok(Status::Success)
+}
+
+/// One node as a small table: a link per line, then its routes. IPv6
+/// link-local addresses are left to `--json` (every link has one).
+fn print_node(node: &NodeView) {
+    let mut about = vec![format!("netns {}", node.netns)];
+    match (node.forwarding.ipv4, node.forwarding.ipv6) {
+        (true, true) => about.push("forwards IPv4 and IPv6".into()),
+        (true, false) => about.push("forwards IPv4".into()),
+        (false, true) => about.push("forwards IPv6".into()),
+        (false, false) => {}
+    }
+    if let Some(nft) = &node.nft {
+        let rules = nft["nftables"].as_array().map(|a| a.iter().filter(|o| o.get("rule").is_some()).count()).unwrap_or(0);
+        about.push(format!("the lab's nftables table: {rules} rule{}", if rules == 1 { "" } else { "s" }));
+    }
+    if !node.present {
+        about.push("GONE".into());
+    }
+    show!("{}  ({})", node.node, about.join(", "));
+    let mut rows = vec![["LINK", "KIND", "STATE", "ADDRESSES", "MTU", "DETAILS"].map(String::from).to_vec()];
+    for link in &node.links {
+        let state = if link.state == "up" && !link.carrier { "up, no carrier".to_string() } else { link.state.to_string() };
+        let addresses: Vec<&str> = link.addresses.iter().map(String::as_str).filter(|a| !a.starts_with("fe80:")).collect();
+        let mut details = Vec::new();
+        if let Some(master) = &link.master {
+            details.push(format!("port of {master}"));
+        }
+        if let Some(peer) = &link.peer {
+            details.push(format!("peer {}:{}", peer.node, peer.link));
+        }
+        if let Some(qdisc) = link.qdisc.as_deref().filter(|q| *q != "noqueue") {
+            details.push(format!("qdisc {qdisc}"));
+        }
+        if let Some(mac) = link.mac.as_deref().filter(|m| *m != "00:00:00:00:00:00") {
+            details.push(mac.to_string());
+        }
+        rows.push(vec![
+            link.name.clone(),
+            link.kind.clone().unwrap_or_else(|| "-".into()),
+            state,
+            if addresses.is_empty() { "-".into() } else { addresses.join(" ") },
+            link.mtu.to_string(),
+            details.join(", "),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    for row in &rows {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        show!("  {}", cells.join("  ").trim_end());
+    }
+    for route in &node.routes {
+        let via = route.via.as_deref().map(|v| format!(" via {v}")).unwrap_or_default();
+        let dev = route.dev.as_deref().map(|d| format!(" dev {d}")).unwrap_or_default();
+        let table = if route.table == "main" { String::new() } else { format!(" table {}", route.table) };
+        show!("  route {}{via}{dev}{table}", route.destination);
+    }
+}

@@ -1,0 +1,191 @@
+//! A lab as the kernel has it now, read over netlink and checked against
+//! the journal: what `nsw show` prints and `nsw graph` draws.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::backend::Survey;
+use crate::backend::survey::NetnsView;
+use crate::journal::{LabRecord, Mode, NetnsRef, Object};
+
+/// The lab, as `nsw show --json` prints it (docs/show.md has the schema).
+#[derive(Debug, Clone, Serialize)]
+pub struct LabView {
+    pub lab: String,
+    pub mode: Mode,
+    pub nodes: Vec<NodeView>,
+    /// What the journal says the lab owns but the kernel lacks, or has
+    /// someone else's in its place.
+    pub flagged: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    /// The name the script gave it (`host` for the lab's host).
+    pub node: String,
+    /// Its namespace (`pbj-pb`), or `machine` for a host-net lab's host.
+    pub netns: String,
+    pub present: bool,
+    pub forwarding: Forwarding,
+    pub links: Vec<LinkOut>,
+    pub routes: Vec<RouteOut>,
+    /// The lab's nftables table there, as `nft -j` lists it.
+    pub nft: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Forwarding {
+    pub ipv4: bool,
+    pub ipv6: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkOut {
+    pub name: String,
+    pub kind: Option<String>,
+    /// `up` or `down`, as set.
+    pub state: &'static str,
+    pub carrier: bool,
+    pub mtu: u32,
+    pub mac: Option<String>,
+    pub qdisc: Option<String>,
+    /// Its bridge, if it is a bridge port.
+    pub master: Option<String>,
+    /// A veth's other end.
+    pub peer: Option<PeerOut>,
+    pub addresses: Vec<String>,
+    /// The lab made it (the journal has it).
+    pub owned: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerOut {
+    pub node: String,
+    pub link: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteOut {
+    /// A prefix, or `default`.
+    pub destination: String,
+    pub via: Option<String>,
+    pub dev: Option<String>,
+    /// `main`, or the table's number.
+    pub table: String,
+}
+
+/// Read the lab `record` describes from the kernel.
+pub async fn read(record: &LabRecord, kernel: &mut dyn Survey) -> anyhow::Result<LabView> {
+    let table = format!("nsw-{}", record.info.name);
+    // Node of each namespace, as the journal knows them.
+    let mut places: Vec<(NetnsRef, String)> = Vec::new();
+    if record.info.mode == Mode::HostNet {
+        places.push((NetnsRef::Machine, "host".into()));
+    }
+    places.extend(record.namespaces().map(|(name, node)| (NetnsRef::Named(name.into()), node.to_string())));
+    let node_of: HashMap<NetnsRef, String> = places.iter().cloned().collect();
+    let has_table = |place: &NetnsRef| record.objects.iter().any(|o| matches!(&o.object, Object::NftTable { netns, .. } if netns == place));
+    let mut views = Vec::new();
+    for (place, _) in &places {
+        let name = match place {
+            NetnsRef::Machine => None,
+            NetnsRef::Named(n) => Some(n.as_str()),
+        };
+        let wanted = has_table(place).then_some(table.as_str());
+        views.push(kernel.survey(name, wanted).await?);
+    }
+    let mut flagged = Vec::new();
+    let mut nodes = Vec::new();
+    for ((place, node), view) in places.iter().zip(&views) {
+        let netns = match place {
+            NetnsRef::Machine => "machine".to_string(),
+            NetnsRef::Named(n) => n.clone(),
+        };
+        let Some(view) = view else {
+            flagged.push(format!("netns {netns} (node {node}) is gone"));
+            nodes.push(NodeView { node: node.clone(), netns, present: false, forwarding: Forwarding::default(), links: vec![], routes: vec![], nft: None });
+            continue;
+        };
+        nodes.push(node_view(record, place, node, netns, view, &node_of, &mut flagged));
+    }
+    Ok(LabView { lab: record.info.name.clone(), mode: record.info.mode, nodes, flagged })
+}
+
+fn node_view(
+    record: &LabRecord,
+    place: &NetnsRef,
+    node: &str,
+    netns: String,
+    view: &NetnsView,
+    node_of: &HashMap<NetnsRef, String>,
+    flagged: &mut Vec<String>,
+) -> NodeView {
+    // The journal's links here: name -> (identity, peer's journal id).
+    let owned: HashMap<&str, (Option<u64>, Option<u32>)> = record
+        .objects
+        .iter()
+        .filter_map(|o| match &o.object {
+            Object::Link { netns, name, peer, .. } if netns == place => Some((name.as_str(), (o.ident, *peer))),
+            _ => None,
+        })
+        .collect();
+    let name_of: HashMap<u32, &str> = view.links.iter().map(|l| (l.index, l.name.as_str())).collect();
+    let on_machine = *place == NetnsRef::Machine;
+    let mut links = Vec::new();
+    for link in &view.links {
+        let mine = owned.get(link.name.as_str());
+        // On the machine, only what the lab made is the lab's to show.
+        if on_machine && mine.is_none() {
+            continue;
+        }
+        if let (true, Some((Some(ident), _))) = (on_machine, mine) {
+            if *ident != link.index as u64 {
+                flagged.push(format!("{} in the machine's namespace is another link now (index {}, the lab's was {ident})", link.name, link.index));
+            }
+        }
+        let peer = mine.and_then(|(_, peer)| *peer).and_then(|id| record.objects.iter().find(|o| o.id == id)).and_then(|o| match &o.object {
+            Object::Link { netns, name, .. } => Some(PeerOut { node: node_of.get(netns).cloned().unwrap_or_else(|| netns.to_string()), link: name.clone() }),
+            _ => None,
+        });
+        links.push(LinkOut {
+            name: link.name.clone(),
+            kind: link.kind.clone(),
+            state: if link.up { "up" } else { "down" },
+            carrier: link.carrier,
+            mtu: link.mtu,
+            mac: link.mac.clone(),
+            qdisc: link.qdisc.clone(),
+            master: link.master.and_then(|m| name_of.get(&m)).map(|n| n.to_string()),
+            peer,
+            addresses: view.addresses.iter().filter(|a| a.link == link.index).map(|a| a.cidr.to_string()).collect(),
+            owned: mine.is_some(),
+        });
+    }
+    for name in owned.keys() {
+        if !view.links.iter().any(|l| l.name == *name) {
+            flagged.push(format!("{name} in {} is gone", if on_machine { "the machine's namespace".to_string() } else { format!("netns {netns}") }));
+        }
+    }
+    let shown: Vec<u32> = view.links.iter().filter(|l| !on_machine || owned.contains_key(l.name.as_str())).map(|l| l.index).collect();
+    let routes = view
+        .routes
+        .iter()
+        .filter(|r| !on_machine || r.dev.is_some_and(|d| shown.contains(&d)))
+        .map(|r| RouteOut {
+            destination: if r.destination.prefix_len() == 0 { "default".into() } else { r.destination.to_string() },
+            via: r.via.map(|v| v.to_string()),
+            dev: r.dev.and_then(|d| name_of.get(&d)).map(|n| n.to_string()),
+            table: if r.table == 254 { "main".into() } else { r.table.to_string() },
+        })
+        .collect();
+    NodeView {
+        node: node.to_string(),
+        netns,
+        present: true,
+        forwarding: Forwarding { ipv4: view.forwarding_ipv4, ipv6: view.forwarding_ipv6 },
+        links,
+        routes,
+        nft: view.nft.clone(),
+    }
+}

@@ -1,0 +1,237 @@
+//! Seeing a lab: `nsw show`, `nsw graph`, `nsw plan`, `nsw capture`.
+
+use std::process::Command;
+
+use nsw_tests::{Machine, check, guest, in_ns, named_netns, nsw_bin, stdout, text, unique, workspace};
+use serde_json::Value;
+
+#[test]
+fn show_holds_every_node_link_address_and_route_the_kernel_has() {
+    let machine = Machine::new("show");
+    let lab = machine.lab("sh");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    let out = machine.nsw(&["show", &lab.name, "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = view["nodes"].as_array().unwrap();
+    let node = |name: &str| nodes.iter().find(|n| n["node"] == name).unwrap_or_else(|| panic!("no node {name}: {view}"));
+    let link = |n: &Value, name: &str| n["links"].as_array().unwrap().iter().find(|l| l["name"] == name).cloned().unwrap_or_else(|| panic!("no link {name}: {n}"));
+    // Every link, address and route, as `ip` has them.
+    for (n, ns) in [("host", lab.name.clone()), ("pb", format!("{}-pb", lab.name)), ("jelly", format!("{}-jelly", lab.name))] {
+        let kernel: Value = serde_json::from_str(&nsw_tests::ip_in(&ns, &["-j", "address", "show"])).unwrap();
+        for entry in kernel.as_array().unwrap() {
+            let shown = link(node(n), entry["ifname"].as_str().unwrap());
+            for addr in entry["addr_info"].as_array().unwrap() {
+                let cidr = format!("{}/{}", addr["local"].as_str().unwrap(), addr["prefixlen"]);
+                assert!(shown["addresses"].as_array().unwrap().contains(&Value::from(cidr.clone())), "{n}: {cidr} missing: {shown}");
+            }
+            assert_eq!(shown["mtu"], entry["mtu"], "{n}");
+            assert_eq!(shown["state"], if entry["flags"].as_array().unwrap().contains(&Value::from("UP")) { "up" } else { "down" }, "{n}");
+        }
+        let routes: Value = serde_json::from_str(&nsw_tests::ip_in(&ns, &["-j", "route", "show"])).unwrap();
+        let shown: Vec<&str> = node(n)["routes"].as_array().unwrap().iter().map(|r| r["destination"].as_str().unwrap()).collect();
+        for route in routes.as_array().unwrap() {
+            assert!(shown.contains(&route["dst"].as_str().unwrap()), "{n}: route {} missing: {shown:?}", route["dst"]);
+        }
+    }
+    // Peers across namespaces, bridge ports, forwarding, the lab's table.
+    assert_eq!(link(node("pb"), "veth-pb")["peer"], serde_json::json!({"node": "host", "link": "bread-pb-veth"}));
+    assert_eq!(link(node("host"), "bread-j-veth")["master"], "brd1");
+    assert_eq!(node("host")["forwarding"]["ipv4"], true);
+    assert!(node("host")["nft"].to_string().contains("masquerade"), "{}", node("host"));
+    assert!(view["flagged"].as_array().unwrap().is_empty(), "{view}");
+    // A node deleted by hand is flagged.
+    check("ip", &["netns", "del", &format!("{}-jelly", lab.name)]);
+    let out = machine.nsw(&["show", &lab.name, "--json"]);
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(view["flagged"].to_string().contains("(node jelly) is gone"), "{view}");
+    lab.down_and_check();
+}
+
+#[test]
+fn graph_draws_both_veth_pairs_in_dot_and_mermaid_and_the_readme_picture_is_current() {
+    let machine = Machine::new("graph");
+    let lab = machine.lab("gr");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    let dot = machine.nsw(&["graph", &lab.name, "--format", "dot"]);
+    assert!(dot.status.success(), "{}", text(&dot));
+    let dot = stdout(&dot).replace(&format!("graph \"{}\"", lab.name), "graph \"pbj\"");
+    assert!(dot.contains("bread-pb-veth — veth-pb 10.0.0.10/16") && dot.contains("bread-j-veth — veth-jelly 10.0.0.11/16"), "{dot}");
+    // Graphviz takes it.
+    let rendered = Command::new("dot").arg("-Tsvg").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().and_then(|mut child| {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(dot.as_bytes())?;
+        child.wait_with_output()
+    });
+    let rendered = rendered.expect("dot runs");
+    assert!(rendered.status.success() && String::from_utf8_lossy(&rendered.stdout).contains("<svg"), "{}", text(&rendered));
+    // The picture in the README is this one.
+    let committed = std::fs::read_to_string(workspace().join("docs/pbj.dot")).unwrap();
+    assert_eq!(dot.trim_end(), committed.trim_end(), "docs/pbj.dot is stale: nsw graph pbj > docs/pbj.dot; dot -Tsvg docs/pbj.dot > docs/pbj.svg");
+    let svg = std::fs::read_to_string(workspace().join("docs/pbj.svg")).unwrap();
+    // Compared by what it draws (its titled nodes and edges), not byte for
+    // byte: another Graphviz lays the same graph out differently.
+    assert_eq!(svg_titles(&String::from_utf8_lossy(&rendered.stdout)), svg_titles(&svg), "docs/pbj.svg is stale: dot -Tsvg docs/pbj.dot > docs/pbj.svg");
+    let mermaid = machine.nsw(&["graph", &lab.name, "--format", "mermaid"]);
+    assert!(stdout(&mermaid).starts_with("flowchart"), "{}", text(&mermaid));
+    // So is the README's mermaid block.
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let block = readme.split("```mermaid\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a mermaid block in the README");
+    assert_eq!(block.trim_end(), stdout(&mermaid).trim_end(), "the README's mermaid picture is stale");
+    lab.down_and_check();
+}
+
+/// The `<title>`s of an SVG from Graphviz: one per node and edge it drew.
+fn svg_titles(svg: &str) -> Vec<String> {
+    let mut titles: Vec<String> = svg.split("<title>").skip(1).filter_map(|rest| rest.split("</title>").next()).map(str::to_owned).collect();
+    titles.sort();
+    titles
+}
+
+/// A namespace's state, to compare labs built two ways: its links (name,
+/// kind, bridge, up), addresses and routes (but link-local ones).
+fn state_of(ns: &str, lab: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let links: Value = serde_json::from_str(&nsw_tests::ip_in(ns, &["-j", "-d", "link", "show"])).unwrap();
+    for l in links.as_array().unwrap() {
+        let kind = l["linkinfo"]["info_kind"].as_str().unwrap_or("-");
+        lines.push(format!("link {} {kind} master={} {}", l["ifname"], l["master"], l["flags"].as_array().unwrap().contains(&Value::from("UP"))));
+    }
+    let addresses: Value = serde_json::from_str(&nsw_tests::ip_in(ns, &["-j", "address", "show"])).unwrap();
+    for a in addresses.as_array().unwrap() {
+        for info in a["addr_info"].as_array().unwrap() {
+            if info["scope"] != "link" {
+                lines.push(format!("address {} {}/{}", a["ifname"], info["local"], info["prefixlen"]));
+            }
+        }
+    }
+    for family in ["-4", "-6"] {
+        // Link-local routes come when the kernel gets round to them: left out.
+        let routes = nsw_tests::ip_in(ns, &[family, "route", "show"]);
+        lines.extend(routes.lines().filter(|r| !r.starts_with("fe80::")).map(|r| r.replace(lab, "LAB")));
+    }
+    lines.sort();
+    lines
+}
+
+#[test]
+fn the_plan_run_as_a_script_builds_what_nsw_run_builds() {
+    // No root: nsw plan as nobody.
+    let name = unique("pl");
+    let plan = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(nsw_bin())
+        .args(["plan", guest("pbj").to_str().unwrap(), "--name", &name])
+        .output()
+        .unwrap();
+    assert!(plan.status.success(), "{}", text(&plan));
+    let script = stdout(&plan);
+    assert!(script.starts_with("#!/bin/sh") && script.contains(&format!("ip netns add {name}-pb")), "{script}");
+    // Run the plan in one throwaway machine (its namespaces go even if an
+    // assertion fails)...
+    let planned = Machine::new("plan");
+    let _planned_lab = PlannedLab(name.clone());
+    let out = in_ns(&planned.name, "sh", &["-c", &script]);
+    assert!(out.status.success(), "the plan failed as a script: {}", text(&out));
+    // ...and nsw in another: the same namespaces, links, addresses, routes.
+    let machine = Machine::new("plan");
+    let lab = machine.lab("pr");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    for node in ["", "-pb", "-jelly"] {
+        let (a, b) = (format!("{name}{node}"), format!("{}{node}", lab.name));
+        assert_eq!(state_of(&a, &name), state_of(&b, &lab.name), "namespace {node} differs");
+    }
+    lab.down_and_check();
+}
+
+/// The namespaces a plan made when run as a script, deleted on drop.
+struct PlannedLab(String);
+
+impl Drop for PlannedLab {
+    fn drop(&mut self) {
+        for ns in named_netns(&self.0).into_iter().filter(|n| *n == self.0 || n.starts_with(&format!("{}-", self.0))) {
+            check("ip", &["netns", "del", &ns]);
+        }
+    }
+}
+
+#[test]
+fn capture_writes_pcapng_that_tcpdump_reads_with_the_pings() {
+    let machine = Machine::new("cap");
+    let lab = machine.lab("cp");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    // To a file, ending by itself after 6 packets.
+    let file = std::env::temp_dir().join(unique("nsw-capture-")).with_extension("pcapng");
+    let mut capture = machine.spawn(&["capture", &lab.name, "pb:veth-pb", "-c", "6", "--duration", "20", "-w", file.to_str().unwrap()], &[]);
+    let mut err = wait_until_capturing(&mut capture);
+    let ping = machine.nsw(&["exec", &lab.name, "jelly", "--", "ping", "-c", "5", "-i", "0.2", "10.0.0.10"]);
+    assert!(ping.status.success(), "{}", text(&ping));
+    let status = capture.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(status.success() && rest.contains("6 packets captured") && rest.contains("dropped by the kernel"), "{status:?} {rest}");
+    let read = nsw_tests::run("tcpdump", &["-nn", "-r", file.to_str().unwrap()]);
+    let printed = stdout(&read);
+    assert!(String::from_utf8_lossy(&read.stderr).contains("link-type EN10MB"), "{}", text(&read));
+    // jelly's own address: traffic inside the lab's prefix is not NATed,
+    // even where br_netfilter shows bridged packets to the NAT hook.
+    assert!(printed.contains("10.0.0.11 > 10.0.0.10: ICMP echo request") && printed.contains("10.0.0.10 > 10.0.0.11: ICMP echo reply"), "{printed}");
+    std::fs::remove_file(&file).unwrap();
+    // To a pipe, until Ctrl-C.
+    let mut capture = machine.spawn(&["capture", &lab.name, "pb:veth-pb"], &[]);
+    let mut err = wait_until_capturing(&mut capture);
+    let ping = machine.nsw(&["exec", &lab.name, "host", "--", "ping", "-c", "2", "-i", "0.2", "10.0.0.10"]);
+    assert!(ping.status.success(), "{}", text(&ping));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(capture.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut pcapng = Vec::new();
+    std::io::Read::read_to_end(capture.stdout.as_mut().unwrap(), &mut pcapng).unwrap();
+    let status = capture.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(status.success() && rest.contains("packets captured"), "{status:?} {rest}");
+    assert_eq!(pcapng.get(..4), Some(&[0x0a, 0x0d, 0x0d, 0x0a][..]), "not pcapng: the section header block comes first");
+    let mut tcpdump = Command::new("tcpdump").args(["-nn", "-r", "-"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut tcpdump.stdin.take().unwrap(), &pcapng).unwrap();
+    let read = tcpdump.wait_with_output().unwrap();
+    assert!(stdout(&read).contains("10.0.0.1 > 10.0.0.10: ICMP echo request"), "{}", text(&read));
+    lab.down_and_check();
+}
+
+/// Wait until a capture listens (it says so on stderr); the rest of its stderr.
+fn wait_until_capturing(capture: &mut std::process::Child) -> std::io::BufReader<std::process::ChildStderr> {
+    let mut err = std::io::BufReader::new(capture.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    assert!(line.contains("capturing on pb:veth-pb"), "{line}");
+    err
+}
+
+#[test]
+fn a_long_run_on_a_terminal_shows_its_progress_and_a_pipe_does_not() {
+    let machine = Machine::new("prog");
+    let lab = machine.lab("pg");
+    // `script` gives nsw a terminal.
+    let command = format!("nsenter --net=/run/netns/{} {} run --rm {} --name {} -- 500 nov6", machine.name, nsw_bin().display(), guest("star").display(), lab.name);
+    let typescript = std::env::temp_dir().join(unique("nsw-typescript-"));
+    let out = nsw_tests::run("script", &["-qec", &command, typescript.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = String::from_utf8_lossy(&std::fs::read(&typescript).unwrap()).into_owned();
+    std::fs::remove_file(&typescript).unwrap();
+    if !seen.contains("building: ") {
+        // A run that ended within its first second shows nothing: say so.
+        assert!(seen.contains("built and taken down (--rm) in 0."), "no progress line, and the run was not short: {seen}");
+    }
+    lab.assert_gone();
+    // Through a pipe: never.
+    let piped = lab.run_ok(&guest("star"), &["--rm"], &["500", "nov6"]);
+    assert!(!nsw_tests::stderr(&piped).contains("building: "), "{}", text(&piped));
+    lab.assert_gone();
+}
+
+#[test]
+fn nsw_wit_prints_the_wit_it_was_built_with() {
+    let out = Command::new(nsw_bin()).arg("wit").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let wit = std::fs::read_to_string(workspace().join("wit/nsw.wit")).unwrap();
+    assert_eq!(stdout(&out).trim_end(), wit.trim_end());
+}

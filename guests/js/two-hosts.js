@@ -1,6 +1,6 @@
-import { host, createNetns, createVeth, setUp } from 'nsw:lab/topology@0.1.1';
-import { add } from 'nsw:lab/address@0.1.1';
-import { ping } from 'nsw:lab/probe@0.1.1';
+import { host, createNetns, createVeth, setUp } from 'nsw:lab/topology@0.1.2';
+import { add } from 'nsw:lab/address@0.1.2';
+import { ping } from 'nsw:lab/probe@0.1.2';
 
 export function run(args) {
   try {

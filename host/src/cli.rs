@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, Failure, Status, capture, down, exec, graph, inspect, ls, new, plan, run, show, test, wit};
+use crate::commands::{self, Failure, Status, capture, down, exec, graph, inspect, link, ls, new, plan, run, show, test, wit};
 
 #[derive(Parser)]
 #[command(name = "nsw", version, about = "Build Linux network labs from sandboxed WebAssembly scripts")]
@@ -38,6 +38,9 @@ enum Command {
     Graph(graph::GraphArgs),
     /// Capture the packets of one interface of a lab, as pcapng.
     Capture(capture::CaptureArgs),
+    /// Impair, break or change one link of a running lab (rate, delay,
+    /// loss, down/up, MTU, MAC), or show what is set on it.
+    Link(link::LinkArgs),
     /// Show what a lab script asks for (capabilities, WASI), its exports,
     /// size and hash, and the grants it needs; runs nothing, needs no root.
     Inspect(inspect::InspectArgs),
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
             Command::Show(args) => show::exec(args).await,
             Command::Graph(args) => graph::exec(args).await,
             Command::Capture(args) => capture::exec(args).await,
+            Command::Link(args) => link::exec(args).await,
             Command::Inspect(args) => inspect::exec(args).await,
             Command::Wit(args) => wit::exec(args).await,
             Command::New(args) => new::exec(args).await,

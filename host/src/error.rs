@@ -57,6 +57,13 @@ impl LabError {
         Self::new(ErrorKind::Quota, message)
     }
 
+    /// The kernel lacks a feature the call needs: an `os` error whose
+    /// message starts with `unsupported:` and names it (the WIT's error
+    /// variant stays as 0.1.0 had it, so older scripts keep running).
+    pub fn unsupported(message: impl std::fmt::Display) -> Self {
+        Self::new(ErrorKind::Os, format!("unsupported: {message}"))
+    }
+
     /// The run was told to stop: the operation does not start, the guest
     /// traps, and the lab is rolled back.
     pub fn stopped() -> Self {

@@ -24,6 +24,7 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use ipnet::IpNet;
 
+use crate::backend::rules::TableFamily;
 use crate::backend::{ProcessId, Removal, Teardown};
 use crate::journal::{LabRecord, Mode, NetnsRef, Object, OwnedObject};
 use crate::shared_settings::{Released, SharedSettings, Sysctls};
@@ -148,53 +149,91 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
             }
         }
     }
+    // The lab's namespaces, newest first: which are still the lab's; then
+    // what runs in any of them is stopped, in one pass over /proc for all
+    // (a pass per namespace costs seconds at a thousand nodes); then they go.
     let mut seen = HashSet::new();
+    let mut namespaces = Vec::new();
     for owned in record.objects.iter().rev() {
         if let Object::Netns { name, .. } = &owned.object {
             if seen.insert(name.clone()) {
-                let outcome = remove_netns(machine, name, owned.ident, &mut report).await;
-                // What lived inside went (or was gone) with it: counted
-                // too, so that the report adds up to what the lab had.
-                let inside = NetnsRef::Named(name.clone());
-                let with_it: Vec<String> = record
-                    .objects
-                    .iter()
-                    .filter(|o| o.object.netns() == inside && !matches!(o.object, Object::Netns { .. }))
-                    .map(|o| format!("{} (with its namespace)", o.object))
-                    .collect();
-                match &outcome {
-                    Ok(Removal::Removed) => report.removed.extend(with_it),
-                    Ok(Removal::Gone) => report.already_gone.extend(with_it),
-                    _ => {}
-                }
-                report.note(format!("netns {name}"), outcome);
+                let found = netns_state(machine, name, owned.ident).await;
+                namespaces.push((name.clone(), found));
             }
         }
+    }
+    let ours: Vec<u64> = namespaces.iter().filter_map(|(_, found)| match found {
+        Ok(NetnsState::Ours(inode)) => Some(*inode),
+        _ => None,
+    }).collect();
+    let stopped = if ours.is_empty() { Ok(Vec::new()) } else { machine.stop_processes_in(&ours, GRACE).await };
+    let stopped = match stopped {
+        Ok(stopped) => stopped,
+        Err(e) => {
+            // Nothing is unmounted while something may still run inside.
+            let why = e.to_string();
+            namespaces.iter_mut().filter(|(_, f)| matches!(f, Ok(NetnsState::Ours(_)))).for_each(|(_, f)| *f = Err(io::Error::new(e.kind(), why.clone())));
+            Vec::new()
+        }
+    };
+    for (name, found) in namespaces {
+        if let Ok(NetnsState::Ours(inode)) = &found {
+            report.stopped.extend(stopped.iter().filter(|(i, _)| i == inode).map(|(_, process)| format!("{process} in netns {name}")));
+        }
+        let outcome = match found {
+            Ok(state) => remove_netns(machine, &name, state).await,
+            Err(e) => Err(e),
+        };
+        // What lived inside went (or was gone) with it: counted too, so
+        // that the report adds up to what the lab had.
+        let inside = NetnsRef::Named(name.clone());
+        let with_it: Vec<String> = record
+            .objects
+            .iter()
+            .filter(|o| o.object.netns() == inside && !matches!(o.object, Object::Netns { .. }))
+            .map(|o| format!("{} (with its namespace)", o.object))
+            .collect();
+        match &outcome {
+            Ok(Removal::Removed) => report.removed.extend(with_it),
+            Ok(Removal::Gone) => report.already_gone.extend(with_it),
+            _ => {}
+        }
+        report.note(format!("netns {name}"), outcome);
     }
     Ok(report)
 }
 
-/// Stop what runs inside a lab namespace, then unmount it, if it is still
-/// the one the lab created.
-async fn remove_netns(machine: &mut dyn Teardown, name: &str, inode: Option<u64>, report: &mut Report) -> io::Result<Removal> {
-    match (machine.netns_inode(name).await?, inode) {
-        (None, _) => {
+/// What a lab namespace's name stands for now.
+enum NetnsState {
+    /// Nothing is mounted there.
+    Absent,
+    /// The lab's namespace (by inode), or one never confirmed: a namespace
+    /// of the lab's own name, which only the lab creates (exclusively)
+    /// under its lock, when nsw died between creating and recording it.
+    Ours(u64),
+    /// Someone else's: its inode, and the lab's.
+    Another { now: u64, ours: u64 },
+}
+
+async fn netns_state(machine: &mut dyn Teardown, name: &str, inode: Option<u64>) -> io::Result<NetnsState> {
+    Ok(match (machine.netns_inode(name).await?, inode) {
+        (None, _) => NetnsState::Absent,
+        (Some(now), Some(ours)) if now != ours => NetnsState::Another { now, ours },
+        (Some(now), _) => NetnsState::Ours(now),
+    })
+}
+
+/// Unmount a lab namespace (what ran inside is stopped by now), if it is
+/// still the one the lab created.
+async fn remove_netns(machine: &mut dyn Teardown, name: &str, state: NetnsState) -> io::Result<Removal> {
+    match state {
+        NetnsState::Absent => {
             // Nothing mounted; a mount point left by a crash may remain.
             machine.delete_netns(name).await?;
             Ok(Removal::Gone)
         }
-        (Some(now), Some(ours)) if now != ours => {
-            Ok(Removal::NotOurs(format!("it is another namespace now (inode {now}, the lab's was {ours})")))
-        }
-        // Ours, or never confirmed (nsw died between creating and
-        // recording it): a namespace of the lab's own name, which only the
-        // lab creates (exclusively) under its lock.
-        (Some(now), _) => {
-            for process in machine.stop_processes_in(now, GRACE).await? {
-                report.stopped.push(format!("{process} in netns {name}"));
-            }
-            machine.delete_netns(name).await.map(|_| Removal::Removed)
-        }
+        NetnsState::Another { now, ours } => Ok(Removal::NotOurs(format!("it is another namespace now (inode {now}, the lab's was {ours})"))),
+        NetnsState::Ours(_) => machine.delete_netns(name).await.map(|_| Removal::Removed),
     }
 }
 
@@ -211,11 +250,12 @@ async fn remove_from_machine(machine: &mut dyn Teardown, owned: &OwnedObject, la
         Object::Route { .. } => Ok(Removal::NotOurs("never confirmed; it goes with the lab's link".into())),
         Object::Sysctl { key, old, .. } => restore_sysctl(machine, key, old).await,
         Object::SharedSetting { key } => release_shared(machine, shared, lab, key).await,
-        Object::NftTable { name, .. } => match (owned.ident, owned.confirmed) {
-            (Some(nonce), _) => machine.delete_machine_nft_table(name, Some(nonce)).await,
+        Object::NftTable { name, family, .. } => match (TableFamily::parse(family), owned.ident, owned.confirmed) {
+            (None, _, _) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown nftables family {family:?} in the journal"))),
+            (Some(family), Some(nonce), _) => machine.delete_machine_nft_table(family, name, Some(nonce)).await,
             // A journal of an older nsw: its table was confirmed by name.
-            (None, true) => machine.delete_machine_nft_table(name, None).await,
-            (None, false) => Ok(Removal::NotOurs("never confirmed, and no marker recorded".into())),
+            (Some(family), None, true) => machine.delete_machine_nft_table(family, name, None).await,
+            (Some(_), None, false) => Ok(Removal::NotOurs("never confirmed, and no marker recorded".into())),
         },
         Object::Link { name, .. } => remove_machine_link(machine, owned, name).await,
         // Addresses live on the lab's links and go with them.

@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use nsw::backend::plan::{PlanBackend, PlanState};
+use nsw::backend::rules::TableChange;
 use nsw::journal::{LabInfo, Mode, NetnsRef, Object, StateDir};
 use nsw::lab::{Family, Lab};
 use nsw::policy::{Grants, Limits};
@@ -30,6 +31,13 @@ enum Op {
     Masquerade(usize, String),
     Ping(usize, String, u32, u32),
     Uplink,
+    Conditions(usize, Option<u64>, Option<f64>, Option<u32>),
+    Down(usize),
+    Mtu(usize, u32),
+    Mac(usize, String),
+    Rule(usize, bool, Option<String>, Option<u16>),
+    Policy(usize, bool),
+    PortForward(usize, u16, String, u16),
 }
 
 fn name() -> impl Strategy<Value = String> {
@@ -88,6 +96,14 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (i(), cidr()).prop_map(|(n, c)| Op::Masquerade(n, c)),
         1 => (i(), gateway(), 0u32..200, 0u32..20_000).prop_map(|(n, t, c, ms)| Op::Ping(n, t, c, ms)),
         1 => Just(Op::Uplink),
+        2 => (i(), prop::option::of(0u64..100_000_000), prop::option::of(-10.0f64..300.0), prop::option::of(0u32..100_000))
+            .prop_map(|(l, r, p, d)| Op::Conditions(l, r, p, d)),
+        1 => i().prop_map(Op::Down),
+        1 => (i(), 0u32..80_000).prop_map(|(l, m)| Op::Mtu(l, m)),
+        1 => (i(), prop_oneof![Just("02:00:00:00:00:01".to_string()), Just("01:00:00:00:00:01".to_string()), "\\PC{0,20}"]).prop_map(|(l, m)| Op::Mac(l, m)),
+        2 => (i(), any::<bool>(), prop::option::of(cidr()), prop::option::of(0u16..100)).prop_map(|(n, d, c, p)| Op::Rule(n, d, c, p)),
+        1 => (i(), any::<bool>()).prop_map(|(n, d)| Op::Policy(n, d)),
+        1 => (i(), 0u16..100, gateway(), 0u16..100).prop_map(|(n, p, a, q)| Op::PortForward(n, p, a, q)),
     ]
 }
 
@@ -152,6 +168,42 @@ fn play(grants: Grants, ops: &[Op]) -> (std::sync::Arc<std::sync::Mutex<PlanStat
                 Op::Masquerade(i, c) => lab.masquerade(pick(&nss, *i).unwrap(), c).await,
                 Op::Ping(i, t, c, ms) => lab.ping(pick(&nss, *i).unwrap(), t, *c, *ms).await.map(drop),
                 Op::Uplink => lab.connect_uplink().await.map(|l| links.push(l)),
+                Op::Conditions(l, rate, loss, delay) => match pick(&links, *l) {
+                    Some(link) => {
+                        let c = nsw::lab::conditions::Conditions { rate_bps: *rate, loss_percent: *loss, delay_us: *delay, ..Default::default() };
+                        lab.set_conditions(link, c).await
+                    }
+                    None => Ok(()),
+                },
+                Op::Down(l) => match pick(&links, *l) {
+                    Some(link) => lab.set_down(link).await,
+                    None => Ok(()),
+                },
+                Op::Mtu(l, m) => match pick(&links, *l) {
+                    Some(link) => lab.set_mtu(link, *m).await,
+                    None => Ok(()),
+                },
+                Op::Mac(l, m) => match pick(&links, *l) {
+                    Some(link) => lab.set_mac(link, m).await,
+                    None => Ok(()),
+                },
+                Op::Rule(i, drop, source, port) => {
+                    use nsw::backend::rules::{Direction, Protocol, Verdict};
+                    let rule = nsw::lab::firewall::RuleRequest {
+                        direction: Direction::Input,
+                        verdict: if *drop { Verdict::Drop } else { Verdict::Allow },
+                        protocol: port.map(|_| Protocol::Tcp),
+                        source: source.clone(),
+                        destination: None,
+                        port: *port,
+                    };
+                    lab.add_rule(pick(&nss, *i).unwrap(), rule).await
+                }
+                Op::Policy(i, drop) => {
+                    use nsw::backend::rules::{Direction, Verdict};
+                    lab.set_policy(pick(&nss, *i).unwrap(), Direction::Forward, if *drop { Verdict::Drop } else { Verdict::Allow }).await
+                }
+                Op::PortForward(i, p, a, q) => lab.port_forward(pick(&nss, *i).unwrap(), nsw::backend::rules::Protocol::Tcp, *p, a, *q).await,
             };
             if let Err(nsw::error::LabError::Trap(e)) = outcome {
                 panic!("{op:?} faulted the host: {e:#}");
@@ -225,8 +277,25 @@ fn check(state: &PlanState, record: &nsw::journal::LabRecord, granted: Option<&[
                 assert!(allowed(&addr.trunc()), "address {addr} on the machine outside the grants");
             }
         }
-        for (_, source) in &ns.nat {
-            assert!(source.prefix_len() > 0 && allowed(source), "masquerade of {source} on the machine");
+        // A rule names links by index: whatever has that index now (if
+        // anything: the lab's link may have moved away) is the lab's own.
+        let lab_only = |links: &[nsw::backend::rules::OnLink]| {
+            !links.is_empty() && links.iter().all(|on| ns.links.iter().filter(|l| l.index == on.index).all(|l| l.owned))
+        };
+        for (_, _, change) in &ns.table_changes {
+            match change {
+                TableChange::Masquerade { source } => assert!(source.prefix_len() > 0 && allowed(source), "masquerade of {source} on the machine"),
+                // Filtering and forwarding on the machine: only ever traffic
+                // of the lab's own links, and never a policy.
+                TableChange::Filter(rule) => {
+                    assert!(lab_only(&rule.links), "a rule on the machine beyond the lab's links: {rule:?}")
+                }
+                TableChange::PortForward { links, .. } => {
+                    assert!(lab_only(links), "a port forward on the machine beyond the lab's links")
+                }
+                TableChange::Policy { .. } => panic!("a policy on the machine: {change:?}"),
+                TableChange::FilterChain { .. } | TableChange::Loss { .. } => {}
+            }
         }
         // Only the machine's own settings, and per-interface ones of the
         // lab's own links.
@@ -261,7 +330,7 @@ fn check_torn_down(state: &PlanState) {
         assert_eq!(names(ns), names(&fresh), "the machine's links after teardown");
         let routes = |n: &nsw::backend::plan::PlanNs| n.routes.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>();
         assert_eq!(routes(ns), routes(&fresh), "the machine's routes after teardown");
-        assert!(ns.nat.is_empty(), "NAT rules left on the machine: {:?}", ns.nat);
+        assert!(ns.tables.is_empty() && ns.table_changes.is_empty(), "nftables tables left on the machine: {:?}", ns.tables);
         assert_eq!(ns.sysctls, fresh.sysctls, "the machine's sysctls after teardown");
     }
 }

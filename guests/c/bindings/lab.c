@@ -3,93 +3,121 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `nsw:lab/types@0.1.1`
+// Imported Functions from `nsw:lab/types@0.1.2`
 
-__attribute__((__import_module__("nsw:lab/types@0.1.1"), __import_name__("[method]netns.name")))
+__attribute__((__import_module__("nsw:lab/types@0.1.2"), __import_name__("[method]netns.name")))
 extern void __wasm_import_nsw_lab_types_method_netns_name(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/types@0.1.1"), __import_name__("[method]link.name")))
+__attribute__((__import_module__("nsw:lab/types@0.1.2"), __import_name__("[method]link.name")))
 extern void __wasm_import_nsw_lab_types_method_link_name(int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/topology@0.1.1`
+// Imported Functions from `nsw:lab/topology@0.1.2`
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("host")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("host")))
 extern int32_t __wasm_import_nsw_lab_topology_host(void);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("create-netns")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("create-netns")))
 extern void __wasm_import_nsw_lab_topology_create_netns(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("create-veth")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("create-veth")))
 extern void __wasm_import_nsw_lab_topology_create_veth(uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("create-bridge")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("create-bridge")))
 extern void __wasm_import_nsw_lab_topology_create_bridge(uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("move-link")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("move-link")))
 extern void __wasm_import_nsw_lab_topology_move_link(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("set-master")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-master")))
 extern void __wasm_import_nsw_lab_topology_set_master(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("set-up")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-up")))
 extern void __wasm_import_nsw_lab_topology_set_up(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.1"), __import_name__("set-ipv6-link-local")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-down")))
+extern void __wasm_import_nsw_lab_topology_set_down(int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-mtu")))
+extern void __wasm_import_nsw_lab_topology_set_mtu(int32_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-mac")))
+extern void __wasm_import_nsw_lab_topology_set_mac(int32_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-ipv6-link-local")))
 extern void __wasm_import_nsw_lab_topology_set_ipv6_link_local(int32_t);
 
-// Imported Functions from `nsw:lab/address@0.1.1`
+// Imported Functions from `nsw:lab/address@0.1.2`
 
-__attribute__((__import_module__("nsw:lab/address@0.1.1"), __import_name__("add")))
+__attribute__((__import_module__("nsw:lab/address@0.1.2"), __import_name__("add")))
 extern void __wasm_import_nsw_lab_address_add(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/route@0.1.1`
+// Imported Functions from `nsw:lab/route@0.1.2`
 
-__attribute__((__import_module__("nsw:lab/route@0.1.1"), __import_name__("add")))
+__attribute__((__import_module__("nsw:lab/route@0.1.2"), __import_name__("add")))
 extern void __wasm_import_nsw_lab_route_add(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/route@0.1.1"), __import_name__("enable-forwarding")))
+__attribute__((__import_module__("nsw:lab/route@0.1.2"), __import_name__("enable-forwarding")))
 extern void __wasm_import_nsw_lab_route_enable_forwarding(int32_t, int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/nat@0.1.1`
+// Imported Functions from `nsw:lab/nat@0.1.2`
 
-__attribute__((__import_module__("nsw:lab/nat@0.1.1"), __import_name__("masquerade")))
+__attribute__((__import_module__("nsw:lab/nat@0.1.2"), __import_name__("masquerade")))
 extern void __wasm_import_nsw_lab_nat_masquerade(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/probe@0.1.1`
+// Imported Functions from `nsw:lab/probe@0.1.2`
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.1"), __import_name__("ping")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.2"), __import_name__("ping")))
 extern void __wasm_import_nsw_lab_probe_ping(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.1"), __import_name__("tcp-connect")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.2"), __import_name__("tcp-connect")))
 extern void __wasm_import_nsw_lab_probe_tcp_connect(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.1"), __import_name__("throughput")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.2"), __import_name__("throughput")))
 extern void __wasm_import_nsw_lab_probe_throughput(int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.1"), __import_name__("trace")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.2"), __import_name__("trace")))
 extern void __wasm_import_nsw_lab_probe_trace(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/check@0.1.1`
+// Imported Functions from `nsw:lab/check@0.1.2`
 
-__attribute__((__import_module__("nsw:lab/check@0.1.1"), __import_name__("report")))
+__attribute__((__import_module__("nsw:lab/check@0.1.2"), __import_name__("report")))
 extern void __wasm_import_nsw_lab_check_report(uint8_t *, size_t, int32_t, uint8_t *, size_t);
 
-// Imported Functions from `nsw:lab/service@0.1.1`
+// Imported Functions from `nsw:lab/service@0.1.2`
 
-__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[method]service.name")))
+__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[method]service.name")))
 extern void __wasm_import_nsw_lab_service_method_service_name(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[method]service.wait")))
+__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[method]service.wait")))
 extern void __wasm_import_nsw_lab_service_method_service_wait(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[method]service.stop")))
+__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[method]service.stop")))
 extern void __wasm_import_nsw_lab_service_method_service_stop(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[method]service.output")))
+__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[method]service.output")))
 extern void __wasm_import_nsw_lab_service_method_service_output(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("start")))
+__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("start")))
 extern void __wasm_import_nsw_lab_service_start(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
+
+// Imported Functions from `nsw:lab/conditions@0.1.2`
+
+__attribute__((__import_module__("nsw:lab/conditions@0.1.2"), __import_name__("set-conditions")))
+extern void __wasm_import_nsw_lab_conditions_set_conditions(uint8_t *, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/conditions@0.1.2"), __import_name__("clear-conditions")))
+extern void __wasm_import_nsw_lab_conditions_clear_conditions(int32_t, uint8_t *);
+
+// Imported Functions from `nsw:lab/firewall@0.1.2`
+
+__attribute__((__import_module__("nsw:lab/firewall@0.1.2"), __import_name__("add-rule")))
+extern void __wasm_import_nsw_lab_firewall_add_rule(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/firewall@0.1.2"), __import_name__("set-policy")))
+extern void __wasm_import_nsw_lab_firewall_set_policy(int32_t, int32_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/firewall@0.1.2"), __import_name__("port-forward")))
+extern void __wasm_import_nsw_lab_firewall_port_forward(int32_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
 
 // Exported Functions from `lab`
 
@@ -153,7 +181,7 @@ void nsw_lab_types_error_free(nsw_lab_types_error_t *ptr) {
   }
 }
 
-__attribute__((__import_module__("nsw:lab/types@0.1.1"), __import_name__("[resource-drop]netns")))
+__attribute__((__import_module__("nsw:lab/types@0.1.2"), __import_name__("[resource-drop]netns")))
 extern void __wasm_import_nsw_lab_types_netns_drop(int32_t handle);
 
 void nsw_lab_types_netns_drop_own(nsw_lab_types_own_netns_t handle) {
@@ -168,7 +196,7 @@ nsw_lab_types_borrow_netns_t nsw_lab_types_borrow_netns(nsw_lab_types_own_netns_
   return (nsw_lab_types_borrow_netns_t) { arg.__handle };
 }
 
-__attribute__((__import_module__("nsw:lab/types@0.1.1"), __import_name__("[resource-drop]link")))
+__attribute__((__import_module__("nsw:lab/types@0.1.2"), __import_name__("[resource-drop]link")))
 extern void __wasm_import_nsw_lab_types_link_drop(int32_t handle);
 
 void nsw_lab_types_link_drop_own(nsw_lab_types_own_link_t handle) {
@@ -318,7 +346,7 @@ void nsw_lab_service_ending_free(nsw_lab_service_ending_t *ptr) {
   }
 }
 
-__attribute__((__import_module__("nsw:lab/service@0.1.1"), __import_name__("[resource-drop]service")))
+__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[resource-drop]service")))
 extern void __wasm_import_nsw_lab_service_service_drop(int32_t handle);
 
 void nsw_lab_service_service_drop_own(nsw_lab_service_own_service_t handle) {
@@ -364,6 +392,72 @@ void nsw_lab_service_result_own_service_error_free(nsw_lab_service_result_own_se
   if (!ptr->is_err) {
   } else {
     nsw_lab_service_error_free(&ptr->val.err);
+  }
+}
+
+void nsw_lab_conditions_error_free(nsw_lab_conditions_error_t *ptr) {
+  nsw_lab_types_error_free(ptr);
+}
+
+void lab_option_u64_free(lab_option_u64_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void lab_option_u32_free(lab_option_u32_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void lab_option_f32_free(lab_option_f32_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void nsw_lab_conditions_link_conditions_free(nsw_lab_conditions_link_conditions_t *ptr) {
+  lab_option_u64_free(&ptr->rate_bps);
+  lab_option_u32_free(&ptr->delay_us);
+  lab_option_u32_free(&ptr->jitter_us);
+  lab_option_f32_free(&ptr->loss_percent);
+  lab_option_f32_free(&ptr->loss_correlation_percent);
+  lab_option_f32_free(&ptr->duplicate_percent);
+  lab_option_f32_free(&ptr->corrupt_percent);
+  lab_option_f32_free(&ptr->reorder_percent);
+  lab_option_u32_free(&ptr->queue_packets);
+}
+
+void nsw_lab_conditions_result_void_error_free(nsw_lab_conditions_result_void_error_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    nsw_lab_conditions_error_free(&ptr->val.err);
+  }
+}
+
+void nsw_lab_firewall_error_free(nsw_lab_firewall_error_t *ptr) {
+  nsw_lab_types_error_free(ptr);
+}
+
+void nsw_lab_firewall_option_protocol_free(nsw_lab_firewall_option_protocol_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void lab_option_u16_free(lab_option_u16_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void nsw_lab_firewall_rule_free(nsw_lab_firewall_rule_t *ptr) {
+  nsw_lab_firewall_option_protocol_free(&ptr->protocol);
+  lab_option_string_free(&ptr->source);
+  lab_option_string_free(&ptr->destination);
+  lab_option_u16_free(&ptr->port);
+}
+
+void nsw_lab_firewall_result_void_error_free(nsw_lab_firewall_result_void_error_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    nsw_lab_firewall_error_free(&ptr->val.err);
   }
 }
 
@@ -706,6 +800,168 @@ bool nsw_lab_topology_set_up(nsw_lab_topology_borrow_link_t link, nsw_lab_topolo
   uint8_t ret_area[(4*sizeof(void*))];
   uint8_t *ptr = (uint8_t *) &ret_area;
   __wasm_import_nsw_lab_topology_set_up((link).__handle, ptr);
+  nsw_lab_topology_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_topology_set_down(nsw_lab_topology_borrow_link_t link, nsw_lab_topology_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_topology_set_down((link).__handle, ptr);
+  nsw_lab_topology_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_topology_set_mtu(nsw_lab_topology_borrow_link_t link, uint32_t mtu, nsw_lab_topology_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_topology_set_mtu((link).__handle, (int32_t) (mtu), ptr);
+  nsw_lab_topology_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_topology_set_mac(nsw_lab_topology_borrow_link_t link, lab_string_t *mac, nsw_lab_topology_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_topology_set_mac((link).__handle, (uint8_t *) (*mac).ptr, (*mac).len, ptr);
   nsw_lab_topology_result_void_error_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {
@@ -1342,6 +1598,387 @@ bool nsw_lab_service_start(nsw_lab_service_borrow_netns_t node, lab_string_t *na
   }
   if (!result.is_err) {
     *ret = result.val.ok;
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_conditions_set_conditions(nsw_lab_conditions_borrow_link_t link, nsw_lab_conditions_link_conditions_t *conditions, nsw_lab_conditions_error_t *err) {
+  __attribute__((__aligned__(8)))
+  uint8_t ret_area[88];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  *((int32_t*)(ptr + 0)) = (link).__handle;
+  if (((*conditions).rate_bps).is_some) {
+    const uint64_t *payload0 = &((*conditions).rate_bps).val;
+    *((int8_t*)(ptr + 8)) = 1;
+    *((int64_t*)(ptr + 16)) = (int64_t) (*payload0);
+  } else {
+    *((int8_t*)(ptr + 8)) = 0;
+  }
+  if (((*conditions).delay_us).is_some) {
+    const uint32_t *payload2 = &((*conditions).delay_us).val;
+    *((int8_t*)(ptr + 24)) = 1;
+    *((int32_t*)(ptr + 28)) = (int32_t) (*payload2);
+  } else {
+    *((int8_t*)(ptr + 24)) = 0;
+  }
+  if (((*conditions).jitter_us).is_some) {
+    const uint32_t *payload4 = &((*conditions).jitter_us).val;
+    *((int8_t*)(ptr + 32)) = 1;
+    *((int32_t*)(ptr + 36)) = (int32_t) (*payload4);
+  } else {
+    *((int8_t*)(ptr + 32)) = 0;
+  }
+  if (((*conditions).loss_percent).is_some) {
+    const float *payload6 = &((*conditions).loss_percent).val;
+    *((int8_t*)(ptr + 40)) = 1;
+    *((float*)(ptr + 44)) = *payload6;
+  } else {
+    *((int8_t*)(ptr + 40)) = 0;
+  }
+  if (((*conditions).loss_correlation_percent).is_some) {
+    const float *payload8 = &((*conditions).loss_correlation_percent).val;
+    *((int8_t*)(ptr + 48)) = 1;
+    *((float*)(ptr + 52)) = *payload8;
+  } else {
+    *((int8_t*)(ptr + 48)) = 0;
+  }
+  if (((*conditions).duplicate_percent).is_some) {
+    const float *payload10 = &((*conditions).duplicate_percent).val;
+    *((int8_t*)(ptr + 56)) = 1;
+    *((float*)(ptr + 60)) = *payload10;
+  } else {
+    *((int8_t*)(ptr + 56)) = 0;
+  }
+  if (((*conditions).corrupt_percent).is_some) {
+    const float *payload12 = &((*conditions).corrupt_percent).val;
+    *((int8_t*)(ptr + 64)) = 1;
+    *((float*)(ptr + 68)) = *payload12;
+  } else {
+    *((int8_t*)(ptr + 64)) = 0;
+  }
+  if (((*conditions).reorder_percent).is_some) {
+    const float *payload14 = &((*conditions).reorder_percent).val;
+    *((int8_t*)(ptr + 72)) = 1;
+    *((float*)(ptr + 76)) = *payload14;
+  } else {
+    *((int8_t*)(ptr + 72)) = 0;
+  }
+  if (((*conditions).queue_packets).is_some) {
+    const uint32_t *payload16 = &((*conditions).queue_packets).val;
+    *((int8_t*)(ptr + 80)) = 1;
+    *((int32_t*)(ptr + 84)) = (int32_t) (*payload16);
+  } else {
+    *((int8_t*)(ptr + 80)) = 0;
+  }
+  uint8_t *ptr17 = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_conditions_set_conditions(ptr, ptr17);
+  nsw_lab_conditions_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr17 + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr17 + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr17 + (2*sizeof(void*))))), (*((size_t*) (ptr17 + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr17 + (2*sizeof(void*))))), (*((size_t*) (ptr17 + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr17 + (2*sizeof(void*))))), (*((size_t*) (ptr17 + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr17 + (2*sizeof(void*))))), (*((size_t*) (ptr17 + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr17 + (2*sizeof(void*))))), (*((size_t*) (ptr17 + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr17 + (2*sizeof(void*))))), (*((size_t*) (ptr17 + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_conditions_clear_conditions(nsw_lab_conditions_borrow_link_t link, nsw_lab_conditions_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_conditions_clear_conditions((link).__handle, ptr);
+  nsw_lab_conditions_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_firewall_add_rule(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_rule_t *rule, nsw_lab_firewall_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  int32_t option;
+  int32_t option1;
+  if (((*rule).protocol).is_some) {
+    const nsw_lab_firewall_protocol_t *payload0 = &((*rule).protocol).val;
+    option = 1;
+    option1 = (int32_t) *payload0;
+  } else {
+    option = 0;
+    option1 = 0;
+  }
+  int32_t option4;
+  uint8_t * option5;
+  size_t option6;
+  if (((*rule).source).is_some) {
+    const lab_string_t *payload3 = &((*rule).source).val;
+    option4 = 1;
+    option5 = (uint8_t *) (*payload3).ptr;
+    option6 = (*payload3).len;
+  } else {
+    option4 = 0;
+    option5 = 0;
+    option6 = 0;
+  }
+  int32_t option9;
+  uint8_t * option10;
+  size_t option11;
+  if (((*rule).destination).is_some) {
+    const lab_string_t *payload8 = &((*rule).destination).val;
+    option9 = 1;
+    option10 = (uint8_t *) (*payload8).ptr;
+    option11 = (*payload8).len;
+  } else {
+    option9 = 0;
+    option10 = 0;
+    option11 = 0;
+  }
+  int32_t option14;
+  int32_t option15;
+  if (((*rule).port).is_some) {
+    const uint16_t *payload13 = &((*rule).port).val;
+    option14 = 1;
+    option15 = (int32_t) (*payload13);
+  } else {
+    option14 = 0;
+    option15 = 0;
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_firewall_add_rule((ns).__handle, (int32_t) (*rule).direction, (int32_t) (*rule).verdict, option, option1, option4, option5, option6, option9, option10, option11, option14, option15, ptr);
+  nsw_lab_firewall_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_firewall_set_policy(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_direction_t direction, nsw_lab_firewall_verdict_t verdict, nsw_lab_firewall_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_firewall_set_policy((ns).__handle, (int32_t) direction, (int32_t) verdict, ptr);
+  nsw_lab_firewall_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_firewall_port_forward(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_protocol_t protocol, uint16_t port, lab_string_t *to_address, uint16_t to_port, nsw_lab_firewall_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_firewall_port_forward((ns).__handle, (int32_t) protocol, (int32_t) (port), (uint8_t *) (*to_address).ptr, (*to_address).len, (int32_t) (to_port), ptr);
+  nsw_lab_firewall_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
     return 1;
   } else {
     *err = result.val.err;

@@ -38,7 +38,8 @@ typedef struct nsw_lab_types_error_t {
 #define NSW_LAB_TYPES_ERROR_NOT_FOUND 3
 // A per-lab limit was reached; the message names the limit.
 #define NSW_LAB_TYPES_ERROR_QUOTA 4
-// The kernel refused the request.
+// The kernel refused the request. A message that starts with
+// `unsupported:` names a kernel feature this machine lacks.
 #define NSW_LAB_TYPES_ERROR_OS 5
 
 // An IP address family.
@@ -297,6 +298,113 @@ typedef struct {
   } val;
 } nsw_lab_service_result_own_service_error_t;
 
+typedef nsw_lab_types_error_t nsw_lab_conditions_error_t;
+
+typedef struct {
+  bool is_some;
+  uint64_t val;
+} lab_option_u64_t;
+
+typedef struct {
+  bool is_some;
+  uint32_t val;
+} lab_option_u32_t;
+
+typedef struct {
+  bool is_some;
+  float val;
+} lab_option_f32_t;
+
+// What a link does to what it sends; none leaves that out.
+typedef struct nsw_lab_conditions_link_conditions_t {
+  // At most so many bits per second (1000 and up): a token bucket.
+  lab_option_u64_t   rate_bps;
+  // Added delay, in microseconds (at most 60 s).
+  lab_option_u32_t   delay_us;
+  // Random variation of that delay, in microseconds (needs a delay,
+  // and at most as large).
+  lab_option_u32_t   jitter_us;
+  // Packets lost at random, in percent (0-100).
+  lab_option_f32_t   loss_percent;
+  // How much each loss follows the last one, in percent (needs a
+  // loss).
+  lab_option_f32_t   loss_correlation_percent;
+  // Packets sent twice, in percent.
+  lab_option_f32_t   duplicate_percent;
+  // Packets with a bit flipped, in percent.
+  lab_option_f32_t   corrupt_percent;
+  // Packets sent at once, ahead of delayed ones, in percent (needs
+  // a delay).
+  lab_option_f32_t   reorder_percent;
+  // Packets the link queues at most (1-1000000); beyond, it drops.
+  lab_option_u32_t   queue_packets;
+} nsw_lab_conditions_link_conditions_t;
+
+typedef nsw_lab_types_borrow_link_t nsw_lab_conditions_borrow_link_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    nsw_lab_conditions_error_t err;
+  } val;
+} nsw_lab_conditions_result_void_error_t;
+
+typedef nsw_lab_types_error_t nsw_lab_firewall_error_t;
+
+typedef uint8_t nsw_lab_firewall_protocol_t;
+
+#define NSW_LAB_FIREWALL_PROTOCOL_TCP 0
+#define NSW_LAB_FIREWALL_PROTOCOL_UDP 1
+// ICMP and ICMPv6.
+#define NSW_LAB_FIREWALL_PROTOCOL_ICMP 2
+
+// Which traffic of a node a rule sees.
+typedef uint8_t nsw_lab_firewall_direction_t;
+
+// To the node itself.
+#define NSW_LAB_FIREWALL_DIRECTION_INPUT 0
+// Through it, when it routes.
+#define NSW_LAB_FIREWALL_DIRECTION_FORWARD 1
+// From the node itself.
+#define NSW_LAB_FIREWALL_DIRECTION_OUTPUT 2
+
+typedef uint8_t nsw_lab_firewall_verdict_t;
+
+#define NSW_LAB_FIREWALL_VERDICT_ALLOW 0
+#define NSW_LAB_FIREWALL_VERDICT_DROP 1
+
+typedef struct {
+  bool is_some;
+  nsw_lab_firewall_protocol_t val;
+} nsw_lab_firewall_option_protocol_t;
+
+typedef struct {
+  bool is_some;
+  uint16_t val;
+} lab_option_u16_t;
+
+// A filter rule; what is none matches anything.
+typedef struct nsw_lab_firewall_rule_t {
+  nsw_lab_firewall_direction_t   direction;
+  nsw_lab_firewall_verdict_t   verdict;
+  nsw_lab_firewall_option_protocol_t   protocol;
+  // Source prefix, `10.0.0.0/24` (or one address).
+  lab_option_string_t   source;
+  // Destination prefix.
+  lab_option_string_t   destination;
+  // Destination port; needs protocol tcp or udp.
+  lab_option_u16_t   port;
+} nsw_lab_firewall_rule_t;
+
+typedef nsw_lab_types_borrow_netns_t nsw_lab_firewall_borrow_netns_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    nsw_lab_firewall_error_t err;
+  } val;
+} nsw_lab_firewall_result_void_error_t;
+
 typedef struct {
   bool is_err;
   union {
@@ -304,13 +412,13 @@ typedef struct {
   } val;
 } lab_result_void_string_t;
 
-// Imported Functions from `nsw:lab/types@0.1.1`
+// Imported Functions from `nsw:lab/types@0.1.2`
 // The name the script gave it (`pb`), or `host` for the lab's host.
 extern void nsw_lab_types_method_netns_name(nsw_lab_types_borrow_netns_t self, lab_string_t *ret);
 // The interface name, as the kernel shows it (`veth-pb`).
 extern void nsw_lab_types_method_link_name(nsw_lab_types_borrow_link_t self, lab_string_t *ret);
 
-// Imported Functions from `nsw:lab/topology@0.1.1`
+// Imported Functions from `nsw:lab/topology@0.1.2`
 // The lab's host. By default this is a namespace of the lab's own
 // (named after the lab) that stands in for the machine; with the
 // `host-net` grant it is the machine's own network namespace.
@@ -334,6 +442,17 @@ extern bool nsw_lab_topology_move_link(nsw_lab_topology_borrow_link_t link, nsw_
 extern bool nsw_lab_topology_set_master(nsw_lab_topology_borrow_link_t port, nsw_lab_topology_borrow_link_t bridge, nsw_lab_topology_error_t *err);
 // Bring a link up.
 extern bool nsw_lab_topology_set_up(nsw_lab_topology_borrow_link_t link, nsw_lab_topology_error_t *err);
+// Take a link down: a failure, as when a cable is pulled (a veth
+// pair's other end loses its carrier). `set-up` brings it back, with
+// its addresses; routes through it must be added again. (0.1.2)
+extern bool nsw_lab_topology_set_down(nsw_lab_topology_borrow_link_t link, nsw_lab_topology_error_t *err);
+// Set a link's MTU, in bytes: 68-65535, and within what the kernel
+// allows for that kind of link. (0.1.2)
+extern bool nsw_lab_topology_set_mtu(nsw_lab_topology_borrow_link_t link, uint32_t mtu, nsw_lab_topology_error_t *err);
+// Set a link's MAC address, `02:00:00:00:00:01`: six octets in hex,
+// unicast (the lowest bit of the first octet clear), not all zero.
+// (0.1.2)
+extern bool nsw_lab_topology_set_mac(nsw_lab_topology_borrow_link_t link, lab_string_t *mac, nsw_lab_topology_error_t *err);
 // IPv6 link-local addresses (fe80::/64) on the links the lab creates
 // from now on: on by default, as in the kernel. Off, a link speaks no
 // IPv6 until it is given an address, and a large lab builds much
@@ -344,13 +463,13 @@ extern bool nsw_lab_topology_set_up(nsw_lab_topology_borrow_link_t link, nsw_lab
 // resolves the next hop of forwarded IPv6 from one.
 extern void nsw_lab_topology_set_ipv6_link_local(bool enabled);
 
-// Imported Functions from `nsw:lab/address@0.1.1`
+// Imported Functions from `nsw:lab/address@0.1.2`
 // Add an address with its prefix length, IPv4 or IPv6:
 // `10.0.0.10/16`, `fd00::10/64`. IPv6 addresses skip duplicate
 // address detection, so they are usable at once.
 extern bool nsw_lab_address_add(nsw_lab_address_borrow_link_t link, lab_string_t *cidr, nsw_lab_address_error_t *err);
 
-// Imported Functions from `nsw:lab/route@0.1.1`
+// Imported Functions from `nsw:lab/route@0.1.2`
 // Add a route in `ns` to `destination` (a prefix such as `10.1.0.0/16`,
 // or `default`) through the gateway `via`, which must be reachable
 // on one of the namespace's links.
@@ -360,14 +479,15 @@ extern bool nsw_lab_route_add(nsw_lab_route_borrow_netns_t ns, lab_string_t *des
 // the lab goes down.
 extern bool nsw_lab_route_enable_forwarding(nsw_lab_route_borrow_netns_t ns, nsw_lab_route_ip_family_t family, nsw_lab_route_error_t *err);
 
-// Imported Functions from `nsw:lab/nat@0.1.1`
+// Imported Functions from `nsw:lab/nat@0.1.2`
 // Masquerade traffic from the prefix `source` (`10.0.0.0/16`) that
 // leaves `ns` for an address outside it, like `iptables -t nat -A
-// POSTROUTING -s SOURCE ! -d SOURCE -j MASQUERADE`. The rule lives in an nftables table of the lab's own,
-// `inet nsw-<lab>`, which goes with the lab.
+// POSTROUTING -s SOURCE ! -d SOURCE -j MASQUERADE`. The rule lives
+// in an nftables table of the lab's own, `inet nsw-<lab>`, which goes
+// with the lab.
 extern bool nsw_lab_nat_masquerade(nsw_lab_nat_borrow_netns_t ns, lab_string_t *source, nsw_lab_nat_error_t *err);
 
-// Imported Functions from `nsw:lab/probe@0.1.1`
+// Imported Functions from `nsw:lab/probe@0.1.2`
 // Ping `target` (an IPv4 or IPv6 address) from inside `source` with
 // ICMP echo. Lost replies are not an error: check `received`.
 extern bool nsw_lab_probe_ping(nsw_lab_probe_borrow_netns_t source, lab_string_t *target, nsw_lab_probe_ping_options_t *options, nsw_lab_probe_ping_stats_t *ret, nsw_lab_probe_error_t *err);
@@ -385,13 +505,13 @@ extern bool nsw_lab_probe_throughput(nsw_lab_probe_borrow_netns_t sender, nsw_la
 // second; ends at the target. (0.1.1)
 extern bool nsw_lab_probe_trace(nsw_lab_probe_borrow_netns_t source, lab_string_t *target, nsw_lab_probe_list_hop_t *ret, nsw_lab_probe_error_t *err);
 
-// Imported Functions from `nsw:lab/check@0.1.1`
+// Imported Functions from `nsw:lab/check@0.1.2`
 // Record a check: `name` (1-200 characters), whether it passed, and
 // a detail: what was measured, or why it failed. A name used twice
 // records two checks.
 extern void nsw_lab_check_report(lab_string_t *name, bool passed, lab_string_t *detail);
 
-// Imported Functions from `nsw:lab/service@0.1.1`
+// Imported Functions from `nsw:lab/service@0.1.2`
 // Its name, as its output is prefixed: `<node>/<name>`.
 extern void nsw_lab_service_method_service_name(nsw_lab_service_borrow_service_t self, lab_string_t *ret);
 // Wait up to `timeout-ms` (0-60000) for it to end: how it ended,
@@ -408,6 +528,27 @@ extern void nsw_lab_service_method_service_output(nsw_lab_service_borrow_service
 // its name). Not in the machine's own namespace (a host-net lab's
 // host): a service lives inside the lab.
 extern bool nsw_lab_service_start(nsw_lab_service_borrow_netns_t node, lab_string_t *name, lab_list_u8_t *component, lab_list_string_t *args, nsw_lab_service_own_service_t *ret, nsw_lab_service_error_t *err);
+
+// Imported Functions from `nsw:lab/conditions@0.1.2`
+// Give `link` these conditions, replacing any it had.
+extern bool nsw_lab_conditions_set_conditions(nsw_lab_conditions_borrow_link_t link, nsw_lab_conditions_link_conditions_t *conditions, nsw_lab_conditions_error_t *err);
+// Make `link` a perfect wire again.
+extern bool nsw_lab_conditions_clear_conditions(nsw_lab_conditions_borrow_link_t link, nsw_lab_conditions_error_t *err);
+
+// Imported Functions from `nsw:lab/firewall@0.1.2`
+// Append `rule` to the filter of `ns` for its direction. The first
+// rule that matches a packet decides; replies to traffic that was
+// allowed always pass (the filter is stateful).
+extern bool nsw_lab_firewall_add_rule(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_rule_t *rule, nsw_lab_firewall_error_t *err);
+// What becomes of packets no rule of `direction` matched: allowed
+// until set otherwise. Not in the machine's namespace, where it would
+// apply to all of the machine's traffic.
+extern bool nsw_lab_firewall_set_policy(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_direction_t direction, nsw_lab_firewall_verdict_t verdict, nsw_lab_firewall_error_t *err);
+// Send `protocol` (tcp or udp) arriving at `ns` for `port` on to
+// `to-address` port `to-port` (destination NAT). Unless `to-address`
+// is one of the node's own, the node must forward
+// (`route.enable-forwarding`).
+extern bool nsw_lab_firewall_port_forward(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_protocol_t protocol, uint16_t port, lab_string_t *to_address, uint16_t to_port, nsw_lab_firewall_error_t *err);
 
 // Exported Functions from `lab`
 bool exports_lab_run(lab_list_string_t *args, lab_string_t *err);
@@ -483,6 +624,28 @@ void lab_list_u8_free(lab_list_u8_t *ptr);
 void lab_list_string_free(lab_list_string_t *ptr);
 
 void nsw_lab_service_result_own_service_error_free(nsw_lab_service_result_own_service_error_t *ptr);
+
+void nsw_lab_conditions_error_free(nsw_lab_conditions_error_t *ptr);
+
+void lab_option_u64_free(lab_option_u64_t *ptr);
+
+void lab_option_u32_free(lab_option_u32_t *ptr);
+
+void lab_option_f32_free(lab_option_f32_t *ptr);
+
+void nsw_lab_conditions_link_conditions_free(nsw_lab_conditions_link_conditions_t *ptr);
+
+void nsw_lab_conditions_result_void_error_free(nsw_lab_conditions_result_void_error_t *ptr);
+
+void nsw_lab_firewall_error_free(nsw_lab_firewall_error_t *ptr);
+
+void nsw_lab_firewall_option_protocol_free(nsw_lab_firewall_option_protocol_t *ptr);
+
+void lab_option_u16_free(lab_option_u16_t *ptr);
+
+void nsw_lab_firewall_rule_free(nsw_lab_firewall_rule_t *ptr);
+
+void nsw_lab_firewall_result_void_error_free(nsw_lab_firewall_result_void_error_t *ptr);
 
 void lab_result_void_string_free(lab_result_void_string_t *ptr);
 

@@ -17,7 +17,7 @@
 //! ```
 //!
 //! The capability interfaces (`topology`, `address`, `route`, `nat`,
-//! `probe`, `check`, `service`, and `uplink` and `process`, which need a
+//! `probe`, `check`, `service`, `conditions`, `firewall`, and `uplink` and `process`, which need a
 //! grant) are re-exported at the top; a script that never calls one does
 //! not import it, so it never needs the grant for it.
 
@@ -35,7 +35,7 @@ pub mod bindings {
 
 pub use bindings::{Guest, export};
 pub use bindings::nsw::lab::types::{Error, IpFamily, Link, Netns};
-pub use bindings::nsw::lab::{address, check, nat, probe, process, route, service, topology, types, uplink};
+pub use bindings::nsw::lab::{address, check, conditions, firewall, nat, probe, process, route, service, topology, types, uplink};
 
 impl Error {
     /// The variant's name as the WIT spells it (`invalid`, `exists`, ...).

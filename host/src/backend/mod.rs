@@ -11,6 +11,7 @@
 
 pub mod kernel;
 pub mod plan;
+pub mod rules;
 pub mod survey;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 
 use crate::stop::Stop;
+use rules::{LabTable, Queue, QueueFeatures, TableChange, TableFamily};
 
 /// A namespace, by the lab's index for it.
 pub type NsId = usize;
@@ -142,6 +144,9 @@ pub struct Uplink {
 pub trait Backend: Send {
     /// Use the namespace nsw runs in as `id` (the host of a host-net lab).
     async fn adopt_machine(&mut self, id: NsId) -> io::Result<()>;
+    /// Open the lab's existing namespace `/run/netns/<name>` as `id`, if it
+    /// is still the one of inode `inode` (`nsw link` on a lab that is up).
+    async fn attach_netns(&mut self, id: NsId, name: &str, inode: u64) -> io::Result<()>;
     /// Create the namespace `/run/netns/<name>` as `id`, loopback up.
     /// Returns its inode.
     async fn create_netns(&mut self, id: NsId, name: &str) -> io::Result<u64>;
@@ -156,6 +161,9 @@ pub trait Backend: Send {
     async fn move_link(&mut self, link: &LinkRef, to: NsId, index: Option<u32>) -> io::Result<u32>;
     async fn set_master(&mut self, port: &LinkRef, bridge: &LinkRef) -> io::Result<()>;
     async fn set_up(&mut self, link: &LinkRef) -> io::Result<()>;
+    async fn set_down(&mut self, link: &LinkRef) -> io::Result<()>;
+    async fn set_mtu(&mut self, link: &LinkRef, mtu: u32) -> io::Result<()>;
+    async fn set_mac(&mut self, link: &LinkRef, mac: [u8; 6]) -> io::Result<()>;
     /// Whether `ns` has a link called `name`.
     async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool>;
     /// The index of the link called `name` in `ns`, waiting up to
@@ -164,8 +172,10 @@ pub trait Backend: Send {
     /// Whether the link of index `index` in `ns` is called `name`.
     async fn link_is(&mut self, ns: NsId, index: u32, name: &str) -> io::Result<bool>;
     /// Wait (up to `timeout`, and never past a stop) until the kernel has
-    /// the link operationally up; `false` if it did not get there.
-    async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration, stop: &Stop) -> io::Result<bool>;
+    /// acted on the link's carrier: none, or operationally up with its
+    /// queueing discipline (until then a link with a carrier drops what it
+    /// is given); `false` if it did not get there.
+    async fn wait_carrier_settled(&mut self, link: &LinkRef, timeout: Duration, stop: &Stop) -> io::Result<bool>;
     /// No IPv6 link-local address for this link (`addrgenmode none`); the
     /// link must still be down.
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()>;
@@ -178,12 +188,15 @@ pub trait Backend: Send {
     async fn write_sysctl(&mut self, ns: NsId, key: &str, value: &str) -> io::Result<()>;
     /// Every readable sysctl under `roots` in `ns`, by key.
     async fn sysctl_tree(&mut self, ns: NsId, roots: &[&str]) -> io::Result<BTreeMap<String, String>>;
-    /// Create the lab's nftables table `table` in `ns`, marked with
-    /// `nonce`; fails with `EEXIST` if the name is taken.
-    async fn create_nft_table(&mut self, ns: NsId, table: &str, nonce: u64) -> io::Result<()>;
-    /// Masquerade `source` in the lab's table, if it still carries the
-    /// lab's marker `nonce` (else `ENOENT`, and nothing changes).
-    async fn masquerade(&mut self, ns: NsId, table: &str, nonce: u64, source: IpNet) -> io::Result<()>;
+    /// Change one of the lab's nftables tables in `ns`, in one transaction
+    /// (creating it first if `table.create`: `EEXIST` if the name is
+    /// taken; otherwise `ENOENT` unless it still carries the lab's marker).
+    async fn change_table(&mut self, ns: NsId, table: &LabTable, changes: &[TableChange]) -> io::Result<()>;
+    /// Give the link this queue (its conditions: a rate, netem), replacing
+    /// what it had; `None`: the kernel's default queue again.
+    async fn set_queue(&mut self, link: &LinkRef, queue: Option<&Queue>) -> io::Result<()>;
+    /// What this kernel offers for link conditions.
+    async fn queue_features(&mut self) -> io::Result<QueueFeatures>;
     /// Send `count` echo requests, `interval` apart at least, waiting up to
     /// `timeout` for each reply; give up early once `stop` is raised.
     async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats>;
@@ -241,9 +254,9 @@ pub trait Teardown: Send {
     async fn netns_inode(&mut self, name: &str) -> io::Result<Option<u64>>;
     /// Unmount and remove `/run/netns/NAME`; whether anything was there.
     async fn delete_netns(&mut self, name: &str) -> io::Result<bool>;
-    /// Stop every process inside the namespace of inode `inode` (SIGTERM,
-    /// then SIGKILL after `grace`); returns what was stopped.
-    async fn stop_processes_in(&mut self, inode: u64, grace: Duration) -> io::Result<Vec<String>>;
+    /// Stop every process inside the namespaces of these inodes (SIGTERM,
+    /// then SIGKILL after `grace`); returns what was stopped, by inode.
+    async fn stop_processes_in(&mut self, inodes: &[u64], grace: Duration) -> io::Result<Vec<(u64, String)>>;
     /// Stop one process, if it is still the one of that identity.
     async fn stop_process(&mut self, id: ProcessId, grace: Duration) -> io::Result<Removal>;
     /// The link called `name` in the machine's namespace, if any.
@@ -253,7 +266,7 @@ pub trait Teardown: Send {
     /// Delete the lab's nftables table in the machine's namespace, if it
     /// still carries the lab's marker `nonce` (`None`: a journal of an older
     /// nsw, which recorded none: by name).
-    async fn delete_machine_nft_table(&mut self, name: &str, nonce: Option<u64>) -> io::Result<Removal>;
+    async fn delete_machine_nft_table(&mut self, family: TableFamily, name: &str, nonce: Option<u64>) -> io::Result<Removal>;
     async fn read_machine_sysctl(&mut self, key: &str) -> io::Result<String>;
     async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
     async fn machine_sysctl_tree(&mut self, roots: &[&str]) -> io::Result<BTreeMap<String, String>>;

@@ -74,9 +74,10 @@ pub struct RunArgs {
     /// Longest string the script may pass to nsw, in bytes.
     #[arg(long, default_value_t = Limits::default().string_bytes, value_name = "BYTES")]
     max_string: usize,
-    /// Masquerade rules the lab may add.
-    #[arg(long, default_value_t = Limits::default().nat_rules, value_name = "N")]
-    max_nat_rules: u64,
+    /// nftables rules the lab may add: masquerades, filter rules, port
+    /// forwards (`--max-nat-rules` is its old name).
+    #[arg(long, alias = "max-nat-rules", default_value_t = Limits::default().rules, value_name = "N")]
+    max_rules: u64,
     /// Calls of the script that may fail before it is stopped.
     #[arg(long, default_value_t = Limits::default().failures, value_name = "N")]
     max_failures: u64,
@@ -140,7 +141,7 @@ impl RunArgs {
             pings: self.max_pings,
             ping_rate: self.ping_rate.max(1),
             string_bytes: self.max_string,
-            nat_rules: self.max_nat_rules,
+            rules: self.max_rules,
             failures: self.max_failures,
             journal_bytes: self.max_journal.saturating_mul(1024),
             checks: self.max_checks,

@@ -5,6 +5,8 @@
 pub mod address;
 pub mod bindings;
 pub mod check;
+pub mod conditions;
+pub mod firewall;
 pub mod nat;
 pub mod process;
 pub mod probe;

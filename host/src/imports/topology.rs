@@ -51,6 +51,21 @@ impl topology::Host for HostState {
         self.lab.set_up(link).await
     }
 
+    async fn set_down(&mut self, link: Resource<LinkHandle>) -> Result<(), LabError> {
+        let link = self.link_id(&link)?;
+        self.lab.set_down(link).await
+    }
+
+    async fn set_mtu(&mut self, link: Resource<LinkHandle>, mtu: u32) -> Result<(), LabError> {
+        let link = self.link_id(&link)?;
+        self.lab.set_mtu(link, mtu).await
+    }
+
+    async fn set_mac(&mut self, link: Resource<LinkHandle>, mac: String) -> Result<(), LabError> {
+        let link = self.link_id(&link)?;
+        self.lab.set_mac(link, &mac).await
+    }
+
     async fn set_ipv6_link_local(&mut self, enabled: bool) -> wasmtime::Result<()> {
         self.lab.set_ipv6_link_local(enabled);
         Ok(())

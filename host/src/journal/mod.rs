@@ -177,6 +177,10 @@ pub enum Entry {
         ident: Option<u64>,
     },
     State { state: LabState },
+    /// A setting of one of the lab's links changed (its conditions, state,
+    /// MTU or MAC: `key`), to `value` (empty: back to the default). Only a
+    /// record for `nsw link --show`: the setting goes with its link.
+    Set { id: u32, key: String, value: String },
 }
 
 /// An open journal: the lab's record on disk, appended to one line at a

@@ -17,6 +17,8 @@ pub struct OwnedObject {
     pub ident: Option<u64>,
     /// A process's start time (see [`Entry::Created`]).
     pub since: Option<u64>,
+    /// A link's settings, by key (see [`Entry::Set`]).
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 /// A lab as its journal describes it.
@@ -55,7 +57,9 @@ impl LabRecord {
         match entry {
             // Only the first line names the lab (`from_entries` checks).
             Entry::Lab(_) => {}
-            Entry::Create { id, object, ident } => self.objects.push(OwnedObject { id, object, confirmed: false, ident, since: None }),
+            Entry::Create { id, object, ident } => {
+                self.objects.push(OwnedObject { id, object, confirmed: false, ident, since: None, settings: Default::default() })
+            }
             Entry::Created { id, ident, since } => {
                 if let Some(o) = self.objects.iter_mut().rev().find(|o| o.id == id) {
                     o.confirmed = true;
@@ -73,6 +77,15 @@ impl LabRecord {
                 }
             }
             Entry::State { state } => self.state = state,
+            Entry::Set { id, key, value } => {
+                if let Some(owned) = self.objects.iter_mut().rev().find(|o| o.id == id) {
+                    if value.is_empty() {
+                        owned.settings.remove(&key);
+                    } else {
+                        owned.settings.insert(key, value);
+                    }
+                }
+            }
         }
     }
 

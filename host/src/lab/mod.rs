@@ -9,11 +9,15 @@
 
 mod address;
 mod check;
+pub mod conditions;
+pub mod firewall;
 mod nat;
 mod probe;
 pub mod process;
 mod route;
+mod reopen;
 mod service;
+mod tables;
 #[cfg(test)]
 mod tests;
 mod topology;
@@ -24,6 +28,7 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
+use crate::backend::rules::{Direction, QueueFeatures, TableFamily};
 use crate::backend::{Backend, LinkRef, NsId};
 use crate::error::{LabError, LabResult};
 use crate::journal::{Entry, Journal, Mode, NetnsRef, Object};
@@ -62,6 +67,8 @@ pub struct LinkEntry {
     journal_id: u32,
     /// The other end, for a veth.
     peer: Option<LinkId>,
+    /// The bridge the lab made it a port of (and not moved since).
+    master: Option<LinkId>,
     /// A veth pair not created in the kernel yet (see [`Lab::create_veth`]).
     pending: bool,
     /// Set up by the lab (and not moved since).
@@ -88,9 +95,17 @@ pub struct Lab {
     /// uses it (host-net: the host; or the far end of an uplink).
     machine: Option<(NsId, MachineRules)>,
     uplink: Option<LinkId>,
-    /// The lab's nftables table in each namespace, by the nonce of its
-    /// marker chain.
-    nat_tables: HashMap<NsId, u64>,
+    /// The lab's nftables tables, by namespace and family, with the nonce
+    /// of their marker chains.
+    tables: HashMap<(NsId, TableFamily), u64>,
+    /// Filter chains made so far (see [`TableChange::FilterChain`]).
+    filter_chains: HashSet<(NsId, Direction)>,
+    /// What the kernel offers for link conditions, once asked.
+    queue_features: Option<QueueFeatures>,
+    /// Links whose loss an nftables rule makes (no netem here).
+    nft_loss: HashSet<LinkId>,
+    /// Links taken down by `set-down` (a failure) and not up since.
+    failed_links: HashSet<LinkId>,
     /// Masquerade rules, so that a repeated one is refused up front.
     nat_rules: HashSet<(NsId, IpNet)>,
     /// Route destinations per namespace, so that a repeated one is refused
@@ -120,19 +135,10 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Start a lab whose journal is `journal`: set up its host, a namespace
-    /// of its own unless `host-net` was granted. On failure the journal
-    /// comes back with the error, so that what was made can be rolled back.
-    pub async fn start(
-        name: &str,
-        grants: Grants,
-        journal: Journal,
-        backend: Box<dyn Backend>,
-        limits: Limits,
-        stop: Stop,
-    ) -> Result<Lab, (LabError, Journal)> {
+    /// A lab with nothing open yet.
+    fn empty(name: &str, grants: Grants, journal: Journal, backend: Box<dyn Backend>, limits: Limits, stop: Stop) -> Lab {
         let mode = grants.mode();
-        let mut lab = Lab {
+        Lab {
             name: name.to_string(),
             stop,
             mode,
@@ -145,7 +151,11 @@ impl Lab {
             links: Vec::new(),
             machine: None,
             uplink: None,
-            nat_tables: HashMap::new(),
+            tables: HashMap::new(),
+            filter_chains: HashSet::new(),
+            queue_features: None,
+            nft_loss: HashSet::new(),
+            failed_links: HashSet::new(),
             nat_rules: HashSet::new(),
             routes: HashSet::new(),
             forwarding: HashSet::new(),
@@ -158,7 +168,22 @@ impl Lab {
             findings: Findings::default(),
             service_labels: HashSet::new(),
             made: Default::default(),
-        };
+        }
+    }
+
+    /// Start a lab whose journal is `journal`: set up its host, a namespace
+    /// of its own unless `host-net` was granted. On failure the journal
+    /// comes back with the error, so that what was made can be rolled back.
+    pub async fn start(
+        name: &str,
+        grants: Grants,
+        journal: Journal,
+        backend: Box<dyn Backend>,
+        limits: Limits,
+        stop: Stop,
+    ) -> Result<Lab, (LabError, Journal)> {
+        let mode = grants.mode();
+        let mut lab = Lab::empty(name, grants, journal, backend, limits, stop);
         let host = match mode {
             Mode::Contained => lab.new_netns("host", name.to_string()).await.map(drop),
             Mode::HostNet => lab.adopt_machine("host").await.map(drop),

@@ -133,14 +133,16 @@ impl Lab {
         let to = self.links.iter().find(|l| l.addresses.iter().any(|a| a.addr() == target)).map(|l| l.ns);
         let mut down = Vec::new();
         let mut no_carrier = Vec::new();
-        for link in &self.links {
-            if link.ns != from && Some(link.ns) != to {
+        // Links the script took down on purpose (`set-down`) explain
+        // themselves: no hint for them.
+        for (id, link) in self.links.iter().enumerate() {
+            if link.ns != from && Some(link.ns) != to || self.failed_links.contains(&id) {
                 continue;
             }
             let place = format!("{} in {}", link.name, self.describe_ns(link.ns));
             if !link.up {
                 down.push(place);
-            } else if let Some(peer) = link.peer.filter(|p| !self.links[*p].up) {
+            } else if let Some(peer) = link.peer.filter(|p| !self.links[*p].up && !self.failed_links.contains(p)) {
                 no_carrier.push(format!("{place} (its peer {} is down)", self.links[peer].name));
             }
         }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use super::{HOST, Lab};
 use crate::backend::plan::PlanBackend;
+use crate::backend::rules::TableFamily;
 use crate::journal::{LabInfo, LabRecord, StateDir};
 use crate::policy::{Grants, Limits};
 use crate::stop::Stop;
@@ -49,7 +50,7 @@ fn a_refused_creation_is_settled_at_once_and_a_later_link_of_that_name_is_left_a
         {
             let mut s = plan.state.lock().unwrap();
             let ns = s.namespaces.get_mut(&node).unwrap();
-            ns.links.push(crate::backend::plan::PlanLink { name: "n1".into(), index: 7, kind: "veth".into(), owned: false, up: false, master: None, addresses: vec![] });
+            ns.links.push(crate::backend::plan::PlanLink { name: "n1".into(), index: 7, kind: "veth".into(), owned: false, up: false, master: None, addresses: vec![], mtu: 1500, mac: None, queue: None });
         }
         assert!(lab.set_up(fv0).await.is_err());
         let journal = lab.finish();
@@ -59,7 +60,7 @@ fn a_refused_creation_is_settled_at_once_and_a_later_link_of_that_name_is_left_a
         {
             let mut s = plan.state.lock().unwrap();
             let machine = s.machine_ns().unwrap();
-            machine.links.push(crate::backend::plan::PlanLink { name: "fv0".into(), index: 9, kind: "veth".into(), owned: false, up: true, master: None, addresses: vec![] });
+            machine.links.push(crate::backend::plan::PlanLink { name: "fv0".into(), index: 9, kind: "veth".into(), owned: false, up: true, master: None, addresses: vec![], mtu: 1500, mac: None, queue: None });
         }
         let record = journal.record().clone();
         let report = tear_down(&mut plan, &record, &dir).await;
@@ -81,8 +82,8 @@ fn a_table_swapped_under_the_lab_is_neither_added_to_nor_deleted() {
         {
             let mut s = plan.state.lock().unwrap();
             let machine = s.machine_ns().unwrap();
-            machine.tables = vec![("nsw-t".into(), 42)];
-            machine.nat.clear();
+            machine.tables = vec![(TableFamily::Inet, "nsw-t".into(), 42)];
+            machine.table_changes.clear();
         }
         let err = lab.masquerade(HOST, "10.79.1.0/24").await.unwrap_err().to_string();
         assert!(err.contains("is not the lab's any more"), "{err}");
@@ -90,7 +91,7 @@ fn a_table_swapped_under_the_lab_is_neither_added_to_nor_deleted() {
         let report = tear_down(&mut plan, &journal.record().clone(), &dir).await;
         assert!(report.left_alone.iter().any(|l| l.contains("nftables table inet nsw-t")), "{report:?}");
         let mut s = plan.state.lock().unwrap();
-        assert_eq!(s.machine_ns().unwrap().tables, vec![("nsw-t".to_string(), 42)], "their table went");
+        assert_eq!(s.machine_ns().unwrap().tables, vec![(TableFamily::Inet, "nsw-t".to_string(), 42)], "their table went");
         drop(s);
         let _ = std::fs::remove_dir_all(dir);
     });

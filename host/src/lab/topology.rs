@@ -40,6 +40,7 @@ impl Lab {
             kind,
             journal_id,
             peer: None,
+            master: None,
             pending: false,
             up: false,
             addresses: Vec::new(),
@@ -108,6 +109,7 @@ impl Lab {
             kind: "veth",
             journal_id: 0,
             peer: Some(peer),
+            master: None,
             pending: true,
             up: false,
             addresses: Vec::new(),
@@ -261,6 +263,7 @@ impl Lab {
         // The kernel brings a moved link down, without its addresses, and
         // with the IPv6 settings of its new namespace.
         entry.up = false;
+        entry.master = None;
         entry.addresses.clear();
         entry.link_local = true;
         self.new_link_ipv6(link).await
@@ -287,7 +290,12 @@ impl Lab {
         let what = format!("attach {} to bridge {} in {}", p.name, b.name, self.describe_ns(p.ns));
         self.materialize(port).await?;
         self.alive_link(port).await?;
-        self.backend.set_master(&self.link_ref(port), &self.link_ref(bridge)).await.map_err(|e| LabError::os(&what, &e))
+        self.backend.set_master(&self.link_ref(port), &self.link_ref(bridge)).await.map_err(|e| LabError::os(&what, &e))?;
+        self.links[port].master = Some(bridge);
+        if self.links[port].up {
+            self.awaiting_carrier.push(bridge);
+        }
+        Ok(())
     }
 
     pub async fn set_up(&mut self, link: LinkId) -> LabResult<()> {
@@ -297,30 +305,42 @@ impl Lab {
         self.alive_link(link).await?;
         self.backend.set_up(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))?;
         self.links[link].up = true;
-        if let Some(peer) = self.links[link].peer.filter(|p| self.links[*p].up) {
-            self.awaiting_carrier.extend([link, peer]);
+        // Its carrier (and its bridge's) may change: see `wait_for_carriers`.
+        self.awaiting_carrier.push(link);
+        self.awaiting_carrier.extend(self.links[link].peer.filter(|p| self.links[*p].up));
+        self.awaiting_carrier.extend(self.links[link].master);
+        if self.failed_links.remove(&link) {
+            // Back from a `set-down`: up is a link's usual state, and the
+            // routes the kernel dropped with it come back.
+            self.restore_routes(link).await?;
+            self.record_setting(link, "state", String::new())?;
+            // A script that probes right away should not find it still dead.
+            self.wait_for_carriers().await?;
         }
         Ok(())
     }
 
-    /// With both ends of a veth up, the kernel turns the carrier on, but a
-    /// moment later (linkwatch): until then the pair drops packets. Before
-    /// a ping, wait for every pair set up since the last ping, so that a
-    /// script that pings right away does not lose its first echo. (Waiting
-    /// here rather than in `set-up` costs a large lab one check per link,
-    /// not one wait.)
+    /// With both ends of a veth up, the kernel turns the carrier on, but
+    /// passes packets only a moment later (linkwatch); a bridge gets its
+    /// carrier once a port has done so, and then waits for linkwatch too.
+    /// Until then they drop what they are given. Before anything sends
+    /// traffic (a ping, a probe, a service, a process), wait for every
+    /// link set up since, ports before their bridges, so that a script
+    /// that pings right away does not lose its first echo. (Waiting here
+    /// rather than in `set-up` costs a large lab one check per link, not
+    /// one wait.)
     pub(super) async fn wait_for_carriers(&mut self) -> LabResult<()> {
-        for link in std::mem::take(&mut self.awaiting_carrier) {
+        let mut awaiting = std::mem::take(&mut self.awaiting_carrier);
+        awaiting.sort_by_key(|l| (self.links[*l].kind == "bridge", *l));
+        awaiting.dedup();
+        for link in awaiting {
             self.refuse_if_stopped()?;
-            let l = self.link_ref(link);
-            // Only a pair with both ends up gets a carrier (an end moved
-            // since is down): waiting for any other would be for nothing.
-            let peer_up = self.links[link].peer.is_some_and(|p| self.links[p].up && !self.links[p].pending);
-            if self.links[link].pending || !self.links[link].up || !peer_up {
+            if self.links[link].pending || !self.links[link].up {
                 continue;
             }
+            let l = self.link_ref(link);
             let what = format!("wait for the carrier of {} in {}", l.name, self.describe_ns(l.ns));
-            let ready = self.backend.wait_oper_up(&l, Duration::from_secs(1), &self.stop).await.map_err(|e| LabError::os(&what, &e))?;
+            let ready = self.backend.wait_carrier_settled(&l, Duration::from_secs(1), &self.stop).await.map_err(|e| LabError::os(&what, &e))?;
             if !ready {
                 tracing::debug!("{} has no carrier after 1 s", l.name);
             }

@@ -6,12 +6,12 @@ use super::grants::{Grant, Grants};
 use super::names::quoted;
 
 /// The nsw version of the WIT package this host implements.
-pub const WIT_PACKAGE: &str = "nsw:lab@0.1.1";
+pub const WIT_PACKAGE: &str = "nsw:lab@0.1.2";
 
 /// The versions of the package a script may have been built against: 0.1.x
 /// only adds to 0.1.0, so every earlier one runs unchanged (wasmtime links
-/// an import of `@0.1.0` to the host's `@0.1.1`).
-pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.1.1"];
+/// an import of `@0.1.0` to the host's `@0.1.2`).
+pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.1.1", "0.1.2"];
 
 /// One WIT interface: one capability a script may ask for by importing it.
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +40,8 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { interface: "probe", grant: None, what: "pings, TCP connections, throughput and traces from the lab's namespaces" },
     Capability { interface: "check", grant: None, what: "checks with a verdict, for nsw test's report" },
     Capability { interface: "service", grant: None, what: "WebAssembly services in the lab's nodes (sockets inside the lab only)" },
+    Capability { interface: "conditions", grant: None, what: "rate, delay, loss and the like on the lab's own links" },
+    Capability { interface: "firewall", grant: None, what: "filter rules and port forwards in the lab's own nftables tables" },
     Capability { interface: "uplink", grant: Some(Grant::Uplink), what: "a NATed way out through the machine" },
     Capability { interface: "process", grant: Some(Grant::Exec), what: "programs of the machine run inside the lab's nodes" },
 ];
@@ -129,8 +131,8 @@ mod tests {
         assert!(matches!(judge_import("wasi:cli/stdout@0.2.6", &none), ImportVerdict::Wasi(_)));
         assert_eq!(judge_import("wasi:http/outgoing-handler@0.2.6", &none), ImportVerdict::Unknown);
         assert_eq!(judge_import("nsw:lab/exec@0.1.0", &none), ImportVerdict::Unknown);
-        assert!(matches!(judge_import("nsw:lab/topology@0.1.1", &none), ImportVerdict::Granted(_)));
-        assert!(matches!(judge_import("nsw:lab/process@0.1.1", &none), ImportVerdict::NeedsGrant(_)));
+        assert!(matches!(judge_import("nsw:lab/topology@0.1.2", &none), ImportVerdict::Granted(_)));
+        assert!(matches!(judge_import("nsw:lab/process@0.1.2", &none), ImportVerdict::NeedsGrant(_)));
         assert_eq!(judge_import("nsw:lab/topology@0.2.0", &none), ImportVerdict::Unknown);
         let err = check_imports(["nsw:lab/topology@0.1.0", "nsw:lab/uplink@0.1.0"], &none).unwrap_err().to_string();
         assert!(err.contains("--allow uplink"), "{err}");

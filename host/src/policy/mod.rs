@@ -28,9 +28,9 @@ pub fn run_help() -> String {
         "Quotas (per lab, with their flags): {} namespaces (--max-netns), {} links (--max-links), of them {} bridges \
          (--max-bridges), {} addresses (--max-addresses), {} routes (--max-routes), {} echo requests (--max-pings) at {} \
          per second (--ping-rate), 60 s (--timeout), 64 MiB of memory (--memory), 1024 KiB of output (--max-output), \
-         {}-byte strings (--max-string), {} masquerade rules (--max-nat-rules), {} failed calls (--max-failures), \
+         {}-byte strings (--max-string), {} nftables rules: masquerades, filter rules, port forwards (--max-rules), {} failed calls (--max-failures), \
          a {} KiB journal (--max-journal).",
-        l.netns, l.links, l.bridges, l.addresses, l.routes, l.pings, l.ping_rate, l.string_bytes, l.nat_rules, l.failures, l.journal_bytes / 1024
+        l.netns, l.links, l.bridges, l.addresses, l.routes, l.pings, l.ping_rate, l.string_bytes, l.rules, l.failures, l.journal_bytes / 1024
     );
     text
 }

@@ -27,8 +27,8 @@ pub struct Limits {
     /// Calls that may fail (any error nsw returns to the script): a script
     /// that repeats a failing call in a loop is stopped, not fed forever.
     pub failures: u64,
-    /// Masquerade rules.
-    pub nat_rules: u64,
+    /// nftables rules: masquerades, filter rules, port forwards.
+    pub rules: u64,
     /// The lab's journal under /run/nsw (RAM on most machines), in bytes.
     pub journal_bytes: u64,
     /// Checks recorded for the report.
@@ -53,7 +53,7 @@ impl Default for Limits {
             ping_rate: 1000,
             string_bytes: MAX_GUEST_STRING,
             failures: 1000,
-            nat_rules: 256,
+            rules: 256,
             journal_bytes: 8 << 20,
             checks: 10_000,
             probes: 10_000,
@@ -113,7 +113,7 @@ pub struct Quotas {
     pub routes: Quota,
     pub pings: Quota,
     pub failures: Quota,
-    pub nat_rules: Quota,
+    pub rules: Quota,
     pub checks: Quota,
     pub probes: Quota,
     pub services: Quota,
@@ -130,7 +130,7 @@ impl Quotas {
             routes: Quota::new(limits.routes, "the lab has", "routes", "--max-routes"),
             pings: Quota::new(limits.pings, "the lab has sent", "echo requests", "--max-pings"),
             failures: Quota::new(limits.failures, "the script has made", "calls that failed", "--max-failures"),
-            nat_rules: Quota::new(limits.nat_rules, "the lab has", "masquerade rules", "--max-nat-rules"),
+            rules: Quota::new(limits.rules, "the lab has", "nftables rules", "--max-rules"),
             checks: Quota::new(limits.checks, "the script has recorded", "checks", "--max-checks"),
             probes: Quota::new(limits.probes, "the script has made", "probes", "--max-probes"),
             services: Quota::new(limits.services, "the lab has started", "services", "--max-services"),

@@ -13,6 +13,7 @@ pub mod process;
 pub mod spawn;
 pub mod survey;
 pub mod sysctl;
+pub mod tc;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use ipnet::IpNet;
 use rtnetlink::Handle;
 
+use super::rules::{LabTable, Queue, QueueFeatures, TableChange, TableFamily};
 use super::{Backend, ConnectOutcome, FoundLink, Hop, LinkRef, NsId, PingStats, ProcessId, Removal, Teardown, Throughput, Uplink};
 use crate::stop::Stop;
 
@@ -106,6 +108,16 @@ impl Backend for KernelBackend {
         Ok(())
     }
 
+    async fn attach_netns(&mut self, id: NsId, name: &str, inode: u64) -> io::Result<()> {
+        let fd = netns::open_named(name)?;
+        if netns::inode(&fd)? != inode {
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("/run/netns/{name} is another namespace now")));
+        }
+        let netlink = netlink::connect(&fd)?;
+        self.add(id, fd, netlink, Some((name.to_string(), inode)));
+        Ok(())
+    }
+
     async fn create_netns(&mut self, id: NsId, name: &str) -> io::Result<u64> {
         let (fd, socket) = netns::create_named(name, netlink::socket_here)?;
         let inode = netns::inode(&fd)?;
@@ -152,6 +164,18 @@ impl Backend for KernelBackend {
         netlink::set_up(&self.ns(link.ns)?.netlink, link.index).await
     }
 
+    async fn set_down(&mut self, link: &LinkRef) -> io::Result<()> {
+        netlink::set_down(&self.ns(link.ns)?.netlink, link.index).await
+    }
+
+    async fn set_mtu(&mut self, link: &LinkRef, mtu: u32) -> io::Result<()> {
+        netlink::set_mtu(&self.ns(link.ns)?.netlink, link.index, mtu).await
+    }
+
+    async fn set_mac(&mut self, link: &LinkRef, mac: [u8; 6]) -> io::Result<()> {
+        netlink::set_mac(&self.ns(link.ns)?.netlink, link.index, mac).await
+    }
+
     async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool> {
         match netlink::index_of(&self.ns(ns)?.netlink, name).await {
             Ok(_) => Ok(true),
@@ -179,12 +203,12 @@ impl Backend for KernelBackend {
         Ok(netlink::name_of(&self.ns(ns)?.netlink, index).await?.as_deref() == Some(name))
     }
 
-    async fn wait_oper_up(&mut self, link: &LinkRef, timeout: Duration, stop: &Stop) -> io::Result<bool> {
+    async fn wait_carrier_settled(&mut self, link: &LinkRef, timeout: Duration, stop: &Stop) -> io::Result<bool> {
         let handle = self.ns(link.ns)?.netlink.clone();
         let index = link.index;
         let up = poll_until(timeout, stop, || {
             let handle = handle.clone();
-            async move { Ok(netlink::oper_up(&handle, index).await?.then_some(())) }
+            async move { Ok(netlink::carrier_settled(&handle, index).await?.then_some(())) }
         })
         .await?;
         Ok(up.is_some())
@@ -218,12 +242,21 @@ impl Backend for KernelBackend {
         sysctl::tree(&self.ns(ns)?.fd, roots)
     }
 
-    async fn create_nft_table(&mut self, ns: NsId, table: &str, nonce: u64) -> io::Result<()> {
-        nft::apply(self.ns(ns)?.fd.clone(), nft::create_table_batch(table, nonce)).await
+    async fn change_table(&mut self, ns: NsId, table: &LabTable, changes: &[TableChange]) -> io::Result<()> {
+        nft::apply(self.ns(ns)?.fd.clone(), nft::change_batch(table, changes)).await
     }
 
-    async fn masquerade(&mut self, ns: NsId, table: &str, nonce: u64, source: IpNet) -> io::Result<()> {
-        nft::apply(self.ns(ns)?.fd.clone(), nft::masquerade_batch(table, nonce, source)).await
+    async fn set_queue(&mut self, link: &LinkRef, queue: Option<&Queue>) -> io::Result<()> {
+        let (ifname, queue) = (link.name.clone(), queue.copied());
+        netns::run_in_async(self.ns(link.ns)?.fd.clone(), move || tc::set_queue_here(&ifname, queue.as_ref())).await
+    }
+
+    async fn queue_features(&mut self) -> io::Result<QueueFeatures> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new().name("nsw-probe".into()).spawn(move || {
+            let _ = tx.send(tc::probe_features_here());
+        })?;
+        rx.await.unwrap_or_else(|_| Err(io::Error::other("the kernel probe thread panicked")))
     }
 
     async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats> {
@@ -315,17 +348,18 @@ impl Teardown for KernelBackend {
         netns::delete_named(name)
     }
 
-    async fn stop_processes_in(&mut self, inode: u64, grace: Duration) -> io::Result<Vec<String>> {
-        tokio::task::spawn_blocking(move || -> io::Result<Vec<String>> {
-            let found = process::in_netns(inode)?;
+    async fn stop_processes_in(&mut self, inodes: &[u64], grace: Duration) -> io::Result<Vec<(u64, String)>> {
+        let inodes: std::collections::HashSet<u64> = inodes.iter().copied().collect();
+        tokio::task::spawn_blocking(move || -> io::Result<Vec<(u64, String)>> {
+            let found = process::in_netns(&inodes)?;
             // Ask them all first, then wait: one grace period in all.
-            for (id, _) in &found {
+            for (id, _, _) in &found {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(id.pid as i32), nix::sys::signal::Signal::SIGTERM);
             }
             let mut stopped = Vec::new();
-            for (id, comm) in found {
+            for (id, inode, comm) in found {
                 process::stop(id, grace)?;
-                stopped.push(format!("{comm} (pid {})", id.pid));
+                stopped.push((inode, format!("{comm} (pid {})", id.pid)));
             }
             Ok(stopped)
         })
@@ -357,17 +391,17 @@ impl Teardown for KernelBackend {
         netlink::delete_route(&handle, destination, via).await
     }
 
-    async fn delete_machine_nft_table(&mut self, name: &str, nonce: Option<u64>) -> io::Result<Removal> {
+    async fn delete_machine_nft_table(&mut self, family: TableFamily, name: &str, nonce: Option<u64>) -> io::Result<Removal> {
         let (fd, _) = self.machine()?;
         let batch = match nonce {
-            Some(nonce) => nft::delete_owned_table_batch(name, nonce),
-            None => nft::delete_table_batch(name),
+            Some(nonce) => nft::delete_owned_table_batch(family, name, nonce),
+            None => nft::delete_table_batch(family, name),
         };
         match nft::apply(fd.clone(), batch).await {
             Ok(()) => Ok(Removal::Removed),
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 let table = name.to_string();
-                if netns::run_in_async(fd, move || nft::table_exists_here(&table)).await? {
+                if netns::run_in_async(fd, move || nft::table_exists_here(family, &table)).await? {
                     Ok(Removal::NotOurs("it lacks the lab's marker: another table of the same name".into()))
                 } else {
                     Ok(Removal::Gone)

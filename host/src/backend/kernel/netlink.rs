@@ -116,6 +116,18 @@ pub async fn set_up(handle: &Handle, index: u32) -> io::Result<()> {
     handle.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(os)
 }
 
+pub async fn set_down(handle: &Handle, index: u32) -> io::Result<()> {
+    handle.link().set(LinkUnspec::new_with_index(index).down().build()).execute().await.map_err(os)
+}
+
+pub async fn set_mtu(handle: &Handle, index: u32, mtu: u32) -> io::Result<()> {
+    handle.link().set(LinkUnspec::new_with_index(index).mtu(mtu).build()).execute().await.map_err(os)
+}
+
+pub async fn set_mac(handle: &Handle, index: u32, mac: [u8; 6]) -> io::Result<()> {
+    handle.link().set(LinkUnspec::new_with_index(index).address(mac.to_vec()).build()).execute().await.map_err(os)
+}
+
 /// `ip link set INDEX addrgenmode none`.
 pub async fn disable_ipv6_link_local(handle: &Handle, index: u32) -> io::Result<()> {
     let spec = LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::None)])]);
@@ -171,15 +183,24 @@ pub async fn kind_of(handle: &Handle, index: u32) -> io::Result<Option<String>> 
     Ok(None)
 }
 
-/// Whether link `index` is operationally up: the kernel has processed its
-/// carrier (linkwatch installed its queueing discipline); before that a
-/// veth drops what it is given.
-pub async fn oper_up(handle: &Handle, index: u32) -> io::Result<bool> {
+/// Whether the kernel has finished acting on link `index`'s carrier. A
+/// carrier comes on at once (a veth whose peer is up), but the link only
+/// passes packets once linkwatch, a moment later, has made it operationally
+/// up and given it its queueing discipline; until then it drops what it is
+/// given. A link without a carrier has nothing pending.
+pub async fn carrier_settled(handle: &Handle, index: u32) -> io::Result<bool> {
+    use rtnetlink::packet_route::link::LinkFlags;
     let mut links = handle.link().get().match_index(index).execute();
-    match links.try_next().await.map_err(os)? {
-        Some(msg) => Ok(msg.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)))),
-        None => Err(io::Error::from_raw_os_error(libc::ENODEV)),
+    let Some(msg) = links.try_next().await.map_err(os)? else {
+        return Err(io::Error::from_raw_os_error(libc::ENODEV));
+    };
+    let flags = msg.header.flags;
+    if !(flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp)) {
+        return Ok(true);
     }
+    let oper_up = msg.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)));
+    let queue_ready = !msg.attributes.iter().any(|a| matches!(a, LinkAttribute::Qdisc(q) if q == "noop"));
+    Ok(oper_up && queue_ready)
 }
 
 pub async fn delete_link(handle: &Handle, index: u32) -> io::Result<()> {

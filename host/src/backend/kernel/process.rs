@@ -74,16 +74,16 @@ pub fn stop(id: ProcessId, grace: Duration) -> io::Result<bool> {
     Ok(true)
 }
 
-/// Every process whose network namespace is the one of inode `netns`,
-/// with its command name.
-pub fn in_netns(netns: u64) -> io::Result<Vec<(ProcessId, String)>> {
+/// Every process whose network namespace is one of `netns` (inodes), with
+/// that inode and its command name.
+pub fn in_netns(netns: &std::collections::HashSet<u64>) -> io::Result<Vec<(ProcessId, u64, String)>> {
     let mut found = Vec::new();
     for entry in fs::read_dir("/proc")? {
         let entry = entry?;
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
         // A process may exit at any moment: skip what vanished.
         let Ok(meta) = fs::metadata(entry.path().join("ns/net")) else { continue };
-        if meta.ino() != netns {
+        if !netns.contains(&meta.ino()) {
             continue;
         }
         let Ok(Some((since, zombie))) = stat(pid) else { continue };
@@ -91,7 +91,7 @@ pub fn in_netns(netns: u64) -> io::Result<Vec<(ProcessId, String)>> {
             continue;
         }
         let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_string();
-        found.push((ProcessId { pid, since }, comm));
+        found.push((ProcessId { pid, since }, meta.ino(), comm));
     }
     Ok(found)
 }
@@ -154,8 +154,8 @@ mod tests {
         let me = identify(std::process::id()).unwrap();
         assert!(me.since > 0);
         let netns = fs::metadata("/proc/self/ns/net").unwrap().ino();
-        let here = in_netns(netns).unwrap();
-        assert!(here.iter().any(|(id, _)| *id == me), "{here:?}");
+        let here = in_netns(&[netns].into()).unwrap();
+        assert!(here.iter().any(|(id, inode, _)| *id == me && *inode == netns), "{here:?}");
         // A pid with another start time is not this process.
         assert!(!alive(ProcessId { pid: me.pid, since: me.since + 1 }).unwrap());
     }

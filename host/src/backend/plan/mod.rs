@@ -16,17 +16,28 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ipnet::IpNet;
 
+mod render;
 mod state;
 mod teardown;
 
 pub use state::{PlanLink, PlanNs, PlanState};
 
+use super::rules::{LabTable, Queue, QueueFeatures, TableChange};
 use super::{Backend, ConnectOutcome, Hop, LinkRef, NsId, PingStats, ProcessId, Throughput, Uplink};
 use crate::stop::Stop;
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct PlanBackend {
     pub state: Arc<Mutex<PlanState>>,
+    /// The kernel the plan models: one with every queueing discipline and
+    /// nftables hook nsw uses, unless a test says otherwise.
+    pub features: QueueFeatures,
+}
+
+impl Default for PlanBackend {
+    fn default() -> PlanBackend {
+        PlanBackend { state: Arc::default(), features: QueueFeatures { netem: true, tbf: true, nft_loss: true } }
+    }
 }
 
 pub(super) fn err(code: i32) -> io::Error {
@@ -59,6 +70,9 @@ impl PlanBackend {
             up: true,
             master: None,
             addresses: vec![addr.parse().expect("valid literal")],
+            mtu: if kind == "loopback" { 65536 } else { 1500 },
+            mac: None,
+            queue: None,
         };
         let mut sysctls = HashMap::new();
         for (k, v) in [
@@ -95,6 +109,14 @@ impl Backend for PlanBackend {
         Ok(())
     }
 
+    async fn attach_netns(&mut self, id: NsId, name: &str, inode: u64) -> io::Result<()> {
+        let s = self.state.lock().unwrap();
+        match s.namespaces.iter().find(|(_, n)| n.name.as_deref() == Some(name)) {
+            Some((found, _)) if *found == id && inode_of(id) == inode => Ok(()),
+            _ => Err(err(libc::ENOENT)),
+        }
+    }
+
     async fn create_netns(&mut self, id: NsId, name: &str) -> io::Result<u64> {
         let mut s = self.state.lock().unwrap();
         if s.named.iter().any(|n| n == name) {
@@ -109,6 +131,9 @@ impl Backend for PlanBackend {
             up: true,
             master: None,
             addresses: vec!["127.0.0.1/8".parse().unwrap()],
+            mtu: 65536,
+            mac: None,
+            queue: None,
         };
         s.namespaces.insert(id, PlanNs { name: Some(name.to_string()), links: vec![lo], ..PlanNs::default() });
         s.log.push(format!("ip netns add {}", sh(name)));
@@ -168,7 +193,7 @@ impl Backend for PlanBackend {
         s.ns(link.ns)?.forget_routes_of(&moved);
         s.ns(link.ns)?.sysctls.retain(|k, _| !k.contains(&format!("/conf/{}/", moved.name)));
         // A moved link arrives down, without addresses or master.
-        s.ns(to)?.links.push(PlanLink { up: false, master: None, addresses: Vec::new(), index: new_index, ..moved });
+        s.ns(to)?.links.push(PlanLink { up: false, master: None, addresses: Vec::new(), index: new_index, queue: None, ..moved });
         let target = s.ns_name(to).map(|n| sh(&n)).unwrap_or_else(|| "$$".into());
         let line = format!("{}link set {} netns {target}", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
@@ -195,6 +220,31 @@ impl Backend for PlanBackend {
         Ok(())
     }
 
+    async fn set_down(&mut self, link: &LinkRef) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.owned(link)?.up = false;
+        let line = format!("{}link set {} down", s.ip(link.ns), sh(&link.name));
+        s.log.push(line);
+        Ok(())
+    }
+
+    async fn set_mtu(&mut self, link: &LinkRef, mtu: u32) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.owned(link)?.mtu = mtu;
+        let line = format!("{}link set {} mtu {mtu}", s.ip(link.ns), sh(&link.name));
+        s.log.push(line);
+        Ok(())
+    }
+
+    async fn set_mac(&mut self, link: &LinkRef, mac: [u8; 6]) -> io::Result<()> {
+        let mut s = self.state.lock().unwrap();
+        s.owned(link)?.mac = Some(mac);
+        let text = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+        let line = format!("{}link set {} address {text}", s.ip(link.ns), sh(&link.name));
+        s.log.push(line);
+        Ok(())
+    }
+
     async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool> {
         let mut s = self.state.lock().unwrap();
         Ok(s.ns(ns)?.links.iter().any(|l| l.name == name))
@@ -210,9 +260,10 @@ impl Backend for PlanBackend {
         Ok(s.ns(ns)?.links.iter().any(|l| l.index == index && l.name == name))
     }
 
-    async fn wait_oper_up(&mut self, link: &LinkRef, _timeout: Duration, _stop: &Stop) -> io::Result<bool> {
+    async fn wait_carrier_settled(&mut self, link: &LinkRef, _timeout: Duration, _stop: &Stop) -> io::Result<bool> {
         let mut s = self.state.lock().unwrap();
-        Ok(s.owned(link)?.up)
+        s.owned(link)?;
+        Ok(true)
     }
 
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
@@ -283,34 +334,37 @@ impl Backend for PlanBackend {
         Ok(tree_of(s.ns(ns)?, roots))
     }
 
-    async fn create_nft_table(&mut self, ns: NsId, table: &str, nonce: u64) -> io::Result<()> {
+    async fn change_table(&mut self, ns: NsId, table: &LabTable, changes: &[TableChange]) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         let space = s.ns(ns)?;
-        if space.tables.iter().any(|(t, _)| t == table) {
+        let exists = space.tables.iter().any(|(f, t, _)| *f == table.family && *t == table.name);
+        let ours = space.tables.iter().any(|(f, t, n)| *f == table.family && *t == table.name && *n == table.nonce);
+        if table.create && exists {
             return Err(err(libc::EEXIST));
         }
-        space.tables.push((table.to_string(), nonce));
+        if !table.create && !ours {
+            return Err(err(libc::ENOENT));
+        }
+        let lines = render::nft_lines(table, changes);
+        if table.create {
+            space.tables.push((table.family, table.name.clone(), table.nonce));
+        }
+        space.table_changes.extend(changes.iter().map(|c| (table.family, table.name.clone(), c.clone())));
         let inside = s.inside(ns);
-        s.log.push(format!("{inside}nft add table inet {}", sh(table)));
-        s.log.push(format!("{inside}nft add chain inet {} nsw-owner-{nonce:016x}", sh(table)));
+        s.log.extend(lines.into_iter().map(|l| format!("{inside}{l}")));
         Ok(())
     }
 
-    async fn masquerade(&mut self, ns: NsId, table: &str, nonce: u64, source: IpNet) -> io::Result<()> {
+    async fn set_queue(&mut self, link: &LinkRef, queue: Option<&Queue>) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
-        let space = s.ns(ns)?;
-        if !space.tables.iter().any(|(t, n)| t == table && *n == nonce) {
-            return Err(err(libc::ENOENT));
-        }
-        let first = !space.nat.iter().any(|(t, _)| t == table);
-        space.nat.push((table.to_string(), source));
-        let inside = s.inside(ns);
-        if first {
-            s.log.push(format!("{inside}nft add chain inet {} postrouting '{{ type nat hook postrouting priority 100; policy accept; }}'", sh(table)));
-        }
-        let family = if source.addr().is_ipv4() { "ip" } else { "ip6" };
-        s.log.push(format!("{inside}nft add rule inet {} postrouting {family} saddr {source} {family} daddr != {source} masquerade", sh(table)));
+        s.owned(link)?.queue = queue.copied();
+        let lines = render::tc_lines(&s.inside(link.ns), &link.name, queue);
+        s.log.extend(lines);
         Ok(())
+    }
+
+    async fn queue_features(&mut self) -> io::Result<QueueFeatures> {
+        Ok(self.features)
     }
 
     async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, _timeout: Duration, _interval: Duration, _stop: &Stop) -> io::Result<PingStats> {

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::{err, sh};
+use crate::backend::rules::{Queue, TableChange, TableFamily};
 use crate::backend::{LinkRef, NsId, ProcessId};
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,10 @@ pub struct PlanLink {
     pub up: bool,
     pub master: Option<u32>,
     pub addresses: Vec<IpNet>,
+    pub mtu: u32,
+    pub mac: Option<[u8; 6]>,
+    /// Its conditions' queue, if any.
+    pub queue: Option<Queue>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -31,9 +36,9 @@ pub struct PlanNs {
     pub routes: Vec<(IpNet, Option<IpAddr>, bool)>,
     pub sysctls: HashMap<String, String>,
     /// nftables tables, with the marker nonce they were made with.
-    pub tables: Vec<(String, u64)>,
-    /// Masquerade rules: (table, source).
-    pub nat: Vec<(String, IpNet)>,
+    pub tables: Vec<(TableFamily, String, u64)>,
+    /// The changes made to them: (family, table, change).
+    pub table_changes: Vec<(TableFamily, String, TableChange)>,
     /// Processes running in it: (pid, command).
     pub processes: Vec<(u32, String)>,
 }
@@ -126,7 +131,7 @@ impl PlanState {
         if space.links.iter().any(|l| l.name == name || l.index == index) {
             return Err(err(libc::EEXIST));
         }
-        space.links.push(PlanLink { name: name.into(), index, kind: kind.into(), owned: true, up: false, master: None, addresses: Vec::new() });
+        space.links.push(PlanLink { name: name.into(), index, kind: kind.into(), owned: true, up: false, master: None, addresses: Vec::new(), mtu: 1500, mac: None, queue: None });
         Ok(index)
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use ipnet::IpNet;
 
+use crate::backend::rules::TableFamily;
 use super::{PlanBackend, err, inode_of, sh, tree_of, write_modelled_sysctl};
 use crate::backend::{FoundLink, ProcessId, Removal, Teardown};
 
@@ -35,10 +36,16 @@ impl Teardown for PlanBackend {
         Ok(id.is_some() || named)
     }
 
-    async fn stop_processes_in(&mut self, inode: u64, _grace: Duration) -> io::Result<Vec<String>> {
+    async fn stop_processes_in(&mut self, inodes: &[u64], _grace: Duration) -> io::Result<Vec<(u64, String)>> {
         let mut s = self.state.lock().unwrap();
-        let Some(space) = s.namespaces.iter_mut().find(|(id, _)| inode_of(**id) == inode).map(|(_, n)| n) else { return Ok(Vec::new()) };
-        Ok(std::mem::take(&mut space.processes).into_iter().map(|(pid, comm)| format!("{comm} (pid {pid})")).collect())
+        let mut stopped = Vec::new();
+        for (id, space) in s.namespaces.iter_mut() {
+            let inode = inode_of(*id);
+            if inodes.contains(&inode) {
+                stopped.extend(std::mem::take(&mut space.processes).into_iter().map(|(pid, comm)| (inode, format!("{comm} (pid {pid})"))));
+            }
+        }
+        Ok(stopped)
     }
 
     async fn stop_process(&mut self, id: ProcessId, _grace: Duration) -> io::Result<Removal> {
@@ -82,16 +89,16 @@ impl Teardown for PlanBackend {
         Ok(())
     }
 
-    async fn delete_machine_nft_table(&mut self, name: &str, nonce: Option<u64>) -> io::Result<Removal> {
+    async fn delete_machine_nft_table(&mut self, family: TableFamily, name: &str, nonce: Option<u64>) -> io::Result<Removal> {
         let mut s = self.state.lock().unwrap();
         let Some(machine) = s.machine_ns() else { return Ok(Removal::Gone) };
-        let Some(at) = machine.tables.iter().position(|(t, _)| t == name) else { return Ok(Removal::Gone) };
-        if nonce.is_some_and(|n| machine.tables[at].1 != n) {
+        let Some(at) = machine.tables.iter().position(|(f, t, _)| *f == family && t == name) else { return Ok(Removal::Gone) };
+        if nonce.is_some_and(|n| machine.tables[at].2 != n) {
             return Ok(Removal::NotOurs("it lacks the lab's marker".into()));
         }
         machine.tables.remove(at);
-        machine.nat.retain(|(table, _)| table != name);
-        s.log.push(format!("nft delete table inet {}", sh(name)));
+        machine.table_changes.retain(|(f, table, _)| !(*f == family && table == name));
+        s.log.push(format!("nft delete table {} {}", family.name(), sh(name)));
         Ok(Removal::Removed)
     }
 

@@ -94,10 +94,14 @@ impl SharedSettings {
     /// no longer at the path does not count, so try again.
     fn lock(&self) -> Result<Flock<File>> {
         use std::os::unix::fs::MetadataExt;
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
         let path = self.lock_path();
         loop {
-            let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path).with_context(|| format!("opening {}", path.display()))?;
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+            let file = match OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(&path) {
+                // The last hold elsewhere just took the directory away.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                other => other.with_context(|| format!("opening {}", path.display()))?,
+            };
             let locked = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e).with_context(|| format!("locking {}", path.display()))?;
             let ours = locked.metadata()?.ino();
             if fs::metadata(&path).is_ok_and(|m| m.ino() == ours) {
@@ -124,6 +128,8 @@ impl SharedSettings {
                     _ => {}
                 }
             }
+            // And the directory, unless another machine's registry is in it.
+            let _ = fs::remove_dir(&self.dir);
             return Ok(());
         }
         // Write, then rename: a crash never leaves half a registry.

@@ -3,7 +3,8 @@
 
   scripts/bench [--ns 2,10,50,200,1000] [--runs 5] [--full] [--quick]
 
-Star topology: nsw (IPv6 link-local on, and off with `nov6`) and the
+Star topology: nsw (IPv6 link-local on, and off with `nov6`; and run by an
+ordinary user, no root, as `nsw-user`, checked from inside with `nsw exec`) and the
 baselines of ../shared/bench (the tutorial's one `ip` per step, `ip -batch`,
 pyroute2, Mininet with Linux bridges; `ip -batch` with NOV6=1 for the
 link-local-off comparison). Every repetition runs every method once, in
@@ -43,6 +44,10 @@ NSW_TESTING = os.path.join(ROOT, 'target', 'release', 'nsw-testing')
 GUESTS = os.path.join(ROOT, 'guests', 'target', 'wasm32-wasip2', 'release')
 RESULTS = os.path.join(ROOT, 'bench')
 LAB = 'bxs'          # the star lab: namespaces bxs, bxs-h1 ... (bx prefix, like the baselines)
+# The ordinary user of method nsw-user (no root: a user namespace of its
+# own): a uid nobody has, a home made for the run.
+USER_UID = 61999
+USER_HOME = os.path.join(tempfile.gettempdir(), 'nsw-bench-user')
 
 
 def load_baselines():
@@ -75,14 +80,37 @@ def timed_with_rss(cmd, env=None):
 bl.timed = timed_with_rss
 
 
-def nsw(args, env=None, timings=False):
-    """Run nsw; return (wall seconds, peak RSS kB, timings dict or None)."""
+def user_setup():
+    """A home for USER_UID with copies of nsw and the star it runs."""
+    subprocess.run(['pkill', '-KILL', '-u', str(USER_UID)])
+    shutil.rmtree(USER_HOME, ignore_errors=True)
+    for d in (USER_HOME, os.path.join(USER_HOME, 'run')):
+        os.makedirs(d, mode=0o700)
+        os.chown(d, USER_UID, USER_UID)
+    for f in (NSW, os.path.join(GUESTS, 'star.wasm')):
+        shutil.copy(f, USER_HOME)
+        os.chmod(os.path.join(USER_HOME, os.path.basename(f)), 0o755)
+
+
+def as_user(args):
+    """nsw ARGS as USER_UID, and its environment."""
+    cmd = ['setpriv', '--reuid=%d' % USER_UID, '--regid=%d' % USER_UID, '--clear-groups', os.path.join(USER_HOME, 'nsw')] + args
+    env = {'HOME': USER_HOME, 'XDG_RUNTIME_DIR': os.path.join(USER_HOME, 'run'), 'PATH': os.environ.get('PATH', '/usr/bin:/bin')}
+    return cmd, env
+
+
+def nsw(args, env=None, timings=False, user=False):
+    """Run nsw (as USER_UID if user); return (wall seconds, peak RSS kB, timings dict or None)."""
     with tempfile.NamedTemporaryFile('r') as rss, tempfile.NamedTemporaryFile('r') as tm:
         e = dict(os.environ, **(env or {}))
+        cmd = [NSW_TESTING if timings else NSW] + args
+        if user:
+            cmd, e = as_user(args)
+            os.chmod(rss.name, 0o666)
         if timings:
             e['NSW_TIMINGS'] = tm.name
         t0 = now()
-        p = subprocess.run(['/usr/bin/time', '-f', '%M', '-o', rss.name, NSW_TESTING if timings else NSW] + args, env=e,
+        p = subprocess.run(['/usr/bin/time', '-f', '%M', '-o', rss.name] + cmd, env=e,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         t = now() - t0
         if p.returncode != 0:
@@ -102,12 +130,35 @@ def verify_nsw_star(n):
         raise SystemExit('nsw star verification failed for N=%d (ports=%d)' % (n, ports))
 
 
+def verify_user_star(n):
+    """The same checks, from inside the user's lab (nsw exec)."""
+    def inside(node, *cmd):
+        c, e = as_user(['exec', LAB, node, '--'] + list(cmd))
+        return subprocess.run(c, env=e, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    ports = sum(1 for p in json.loads(inside('host', 'bridge', '-j', 'link', 'show').stdout or '[]') if p.get('master') == 'br0')
+
+    def ping(node, addr):
+        return any(inside(node, 'ping', '-c', '1', '-W', '1', addr).returncode == 0 for _ in range(20))
+    if not (ports == n and ping('host', bl.hostaddr(n)) and ping('h1', bl.hostaddr(n)) and ping('h1', bl.hostaddr(max(1, n // 2)))):
+        raise SystemExit('nsw star verification (as a user) failed for N=%d (ports=%d)' % (n, ports))
+
+
 def run_nsw_star(method, n):
     rec = {'method': method, 'n': n, 'load': bl.loadavg()}
-    args = ['run', os.path.join(GUESTS, 'star.wasm'), '--name', LAB, '--', str(n)]
+    user = method == 'nsw-user'
+    star_wasm = os.path.join(USER_HOME if user else GUESTS, 'star.wasm')
+    args = ['run', star_wasm, '--name', LAB, '--', str(n)]
     if method == 'nsw-nov6':
         args.append('nov6')
-    rec['setup_s'], rec['rss_kb'], _ = nsw(args)
+    rec['setup_s'], rec['rss_kb'], _ = nsw(args, user=user)
+    if user:
+        verify_user_star(n)
+        rec['verified'] = True
+        rec['down_s'], _, _ = nsw(['down', LAB], user=True)
+        rec['async_s'] = bl.settle(now())
+        if subprocess.run(['pgrep', '-u', str(USER_UID)], stdout=subprocess.DEVNULL).returncode == 0:
+            raise SystemExit('nsw down (as a user) left processes behind')
+        return rec
     verify_nsw_star(n)
     rec['verified'] = True
     rec['ping_tries'] = max(bl.PING_TRIES)
@@ -137,15 +188,17 @@ def star(a):
     # Compile star.wasm into the cache first: every measured run loads it
     # compiled, as any run after the first does.
     nsw(['run', '--rm', os.path.join(GUESTS, 'star.wasm'), '--name', LAB, '--', '1'])
+    user_setup()
+    nsw(['run', '--rm', os.path.join(USER_HOME, 'star.wasm'), '--name', LAB, '--', '1'], user=True)
     bl.settle(now())
     recs = []
     for n in [int(x) for x in a.ns.split(',')]:
-        methods = ['nsw', 'nsw-nov6', 'batch', 'batch-nov6', 'pyroute2', 'ip', 'mininet']
+        methods = ['nsw', 'nsw-nov6', 'nsw-user', 'batch', 'batch-nov6', 'pyroute2', 'ip', 'mininet']
         runs = a.runs if n <= 50 else (3 if n <= 200 else 1)
         if a.quick:
             runs = 1
         if n >= 1000 and not a.full:
-            methods = ['nsw', 'nsw-nov6', 'batch', 'batch-nov6', 'pyroute2']   # ip, mininet: 80 s each
+            methods = ['nsw', 'nsw-nov6', 'nsw-user', 'batch', 'batch-nov6', 'pyroute2']   # ip, mininet: 80 s each
         print('== N=%d runs=%d methods=%s load=%.2f' % (n, runs, methods, bl.loadavg()), flush=True)
         for r in range(runs):
             for m in methods[r % len(methods):] + methods[:r % len(methods)]:
@@ -154,6 +207,7 @@ def star(a):
                 recs.append(rec)
                 print('  %-12s N=%-5d setup %8.3fs  down %8.3fs  async %6.3fs  rss %7s kB'
                       % (m, n, rec['setup_s'], rec['down_s'], rec['async_s'], rec.get('rss_kb')), flush=True)
+    shutil.rmtree(USER_HOME, ignore_errors=True)
     with open(a.inner_out, 'w') as f:
         json.dump(recs, f)
 
@@ -301,6 +355,10 @@ def report(star_recs, pbj_recs, start_recs, doing_recs, previous):
     if b6:
         target('star N=%d, IPv6 link-local off on both sides, ≤ 0.3 × ip -batch' % top,
                med(star_recs, 'nsw-nov6', top, 'setup_s') / b6, 0.3, ratio(med(star_recs, 'nsw-nov6', top, 'setup_s'), b6) + ' of batch-nov6')
+    for n in (200, top):
+        user, rooted = med(star_recs, 'nsw-user', n, 'setup_s'), med(star_recs, 'nsw', n, 'setup_s')
+        if user is not None and rooted:
+            target('star N=%d as an ordinary user (no root) ≤ 1.3 × as root' % n, user / rooted, 1.3, ratio(user, rooted) + ' of root')
     d_b = med(star_recs, 'batch', top, 'down_s')
     nd = med(star_recs, 'nsw', top, 'down_s')
     if d_b:

@@ -53,6 +53,13 @@ enum Command {
     New(new::NewArgs),
 }
 
+impl Command {
+    /// Whether it builds or reads labs (the rest need no namespace at all).
+    fn works_on_labs(&self) -> bool {
+        !matches!(self, Command::Plan(_) | Command::Inspect(_) | Command::Wit(_) | Command::New(_))
+    }
+}
+
 /// Entry point of the `nsw` binary.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -68,6 +75,13 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
+    // An ordinary user's labs live in a user namespace of the user's own:
+    // join it now, while nsw still has one thread.
+    if cli.command.works_on_labs() {
+        if let Err(e) = crate::rootless::enter(matches!(cli.command, Command::Run(_) | Command::Test(_) | Command::Down(_))) {
+            return commands::fail(Failure::new(Status::Usage, e));
+        }
+    }
     let command = match cli.command {
         // Before any thread exists: setns and unshare need a lone thread.
         Command::Exec(args) => {

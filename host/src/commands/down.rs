@@ -40,6 +40,10 @@ pub async fn exec(args: DownArgs) -> CommandResult {
             super::fail(failure);
         }
     }
+    // An ordinary user with no labs left needs no keeper either.
+    if status == Status::Success && crate::rootless::stop_keeper_if_idle()? {
+        say!("nsw: no labs left: stopped the keeper of your namespaces");
+    }
     Ok(status)
 }
 

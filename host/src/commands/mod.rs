@@ -137,7 +137,8 @@ pub fn catch_signals(stop: crate::stop::Stop) -> anyhow::Result<()> {
 }
 
 pub fn require_root(what: &str) -> anyhow::Result<()> {
-    if !nix::unistd::geteuid().is_root() {
+    // An ordinary user works in a user namespace of its own (see rootless).
+    if !nix::unistd::geteuid().is_root() && crate::places::get().rootless.is_none() {
         anyhow::bail!("nsw {what} needs root: it creates network namespaces (try sudo)");
     }
     Ok(())

@@ -170,8 +170,19 @@ pub struct Built {
 pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     let lab_name = args.lab_name()?;
     let mut grants = Grants::parse(&args.allow, args.allow_all)?;
+    let rootless = crate::places::get().rootless;
+    if let Some(uid) = rootless {
+        if grants.host_net.is_some() {
+            return Err(anyhow::anyhow!("--allow host-net needs root: an ordinary user's labs are contained, in a user namespace of its own (nsw runs as uid {uid})").into());
+        }
+    }
     if grants.exec.is_some() {
-        grants.exec_user = Some(exec_user(&args.exec_user)?);
+        grants.exec_user = Some(match rootless {
+            // The only user a user namespace of one uid has: the user.
+            Some(_) if args.exec_user == "nobody" => (0, 0),
+            Some(_) => return Err(anyhow::anyhow!("--exec-user needs root: without it, programs run as you").into()),
+            None => exec_user(&args.exec_user)?,
+        });
     }
     let limits = args.run_limits()?;
     // Imports are requests: refuse what was not granted before anything runs.

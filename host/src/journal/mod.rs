@@ -21,7 +21,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 pub use record::{LabRecord, OwnedObject};
-pub use state_dir::{LabLock, STATE_DIR, StateDir};
+pub use state_dir::{LabLock, StateDir};
 
 /// How the lab's host is provided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,9 +10,6 @@ use nix::fcntl::{Flock, FlockArg};
 
 use super::{Entry, Journal, LabInfo, LabRecord, LabState};
 
-/// Where the journals live.
-pub const STATE_DIR: &str = "/run/nsw";
-
 /// The directory that holds every lab's journal and lock.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -21,7 +18,7 @@ pub struct StateDir {
 
 impl StateDir {
     pub fn system() -> StateDir {
-        StateDir { path: PathBuf::from(STATE_DIR) }
+        StateDir { path: crate::places::get().state.clone() }
     }
 
     pub fn at(path: impl Into<PathBuf>) -> StateDir {

@@ -357,7 +357,7 @@ impl Lab {
     /// Where the lab's journal lives (and the registry of shared settings
     /// beside it).
     fn state_dir(&self) -> std::path::PathBuf {
-        self.journal.path().parent().map(|p| p.to_path_buf()).unwrap_or_else(|| crate::journal::STATE_DIR.into())
+        self.journal.path().parent().map(|p| p.to_path_buf()).unwrap_or_else(|| crate::places::get().state.clone())
     }
 
     /// Inode of the machine's namespace (where nsw runs).

@@ -16,9 +16,6 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The cache directory unless `NSW_CACHE_DIR` says otherwise.
-pub const DEFAULT_DIR: &str = "/var/cache/nsw";
-
 pub struct Cache {
     dir: PathBuf,
 }
@@ -57,11 +54,11 @@ fn check_owner(path: &Path, want_dir: bool) -> Result<()> {
 }
 
 impl Cache {
-    /// The cache at `NSW_CACHE_DIR` or the default place, created 0700 if
-    /// missing. Errors say why it cannot be trusted.
+    /// The cache at `NSW_CACHE_DIR` or its usual place (`/var/cache/nsw`
+    /// for root, `~/.cache/nsw` for a user: [`crate::places`]), created
+    /// 0700 if missing. Errors say why it cannot be trusted.
     pub fn open_default() -> Result<Cache> {
-        let dir = std::env::var_os("NSW_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_DIR));
-        Cache::open(dir)
+        Cache::open(crate::places::get().cache.clone())
     }
 
     pub fn open(dir: PathBuf) -> Result<Cache> {

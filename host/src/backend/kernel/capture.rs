@@ -45,7 +45,7 @@ fn pcap(e: pcap_file::PcapError) -> io::Error {
 /// listens. Blocks: run it on a thread of its own.
 pub fn capture(ns: Option<&OwnedFd>, ifname: &str, out: Box<dyn Write + Send>, until: Until, stop: &Stop, ready: impl FnOnce()) -> io::Result<Captured> {
     if let Some(ns) = ns {
-        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)?;
+        super::netns::join(ns)?;
     }
     let index = nix::net::if_::if_nametoindex(ifname).map_err(|_| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname} there")))?;
     let socket = Socket::new(Domain::PACKET, Type::RAW, Some((ETH_P_ALL.to_be() as i32).into()))?;

@@ -111,7 +111,7 @@ impl Backend for KernelBackend {
     async fn attach_netns(&mut self, id: NsId, name: &str, inode: u64) -> io::Result<()> {
         let fd = netns::open_named(name)?;
         if netns::inode(&fd)? != inode {
-            return Err(io::Error::new(io::ErrorKind::NotFound, format!("/run/netns/{name} is another namespace now")));
+            return Err(io::Error::new(io::ErrorKind::NotFound, format!("{} is another namespace now", netns::path_of(name).display())));
         }
         let netlink = netlink::connect(&fd)?;
         self.add(id, fd, netlink, Some((name.to_string(), inode)));
@@ -314,7 +314,7 @@ impl Backend for KernelBackend {
         let fd = self.ns(ns)?.fd.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new().name(format!("nsw-svc-{name}")).spawn(move || {
-            let entered = nix::sched::setns(fd.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(io::Error::from);
+            let entered = netns::join(fd.as_fd());
             let ok = entered.is_ok();
             let _ = tx.send(entered);
             if ok {

@@ -11,7 +11,7 @@ use std::fs;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use nix::errno::Errno;
@@ -21,14 +21,13 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::stat::Mode;
 
-/// Where named namespaces are mounted, as iproute2 has it.
-pub const NETNS_RUN_DIR: &str = "/run/netns";
-
 /// `statfs` magic of nsfs, the filesystem of namespace files.
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
+/// Where the named namespace is mounted: `/run/netns/NAME` as iproute2 has
+/// it, or in the user's own directory for an ordinary user.
 pub fn path_of(name: &str) -> PathBuf {
-    Path::new(NETNS_RUN_DIR).join(name)
+    crate::places::get().netns.join(name)
 }
 
 /// Make /run/netns a shared mount point once per process, as `ip netns add`
@@ -37,16 +36,17 @@ pub fn path_of(name: &str) -> PathBuf {
 fn ensure_run_dir() -> io::Result<()> {
     static READY: OnceLock<Result<(), Errno>> = OnceLock::new();
     let result = READY.get_or_init(|| {
+        let dir = crate::places::get().netns.as_path();
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
-            .create(NETNS_RUN_DIR)
+            .create(dir)
             .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))?;
-        let shared = || mount(Some(""), NETNS_RUN_DIR, Some("none"), MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+        let shared = || mount(Some(""), dir, Some("none"), MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
         match shared() {
             Err(Errno::EINVAL) => {
                 // Not a mount point yet: make it one, then share it.
-                mount(Some(NETNS_RUN_DIR), NETNS_RUN_DIR, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
+                mount(Some(dir), dir, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)?;
                 shared()
             }
             other => other,
@@ -151,6 +151,17 @@ pub fn current_inode() -> io::Result<u64> {
     Ok(fs::metadata("/proc/self/ns/net")?.ino())
 }
 
+/// Move the calling thread into the network namespace `ns`, unless it is
+/// there already: an ordinary user (see `rootless`) may not join the
+/// machine's namespace, in which its threads are anyway.
+pub fn join<F: AsFd>(ns: F) -> io::Result<()> {
+    let target = fs::File::from(ns.as_fd().try_clone_to_owned()?).metadata()?.ino();
+    if fs::metadata("/proc/thread-self/ns/net")?.ino() == target {
+        return Ok(());
+    }
+    Ok(setns(ns, CloneFlags::CLONE_NEWNET)?)
+}
+
 /// Run `work` on a fresh thread inside the namespace `ns`, wait for it.
 pub fn run_in<T, F>(ns: &OwnedFd, work: F) -> io::Result<T>
 where
@@ -161,7 +172,7 @@ where
         std::thread::Builder::new()
             .name("nsw-netns".into())
             .spawn_scoped(scope, || {
-                setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)?;
+                join(ns)?;
                 work()
             })?
             .join()
@@ -178,7 +189,7 @@ where
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new().name("nsw-netns".into()).spawn(move || {
-        let result = setns(ns.as_fd(), CloneFlags::CLONE_NEWNET).map_err(io::Error::from).and_then(|()| work());
+        let result = join(ns.as_fd()).and_then(|()| work());
         let _ = tx.send(result);
     })?;
     rx.await.unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))

@@ -104,6 +104,15 @@ pub fn in_netns(netns: &std::collections::HashSet<u64>) -> io::Result<Vec<(Proce
 /// not mapped to the machine's loopback. pasta daemonizes once the tap is
 /// configured and quits by itself when the namespace goes away.
 pub fn start_pasta(netns_path: &Path, uplink: &Uplink) -> io::Result<ProcessId> {
+    // pasta's tap is a /dev/net/tun device: root can always open it, an
+    // ordinary user (rootless labs) only where it is 0666, as on most
+    // distributions. Say so rather than pass on pasta's "Failed to open tun".
+    if nix::unistd::access("/dev/net/tun", nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "unsupported: pasta needs /dev/net/tun, which this machine lets only root open (most distributions make it mode 0666)",
+        ));
+    }
     let _ = fs::remove_file(&uplink.pid_file);
     let mut command = Command::new("pasta");
     command

@@ -49,6 +49,7 @@ pub fn spawn(netns: Arc<OwnedFd>, spec: &Spec) -> io::Result<Child> {
     let sysfs = CString::new("sysfs").expect("no NUL");
     let root = CString::new("/").expect("no NUL");
     let (uid, gid) = (spec.uid, spec.gid);
+    let drop_groups = crate::places::get().rootless.is_none();
     let cap = spec.log.as_ref().map(|(_, cap)| *cap);
     let fd = netns.as_raw_fd();
     // SAFETY: the closure runs in the child between fork and exec, and
@@ -64,7 +65,11 @@ pub fn spawn(netns: Arc<OwnedFd>, spec: &Spec) -> io::Result<Child> {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
-            check(libc::setgroups(0, std::ptr::null()))?;
+            // In an ordinary user's namespace there are no groups to drop
+            // (and setgroups is denied there).
+            if drop_groups {
+                check(libc::setgroups(0, std::ptr::null()))?;
+            }
             check(libc::setgid(gid))?;
             check(libc::setuid(uid))?;
             check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;

@@ -8,8 +8,8 @@
 //! (rate in bit/s, times in µs, the rest in percent). The lab stays up for
 //! measuring: `nsw exec impair a -- ping 10.0.9.2`.
 
-use nsw_sdk::conditions::{self, LinkConditions};
-use nsw_sdk::{Guest, address, topology};
+use nsw_sdk::conditions;
+use nsw_sdk::{Guest, PERFECT_LINK, address, topology};
 
 struct Impair;
 
@@ -26,17 +26,7 @@ impl Guest for Impair {
         address::add(&eth_b, "10.0.9.2/24")?;
         topology::set_up(&eth_a)?;
         topology::set_up(&eth_b)?;
-        let mut c = LinkConditions {
-            rate_bps: None,
-            delay_us: None,
-            jitter_us: None,
-            loss_percent: None,
-            loss_correlation_percent: None,
-            duplicate_percent: None,
-            corrupt_percent: None,
-            reorder_percent: None,
-            queue_packets: None,
-        };
+        let mut c = PERFECT_LINK;
         let mut conditioned = false;
         let mut down = false;
         for arg in &args {

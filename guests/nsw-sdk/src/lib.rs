@@ -37,6 +37,20 @@ pub use bindings::{Guest, export};
 pub use bindings::nsw::lab::types::{Error, IpFamily, Link, Netns};
 pub use bindings::nsw::lab::{address, check, conditions, firewall, nat, probe, process, route, service, topology, types, uplink};
 
+/// A perfect link: no condition set. Start from it to set a few:
+/// `LinkConditions { loss_percent: Some(2.0), ..PERFECT_LINK }`.
+pub const PERFECT_LINK: conditions::LinkConditions = conditions::LinkConditions {
+    rate_bps: None,
+    delay_us: None,
+    jitter_us: None,
+    loss_percent: None,
+    loss_correlation_percent: None,
+    duplicate_percent: None,
+    corrupt_percent: None,
+    reorder_percent: None,
+    queue_packets: None,
+};
+
 impl Error {
     /// The variant's name as the WIT spells it (`invalid`, `exists`, ...).
     pub fn kind(&self) -> &'static str {

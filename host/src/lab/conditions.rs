@@ -25,6 +25,17 @@ pub struct Conditions {
 }
 
 impl Conditions {
+    /// The settings given in percent, by name.
+    fn percentages(&self) -> [(&'static str, Option<f64>); 5] {
+        [
+            ("loss", self.loss_percent),
+            ("loss correlation", self.loss_correlation_percent),
+            ("duplicate", self.duplicate_percent),
+            ("corrupt", self.corrupt_percent),
+            ("reorder", self.reorder_percent),
+        ]
+    }
+
     /// Refuse what no link can do, naming the value.
     pub fn check(&self) -> Result<(), String> {
         if let Some(rate) = self.rate_bps {
@@ -44,13 +55,7 @@ impl Conditions {
                 _ => {}
             }
         }
-        for (name, value) in [
-            ("loss", self.loss_percent),
-            ("loss correlation", self.loss_correlation_percent),
-            ("duplicate", self.duplicate_percent),
-            ("corrupt", self.corrupt_percent),
-            ("reorder", self.reorder_percent),
-        ] {
+        for (name, value) in self.percentages() {
             if let Some(p) = value {
                 if !(0.0..=100.0).contains(&p) {
                     return Err(format!("{name} {p}% is not a percentage (0-100)"));
@@ -112,13 +117,7 @@ impl Conditions {
         if let Some(j) = self.jitter_us {
             parts.push(format!("jitter {j} µs"));
         }
-        for (name, value) in [
-            ("loss", self.loss_percent),
-            ("loss correlation", self.loss_correlation_percent),
-            ("duplicate", self.duplicate_percent),
-            ("corrupt", self.corrupt_percent),
-            ("reorder", self.reorder_percent),
-        ] {
+        for (name, value) in self.percentages() {
             if let Some(p) = value {
                 parts.push(format!("{name} {p}%"));
             }

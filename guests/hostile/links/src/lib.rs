@@ -10,21 +10,10 @@
 
 use nsw_sdk::conditions::{self, LinkConditions};
 use nsw_sdk::firewall::{self, Direction, Protocol, Rule, Verdict};
-use nsw_sdk::{Error, Guest, address, topology};
+use nsw_sdk::{Error, Guest, PERFECT_LINK, address, topology};
 
 struct Attack;
 
-const PERFECT: LinkConditions = LinkConditions {
-    rate_bps: None,
-    delay_us: None,
-    jitter_us: None,
-    loss_percent: None,
-    loss_correlation_percent: None,
-    duplicate_percent: None,
-    corrupt_percent: None,
-    reorder_percent: None,
-    queue_packets: None,
-};
 
 fn drop_all(direction: Direction) -> Rule {
     Rule { direction, verdict: Verdict::Drop, protocol: None, source: None, destination: None, port: None }
@@ -50,10 +39,10 @@ impl Guest for Attack {
         topology::set_up(&eth)?;
         match args.first().map(String::as_str) {
             Some("absurd") => {
-                refused("rate 0", conditions::set_conditions(&eth, LinkConditions { rate_bps: Some(0), ..PERFECT }))?;
-                refused("loss 200%", conditions::set_conditions(&eth, LinkConditions { loss_percent: Some(200.0), ..PERFECT }))?;
-                refused("loss NaN", conditions::set_conditions(&eth, LinkConditions { loss_percent: Some(f32::NAN), ..PERFECT }))?;
-                refused("a queue of 0", conditions::set_conditions(&eth, LinkConditions { queue_packets: Some(0), ..PERFECT }))?;
+                refused("rate 0", conditions::set_conditions(&eth, LinkConditions { rate_bps: Some(0), ..PERFECT_LINK }))?;
+                refused("loss 200%", conditions::set_conditions(&eth, LinkConditions { loss_percent: Some(200.0), ..PERFECT_LINK }))?;
+                refused("loss NaN", conditions::set_conditions(&eth, LinkConditions { loss_percent: Some(f32::NAN), ..PERFECT_LINK }))?;
+                refused("a queue of 0", conditions::set_conditions(&eth, LinkConditions { queue_packets: Some(0), ..PERFECT_LINK }))?;
                 refused("MTU 70000", topology::set_mtu(&eth, 70_000))?;
                 refused("MTU 10", topology::set_mtu(&eth, 10))?;
                 refused("a multicast MAC", topology::set_mac(&eth, "01:00:5e:00:00:01"))?;
@@ -72,7 +61,7 @@ impl Guest for Attack {
             Some("conditions") => {
                 let mut loss = 1.0;
                 loop {
-                    if let Err(e @ Error::Quota(_)) = conditions::set_conditions(&eth, LinkConditions { loss_percent: Some(loss), ..PERFECT }) {
+                    if let Err(e @ Error::Quota(_)) = conditions::set_conditions(&eth, LinkConditions { loss_percent: Some(loss), ..PERFECT_LINK }) {
                         return Err(e.into());
                     }
                     loss = if loss >= 50.0 { 1.0 } else { loss + 1.0 };

@@ -115,6 +115,11 @@ pub fn main() -> ExitCode {
             Command::Exec(_) => unreachable!("handled above"),
         }
     });
+    // A run that left an ordinary user no lab (`--rm`, a failure) needs
+    // the keeper no more either (`down` says so itself).
+    if crate::places::get().rootless.is_some() {
+        let _ = crate::rootless::stop_keeper_if_idle();
+    }
     match result {
         Ok(status) => status.into(),
         Err(failure) => commands::fail(failure),

@@ -72,6 +72,7 @@ fn pbj_in_every_language_runs_for_an_ordinary_user() {
         let out = user.nsw(&machine, &["run", wasm.to_str().unwrap(), "--name", &unique("rp"), "--rm"]);
         assert!(out.status.success(), "{}: {}", wasm.display(), text(&out));
         nsw_tests::pbj::check_progress(&stdout(&out));
+        user.assert_nothing_left();
     }
     all_down(&user, &machine);
     assert_eq!(machine.snapshot(), before);
@@ -85,6 +86,8 @@ fn what_needs_root_says_so_and_leaves_nothing() {
     let out = user.nsw(&machine, &["run", pbj.to_str().unwrap(), "--allow", "host-net"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains("--allow host-net needs root"), "{}", text(&out));
+    // A run that leaves the user no lab leaves no keeper either.
+    user.assert_nothing_left();
     let out = user.nsw(&machine, &["run", pbj.to_str().unwrap(), "--allow", "exec", "--exec-user", "daemon"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains("--exec-user needs root"), "{}", text(&out));

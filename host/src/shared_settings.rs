@@ -74,6 +74,26 @@ pub struct SharedSettings {
     machine: u64,
 }
 
+/// The registry's lock, held. Let go with no registry on disk (released to
+/// the end, never saved, or a change that failed first), it takes its lock
+/// file and the directory with it: nothing of the registry stays behind.
+struct RegistryLock<'a> {
+    settings: &'a SharedSettings,
+    _locked: Flock<File>,
+}
+
+impl Drop for RegistryLock<'_> {
+    fn drop(&mut self) {
+        if !self.settings.path().exists() {
+            // Still locked: whoever waits for this file finds it gone from
+            // the path and takes a new one.
+            let _ = fs::remove_file(self.settings.lock_path());
+            // The directory, unless another machine's registry is in it.
+            let _ = fs::remove_dir(&self.settings.dir);
+        }
+    }
+}
+
 impl SharedSettings {
     /// The registry of the machine namespace of inode `machine`, beside
     /// the journals in `state_dir`.
@@ -89,10 +109,11 @@ impl SharedSettings {
         self.dir.join(format!("{}.lock", self.machine))
     }
 
-    /// Hold the registry's lock for one change. The lock file goes with
-    /// the last hold (see [`Self::save`]): a lock taken on a file that is
-    /// no longer at the path does not count, so try again.
-    fn lock(&self) -> Result<Flock<File>> {
+    /// Hold the registry's lock for one change. The lock file goes when
+    /// the lock is let go with no registry left (see [`RegistryLock`]),
+    /// whatever path the change took: a lock taken on a file that is no
+    /// longer at the path does not count, so try again.
+    fn lock(&self) -> Result<RegistryLock<'_>> {
         use std::os::unix::fs::MetadataExt;
         let path = self.lock_path();
         loop {
@@ -105,7 +126,7 @@ impl SharedSettings {
             let locked = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e).with_context(|| format!("locking {}", path.display()))?;
             let ours = locked.metadata()?.ino();
             if fs::metadata(&path).is_ok_and(|m| m.ino() == ours) {
-                return Ok(locked);
+                return Ok(RegistryLock { settings: self, _locked: locked });
             }
         }
     }
@@ -119,18 +140,13 @@ impl SharedSettings {
     }
 
     /// Write the registry (called with the lock held); with no hold left,
-    /// remove it and its lock file: nothing of it stays behind.
+    /// remove it (and the lock file goes with the lock).
     fn save(&self, registry: &Registry) -> Result<()> {
         if registry.holds.is_empty() {
-            for path in [self.path(), self.lock_path()] {
-                match fs::remove_file(&path) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e).with_context(|| format!("removing {}", path.display())),
-                    _ => {}
-                }
-            }
-            // And the directory, unless another machine's registry is in it.
-            let _ = fs::remove_dir(&self.dir);
-            return Ok(());
+            return match fs::remove_file(self.path()) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).with_context(|| format!("removing {}", self.path().display())),
+                _ => Ok(()),
+            };
         }
         // Write, then rename: a crash never leaves half a registry.
         let tmp = self.path().with_extension("tmp");
@@ -262,6 +278,20 @@ mod tests {
     fn registry() -> (SharedSettings, PathBuf) {
         let dir = std::env::temp_dir().join(format!("nsw-shared-test-{}-{:?}", std::process::id(), std::thread::current().id()));
         (SharedSettings::new(&dir, 42), dir)
+    }
+
+    #[test]
+    fn releasing_what_nobody_holds_leaves_nothing_behind() {
+        // A lab killed after journaling its intent, before taking the hold:
+        // its `down` releases a hold that was never taken.
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(async {
+            let (shared, dir) = registry();
+            let mut m = machine();
+            assert_eq!(shared.release("a", "net/ipv4/ip_forward", &mut m).await.unwrap(), Released::Nothing);
+            assert!(!shared.lock_path().exists() && !shared.dir.exists(), "the registry's lock or directory stayed");
+            let _ = fs::remove_dir_all(dir);
+        });
     }
 
     #[test]

@@ -36,6 +36,16 @@ fn nsw_test_of_the_web_lab_passes_with_a_junit_report() {
 }
 
 #[test]
+fn a_lab_script_built_against_wit_0_1_1_runs_unchanged() {
+    // web.wasm as built against nsw:lab@0.1.1 (before conditions and the
+    // firewall came in 0.1.2), kept as it was.
+    let fixture = nsw_tests::workspace().join("tests/fixtures/web-wit-0.1.1.wasm");
+    let (out, xml) = test_web(&fixture, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(xml.contains("tests=\"4\"") && xml.contains("failures=\"0\""), "{xml}");
+}
+
+#[test]
 fn nsw_test_aimed_at_the_wrong_port_fails_and_names_it() {
     let (out, xml) = test_web(&guest("web"), &["9999"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));

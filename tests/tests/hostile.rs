@@ -431,11 +431,11 @@ fn bounded(case: &str, flags: &[&str], says: &str, journal_kib: u64) {
     let mut all = vec!["run", file.to_str().unwrap(), "--name", lab.as_str(), "--keep"];
     all.extend_from_slice(flags);
     all.extend(["--", case]);
-    let started = Instant::now();
     let out = machine.nsw(&all);
+    // Ended by the quota (status 1 and its message), not by the deadline
+    // (status 4): no clock needed to tell.
     assert_eq!(out.status.code(), Some(1), "{case}: {}", text(&out));
     assert!(stderr(&out).contains(says), "{case}: {}", text(&out));
-    assert!(started.elapsed() < Duration::from_secs(45), "{case} took {:?}", started.elapsed());
     let size = std::fs::metadata(nsw_tests::journal_path(&lab)).unwrap().len();
     assert!(size < journal_kib * 1024, "{case}: the journal grew to {size} bytes");
     assert!(machine.nsw(&["down", &lab]).status.success());

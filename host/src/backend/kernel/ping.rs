@@ -78,17 +78,23 @@ pub(super) fn is_reply(v6: bool, packet: &[u8], id: u16, seq: u16) -> bool {
         && &icmp[8..] == PAYLOAD
 }
 
+/// A raw ICMP (or ICMPv6) socket for echo requests to `target`, in the
+/// calling thread's namespace: pings and traces share it.
+pub(super) fn icmp_socket(target: IpAddr) -> io::Result<Socket> {
+    if target.is_ipv6() {
+        Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+    } else {
+        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+    }
+}
+
 /// Ping `target` `count` times from the calling thread's namespace, waiting
 /// up to `timeout` for each reply. Blocks; run it on a namespace thread.
 pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats> {
     // Wait in slices, so that a stop is noticed quickly.
     const SLICE: Duration = Duration::from_millis(50);
     let v6 = target.is_ipv6();
-    let socket = if v6 {
-        Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?
-    } else {
-        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?
-    };
+    let socket = icmp_socket(target)?;
     let to = SockAddr::from(SocketAddr::new(target, 0));
     let id = next_identifier();
     let mut rtts = Vec::new();

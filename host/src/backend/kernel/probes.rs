@@ -127,11 +127,7 @@ fn total_retransmits(conn: &std::net::TcpStream) -> io::Result<u32> {
 /// echo with TTL 1, 2, ... up to 30, until the target answers.
 pub fn trace_here(target: IpAddr, stop: &Stop) -> io::Result<Vec<Hop>> {
     let v6 = target.is_ipv6();
-    let socket = if v6 {
-        Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))?
-    } else {
-        Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?
-    };
+    let socket = super::ping::icmp_socket(target)?;
     let to = SockAddr::from(SocketAddr::new(target, 0));
     let id = super::ping::next_identifier();
     let mut hops = Vec::new();

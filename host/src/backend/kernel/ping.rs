@@ -91,15 +91,12 @@ pub(super) fn icmp_socket(target: IpAddr) -> io::Result<Socket> {
 /// Ping `target` `count` times from the calling thread's namespace, waiting
 /// up to `timeout` for each reply. Blocks; run it on a namespace thread.
 pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats> {
-    // Wait in slices, so that a stop is noticed quickly.
-    const SLICE: Duration = Duration::from_millis(50);
     let v6 = target.is_ipv6();
     let socket = icmp_socket(target)?;
     let to = SockAddr::from(SocketAddr::new(target, 0));
     let id = next_identifier();
     let mut rtts = Vec::new();
     let mut sent = 0;
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
     let mut last_send: Option<Instant> = None;
     for seq in 0..count as u16 {
         if stop.requested() {
@@ -123,29 +120,38 @@ pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Durati
             }
             Err(e) => return Err(e),
         }
-        let deadline = start + timeout;
-        loop {
-            let now = Instant::now();
-            if now >= deadline || stop.requested() {
-                break;
-            }
-            socket.set_read_timeout(Some((deadline - now).min(SLICE)))?;
-            let (len, from) = match socket.recv_from(&mut buf) {
-                Ok(got) => got,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => continue,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            // SAFETY: recv_from initialised the first `len` bytes.
-            let packet = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, len) };
-            let from_target = from.as_socket().map(|a| a.ip()) == Some(target);
-            if from_target && is_reply(v6, packet, id, seq) {
-                rtts.push(start.elapsed());
-                break;
-            }
+        let reply = receive_until(&socket, start + timeout, stop, |from, packet| (from == target && is_reply(v6, packet, id, seq)).then_some(()))?;
+        if reply.is_some() {
+            rtts.push(start.elapsed());
         }
     }
     Ok(PingStats::from_rtts(sent, &rtts))
+}
+
+/// Wait until `deadline` (never past a stop) for a packet on `socket` that
+/// `accept` takes (given its source and bytes): what `accept` made of it,
+/// or `None`. Waits in slices, so that a stop is noticed quickly.
+pub(super) fn receive_until<T>(socket: &Socket, deadline: Instant, stop: &Stop, mut accept: impl FnMut(IpAddr, &[u8]) -> Option<T>) -> io::Result<Option<T>> {
+    const SLICE: Duration = Duration::from_millis(50);
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+    loop {
+        let now = Instant::now();
+        if now >= deadline || stop.requested() {
+            return Ok(None);
+        }
+        socket.set_read_timeout(Some((deadline - now).min(SLICE)))?;
+        let (len, from) = match socket.recv_from(&mut buf) {
+            Ok(got) => got,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => continue,
+            Err(e) => return Err(e),
+        };
+        // SAFETY: recv_from initialised the first `len` bytes.
+        let packet = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, len) };
+        let Some(from) = from.as_socket().map(|a| a.ip()) else { continue };
+        if let Some(answer) = accept(from, packet) {
+            return Ok(Some(answer));
+        }
+    }
 }
 
 #[cfg(test)]

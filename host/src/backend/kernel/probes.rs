@@ -131,7 +131,6 @@ pub fn trace_here(target: IpAddr, stop: &Stop) -> io::Result<Vec<Hop>> {
     let to = SockAddr::from(SocketAddr::new(target, 0));
     let id = super::ping::next_identifier();
     let mut hops = Vec::new();
-    let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
     for ttl in 1..=30u8 {
         if stop.requested() {
             break;
@@ -150,24 +149,9 @@ pub fn trace_here(target: IpAddr, stop: &Stop) -> io::Result<Vec<Hop>> {
             }
             return Err(e);
         }
-        let deadline = start + Duration::from_secs(1);
-        let mut answer = None;
-        while answer.is_none() {
-            let now = Instant::now();
-            if now >= deadline || stop.requested() {
-                break;
-            }
-            socket.set_read_timeout(Some((deadline - now).min(SLICE)))?;
-            let (len, from) = match socket.recv_from(&mut buf) {
-                Ok(got) => got,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => continue,
-                Err(e) => return Err(e),
-            };
-            // SAFETY: recv_from initialised the first `len` bytes.
-            let packet = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, len) };
-            let Some(from) = from.as_socket().map(|a| a.ip()) else { continue };
-            answer = classify_answer(v6, packet, id, ttl as u16).map(|reached| (from, reached));
-        }
+        let answer = super::ping::receive_until(&socket, start + Duration::from_secs(1), stop, |from, packet| {
+            classify_answer(v6, packet, id, ttl as u16).map(|reached| (from, reached))
+        })?;
         match answer {
             Some((from, reached)) => {
                 hops.push(Hop { ttl, address: Some(from), rtt: start.elapsed() });

@@ -23,6 +23,18 @@ fn a_chain_of_routers_forwards_across_every_one() {
 }
 
 #[test]
+fn a_trace_across_a_chain_names_every_router_in_order() {
+    let machine = Machine::new("trc");
+    let lab = machine.lab("tr");
+    let out = lab.run_ok(&guest("linear"), &["--rm"], &["5", "trace"]);
+    // Each router answers from its address toward r1; the last hop is r5.
+    let printed = stdout(&out);
+    let hops: Vec<&str> = printed.lines().filter_map(|l| l.split_once(" | hop ").map(|(_, h)| h)).collect();
+    assert_eq!(hops, ["1: 10.214.0.2", "2: 10.214.0.6", "3: 10.214.0.10", "4: 10.214.0.14"], "{}", text(&out));
+    lab.assert_gone();
+}
+
+#[test]
 fn a_tree_of_bridges_is_one_network() {
     let machine = Machine::new("tree");
     let before = machine.snapshot();

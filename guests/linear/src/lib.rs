@@ -1,15 +1,16 @@
 //! A chain of N routers, r1 - r2 - ... - rN, each a namespace with IPv4
 //! forwarding on, so that a ping from r1 to rN crosses every one of them.
 //!
-//!     nsw run linear.wasm -- N [nov6]
+//!     nsw run linear.wasm -- N [nov6] [trace]
 //!
 //! Link k joins r<k> (`right`, 10.214.x.y+1/30) to r<k+1> (`left`, +2/30),
 //! the /30s taken in order from 10.214.0.0/16. Routers route the last link
-//! to the right and the first to the left; r1 pings rN's address at the end.
+//! to the right and the first to the left; r1 pings rN's address at the end
+//! (and with `trace`, traces the way there: one hop per router).
 
 use std::net::Ipv4Addr;
 
-use nsw_sdk::{Guest, IpFamily, address, ping_until_reply, route, topology};
+use nsw_sdk::{Guest, IpFamily, address, ping_until_reply, probe, route, topology};
 
 struct Linear;
 
@@ -22,7 +23,7 @@ fn link(k: u32) -> (String, String, String) {
 
 impl Guest for Linear {
     fn run(args: Vec<String>) -> Result<(), String> {
-        let n: u32 = args.first().and_then(|a| a.parse().ok()).filter(|n| (2..=16384).contains(n)).ok_or("usage: linear N [nov6], 2 <= N <= 16384")?;
+        let n: u32 = args.first().and_then(|a| a.parse().ok()).filter(|n| (2..=16384).contains(n)).ok_or("usage: linear N [nov6] [trace], 2 <= N <= 16384")?;
         if args.iter().any(|a| a == "nov6") {
             topology::set_ipv6_link_local(false);
         }
@@ -60,6 +61,11 @@ impl Guest for Linear {
             return Err(format!("r1 ({first_addr}) cannot reach r{n} ({target})"));
         }
         println!("r1 -> r{n} ({target}) across {} routers: reply in {:.3} ms", n - 2, stats.avg_ms);
+        if args.iter().any(|a| a == "trace") {
+            for hop in probe::trace(&routers[0], &target)? {
+                println!("hop {}: {}", hop.ttl, hop.address.as_deref().unwrap_or("*"));
+            }
+        }
         Ok(())
     }
 }

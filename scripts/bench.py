@@ -3,7 +3,8 @@
 
   scripts/bench [--ns 2,10,50,200,1000] [--runs 5] [--full] [--quick]
 
-Star topology: nsw (IPv6 link-local on, and off with `nov6`; and run by an
+Star topology: nsw (IPv6 link-local on, and off with `nov6`; run by root
+without the privilege boundary, `NSW_NO_BOUNDARY=1`, as `nsw-open`; and run by an
 ordinary user, no root, as `nsw-user`, checked from inside with `nsw exec`) and the
 baselines of ../shared/bench (the tutorial's one `ip` per step, `ip -batch`,
 pyroute2, Mininet with Linux bridges; `ip -batch` with NOV6=1 for the
@@ -150,7 +151,9 @@ def run_nsw_star(method, n):
     args = ['run', star_wasm, '--name', LAB, '--', str(n)]
     if method == 'nsw-nov6':
         args.append('nov6')
-    rec['setup_s'], rec['rss_kb'], _ = nsw(args, user=user)
+    # Root without the privilege boundary, to show what the boundary costs.
+    env = {'NSW_NO_BOUNDARY': '1'} if method == 'nsw-open' else None
+    rec['setup_s'], rec['rss_kb'], _ = nsw(args, env=env, user=user)
     if user:
         verify_user_star(n)
         rec['verified'] = True
@@ -195,12 +198,12 @@ def star(a):
     bl.settle(now())
     recs = []
     for n in [int(x) for x in a.ns.split(',')]:
-        methods = ['nsw', 'nsw-nov6', 'nsw-user', 'batch', 'batch-nov6', 'pyroute2', 'ip', 'mininet']
+        methods = ['nsw', 'nsw-open', 'nsw-nov6', 'nsw-user', 'batch', 'batch-nov6', 'pyroute2', 'ip', 'mininet']
         runs = a.runs if n <= 50 else (3 if n <= 200 else 1)
         if a.quick:
             runs = 1
         if n >= 1000 and not a.full:
-            methods = ['nsw', 'nsw-nov6', 'nsw-user', 'batch', 'batch-nov6', 'pyroute2']   # ip, mininet: 80 s each
+            methods = ['nsw', 'nsw-open', 'nsw-nov6', 'nsw-user', 'batch', 'batch-nov6', 'pyroute2']   # ip, mininet: 80 s each
         print('== N=%d runs=%d methods=%s load=%.2f' % (n, runs, methods, bl.loadavg()), flush=True)
         for r in range(runs):
             for m in methods[r % len(methods):] + methods[:r % len(methods)]:
@@ -361,6 +364,10 @@ def report(star_recs, pbj_recs, start_recs, doing_recs, previous):
         user, rooted = med(star_recs, 'nsw-user', n, 'setup_s'), med(star_recs, 'nsw', n, 'setup_s')
         if user is not None and rooted:
             target('star N=%d as an ordinary user (no root) ≤ 1.3 × as root' % n, user / rooted, 1.3, ratio(user, rooted) + ' of root')
+        open_ = med(star_recs, 'nsw-open', n, 'setup_s')
+        if open_ and rooted:
+            target('star N=%d as root behind the privilege boundary ≤ 1.1 × without it' % n, rooted / open_, 1.1,
+                   ratio(rooted, open_) + ' of NSW_NO_BOUNDARY=1')
     d_b = med(star_recs, 'batch', top, 'down_s')
     nd = med(star_recs, 'nsw', top, 'down_s')
     if d_b:

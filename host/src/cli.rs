@@ -60,6 +60,10 @@ impl Command {
     }
 }
 
+/// `NSW_NO_BOUNDARY=1`: root runs contained labs without the privilege
+/// boundary, as nsw before 0.1.3 did (for comparison in the benchmarks).
+pub const NO_BOUNDARY: &str = "NSW_NO_BOUNDARY";
+
 /// Entry point of the `nsw` binary.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -75,6 +79,22 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
+    // Root's contained labs are built behind a privilege boundary: split
+    // now, while nsw still has one thread.
+    if nix::unistd::geteuid().is_root() {
+        let plan = match &cli.command {
+            Command::Run(args) => args.boundary_plan(Vec::new()),
+            Command::Test(args) => args.boundary_plan(),
+            _ => None,
+        };
+        if let Some(plan) = plan.filter(|_| std::env::var_os(NO_BOUNDARY).is_none()) {
+            match crate::boundary::split(plan) {
+                Ok(Some(broker_done)) => return broker_done,
+                Ok(None) => {}
+                Err(e) => return commands::fail(Failure::new(Status::Usage, e)),
+            }
+        }
+    }
     // An ordinary user's labs live in a user namespace of the user's own:
     // join it now, while nsw still has one thread.
     if cli.command.works_on_labs() {

@@ -5,9 +5,12 @@
 //! [`session`] for the lab; the guest calls the WIT imports ([`imports`],
 //! one module per interface), which call the [`lab`]; the lab asks the
 //! [`policy`], records the object in its [`journal`], then has a
-//! [`backend`] create it. [`teardown`] removes what a journal owns.
+//! [`backend`] create it. [`teardown`] removes what a journal owns. When
+//! root runs a contained lab, all of that happens behind the [`boundary`],
+//! in a user namespace with no privilege over the machine.
 
 pub mod backend;
+pub mod boundary;
 pub mod cli;
 pub mod commands;
 pub mod error;

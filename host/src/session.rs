@@ -82,8 +82,9 @@ impl Session {
 
     async fn tear_down_keeping_lock(self, mut journal: Journal, machine: &mut dyn Teardown, force: bool) -> Result<(Report, Session)> {
         journal.append(Entry::State { state: LabState::TearingDown })?;
-        let report = teardown::remove_all(machine, journal.record(), force, self.state.path()).await?;
         let name = journal.record().info.name.clone();
+        let inside = self.state.boundary(&name)?;
+        let report = teardown::remove_all(machine, journal.record(), force, self.state.path(), inside).await?;
         if !report.complete() {
             return Err(Incomplete { lab: name, report }.into());
         }

@@ -96,11 +96,17 @@ fn gone_is_fine(outcome: io::Result<()>) -> io::Result<Removal> {
     }
 }
 
+/// Why a lab behind the privilege boundary leaves something alone.
+const OUTSIDE: &str = "outside the user namespace the lab was built in (behind nsw's privilege boundary)";
+
 /// Remove everything `record` owns. Objects in the machine's namespace
 /// are removed only from that namespace; with `force`, from anywhere else
 /// they are forgotten instead (the namespace may be gone for good).
-/// `state_dir` holds the registry of shared settings.
-pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: bool, state_dir: &Path) -> Result<Report> {
+/// `state_dir` holds the registry of shared settings. `inside`: the user
+/// namespace (inode) of a lab built behind the privilege boundary
+/// ([`crate::boundary`]): its journal was written from there, so only what
+/// lies inside that user namespace is the lab's.
+pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: bool, state_dir: &Path, inside: Option<u64>) -> Result<Report> {
     let mut report = Report::default();
     // Processes first: pasta goes before the namespace it serves.
     for owned in record.objects.iter().rev() {
@@ -108,7 +114,14 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
             let what = owned.object.to_string();
             match (owned.ident, owned.since) {
                 (Some(pid), Some(since)) => {
-                    let outcome = machine.stop_process(ProcessId { pid: pid as u32, since }, GRACE).await;
+                    let outcome = match inside {
+                        Some(userns) => match machine.process_owner(pid as u32).await {
+                            Ok(Some(owner)) if owner != userns => Ok(Removal::NotOurs(OUTSIDE.into())),
+                            Err(e) => Err(e),
+                            _ => machine.stop_process(ProcessId { pid: pid as u32, since }, GRACE).await,
+                        },
+                        None => machine.stop_process(ProcessId { pid: pid as u32, since }, GRACE).await,
+                    };
                     report.note(format!("{what} (pid {pid})"), outcome);
                 }
                 // Never started, or nsw died before it learned the pid: a
@@ -124,8 +137,16 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
         .rev()
         .filter(|o| o.object.netns() == NetnsRef::Machine && !matches!(o.object, Object::Process { .. }))
         .collect();
+    if inside.is_some() {
+        // The lab's side could not touch the machine's namespace: nothing
+        // there is the lab's, whatever the journal says.
+        for owned in in_machine.iter().filter(|o| !matches!(o.object, Object::Address { .. })) {
+            report.note(owned.object.to_string(), Ok(Removal::NotOurs(OUTSIDE.into())));
+        }
+    }
+    let in_machine: Vec<&OwnedObject> = if inside.is_some() { Vec::new() } else { in_machine };
     let mut elsewhere = false;
-    if !in_machine.is_empty() || record.info.mode == Mode::HostNet {
+    if !in_machine.is_empty() || (record.info.mode == Mode::HostNet && inside.is_none()) {
         let here = machine.machine_inode()?;
         if here != record.info.machine_netns {
             if !force {
@@ -157,7 +178,14 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
     for owned in record.objects.iter().rev() {
         if let Object::Netns { name, .. } = &owned.object {
             if seen.insert(name.clone()) {
-                let found = netns_state(machine, name, owned.ident).await;
+                let found = match inside {
+                    Some(userns) => match outside_of(machine, name, &record.info.name, userns).await {
+                        Ok(Some(why)) => Ok(NetnsState::Outside(why)),
+                        Ok(None) => netns_state(machine, name, owned.ident).await,
+                        Err(e) => Err(e),
+                    },
+                    None => netns_state(machine, name, owned.ident).await,
+                };
                 namespaces.push((name.clone(), found));
             }
         }
@@ -213,6 +241,20 @@ enum NetnsState {
     Ours(u64),
     /// Someone else's: its inode, and the lab's.
     Another { now: u64, ours: u64 },
+    /// Not the lab's to remove (behind the boundary): why.
+    Outside(String),
+}
+
+/// Why the namespace `name` is not for a lab behind the boundary to
+/// remove: not named for the lab, or owned by another user namespace.
+async fn outside_of(machine: &mut dyn Teardown, name: &str, lab: &str, userns: u64) -> io::Result<Option<String>> {
+    if !crate::policy::netns_of_lab(name, lab) {
+        return Ok(Some(format!("not a namespace name of lab {lab}")));
+    }
+    Ok(match machine.netns_owner(name).await? {
+        Some(owner) if owner != userns => Some(OUTSIDE.to_string()),
+        _ => None,
+    })
 }
 
 async fn netns_state(machine: &mut dyn Teardown, name: &str, inode: Option<u64>) -> io::Result<NetnsState> {
@@ -233,6 +275,7 @@ async fn remove_netns(machine: &mut dyn Teardown, name: &str, state: NetnsState)
             Ok(Removal::Gone)
         }
         NetnsState::Another { now, ours } => Ok(Removal::NotOurs(format!("it is another namespace now (inode {now}, the lab's was {ours})"))),
+        NetnsState::Outside(why) => Ok(Removal::NotOurs(why)),
         NetnsState::Ours(_) => machine.delete_netns(name).await.map(|_| Removal::Removed),
     }
 }

@@ -15,6 +15,22 @@ pub const KILL_AT: &str = "NSW_TEST_KILL_AT";
 /// JSON, for `scripts/bench`.
 pub const TIMINGS: &str = "NSW_TIMINGS";
 
+/// `NSW_TEST_ESCAPE=COMMAND`: run `sh -c COMMAND` from nsw's own process
+/// just before the guest starts, as if the guest had escaped wasmtime; its
+/// output is printed as `escape: ...` lines.
+pub const ESCAPE: &str = "NSW_TEST_ESCAPE";
+
+pub fn escape() {
+    let Some(command) = std::env::var_os(ESCAPE) else { return };
+    let out = match std::process::Command::new("sh").arg("-c").arg(command).stdin(std::process::Stdio::null()).output() {
+        Ok(out) => out,
+        Err(e) => return crate::tell::say!("escape: cannot run sh: {e}"),
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines().chain(String::from_utf8_lossy(&out.stderr).lines()) {
+        crate::tell::say!("escape: {line}");
+    }
+}
+
 pub fn before_journal_line(line: u64) {
     static KILL: OnceLock<Option<u64>> = OnceLock::new();
     let at = KILL.get_or_init(|| std::env::var(KILL_AT).ok().and_then(|v| v.parse().ok()));
@@ -55,6 +71,6 @@ pub fn write_timings(t: &Timings) -> anyhow::Result<()> {
         "down_s": t.down.map(|d| d.as_secs_f64()),
         "service_starts_s": SERVICE_STARTS.lock().map(|s| s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()).unwrap_or_default(),
     });
-    std::fs::write(&path, value.to_string())?;
+    crate::boundary::write_output(std::path::Path::new(&path), value.to_string().as_bytes())?;
     Ok(())
 }

@@ -270,6 +270,16 @@ pub trait Teardown: Send {
     async fn read_machine_sysctl(&mut self, key: &str) -> io::Result<String>;
     async fn write_machine_sysctl(&mut self, key: &str, value: &str) -> io::Result<()>;
     async fn machine_sysctl_tree(&mut self, roots: &[&str]) -> io::Result<BTreeMap<String, String>>;
+    /// The user namespace (inode) that owns the namespace at
+    /// `/run/netns/NAME`, if one is mounted there: a lab behind the
+    /// privilege boundary owns only namespaces of its own user namespace.
+    async fn netns_owner(&mut self, _name: &str) -> io::Result<Option<u64>> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "no user namespaces here"))
+    }
+    /// The user namespace (inode) process `pid` is in, if it runs.
+    async fn process_owner(&mut self, _pid: u32) -> io::Result<Option<u64>> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "no user namespaces here"))
+    }
 }
 
 /// Find a program as a shell would (an absolute path, or a name in PATH).

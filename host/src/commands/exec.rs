@@ -30,7 +30,8 @@ pub fn resolve(state: &StateDir, lab: &str, node: &str) -> Result<String> {
     if node == "host" && record.info.mode == Mode::HostNet {
         bail!("lab {lab} uses this machine's namespace as its host: run the command directly");
     }
-    let found = record.namespaces().find(|(_, n)| *n == node).map(|(name, _)| name.to_string());
+    // Only the lab's own names: a journal names what it likes.
+    let found = record.namespaces().find(|(name, n)| *n == node && crate::policy::netns_of_lab(name, lab)).map(|(name, _)| name.to_string());
     match found {
         Some(name) => Ok(name),
         None => {

@@ -61,6 +61,29 @@ impl LinkArgs {
     }
 }
 
+/// A lab built behind the privilege boundary wrote its journal from
+/// there: root changes a link only in a namespace of the lab's own user
+/// namespace, whatever the journal claims.
+fn check_inside(record: &crate::journal::LabRecord, node: &str, userns: u64) -> anyhow::Result<()> {
+    let lab = &record.info.name;
+    let outside = || anyhow::anyhow!("lab {lab} was built behind nsw's privilege boundary, and node {node} is not inside it");
+    if record.info.mode != crate::journal::Mode::Contained {
+        return Err(outside());
+    }
+    // A node the lab does not have: reopening it says so.
+    let Some(name) = record.namespaces().find(|(_, n)| *n == node).map(|(name, _)| name.to_string()) else {
+        return Ok(());
+    };
+    if !crate::policy::netns_of_lab(&name, lab) {
+        return Err(outside());
+    }
+    let fd = backend::kernel::netns::open_named(&name).map_err(|e| anyhow::anyhow!("opening netns {name}: {e}"))?;
+    if crate::boundary::owner_of(std::os::fd::AsFd::as_fd(&fd))? != userns {
+        return Err(outside());
+    }
+    Ok(())
+}
+
 /// `none`, or a value.
 fn optional<T>(text: &str, parse: impl Fn(&str) -> Option<T>, what: &str, example: &str) -> anyhow::Result<Option<T>> {
     if text == "none" {
@@ -122,6 +145,9 @@ pub async fn exec(args: LinkArgs) -> CommandResult {
     let Some((session, journal)) = Session::existing(StateDir::system(), &args.lab, Duration::from_secs(5))? else {
         return Err(anyhow::anyhow!("there is no lab {} (see nsw ls)", args.lab).into());
     };
+    if let Some(userns) = StateDir::system().boundary(&args.lab)? {
+        check_inside(journal.record(), node, userns)?;
+    }
     let (mut lab, link) = match Lab::reopen(journal, Box::new(backend::system()), node, ifname, Stop::new()).await {
         Ok(opened) => opened,
         Err((e, _journal)) => return Err(Failure::new(Status::Usage, anyhow::anyhow!("{}", e))),

@@ -119,6 +119,27 @@ impl RunArgs {
         Ok(name)
     }
 
+    /// How this run goes behind the privilege boundary when root runs it
+    /// ([`crate::boundary`]); `None` if it keeps the privileged path
+    /// (host-net, uplink, programs as root) or the arguments are wrong
+    /// (the run itself says why).
+    pub(crate) fn boundary_plan(&self, writes: Vec<PathBuf>) -> Option<crate::boundary::Plan> {
+        let lab = self.lab_name().ok()?;
+        let grants = Grants::parse(&self.allow, self.allow_all).ok()?;
+        if grants.host_net.is_some() || grants.uplink {
+            return None;
+        }
+        let exec_user = exec_user(&self.exec_user).ok()?;
+        if exec_user.0 == 0 {
+            return None;
+        }
+        let mut writes = writes;
+        if let Some(timings) = std::env::var_os("NSW_TIMINGS") {
+            writes.push(PathBuf::from(timings));
+        }
+        Some(crate::boundary::Plan { lab, exec_user, replace: self.replace, reads: vec![self.file.clone()], writes })
+    }
+
     pub(crate) fn run_limits(&self) -> anyhow::Result<RunLimits> {
         if !(1..=86_400).contains(&self.timeout) {
             bail!("--timeout must be 1 to 86400 seconds");
@@ -188,7 +209,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     // Imports are requests: refuse what was not granted before anything runs.
     // Read once: the import check and the loader share the bytes.
     let read_start = Instant::now();
-    let wasm = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let wasm = crate::boundary::read_input(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let read_time = read_start.elapsed();
     let info = crate::inspect::parse(&wasm).with_context(|| format!("{} is not a WebAssembly component", args.file.display()))?;
     policy::check_imports(info.imports.iter().map(String::as_str), &grants).with_context(|| format!("{} cannot run", args.file.display()))?;
@@ -263,6 +284,8 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         Err((e, journal)) => (Ending::Setup(e), journal),
         Ok(lab) if stop.requested() => (Ending::Guest(runtime::stopped_outcome(&stop, &limits)), lab.finish()),
         Ok(lab) => {
+            #[cfg(feature = "test-hooks")]
+            crate::test_hooks::escape();
             let progress = crate::progress::Progress::start(lab.made());
             let (outcome, lab, times) = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits, &stop).await;
             run_times = times;

@@ -25,6 +25,13 @@ pub struct TestArgs {
     run: RunArgs,
 }
 
+impl TestArgs {
+    /// See [`RunArgs::boundary_plan`]; the reports are written from behind it.
+    pub(crate) fn boundary_plan(&self) -> Option<crate::boundary::Plan> {
+        self.run.boundary_plan(self.junit.iter().chain(&self.json).cloned().collect())
+    }
+}
+
 /// One line of the report: a check, or the script's own run.
 struct Verdict {
     name: String,
@@ -88,7 +95,7 @@ fn write_junit(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Resu
     let mut report = Report::new("nsw test");
     report.add_test_suite(suite);
     let xml = report.to_string().context("writing the JUnit report")?;
-    std::fs::write(path, xml).with_context(|| format!("writing {}", path.display()))
+    crate::boundary::write_output(path, xml.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_json(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Result<()> {
@@ -102,5 +109,5 @@ fn write_json(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Resul
         "checks": checks,
         "probes": built.findings.probes,
     });
-    std::fs::write(path, serde_json::to_string_pretty(&value)?).with_context(|| format!("writing {}", path.display()))
+    crate::boundary::write_output(path, serde_json::to_string_pretty(&value)?.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }

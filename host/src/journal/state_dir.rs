@@ -1,12 +1,15 @@
 //! The directory of journals and locks (`/run/nsw`), one of each per lab.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
+
+use crate::boundary::files;
+use crate::boundary::protocol::How;
 
 use super::{Entry, Journal, LabInfo, LabRecord, LabState};
 
@@ -38,12 +41,28 @@ impl StateDir {
         self.path.join(format!("{lab}.lock"))
     }
 
-    fn ensure(&self) -> Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.path)
-            .with_context(|| format!("creating {}", self.path.display()))
+    /// Where root records that a lab was built behind the privilege
+    /// boundary: the inode of its user namespace ([`crate::boundary`]).
+    pub fn boundary_path(&self, lab: &str) -> PathBuf {
+        self.path.join(format!("{lab}.userns"))
+    }
+
+    /// The user namespace a lab was built in, if it was built behind the
+    /// boundary; `down` then acts only inside it.
+    pub fn boundary(&self, lab: &str) -> Result<Option<u64>> {
+        if crate::boundary::inside() {
+            // Behind the boundary the kernel itself keeps us inside.
+            return Ok(None);
+        }
+        match fs::read_to_string(self.boundary_path(lab)) {
+            Ok(text) => text.trim().parse().map(Some).with_context(|| format!("reading {}", self.boundary_path(lab).display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", self.boundary_path(lab).display())),
+        }
+    }
+
+    pub(crate) fn ensure(&self) -> Result<()> {
+        files::create_dir_all(&self.path).with_context(|| format!("creating {}", self.path.display()))
     }
 
     /// Names of the labs that have a journal (or, after a crash at the
@@ -70,9 +89,9 @@ impl StateDir {
     /// or taking the lab down), read from /proc/locks without touching the
     /// lock: a pid alone could have been reused since.
     pub fn lock_held(&self, lab: &str) -> bool {
-        let Ok(meta) = fs::metadata(self.lock_path(lab)) else { return false };
+        let Ok(meta) = files::metadata(&self.lock_path(lab)) else { return false };
         let Ok(locks) = fs::read_to_string("/proc/locks") else { return false };
-        let inode = meta.ino().to_string();
+        let inode = meta.ino.to_string();
         locks.lines().any(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
@@ -98,17 +117,11 @@ impl StateDir {
         self.ensure()?;
         let path = self.lock_path(lab);
         loop {
-            let file = OpenOptions::new()
-                .create(true)
-                .read(true)
-                .write(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("opening {}", path.display()))?;
+            let file = files::open(&path, How::ReadWrite).with_context(|| format!("opening {}", path.display()))?;
             let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
                 Ok(locked) => locked,
                 Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                    let holder = fs::read_to_string(&path).unwrap_or_default();
+                    let holder = files::read_to_string(&path).unwrap_or_default();
                     let holder = holder.trim();
                     bail!(
                         "lab {lab} is busy: another nsw (pid {}) is working on it",
@@ -120,8 +133,8 @@ impl StateDir {
             // The holder before us may have removed the file after we opened
             // it: only a lock on the file still at the path counts.
             let ours = file.metadata()?.ino();
-            match fs::metadata(&path) {
-                Ok(meta) if meta.ino() == ours => {}
+            match files::metadata(&path) {
+                Ok(meta) if meta.ino == ours => {}
                 _ => continue,
             }
             let mut file = file;
@@ -135,12 +148,7 @@ impl StateDir {
     pub fn create_journal(&self, _lock: &LabLock, info: LabInfo) -> Result<Journal> {
         self.ensure()?;
         let path = self.journal_path(&info.name);
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)
-            .with_context(|| format!("creating {}", path.display()))?;
+        let file = files::open(&path, How::CreateNew).with_context(|| format!("creating {}", path.display()))?;
         let record = LabRecord::new(info.clone());
         let mut journal = Journal { file, path, next_id: 0, record, lines: 0, bytes: 0 };
         journal.append(Entry::Lab(info))?;
@@ -153,11 +161,7 @@ impl StateDir {
     pub fn open_journal(&self, _lock: &LabLock, lab: &str) -> Result<Option<Journal>> {
         let Some(record) = self.read(lab)? else { return Ok(None) };
         let path = self.journal_path(lab);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+        let mut file = files::open(&path, How::ReadAppend).with_context(|| format!("opening {}", path.display()))?;
         // After a crash mid-write the last line may lack its newline: start
         // a fresh line rather than glue the next entry to the torn one.
         let len = file.metadata()?.len();
@@ -178,7 +182,7 @@ impl StateDir {
     /// Read a lab's journal; `None` if the lab has none.
     pub fn read(&self, lab: &str) -> Result<Option<LabRecord>> {
         let path = self.journal_path(lab);
-        let file = match File::open(&path) {
+        let file = match files::open(&path, How::Read) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
@@ -201,16 +205,22 @@ impl StateDir {
     /// output its programs left (`<lab>.d`).
     pub fn remove_journal(&self, _lock: &LabLock, lab: &str) -> Result<()> {
         let outputs = self.path.join(format!("{lab}.d"));
-        match fs::remove_dir_all(&outputs) {
+        match files::remove_dir_all(&outputs) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).with_context(|| format!("removing {}", outputs.display())),
             _ => {}
         }
         let path = self.journal_path(lab);
-        match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        match files::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
         }
+        // Only once the journal is gone (behind the boundary the broker
+        // removes it with the journal).
+        if !crate::boundary::inside() {
+            let _ = fs::remove_file(self.boundary_path(lab));
+        }
+        Ok(())
     }
 
     /// Remove a lab's journal and lock: nothing of the lab is left.
@@ -239,7 +249,7 @@ impl LabLock {
     /// Remove the lock file while still holding the lock, so nobody is left
     /// holding a lock on a file that is no longer at the path.
     pub fn release_and_remove(self) {
-        let _ = fs::remove_file(&self.path);
+        let _ = files::remove_file(&self.path);
         drop(self.file);
     }
 }

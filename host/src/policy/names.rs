@@ -18,6 +18,12 @@ pub const MAX_IFNAME_LEN: usize = 15;
 /// no `-`: that is what separates a lab from its node in `<lab>-<node>`,
 /// so that lab `a` with node `b-c` and lab `a-b` with node `c` can never
 /// meet in one namespace name.
+/// Whether `netns` is a namespace name of lab `lab`: `LAB` (its host) or
+/// `LAB-NODE`.
+pub fn netns_of_lab(netns: &str, lab: &str) -> bool {
+    netns.strip_prefix(lab).is_some_and(|rest| rest.is_empty() || rest.starts_with('-')) && !netns.contains('/')
+}
+
 pub fn check_lab_name(name: &str) -> LabResult<()> {
     check_safe_name("lab name", name)?;
     if name.contains('-') {

@@ -5,16 +5,17 @@
 //! if its directory and files are owned by nsw's user and writable by no
 //! one else.
 
-use std::fs::{self, DirBuilder, OpenOptions};
 use std::hash::Hasher;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
+
+use crate::boundary::files;
+use crate::boundary::protocol::How;
 
 pub struct Cache {
     dir: PathBuf,
@@ -39,16 +40,18 @@ fn hex(bytes: &[u8]) -> String {
 
 /// Refuse a path that someone other than us could have written.
 fn check_owner(path: &Path, want_dir: bool) -> Result<()> {
-    let meta = fs::symlink_metadata(path).with_context(|| format!("inspecting {}", path.display()))?;
-    let euid = nix::unistd::geteuid().as_raw();
-    if want_dir && !meta.is_dir() || !want_dir && !meta.is_file() {
+    let meta = files::metadata(path).with_context(|| format!("inspecting {}", path.display()))?;
+    // Behind the privilege boundary the broker (root) reads the cache for
+    // us: root's it must be.
+    let euid = if crate::boundary::inside() { 0 } else { nix::unistd::geteuid().as_raw() };
+    if want_dir && !meta.is_dir || !want_dir && !meta.is_file {
         bail!("{} is not a plain {}", path.display(), if want_dir { "directory" } else { "file" });
     }
-    if meta.uid() != euid {
-        bail!("{} is owned by uid {}, not by uid {euid}", path.display(), meta.uid());
+    if meta.uid != euid {
+        bail!("{} is owned by uid {}, not by uid {euid}", path.display(), meta.uid);
     }
-    if meta.mode() & 0o022 != 0 {
-        bail!("{} is writable by others (mode {:o})", path.display(), meta.mode() & 0o7777);
+    if meta.mode & 0o022 != 0 {
+        bail!("{} is writable by others (mode {:o})", path.display(), meta.mode & 0o7777);
     }
     Ok(())
 }
@@ -62,8 +65,8 @@ impl Cache {
     }
 
     pub fn open(dir: PathBuf) -> Result<Cache> {
-        if !dir.exists() {
-            DirBuilder::new().recursive(true).mode(0o700).create(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        if !files::exists(&dir) {
+            files::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         check_owner(&dir, true)?;
         Ok(Cache { dir })
@@ -82,19 +85,28 @@ impl Cache {
 
     /// The cached compiled component, if there is a trustworthy one.
     pub fn load(&self, engine: &Engine, path: &Path) -> Result<Option<Component>> {
-        if !path.exists() {
+        if !files::exists(path) {
             return Ok(None);
         }
         check_owner(path, false)?;
+        let loaded = if crate::boundary::inside() {
+            // Behind the boundary only the broker may open it: from memory.
+            let bytes = files::read(path)?;
+            // SAFETY: as below; the bytes are the file's.
+            unsafe { Component::deserialize(engine, &bytes) }
+        } else {
+            // SAFETY: see below.
+            unsafe { Component::deserialize_file(engine, path) }
+        };
         // SAFETY: the file is ours and writable by nobody else (checked
         // above, in a directory checked the same way), and we wrote it with
         // `Component::serialize` under an engine of the same compatibility
         // hash, which is part of its name.
-        match unsafe { Component::deserialize_file(engine, path) } {
+        match loaded {
             Ok(component) => Ok(Some(component)),
             Err(_) => {
                 // Truncated or stale: drop it and compile again.
-                let _ = fs::remove_file(path);
+                let _ = files::remove_file(path);
                 Ok(None)
             }
         }
@@ -104,11 +116,11 @@ impl Cache {
     pub fn store(&self, path: &Path, component: &Component) -> Result<()> {
         let bytes = component.serialize()?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut file = files::open(&tmp, How::CreateNew)?;
         file.write_all(&bytes)?;
         drop(file);
-        fs::rename(&tmp, path).inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
+        files::rename(&tmp, path).inspect_err(|_| {
+            let _ = files::remove_file(&tmp);
         })?;
         Ok(())
     }

@@ -348,6 +348,23 @@ impl Teardown for KernelBackend {
         netns::delete_named(name)
     }
 
+    async fn netns_owner(&mut self, name: &str) -> io::Result<Option<u64>> {
+        match netns::open_named(name) {
+            Ok(fd) => crate::boundary::owner_of(std::os::fd::AsFd::as_fd(&fd)).map(Some),
+            Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::InvalidData) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn process_owner(&mut self, pid: u32) -> io::Result<Option<u64>> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(format!("/proc/{pid}/ns/user")) {
+            Ok(meta) => Ok(Some(meta.ino())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn stop_processes_in(&mut self, inodes: &[u64], grace: Duration) -> io::Result<Vec<(u64, String)>> {
         let inodes: std::collections::HashSet<u64> = inodes.iter().copied().collect();
         tokio::task::spawn_blocking(move || -> io::Result<Vec<(u64, String)>> {

@@ -22,7 +22,7 @@ use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::stat::Mode;
 
 /// `statfs` magic of nsfs, the filesystem of namespace files.
-const NSFS_MAGIC: i64 = 0x6e73_6673;
+pub const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// Where the named namespace is mounted: `/run/netns/NAME` as iproute2 has
 /// it, or in the user's own directory for an ordinary user.
@@ -33,7 +33,7 @@ pub fn path_of(name: &str) -> PathBuf {
 /// Make /run/netns a shared mount point once per process, as `ip netns add`
 /// does, so namespaces mounted there are seen from every mount namespace
 /// that shares it.
-fn ensure_run_dir() -> io::Result<()> {
+pub fn ensure_run_dir() -> io::Result<()> {
     static READY: OnceLock<Result<(), Errno>> = OnceLock::new();
     let result = READY.get_or_init(|| {
         let dir = crate::places::get().netns.as_path();
@@ -60,6 +60,9 @@ fn ensure_run_dir() -> io::Result<()> {
 /// one spawn for both). A taken name fails with `EEXIST` and leaves the
 /// existing one alone.
 pub fn create_named<T: Send + 'static>(name: &str, inside: fn() -> io::Result<T>) -> io::Result<(OwnedFd, T)> {
+    if crate::boundary::inside() {
+        return create_behind_boundary(name, inside);
+    }
     ensure_run_dir()?;
     let path = path_of(name);
     // The mount point, created exclusively: a taken name stops us here.
@@ -68,15 +71,8 @@ pub fn create_named<T: Send + 'static>(name: &str, inside: fn() -> io::Result<T>
     let made = std::thread::Builder::new()
         .name("nsw-netns-new".into())
         .spawn(move || -> io::Result<(OwnedFd, T)> {
-            unshare(CloneFlags::CLONE_NEWNET)?;
-            // Every address in a lab is planned: IPv6 duplicate address
-            // detection would only keep link-local addresses unusable for a
-            // second or more (and routers unable to forward meanwhile).
-            for key in ["all", "default"] {
-                fs::write(format!("/proc/sys/net/ipv6/conf/{key}/accept_dad"), "0")?;
-            }
+            let ns = new_netns()?;
             mount(Some("/proc/thread-self/ns/net"), &target, Some("none"), MsFlags::MS_BIND, None::<&str>)?;
-            let ns = open("/proc/thread-self/ns/net", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?;
             Ok((ns, inside()?))
         })
         .and_then(|thread| thread.join().unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked"))));
@@ -85,6 +81,33 @@ pub fn create_named<T: Send + 'static>(name: &str, inside: fn() -> io::Result<T>
         let _ = fs::remove_file(&path);
     }
     made
+}
+
+/// Move the calling thread into a new network namespace, set up for a lab.
+fn new_netns() -> io::Result<OwnedFd> {
+    unshare(CloneFlags::CLONE_NEWNET)?;
+    // Every address in a lab is planned: IPv6 duplicate address detection
+    // would only keep link-local addresses unusable for a second or more
+    // (and routers unable to forward meanwhile).
+    for key in ["all", "default"] {
+        fs::write(format!("/proc/sys/net/ipv6/conf/{key}/accept_dad"), "0")?;
+    }
+    Ok(open("/proc/thread-self/ns/net", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())?)
+}
+
+/// Behind the privilege boundary the namespace is ours (made in our user
+/// namespace), and the broker mounts it under /run/netns.
+fn create_behind_boundary<T: Send + 'static>(name: &str, inside: fn() -> io::Result<T>) -> io::Result<(OwnedFd, T)> {
+    let (ns, made) = std::thread::Builder::new()
+        .name("nsw-netns-new".into())
+        .spawn(move || -> io::Result<(OwnedFd, T)> {
+            let ns = new_netns()?;
+            Ok((ns, inside()?))
+        })?
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))?;
+    crate::boundary::call(crate::boundary::protocol::Request::Pin { name: name.to_string() }, Some(ns.as_fd()))?;
+    Ok((ns, made))
 }
 
 /// Open `/run/netns/NAME`, checking that it really is a namespace mount.
@@ -101,6 +124,12 @@ pub fn open_named(name: &str) -> io::Result<OwnedFd> {
 /// there. The kernel frees the namespace, with its links, once nothing else
 /// holds it.
 pub fn delete_named(name: &str) -> io::Result<bool> {
+    if crate::boundary::inside() {
+        return match crate::boundary::call(crate::boundary::protocol::Request::Unpin { name: name.to_string() }, None)? {
+            (crate::boundary::protocol::Reply::Existed(existed), _) => Ok(existed),
+            _ => Err(io::Error::other("the broker answered an unpin with something else")),
+        };
+    }
     let path = path_of(name);
     let mounted = match umount2(&path, MntFlags::MNT_DETACH) {
         Ok(()) => true,
@@ -131,6 +160,9 @@ pub fn inode_at(name: &str) -> io::Result<Option<u64>> {
     match open_named(name) {
         Ok(fd) => Ok(Some(inode(&fd)?)),
         Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::InvalidData => Ok(None),
+        // Behind the privilege boundary: a mounted namespace is readable by
+        // all, so what we may not open is an empty mount point, root's.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && crate::boundary::inside() => Ok(None),
         Err(e) => Err(e),
     }
 }

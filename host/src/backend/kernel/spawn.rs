@@ -40,7 +40,7 @@ pub fn spawn(netns: Arc<OwnedFd>, spec: &Spec) -> io::Result<Child> {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
         Some((path, _)) => {
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let file = crate::boundary::files::open(path, crate::boundary::protocol::How::Append)?;
             command.stdout(file.try_clone()?).stderr(file);
         }
     }

@@ -1,0 +1,279 @@
+//! The privileged side of the boundary: a single-threaded loop that does
+//! for the lab's side only what it cannot do itself and what concerns
+//! that one lab: mount its namespaces under /run/netns, and open, remove
+//! or rename its own files (and the compiled cache's). Every request is
+//! checked against the lab's name and user namespace; anything else is
+//! refused with `EPERM`.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{OFlag, open};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::Mode;
+
+use super::files;
+use super::protocol::{self, Reply, Request};
+
+/// What the broker serves: one lab, one child.
+pub struct Broker {
+    pub lab: String,
+    /// The child's user namespace, by inode: every namespace it pins must
+    /// be owned by it.
+    pub userns: u64,
+    pub state: PathBuf,
+    pub cache: PathBuf,
+    pub netns: PathBuf,
+    /// Where the boundary of the lab is recorded for `down` (see
+    /// [`crate::journal::StateDir::boundary`]).
+    pub marker: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    StateDir,
+    CacheDir,
+    /// `LAB.d`, the output of the lab's programs.
+    Outputs,
+    /// `LAB.lock`, `LAB.journal`, a file in `LAB.d`.
+    LabFile,
+    CacheFile,
+}
+
+impl Place {
+    const ALL: [Place; 5] = [Place::StateDir, Place::CacheDir, Place::Outputs, Place::LabFile, Place::CacheFile];
+}
+
+/// How the broker's refusals begin.
+pub const REFUSED: &str = "outside the lab";
+
+fn denied(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, format!("{REFUSED}: {what}"))
+}
+
+/// `ioctl(NS_GET_USERNS)`: the user namespace that owns namespace `fd`.
+pub fn owner_of(fd: BorrowedFd) -> io::Result<u64> {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: the ioctl takes no argument and returns a new descriptor.
+    let raw = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_USERNS as _) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just made this descriptor for us.
+    let owner = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    Ok(fs::File::from(owner).metadata()?.ino())
+}
+
+/// A failure, with the errno; `EPERM` and the reason for a refusal.
+fn reply_failed(e: &io::Error) -> Reply {
+    match e.raw_os_error() {
+        Some(errno) => Reply::Failed { errno, message: e.to_string() },
+        None => Reply::Failed { errno: libc::EPERM, message: e.to_string() },
+    }
+}
+
+impl Broker {
+    /// Serve until the child closes its end.
+    pub fn serve(&self, sock: BorrowedFd) -> io::Result<()> {
+        while let Some((request, fd)) = protocol::receive::<Request>(sock)? {
+            tracing::trace!("broker: {request:?}");
+            let (reply, out) = match self.handle(request, fd) {
+                Ok(done) => done,
+                Err(e) => (reply_failed(&e), None),
+            };
+            protocol::send(sock, &reply, out.as_ref().map(|f| f.as_fd()))?;
+        }
+        Ok(())
+    }
+
+    fn handle(&self, request: Request, fd: Option<OwnedFd>) -> io::Result<(Reply, Option<OwnedFd>)> {
+        Ok(match request {
+            Request::Unshared => return Err(denied("already mapped")),
+            Request::Pin { name } => {
+                let fd = fd.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no namespace came with the request"))?;
+                self.pin(&name, fd)?;
+                (Reply::Done, None)
+            }
+            Request::Unpin { name } => (Reply::Existed(self.unpin(&name)?), None),
+            Request::Open { path, how } => {
+                self.place(&path, &[Place::LabFile, Place::CacheFile])?;
+                let file = files::open_here(&path, how)?;
+                if how == protocol::How::CreateNew && path == self.journal() {
+                    // Before the lab's side can write a word of its journal.
+                    self.record_boundary()?;
+                }
+                (Reply::Opened, Some(file.into()))
+            }
+            Request::Stat { path } => {
+                self.place(&path, &Place::ALL)?;
+                let m = fs::symlink_metadata(&path)?;
+                (Reply::Meta(protocol::Meta { ino: m.ino(), uid: m.uid(), mode: m.mode(), len: m.len(), is_dir: m.is_dir(), is_file: m.is_file() }), None)
+            }
+            Request::Remove { path } => {
+                self.place(&path, &[Place::LabFile, Place::CacheFile])?;
+                fs::remove_file(&path)?;
+                if path == self.journal() {
+                    let _ = fs::remove_file(&self.marker);
+                }
+                (Reply::Done, None)
+            }
+            Request::RemoveAll { path } => {
+                self.place(&path, &[Place::Outputs])?;
+                fs::remove_dir_all(&path)?;
+                (Reply::Done, None)
+            }
+            Request::CreateDir { path } => {
+                self.place(&path, &[Place::StateDir, Place::CacheDir, Place::Outputs])?;
+                files::create_dir_all(&path)?;
+                (Reply::Done, None)
+            }
+            Request::Rename { from, to } => {
+                self.place(&from, &[Place::CacheFile])?;
+                self.place(&to, &[Place::CacheFile])?;
+                fs::rename(&from, &to)?;
+                (Reply::Done, None)
+            }
+        })
+    }
+
+    /// Write the marker: root's, 0600, whatever was there before.
+    fn record_boundary(&self) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&self.marker)?;
+        std::io::Write::write_all(&mut file, format!("{}\n", self.userns).as_bytes())
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.state.join(format!("{}.journal", self.lab))
+    }
+
+    /// A namespace name of this lab: `LAB` (its host) or `LAB-NODE`.
+    fn check_name(&self, name: &str) -> io::Result<()> {
+        if !crate::policy::netns_of_lab(name, &self.lab) || name.len() > 255 {
+            return Err(denied(format!("netns {name} is not one of lab {}'s", self.lab)));
+        }
+        Ok(())
+    }
+
+    /// Which of the lab's places `path` is, if it is one of `allowed`:
+    /// its own files in the state directory, and the compiled cache.
+    fn place(&self, path: &Path, allowed: &[Place]) -> io::Result<()> {
+        let plain = path.is_absolute() && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        let lab = &self.lab;
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        let outputs = self.state.join(format!("{lab}.d"));
+        let place = if !plain {
+            None
+        } else if path == self.state {
+            Some(Place::StateDir)
+        } else if path == self.cache {
+            Some(Place::CacheDir)
+        } else if path == outputs {
+            Some(Place::Outputs)
+        } else if parent == outputs || (parent == self.state && (name == format!("{lab}.lock") || name == format!("{lab}.journal"))) {
+            Some(Place::LabFile)
+        } else if parent == self.cache && (name.ends_with(".cwasm") || name.contains(".tmp")) {
+            Some(Place::CacheFile)
+        } else {
+            None
+        };
+        match place {
+            Some(place) if allowed.contains(&place) => Ok(()),
+            _ => Err(denied(path.display())),
+        }
+    }
+
+    /// Mount the child's namespace `fd` at `/run/netns/NAME`.
+    fn pin(&self, name: &str, fd: OwnedFd) -> io::Result<()> {
+        self.check_name(name)?;
+        let fs = nix::sys::statfs::fstatfs(&fd)?;
+        if fs.filesystem_type().0 as i64 != crate::backend::kernel::netns::NSFS_MAGIC || owner_of(fd.as_fd())? != self.userns {
+            return Err(denied(format!("the namespace for {name} is not the lab's own")));
+        }
+        let path = self.netns.join(name);
+        // Created exclusively: a taken name stops here.
+        drop(open(&path, OFlag::O_RDONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_CLOEXEC, Mode::empty())?);
+        let source = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        if let Err(e) = mount(Some(source.as_str()), &path, Some("none"), MsFlags::MS_BIND, None::<&str>) {
+            let _ = fs::remove_file(&path);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Unmount and remove `/run/netns/NAME`, if what is mounted there is
+    /// the lab's (or nothing is).
+    fn unpin(&self, name: &str) -> io::Result<bool> {
+        self.check_name(name)?;
+        let path = self.netns.join(name);
+        match fs::File::open(&path) {
+            Ok(file) => {
+                let fs = nix::sys::statfs::fstatfs(&file)?;
+                if fs.filesystem_type().0 as i64 == crate::backend::kernel::netns::NSFS_MAGIC && owner_of(file.as_fd())? != self.userns {
+                    return Err(denied(format!("netns {name} is not the lab's own")));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        let mounted = match umount2(&path, MntFlags::MNT_DETACH) {
+            Ok(()) => true,
+            Err(nix::errno::Errno::EINVAL) => false,
+            Err(e) => return Err(e.into()),
+        };
+        let existed = match fs::remove_file(&path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(e),
+        };
+        Ok(mounted || existed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn broker() -> Broker {
+        Broker {
+            lab: "web".into(),
+            userns: 1,
+            state: "/run/nsw".into(),
+            cache: "/var/cache/nsw".into(),
+            netns: "/run/netns".into(),
+            marker: "/run/nsw/web.userns".into(),
+        }
+    }
+
+    #[test]
+    fn the_lab_reaches_its_own_files_and_the_cache_only() {
+        let b = broker();
+        let ok = |p: &str, allowed: &[Place]| b.place(Path::new(p), allowed).is_ok();
+        let files = [Place::LabFile, Place::CacheFile];
+        assert!(ok("/run/nsw/web.journal", &files));
+        assert!(ok("/run/nsw/web.lock", &files));
+        assert!(ok("/run/nsw/web.d/0.log", &files));
+        assert!(ok("/var/cache/nsw/ab12.cwasm", &files));
+        assert!(ok("/run/nsw/web.d", &[Place::Outputs]));
+        // Another lab's, the record of the boundary, anything else.
+        for path in ["/run/nsw/webby.journal", "/run/nsw/other.journal", "/run/nsw/web.userns", "/run/nsw/web.d/../other.journal", "/etc/passwd", "web.journal", "/run/nsw/shared/1.lock"] {
+            assert!(!ok(path, &files), "{path} is reachable");
+        }
+        // Directories are never opened, removed whole only if the lab's outputs.
+        assert!(!ok("/run/nsw", &[Place::Outputs, Place::LabFile, Place::CacheFile]));
+        assert!(!ok("/var/cache/nsw", &[Place::Outputs]));
+    }
+
+    #[test]
+    fn namespace_names_are_the_labs_own() {
+        let b = broker();
+        assert!(b.check_name("web").is_ok() && b.check_name("web-h1").is_ok());
+        for name in ["webby", "other-h1", "web/../x", "", "we"] {
+            assert!(b.check_name(name).is_err(), "{name} passes");
+        }
+    }
+}

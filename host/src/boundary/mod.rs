@@ -1,0 +1,305 @@
+//! The privilege boundary under the Wasm sandbox, for contained labs run
+//! by root.
+//!
+//! `nsw run` (and `nsw test`) of a contained lab splits in two before any
+//! thread exists. The *lab's side* — the whole run: wasmtime, the guest,
+//! every netlink and nftables call — moves into a user namespace of its
+//! own, as root there and as the unprivileged uid [`LAB_UID`] on the
+//! machine, with no capability over anything the machine owns. The
+//! namespaces it creates belong to that user namespace, so it has full
+//! power over them and none over the machine's network: even a wasmtime
+//! escape inside the lab cannot touch it. The *broker* stays root, serves
+//! the few things the lab's side cannot do ([`broker`]: mount its
+//! namespaces under /run/netns so `ip netns` and later commands see them,
+//! open its own journal and lock), each checked against the lab, and
+//! exits with the lab's side's status.
+//!
+//! The broker records the lab's user namespace beside its journal before
+//! the lab's side can write a word of it; `nsw down` (root) then acts
+//! only inside that user namespace ([`crate::teardown`]), so a journal
+//! forged from behind the boundary cannot turn root's `down` against the
+//! machine.
+//!
+//! Host-net labs, the uplink (pasta needs the machine's /dev/net/tun) and
+//! programs run as root (`--exec-user root`) keep the privileged path.
+
+mod broker;
+pub mod files;
+pub mod protocol;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Mutex, OnceLock};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+use nix::unistd::{ForkResult, fork};
+
+pub use broker::owner_of;
+use protocol::{Reply, Request};
+
+/// The uid the lab's side is on the machine: root inside its user
+/// namespace, nobody anyone knows outside (no user database entry; the
+/// same for every lab, as `nobody` is for every program).
+pub const LAB_UID: u32 = 0x6e73_0000;
+
+/// What a run behind the boundary needs prepared by root before the split.
+pub struct Plan {
+    pub lab: String,
+    /// Who the lab's programs run as (`--exec-user`), mapped into the
+    /// user namespace as themselves.
+    pub exec_user: (u32, u32),
+    /// `--replace`: an old lab of that name goes first, by root's `down`
+    /// (it may be behind a boundary of its own).
+    pub replace: bool,
+    /// Files the run reads (the script) and writes (reports), opened by
+    /// root: the lab's side may not be able to reach them.
+    pub reads: Vec<PathBuf>,
+    pub writes: Vec<PathBuf>,
+}
+
+/// The socket to the broker, on the lab's side.
+static BROKER: OnceLock<Mutex<OwnedFd>> = OnceLock::new();
+/// Files root opened for the lab's side, by path.
+static OPENED: OnceLock<Mutex<HashMap<PathBuf, File>>> = OnceLock::new();
+
+/// Whether this process is the lab's side of a boundary.
+pub fn inside() -> bool {
+    BROKER.get().is_some()
+}
+
+/// Ask the broker, wait for its answer.
+pub fn call(request: Request, fd: Option<std::os::fd::BorrowedFd>) -> io::Result<(Reply, Option<OwnedFd>)> {
+    let sock = BROKER.get().ok_or_else(|| io::Error::other("no broker"))?;
+    let sock = sock.lock().unwrap_or_else(|e| e.into_inner());
+    protocol::send(sock.as_fd(), &request, fd)?;
+    match protocol::receive::<Reply>(sock.as_fd())? {
+        None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "nsw's broker is gone")),
+        // The errno, as callers tell `ENOENT` and `EEXIST` apart; a refusal
+        // of the broker's own with its reason.
+        Some((Reply::Failed { errno, message }, _)) if message.starts_with(broker::REFUSED) => {
+            Err(io::Error::new(io::Error::from_raw_os_error(errno).kind(), message))
+        }
+        Some((Reply::Failed { errno, .. }, _)) => Err(io::Error::from_raw_os_error(errno)),
+        Some(reply) => Ok(reply),
+    }
+}
+
+/// The file root opened for `path` before the split, if it did.
+pub fn take_opened(path: &Path) -> Option<File> {
+    OPENED.get()?.lock().ok()?.remove(path)
+}
+
+/// Read the file at `path`: the one root opened for the run, or the path.
+pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
+    match take_opened(path) {
+        Some(mut file) => {
+            let mut bytes = Vec::new();
+            io::Read::read_to_end(&mut file, &mut bytes)?;
+            Ok(bytes)
+        }
+        None => std::fs::read(path),
+    }
+}
+
+/// Write `bytes` as the file at `path`: the one root opened for the run,
+/// or the path.
+pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    match take_opened(path) {
+        Some(mut file) => io::Write::write_all(&mut file, bytes),
+        None => std::fs::write(path, bytes),
+    }
+}
+
+/// Split the run: returns `None` on the lab's side, which goes on with the
+/// run; the broker serves it and returns its exit status. Call it while
+/// nsw has one thread.
+pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
+    use crate::journal::StateDir;
+    let places = crate::places::get();
+    let state = StateDir::system();
+    state.ensure()?;
+    crate::backend::kernel::netns::ensure_run_dir().context("preparing /run/netns")?;
+    if plan.replace && state.journal_path(&plan.lab).exists() {
+        replace_old(&plan.lab)?;
+    }
+    let mut opened = HashMap::new();
+    for path in &plan.reads {
+        if let Ok(file) = File::open(path) {
+            opened.insert(path.clone(), file);
+        }
+    }
+    for path in &plan.writes {
+        let file = File::create(path).with_context(|| format!("writing {}", path.display()))?;
+        opened.insert(path.clone(), file);
+    }
+    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).context("a socket for nsw's broker")?;
+    let parent = std::process::id();
+    // SAFETY: nsw has one thread here (see the caller), so the child may do
+    // anything the parent could.
+    match unsafe { fork() }.context("starting the lab's side of nsw")? {
+        ForkResult::Child => {
+            drop(ours);
+            enter_lab_side(theirs, parent)?;
+            let _ = OPENED.set(Mutex::new(opened));
+            Ok(None)
+        }
+        ForkResult::Parent { child } => {
+            drop(theirs);
+            drop(opened);
+            let child_pid = child.as_raw() as u32;
+            forward_signals(child_pid);
+            let served = map_child(&ours, child_pid, plan.exec_user).and_then(|userns| {
+                let broker = broker::Broker {
+                    lab: plan.lab.clone(),
+                    userns,
+                    state: places.state.clone(),
+                    cache: places.cache.clone(),
+                    netns: places.netns.clone(),
+                    marker: state.boundary_path(&plan.lab),
+                };
+                broker.serve(ours.as_fd()).context("serving the lab's side")
+            });
+            drop(ours);
+            let status = nix::sys::wait::waitpid(child, None);
+            // The lab is gone (taken down, rolled back, never made): so is
+            // the record of its boundary.
+            if !state.journal_path(&plan.lab).exists() {
+                let _ = std::fs::remove_file(state.boundary_path(&plan.lab));
+            }
+            if let Err(e) = served {
+                tracing::debug!("broker: {e:#}");
+            }
+            Ok(Some(exit_like(status)))
+        }
+    }
+}
+
+/// `--replace`: take the old lab down as `nsw down` does, and say so as
+/// `run --replace` does.
+fn replace_old(lab: &str) -> Result<()> {
+    let out = std::process::Command::new("/proc/self/exe")
+        .args(["down", lab])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("taking the old lab down")?;
+    let text = String::from_utf8_lossy(&out.stderr);
+    let done = format!("nsw: lab {lab} is down: ");
+    for line in text.lines() {
+        match line.strip_prefix(&done) {
+            Some(summary) => crate::tell::say!("nsw: replaced: took down the old lab {lab} ({summary})"),
+            None => crate::tell::say!("{line}"),
+        }
+    }
+    if !out.status.success() {
+        bail!("lab {lab} could not be replaced: taking the old one down failed");
+    }
+    Ok(())
+}
+
+/// On the lab's side: a user namespace of its own, mapped by the broker;
+/// then root there and [`LAB_UID`] on the machine, unable to gain more.
+fn enter_lab_side(sock: OwnedFd, parent: u32) -> Result<()> {
+    // Never outlive the broker (kill -9 of nsw takes both).
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        std::process::exit(1);
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| {
+        anyhow::anyhow!(
+            "nsw cannot make a user namespace for the lab's privilege boundary here ({e}); \
+             set {}=1 to run contained labs with root's privileges",
+            crate::cli::NO_BOUNDARY
+        )
+    })?;
+    let _ = BROKER.set(Mutex::new(sock));
+    match call(Request::Unshared, None) {
+        Ok(_) => {}
+        Err(e) => bail!("the broker could not map the lab's user namespace: {e}"),
+    }
+    nix::unistd::setgroups(&[]).context("setgroups")?;
+    let root = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root, root, root).context("setresgid")?;
+    let root = nix::unistd::Uid::from_raw(0);
+    nix::unistd::setresuid(root, root, root).context("setresuid")?;
+    nix::sys::prctl::set_no_new_privs()?;
+    Ok(())
+}
+
+/// On the broker's side: wait for the child's user namespace, map it
+/// (root inside is [`LAB_UID`] outside; the programs' user is itself), and
+/// return its inode.
+fn map_child(sock: &OwnedFd, child: u32, (uid, gid): (u32, u32)) -> Result<u64> {
+    match protocol::receive::<Request>(sock.as_fd())? {
+        Some((Request::Unshared, _)) => {}
+        _ => bail!("the lab's side did not start"),
+    }
+    let userns = std::fs::metadata(format!("/proc/{child}/ns/user"))?;
+    use std::os::unix::fs::MetadataExt;
+    let mine = std::fs::metadata("/proc/self/ns/user")?.ino();
+    let result = (|| -> Result<u64> {
+        if userns.ino() == mine {
+            bail!("the lab's side has no user namespace of its own");
+        }
+        let line = |id: u32| if id == LAB_UID || id == 0 { String::new() } else { format!("\n{id} {id} 1") };
+        std::fs::write(format!("/proc/{child}/uid_map"), format!("0 {LAB_UID} 1{}", line(uid))).context("writing the uid map")?;
+        std::fs::write(format!("/proc/{child}/gid_map"), format!("0 {LAB_UID} 1{}", line(gid))).context("writing the gid map")?;
+        Ok(userns.ino())
+    })();
+    let reply = match &result {
+        Ok(_) => Reply::Done,
+        Err(e) => Reply::Failed { errno: libc::EPERM, message: format!("{e:#}") },
+    };
+    protocol::send(sock.as_fd(), &reply, None)?;
+    result
+}
+
+/// The broker exits as its child did: the same code, or killed by the
+/// same signal.
+fn exit_like(status: nix::Result<nix::sys::wait::WaitStatus>) -> ExitCode {
+    use nix::sys::wait::WaitStatus;
+    match status {
+        Ok(WaitStatus::Exited(_, code)) => ExitCode::from(code as u8),
+        Ok(WaitStatus::Signaled(_, signal, _)) => {
+            // SAFETY: back to the default action, then the same signal.
+            unsafe {
+                libc::signal(signal as libc::c_int, libc::SIG_DFL);
+                libc::kill(libc::getpid(), signal as libc::c_int);
+            }
+            ExitCode::from(128 + signal as u8)
+        }
+        _ => ExitCode::from(1),
+    }
+}
+
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// A signal someone sent the broker goes on to the lab's side, which stops
+/// the run (and rolls back); one from the terminal reaches both already.
+fn forward_signals(child: u32) {
+    CHILD.store(child as i32, std::sync::atomic::Ordering::SeqCst);
+    extern "C" fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // SAFETY: the kernel hands a valid siginfo to an SA_SIGINFO handler.
+        let code = unsafe { (*info).si_code };
+        if code <= 0 {
+            // SAFETY: kill is async-signal-safe.
+            unsafe { libc::kill(CHILD.load(std::sync::atomic::Ordering::SeqCst), signal) };
+        }
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        // SAFETY: installing a handler that only calls kill.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = forward as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigaction(signal, &action, std::ptr::null_mut());
+        }
+    }
+    // The broker's writes never kill it; its child reports closed output.
+    // SAFETY: ignoring a signal.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}

@@ -1,0 +1,146 @@
+//! The privilege boundary under the Wasm sandbox (issue 14, part 4): root's
+//! contained labs are built from a user namespace of their own, as an
+//! unprivileged uid on the machine. Code that got out of wasmtime into
+//! nsw's process can touch nothing of the machine, and a journal forged
+//! from there cannot turn root's `nsw down` against it.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+
+use nsw_tests::{Machine, check, guest, ip_in, pings, stderr, text, unique};
+
+/// The user namespace (inode) that owns the namespace at `/run/netns/NAME`.
+fn owner_of_netns(name: &str) -> u64 {
+    let file = fs::File::open(format!("/run/netns/{name}")).expect("a namespace mount");
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: the ioctl takes no argument and returns a new descriptor.
+    let fd = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_USERNS as _) };
+    assert!(fd >= 0, "NS_GET_USERNS on {name}: {}", std::io::Error::last_os_error());
+    // SAFETY: the kernel just made this descriptor for us.
+    let owner = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    owner.metadata().unwrap().ino()
+}
+
+fn my_user_ns() -> u64 {
+    fs::metadata("/proc/self/ns/user").unwrap().ino()
+}
+
+#[test]
+fn a_contained_lab_of_root_is_built_in_a_user_namespace_of_its_own() {
+    let machine = Machine::new("bnd");
+    let lab = machine.lab("b");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    let marker = fs::read_to_string(format!("/run/nsw/{}.userns", lab.name)).expect("the boundary is recorded beside the journal");
+    let recorded: u64 = marker.trim().parse().unwrap();
+    assert_ne!(recorded, my_user_ns(), "the lab's user namespace is the machine's");
+    for netns in [lab.name.clone(), format!("{}-pb", lab.name), format!("{}-jelly", lab.name)] {
+        assert_eq!(owner_of_netns(&netns), recorded, "{netns} is not owned by the lab's user namespace");
+    }
+    // Still where `ip netns` and root's tools look, and working.
+    assert!(pings(&format!("{}-pb", lab.name), "10.0.0.11"), "pb cannot reach jelly");
+    let exec = machine.nsw(&["exec", &lab.name, "jelly", "--", "ip", "-br", "address"]);
+    assert!(exec.status.success() && text(&exec).contains("10.0.0.11"), "{}", text(&exec));
+    lab.down_and_check();
+    assert!(!std::path::Path::new(&format!("/run/nsw/{}.userns", lab.name)).exists(), "the record of the boundary is left");
+}
+
+/// What code escaped from the guest into nsw's process would try.
+const ESCAPE: &str = "ip link add nswesc0 type veth peer name nswesc1; echo link=$?; \
+    touch /run/nsw/nswesc; echo file=$?; \
+    ip netns add nswesc; echo netns=$?; \
+    cat /etc/shadow > /dev/null; echo shadow=$?; \
+    kill -0 1; echo signal=$?; \
+    sysctl -qw net.ipv4.ip_forward=1; echo sysctl=$?";
+
+#[test]
+fn code_that_escaped_the_guest_can_touch_nothing_of_the_machine() {
+    let machine = Machine::new("esc");
+    let before = machine.snapshot();
+    let lab = unique("e");
+    let pbj = guest("pbj");
+    let out = machine.nsw_testing_env(&["run", pbj.to_str().unwrap(), "--name", &lab, "--rm"], &[("NSW_TEST_ESCAPE", ESCAPE)]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = stderr(&out);
+    for attempt in ["link", "file", "netns", "shadow", "signal", "sysctl"] {
+        let line = said.lines().find(|l| l.starts_with(&format!("escape: {attempt}="))).unwrap_or_else(|| panic!("no {attempt} attempt: {said}"));
+        assert_ne!(line, format!("escape: {attempt}=0"), "{attempt} succeeded from behind the boundary:\n{said}");
+    }
+    assert!(!ip_in(&machine.name, &["link", "show"]).contains("nswesc0"), "a link was made in the machine's namespace");
+    assert!(!std::path::Path::new("/run/nsw/nswesc").exists() && !std::path::Path::new("/run/netns/nswesc").exists());
+    nsw_tests::assert_no_leak(&lab, &machine, &before);
+
+    // The check can fail: without the boundary the same code makes its link.
+    let open = machine.nsw_testing_env(
+        &["run", pbj.to_str().unwrap(), "--name", &lab, "--rm"],
+        &[("NSW_TEST_ESCAPE", "ip link add nswesc0 type veth peer name nswesc1; echo link=$?"), ("NSW_NO_BOUNDARY", "1")],
+    );
+    assert!(stderr(&open).contains("escape: link=0"), "{}", text(&open));
+    ip_in(&machine.name, &["link", "del", "nswesc0"]);
+}
+
+/// A process's start time, as /proc/PID/stat has it (field 22).
+fn start_time(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_journal_forged_from_behind_the_boundary_cannot_turn_down_against_the_machine() {
+    let machine = Machine::new("forge");
+    let lab = machine.lab("f");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    // Things of the machine's, which the journal will claim as the lab's.
+    ip_in(&machine.name, &["link", "add", "victim0", "type", "veth", "peer", "name", "victim1"]);
+    let shown = ip_in(&machine.name, &["-o", "link", "show", "victim0"]);
+    let index: u64 = shown.split(':').next().unwrap().trim().parse().unwrap();
+    let mut sleeper = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+    let pid = sleeper.id();
+    // A namespace named like the lab's but not made by it, and one not
+    // named like it at all.
+    let lookalike = format!("{}-fake", lab.name);
+    let other = unique("nswt-other");
+    check("ip", &["netns", "add", &lookalike]);
+    check("ip", &["netns", "add", &other]);
+    let inode = |name: &str| fs::metadata(format!("/run/netns/{name}")).unwrap().ino();
+    let forged = [
+        format!(r#"{{"op":"create","id":9000,"object":{{"type":"link","netns":"machine","name":"victim0","kind":"veth"}},"ident":{index}}}"#),
+        format!(r#"{{"op":"created","id":9000,"ident":{index}}}"#),
+        r#"{"op":"create","id":9001,"object":{"type":"process","netns":"machine","program":"sleep"}}"#.to_string(),
+        format!(r#"{{"op":"created","id":9001,"ident":{pid},"since":{}}}"#, start_time(pid)),
+        format!(r#"{{"op":"create","id":9002,"object":{{"type":"netns","name":"{lookalike}","node":"fake"}}}}"#),
+        format!(r#"{{"op":"created","id":9002,"ident":{}}}"#, inode(&lookalike)),
+        format!(r#"{{"op":"create","id":9003,"object":{{"type":"netns","name":"{other}","node":"other"}}}}"#),
+        format!(r#"{{"op":"created","id":9003,"ident":{}}}"#, inode(&other)),
+        r#"{"op":"create","id":9004,"object":{"type":"shared-setting","key":"net.ipv4.ip_forward"}}"#.to_string(),
+        r#"{"op":"created","id":9004}"#.to_string(),
+    ];
+    let journal = nsw_tests::journal_path(&lab.name);
+    let mut text_now = fs::read_to_string(&journal).unwrap();
+    for line in &forged {
+        text_now.push_str(line);
+        text_now.push('\n');
+    }
+    fs::write(&journal, text_now).unwrap();
+
+    // Root's `nsw link` does not act on a namespace outside the boundary.
+    let link = machine.nsw(&["link", &lab.name, "fake:eth0", "--down"]);
+    assert!(!link.status.success() && stderr(&link).contains("is not inside it"), "{}", text(&link));
+    let down = machine.nsw(&["down", &lab.name]);
+    let survived = (
+        ip_in(&machine.name, &["link", "show"]).contains("victim0"),
+        sleeper.try_wait().unwrap().is_none(),
+        std::path::Path::new(&format!("/run/netns/{lookalike}")).exists(),
+        std::path::Path::new(&format!("/run/netns/{other}")).exists(),
+    );
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    check("ip", &["netns", "del", &lookalike]);
+    check("ip", &["netns", "del", &other]);
+    ip_in(&machine.name, &["link", "del", "victim0"]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_eq!(survived, (true, true, true, true), "down removed what the forged journal claimed (link, process, lookalike, other):\n{}", text(&down));
+    assert!(stderr(&down).contains("left alone"), "{}", text(&down));
+    lab.assert_gone();
+}

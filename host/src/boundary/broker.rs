@@ -35,6 +35,8 @@ pub struct Broker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     StateDir,
+    /// The compiled cache's directory, whose `contained/` is the lab's.
+    CacheBase,
     CacheDir,
     /// `LAB.d`, the output of the lab's programs.
     Outputs,
@@ -44,7 +46,7 @@ enum Place {
 }
 
 impl Place {
-    const ALL: [Place; 5] = [Place::StateDir, Place::CacheDir, Place::Outputs, Place::LabFile, Place::CacheFile];
+    const ALL: [Place; 6] = [Place::StateDir, Place::CacheBase, Place::CacheDir, Place::Outputs, Place::LabFile, Place::CacheFile];
 }
 
 /// How the broker's refusals begin.
@@ -126,7 +128,7 @@ impl Broker {
                 (Reply::Done, None)
             }
             Request::CreateDir { path } => {
-                self.place(&path, &[Place::StateDir, Place::CacheDir, Place::Outputs])?;
+                self.place(&path, &[Place::StateDir, Place::CacheBase, Place::CacheDir, Place::Outputs])?;
                 files::create_dir_all(&path)?;
                 (Reply::Done, None)
             }
@@ -172,6 +174,8 @@ impl Broker {
             Some(Place::StateDir)
         } else if path == self.cache {
             Some(Place::CacheDir)
+        } else if Some(path) == self.cache.parent() {
+            Some(Place::CacheBase)
         } else if path == outputs {
             Some(Place::Outputs)
         } else if parent == outputs || (parent == self.state && (name == format!("{lab}.lock") || name == format!("{lab}.journal"))) {
@@ -243,7 +247,7 @@ mod tests {
             lab: "web".into(),
             userns: 1,
             state: "/run/nsw".into(),
-            cache: "/var/cache/nsw".into(),
+            cache: "/var/cache/nsw/contained".into(),
             netns: "/run/netns".into(),
             marker: "/run/nsw/web.userns".into(),
         }
@@ -257,15 +261,15 @@ mod tests {
         assert!(ok("/run/nsw/web.journal", &files));
         assert!(ok("/run/nsw/web.lock", &files));
         assert!(ok("/run/nsw/web.d/0.log", &files));
-        assert!(ok("/var/cache/nsw/ab12.cwasm", &files));
+        assert!(ok("/var/cache/nsw/contained/ab12.cwasm", &files));
         assert!(ok("/run/nsw/web.d", &[Place::Outputs]));
         // Another lab's, the record of the boundary, anything else.
-        for path in ["/run/nsw/webby.journal", "/run/nsw/other.journal", "/run/nsw/web.userns", "/run/nsw/web.d/../other.journal", "/etc/passwd", "web.journal", "/run/nsw/shared/1.lock"] {
+        for path in ["/var/cache/nsw/ab12.cwasm", "/run/nsw/webby.journal", "/run/nsw/other.journal", "/run/nsw/web.userns", "/run/nsw/web.d/../other.journal", "/etc/passwd", "web.journal", "/run/nsw/shared/1.lock"] {
             assert!(!ok(path, &files), "{path} is reachable");
         }
         // Directories are never opened, removed whole only if the lab's outputs.
         assert!(!ok("/run/nsw", &[Place::Outputs, Place::LabFile, Place::CacheFile]));
-        assert!(!ok("/var/cache/nsw", &[Place::Outputs]));
+        assert!(!ok("/var/cache/nsw", &[Place::Outputs, Place::CacheFile]));
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
                     lab: plan.lab.clone(),
                     userns,
                     state: places.state.clone(),
-                    cache: places.cache.clone(),
+                    cache: places.cache.join(crate::runtime::cache::CONTAINED),
                     netns: places.netns.clone(),
                     marker: state.boundary_path(&plan.lab),
                 };

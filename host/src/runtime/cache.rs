@@ -17,6 +17,9 @@ use wasmtime::component::Component;
 use crate::boundary::files;
 use crate::boundary::protocol::How;
 
+/// The part of the cache written from behind the privilege boundary.
+pub const CONTAINED: &str = "contained";
+
 pub struct Cache {
     dir: PathBuf,
 }
@@ -61,7 +64,15 @@ impl Cache {
     /// for root, `~/.cache/nsw` for a user: [`crate::places`]), created
     /// 0700 if missing. Errors say why it cannot be trusted.
     pub fn open_default() -> Result<Cache> {
-        Cache::open(crate::places::get().cache.clone())
+        let dir = crate::places::get().cache.clone();
+        if crate::boundary::inside() {
+            // What is compiled behind the privilege boundary is kept apart
+            // (`contained/`) and never loaded by a privileged run: code that
+            // escaped a lab could have written it.
+            let base = Cache::open(dir)?;
+            return Cache::open(base.dir.join(CONTAINED));
+        }
+        Cache::open(dir)
     }
 
     pub fn open(dir: PathBuf) -> Result<Cache> {

@@ -190,6 +190,20 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
             }
         }
     }
+    // Behind the boundary the lab's side could have had namespaces mounted
+    // that its journal never named: one of the lab's names owned by its
+    // user namespace is provably the lab's.
+    if let Some(userns) = inside {
+        for name in machine.lab_netns_names(&record.info.name).await? {
+            if seen.contains(&name) || machine.netns_owner(&name).await? != Some(userns) {
+                continue;
+            }
+            if let Some(inode) = machine.netns_inode(&name).await? {
+                seen.insert(name.clone());
+                namespaces.push((name, Ok(NetnsState::Ours(inode))));
+            }
+        }
+    }
     let ours: Vec<u64> = namespaces.iter().filter_map(|(_, found)| match found {
         Ok(NetnsState::Ours(inode)) => Some(*inode),
         _ => None,

@@ -124,6 +124,33 @@ fn a_journal_forged_from_behind_the_boundary_cannot_turn_down_against_the_machin
     }
     fs::write(&journal, text_now).unwrap();
 
+    // And one the lab's side could have had mounted without a word in its
+    // journal: made inside the lab's user namespace, mounted by root.
+    let ghost = format!("{}-ghost", lab.name);
+    let userns = fs::File::open(format!("/run/netns/{}", lab.name)).unwrap();
+    // SAFETY: the ioctl takes no argument and returns a new descriptor.
+    let userns_fd = unsafe { libc::ioctl(userns.as_raw_fd(), 0xb701 as _) };
+    assert!(userns_fd >= 0);
+    let mut inside = std::process::Command::new("nsenter")
+        // (The descriptor is close-on-exec: named through this process.)
+        .arg(format!("--user=/proc/{}/fd/{userns_fd}", std::process::id()))
+        .args(["unshare", "--net", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    let ns = format!("/proc/{}/ns/net", inside.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mine = fs::metadata("/proc/self/ns/net").unwrap().ino();
+    while fs::metadata(&ns).map(|m| m.ino()).unwrap_or(mine) == mine {
+        assert!(std::time::Instant::now() < deadline && inside.try_wait().unwrap().is_none(), "unshare --net never ran");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    fs::File::create(format!("/run/netns/{ghost}")).unwrap();
+    check("mount", &["--bind", &ns, &format!("/run/netns/{ghost}")]);
+    let _ = inside.kill();
+    let _ = inside.wait();
+    // SAFETY: closing the descriptor the ioctl made.
+    unsafe { libc::close(userns_fd) };
+    assert_eq!(owner_of_netns(&ghost), owner_of_netns(&lab.name));
     // Root's `nsw link` does not act on a namespace outside the boundary.
     let link = machine.nsw(&["link", &lab.name, "fake:eth0", "--down"]);
     assert!(!link.status.success() && stderr(&link).contains("is not inside it"), "{}", text(&link));
@@ -142,5 +169,6 @@ fn a_journal_forged_from_behind_the_boundary_cannot_turn_down_against_the_machin
     assert!(down.status.success(), "{}", text(&down));
     assert_eq!(survived, (true, true, true, true), "down removed what the forged journal claimed (link, process, lookalike, other):\n{}", text(&down));
     assert!(stderr(&down).contains("left alone"), "{}", text(&down));
+    assert!(!std::path::Path::new(&format!("/run/netns/{ghost}")).exists(), "the lab's own namespace, never journaled, is left:\n{}", text(&down));
     lab.assert_gone();
 }

@@ -102,6 +102,12 @@ impl Broker {
             Request::Unpin { name } => (Reply::Existed(self.unpin(&name)?), None),
             Request::Open { path, how } => {
                 self.place(&path, &[Place::LabFile, Place::CacheFile])?;
+                // A journal comes into being only with the record of the
+                // boundary (CreateNew); an existing one is only read or
+                // added to.
+                if path == self.journal() && !matches!(how, protocol::How::CreateNew | protocol::How::Read | protocol::How::ReadAppend) {
+                    return Err(denied(format!("{} is created only as a new journal", path.display())));
+                }
                 let file = files::open_here(&path, how)?;
                 if how == protocol::How::CreateNew && path == self.journal() {
                     // Before the lab's side can write a word of its journal.

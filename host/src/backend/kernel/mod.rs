@@ -356,6 +356,15 @@ impl Teardown for KernelBackend {
         }
     }
 
+    async fn lab_netns_names(&mut self, lab: &str) -> io::Result<Vec<String>> {
+        let dir = match std::fs::read_dir(&crate::places::get().netns) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(dir.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| crate::policy::netns_of_lab(n, lab)).collect())
+    }
+
     async fn process_owner(&mut self, pid: u32) -> io::Result<Option<u64>> {
         use std::os::unix::fs::MetadataExt;
         match std::fs::metadata(format!("/proc/{pid}/ns/user")) {

@@ -78,9 +78,27 @@ fn reply_failed(e: &io::Error) -> Reply {
 }
 
 impl Broker {
-    /// Serve until the child closes its end.
-    pub fn serve(&self, sock: BorrowedFd) -> io::Result<()> {
-        while let Some((request, fd)) = protocol::receive::<Request>(sock)? {
+    /// Serve until the child closes its end or ends (whatever it left
+    /// holding the socket gets no more answers).
+    pub fn serve(&self, sock: BorrowedFd, child: u32) -> io::Result<()> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        // SAFETY: pidfd_open takes a pid and flags and returns a descriptor.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child as libc::pid_t, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the kernel just made this descriptor for us.
+        let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw as i32) };
+        loop {
+            let mut fds = [PollFd::new(sock, PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                other => other?,
+            };
+            if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                return Ok(());
+            }
+            let Some((request, fd)) = protocol::receive::<Request>(sock)? else { return Ok(()) };
             tracing::trace!("broker: {request:?}");
             let (reply, out) = match self.handle(request, fd) {
                 Ok(done) => done,
@@ -88,7 +106,6 @@ impl Broker {
             };
             protocol::send(sock, &reply, out.as_ref().map(|f| f.as_fd()))?;
         }
-        Ok(())
     }
 
     fn handle(&self, request: Request, fd: Option<OwnedFd>) -> io::Result<(Reply, Option<OwnedFd>)> {
@@ -108,11 +125,22 @@ impl Broker {
                 if path == self.journal() && !matches!(how, protocol::How::CreateNew | protocol::How::Read | protocol::How::ReadAppend) {
                     return Err(denied(format!("{} is created only as a new journal", path.display())));
                 }
-                let file = files::open_here(&path, how)?;
-                if how == protocol::How::CreateNew && path == self.journal() {
-                    // Before the lab's side can write a word of its journal.
+                if path == self.journal() && how == protocol::How::CreateNew {
+                    // The record first: no journal of this lab's side ever
+                    // exists without it (and another lab's is never touched).
+                    if fs::symlink_metadata(&path).is_ok() {
+                        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+                    }
                     self.record_boundary()?;
+                    return match files::open_here(&path, how) {
+                        Ok(file) => Ok((Reply::Opened, Some(file.into()))),
+                        Err(e) => {
+                            let _ = fs::remove_file(&self.marker);
+                            Err(e)
+                        }
+                    };
                 }
+                let file = files::open_here(&path, how)?;
                 (Reply::Opened, Some(file.into()))
             }
             Request::Stat { path } => {
@@ -201,7 +229,12 @@ impl Broker {
     fn pin(&self, name: &str, fd: OwnedFd) -> io::Result<()> {
         self.check_name(name)?;
         let fs = nix::sys::statfs::fstatfs(&fd)?;
-        if fs.filesystem_type().0 as i64 != crate::backend::kernel::netns::NSFS_MAGIC || owner_of(fd.as_fd())? != self.userns {
+        // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
+        let kind = unsafe { libc::ioctl(fd.as_raw_fd(), 0xb703 as _) };
+        if fs.filesystem_type().0 as i64 != crate::backend::kernel::netns::NSFS_MAGIC
+            || kind != libc::CLONE_NEWNET
+            || owner_of(fd.as_fd())? != self.userns
+        {
             return Err(denied(format!("the namespace for {name} is not the lab's own")));
         }
         let path = self.netns.join(name);

@@ -162,15 +162,14 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
                     netns: places.netns.clone(),
                     marker: state.boundary_path(&plan.lab),
                 };
-                broker.serve(ours.as_fd()).context("serving the lab's side")
+                broker.serve(ours.as_fd(), child_pid).context("serving the lab's side")
             });
             drop(ours);
+            // Wait for it to end, stop forwarding signals to its pid, then
+            // reap it (its pid is free for reuse only then).
+            let _ = nix::sys::wait::waitid(nix::sys::wait::Id::Pid(child), nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT);
+            CHILD.store(0, std::sync::atomic::Ordering::SeqCst);
             let status = nix::sys::wait::waitpid(child, None);
-            // The lab is gone (taken down, rolled back, never made): so is
-            // the record of its boundary.
-            if !state.journal_path(&plan.lab).exists() {
-                let _ = std::fs::remove_file(state.boundary_path(&plan.lab));
-            }
             if let Err(e) = served {
                 tracing::debug!("broker: {e:#}");
             }
@@ -227,6 +226,11 @@ fn enter_lab_side(sock: OwnedFd, parent: u32) -> Result<()> {
     let root = nix::unistd::Uid::from_raw(0);
     nix::unistd::setresuid(root, root, root).context("setresuid")?;
     nix::sys::prctl::set_no_new_privs()?;
+    // A change of uid clears the parent-death signal: set it again.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if nix::unistd::getppid().as_raw() as u32 != parent {
+        std::process::exit(1);
+    }
     Ok(())
 }
 
@@ -285,9 +289,10 @@ fn forward_signals(child: u32) {
     extern "C" fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
         // SAFETY: the kernel hands a valid siginfo to an SA_SIGINFO handler.
         let code = unsafe { (*info).si_code };
-        if code <= 0 {
+        let child = CHILD.load(std::sync::atomic::Ordering::SeqCst);
+        if code <= 0 && child > 0 {
             // SAFETY: kill is async-signal-safe.
-            unsafe { libc::kill(CHILD.load(std::sync::atomic::Ordering::SeqCst), signal) };
+            unsafe { libc::kill(child, signal) };
         }
     }
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {

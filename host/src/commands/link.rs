@@ -70,8 +70,12 @@ fn check_inside(record: &crate::journal::LabRecord, node: &str, userns: u64) -> 
     if record.info.mode != crate::journal::Mode::Contained {
         return Err(outside());
     }
-    // A node the lab does not have: reopening it says so.
-    let Some(name) = record.namespaces().find(|(_, n)| *n == node).map(|(name, _)| name.to_string()) else {
+    // The namespace reopening the lab will attach (the same choice as
+    // `Lab::reopen`); a node the lab does not have: reopening says so.
+    let Some(name) = record.objects.iter().filter(|o| o.confirmed).find_map(|o| match (&o.object, o.ident) {
+        (crate::journal::Object::Netns { name, node: n }, Some(_)) if n == node => Some(name.clone()),
+        _ => None,
+    }) else {
         return Ok(());
     };
     if !crate::policy::netns_of_lab(&name, lab) {

@@ -198,7 +198,13 @@ impl StateDir {
                 Err(e) => tracing::warn!("{}: skipping a torn line ({e})", path.display()),
             }
         }
-        LabRecord::from_entries(entries).map(Some).with_context(|| format!("reading {}", path.display()))
+        let record = LabRecord::from_entries(entries).with_context(|| format!("reading {}", path.display()))?;
+        // A journal is the lab's whose file it is: one written from behind
+        // the privilege boundary may say otherwise.
+        if record.info.name != lab {
+            bail!("{} names lab {:?}, not {lab}: not a journal nsw wrote", path.display(), record.info.name);
+        }
+        Ok(Some(record))
     }
 
     /// Remove a lab's journal (the lab is gone), keeping the lock; and the
@@ -275,6 +281,21 @@ mod tests {
     fn tempdir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("nsw-journal-test-{}-{}", std::process::id(), rand_suffix()));
         dir
+    }
+
+    #[test]
+    fn a_journal_that_names_another_lab_is_refused() {
+        let dir = StateDir::at(tempdir());
+        let lock = dir.lock("lab7").unwrap();
+        let journal = dir.create_journal(&lock, info("lab7")).unwrap();
+        drop(journal);
+        // What a lab's side behind the boundary could write over its own.
+        let line = serde_json::to_string(&Entry::Lab(info("lab8"))).unwrap();
+        fs::write(dir.journal_path("lab7"), format!("{line}\n")).unwrap();
+        let err = dir.read("lab7").unwrap_err();
+        assert!(format!("{err:#}").contains("names lab \"lab8\""), "{err:#}");
+        dir.remove(lock, "lab7").unwrap();
+        fs::remove_dir_all(dir.path).unwrap();
     }
 
     fn rand_suffix() -> u64 {

@@ -13,17 +13,17 @@ pub const MAX_NAME_LEN: usize = 32;
 /// Interface names are at most IFNAMSIZ - 1 bytes.
 pub const MAX_IFNAME_LEN: usize = 15;
 
-/// Check a lab name (`pbj`). It names the lab's own namespace, the prefix of
-/// its nodes' namespaces, its journal file and its nftables table. It has
-/// no `-`: that is what separates a lab from its node in `<lab>-<node>`,
-/// so that lab `a` with node `b-c` and lab `a-b` with node `c` can never
-/// meet in one namespace name.
 /// Whether `netns` is a namespace name of lab `lab`: `LAB` (its host) or
 /// `LAB-NODE`.
 pub fn netns_of_lab(netns: &str, lab: &str) -> bool {
     netns.strip_prefix(lab).is_some_and(|rest| rest.is_empty() || rest.starts_with('-')) && !netns.contains('/')
 }
 
+/// Check a lab name (`pbj`). It names the lab's own namespace, the prefix of
+/// its nodes' namespaces, its journal file and its nftables table. It has
+/// no `-`: that is what separates a lab from its node in `<lab>-<node>`,
+/// so that lab `a` with node `b-c` and lab `a-b` with node `c` can never
+/// meet in one namespace name.
 pub fn check_lab_name(name: &str) -> LabResult<()> {
     check_safe_name("lab name", name)?;
     if name.contains('-') {

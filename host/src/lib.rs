@@ -9,6 +9,7 @@
 //! root runs a contained lab, all of that happens behind the [`boundary`],
 //! in a user namespace with no privilege over the machine.
 
+pub mod access;
 pub mod backend;
 pub mod boundary;
 pub mod cli;
@@ -19,6 +20,8 @@ pub mod imports;
 pub mod inspect;
 pub mod journal;
 pub mod lab;
+pub mod layout;
+pub mod naming;
 pub mod places;
 pub mod policy;
 pub mod progress;

@@ -98,7 +98,7 @@ impl SharedSettings {
     /// The registry of the machine namespace of inode `machine`, beside
     /// the journals in `state_dir`.
     pub fn new(state_dir: &std::path::Path, machine: u64) -> SharedSettings {
-        SharedSettings { dir: state_dir.join("shared"), machine }
+        SharedSettings { dir: crate::layout::shared_settings(state_dir), machine }
     }
 
     fn path(&self) -> PathBuf {

@@ -77,11 +77,11 @@ pub struct RouteOut {
 
 /// Read the lab `record` describes from the kernel.
 pub async fn read(record: &LabRecord, kernel: &mut dyn Survey) -> anyhow::Result<LabView> {
-    let table = format!("nsw-{}", record.info.name);
+    let table = crate::naming::nft_table(&record.info.name);
     // Node of each namespace, as the journal knows them.
     let mut places: Vec<(NetnsRef, String)> = Vec::new();
     if record.info.mode == Mode::HostNet {
-        places.push((NetnsRef::Machine, "host".into()));
+        places.push((NetnsRef::Machine, crate::naming::HOST.into()));
     }
     places.extend(record.namespaces().map(|(name, node)| (NetnsRef::Named(name.into()), node.to_string())));
     let node_of: HashMap<NetnsRef, String> = places.iter().cloned().collect();

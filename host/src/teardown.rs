@@ -26,7 +26,8 @@ use ipnet::IpNet;
 
 use crate::backend::rules::TableFamily;
 use crate::backend::{ProcessId, Removal, Teardown};
-use crate::journal::{LabRecord, Mode, NetnsRef, Object, OwnedObject};
+use crate::journal::{LabRecord, NetnsRef, Object, OwnedObject};
+use crate::policy::{Mode, ownership};
 use crate::shared_settings::{Released, SharedSettings, Sysctls};
 
 /// How long a process gets between SIGTERM and SIGKILL.
@@ -96,8 +97,6 @@ fn gone_is_fine(outcome: io::Result<()>) -> io::Result<Removal> {
     }
 }
 
-/// Why a lab behind the privilege boundary leaves something alone.
-const OUTSIDE: &str = "outside the user namespace the lab was built in (behind nsw's privilege boundary)";
 
 /// Remove everything `record` owns. Objects in the machine's namespace
 /// are removed only from that namespace; with `force`, from anywhere else
@@ -116,9 +115,11 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
                 (Some(pid), Some(since)) => {
                     let outcome = match inside {
                         Some(userns) => match machine.process_owner(pid as u32).await {
-                            Ok(Some(owner)) if owner != userns => Ok(Removal::NotOurs(OUTSIDE.into())),
+                            Ok(owner) => match ownership::process_outside(owner, userns) {
+                                Some(why) => Ok(Removal::NotOurs(why.into())),
+                                None => machine.stop_process(ProcessId { pid: pid as u32, since }, GRACE).await,
+                            },
                             Err(e) => Err(e),
-                            _ => machine.stop_process(ProcessId { pid: pid as u32, since }, GRACE).await,
                         },
                         None => machine.stop_process(ProcessId { pid: pid as u32, since }, GRACE).await,
                     };
@@ -137,11 +138,9 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
         .rev()
         .filter(|o| o.object.netns() == NetnsRef::Machine && !matches!(o.object, Object::Process { .. }))
         .collect();
-    if inside.is_some() {
-        // The lab's side could not touch the machine's namespace: nothing
-        // there is the lab's, whatever the journal says.
+    if let Some(why) = ownership::machine_object_outside(inside) {
         for owned in in_machine.iter().filter(|o| !matches!(o.object, Object::Address { .. })) {
-            report.note(owned.object.to_string(), Ok(Removal::NotOurs(OUTSIDE.into())));
+            report.note(owned.object.to_string(), Ok(Removal::NotOurs(why.into())));
         }
     }
     let in_machine: Vec<&OwnedObject> = if inside.is_some() { Vec::new() } else { in_machine };
@@ -194,7 +193,8 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
     // that its journal never named: one of the lab's names owned by its
     // user namespace is provably the lab's.
     if let Some(userns) = inside {
-        for name in machine.lab_netns_names(&record.info.name).await? {
+        let lab = &record.info.name;
+        for name in machine.netns_names().await?.into_iter().filter(|n| crate::naming::netns_of_lab(n, lab)) {
             if seen.contains(&name) || machine.netns_owner(&name).await? != Some(userns) {
                 continue;
             }
@@ -260,15 +260,10 @@ enum NetnsState {
 }
 
 /// Why the namespace `name` is not for a lab behind the boundary to
-/// remove: not named for the lab, or owned by another user namespace.
+/// remove (the policy's verdict on what the backend finds).
 async fn outside_of(machine: &mut dyn Teardown, name: &str, lab: &str, userns: u64) -> io::Result<Option<String>> {
-    if !crate::policy::netns_of_lab(name, lab) {
-        return Ok(Some(format!("not a namespace name of lab {lab}")));
-    }
-    Ok(match machine.netns_owner(name).await? {
-        Some(owner) if owner != userns => Some(OUTSIDE.to_string()),
-        _ => None,
-    })
+    let owner = if crate::naming::netns_of_lab(name, lab) { machine.netns_owner(name).await? } else { None };
+    Ok(ownership::netns_outside(name, lab, owner, userns))
 }
 
 async fn netns_state(machine: &mut dyn Teardown, name: &str, inode: Option<u64>) -> io::Result<NetnsState> {

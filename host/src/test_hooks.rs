@@ -71,6 +71,6 @@ pub fn write_timings(t: &Timings) -> anyhow::Result<()> {
         "down_s": t.down.map(|d| d.as_secs_f64()),
         "service_starts_s": SERVICE_STARTS.lock().map(|s| s.iter().map(Duration::as_secs_f64).collect::<Vec<_>>()).unwrap_or_default(),
     });
-    crate::boundary::write_output(std::path::Path::new(&path), value.to_string().as_bytes())?;
+    crate::access::write_output(std::path::Path::new(&path), value.to_string().as_bytes())?;
     Ok(())
 }

@@ -276,9 +276,8 @@ pub trait Teardown: Send {
     async fn netns_owner(&mut self, _name: &str) -> io::Result<Option<u64>> {
         Err(io::Error::new(io::ErrorKind::Unsupported, "no user namespaces here"))
     }
-    /// The names under /run/netns that are lab `lab`'s by name (`LAB`,
-    /// `LAB-*`), whoever mounted them.
-    async fn lab_netns_names(&mut self, _lab: &str) -> io::Result<Vec<String>> {
+    /// Every name under /run/netns, whoever mounted it.
+    async fn netns_names(&mut self) -> io::Result<Vec<String>> {
         Ok(Vec::new())
     }
     /// The user namespace (inode) process `pid` is in, if it runs.

@@ -15,8 +15,10 @@ use nix::fcntl::{OFlag, open};
 use nix::mount::{MsFlags, mount};
 use nix::sys::stat::Mode;
 
-use super::files;
-use super::protocol::{self, Reply, Request};
+use crate::access::files;
+use crate::backend::kernel::netns;
+use crate::policy::ownership;
+use crate::access::protocol::{self, Reply, Request};
 
 /// What the broker serves: one lab, one child.
 pub struct Broker {
@@ -49,31 +51,36 @@ impl Place {
     const ALL: [Place; 6] = [Place::StateDir, Place::CacheBase, Place::CacheDir, Place::Outputs, Place::LabFile, Place::CacheFile];
 }
 
-/// How the broker's refusals begin.
-pub const REFUSED: &str = "outside the lab";
-
-fn denied(what: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::PermissionDenied, format!("{REFUSED}: {what}"))
+/// Why a request was not done: refused by the broker, or failed.
+#[derive(Debug)]
+enum NotDone {
+    Refused(String),
+    Failed(io::Error),
 }
 
-/// `ioctl(NS_GET_USERNS)`: the user namespace that owns namespace `fd`.
-pub fn owner_of(fd: BorrowedFd) -> io::Result<u64> {
-    const NS_GET_USERNS: libc::c_ulong = 0xb701;
-    // SAFETY: the ioctl takes no argument and returns a new descriptor.
-    let raw = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_USERNS as _) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
+impl From<io::Error> for NotDone {
+    fn from(e: io::Error) -> Self {
+        NotDone::Failed(e)
     }
-    // SAFETY: the kernel just made this descriptor for us.
-    let owner = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-    Ok(fs::File::from(owner).metadata()?.ino())
 }
 
-/// A failure, with the errno; `EPERM` and the reason for a refusal.
-fn reply_failed(e: &io::Error) -> Reply {
-    match e.raw_os_error() {
-        Some(errno) => Reply::Failed { errno, message: e.to_string() },
-        None => Reply::Failed { errno: libc::EPERM, message: e.to_string() },
+impl From<nix::errno::Errno> for NotDone {
+    fn from(e: nix::errno::Errno) -> Self {
+        NotDone::Failed(e.into())
+    }
+}
+
+type Served<T> = Result<T, NotDone>;
+
+fn denied(what: impl std::fmt::Display) -> NotDone {
+    NotDone::Refused(what.to_string())
+}
+
+/// A refusal with its reason, a failure with its errno.
+fn reply_not_done(e: NotDone) -> Reply {
+    match e {
+        NotDone::Refused(why) => Reply::Refused { why },
+        NotDone::Failed(e) => Reply::Failed { errno: e.raw_os_error().unwrap_or(libc::EIO) },
     }
 }
 
@@ -102,17 +109,17 @@ impl Broker {
             tracing::trace!("broker: {request:?}");
             let (reply, out) = match self.handle(request, fd) {
                 Ok(done) => done,
-                Err(e) => (reply_failed(&e), None),
+                Err(e) => (reply_not_done(e), None),
             };
             protocol::send(sock, &reply, out.as_ref().map(|f| f.as_fd()))?;
         }
     }
 
-    fn handle(&self, request: Request, fd: Option<OwnedFd>) -> io::Result<(Reply, Option<OwnedFd>)> {
+    fn handle(&self, request: Request, fd: Option<OwnedFd>) -> Served<(Reply, Option<OwnedFd>)> {
         Ok(match request {
             Request::Unshared => return Err(denied("already mapped")),
             Request::Pin { name } => {
-                let fd = fd.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no namespace came with the request"))?;
+                let fd = fd.ok_or_else(|| denied("no namespace came with the request"))?;
                 self.pin(&name, fd)?;
                 (Reply::Done, None)
             }
@@ -129,14 +136,14 @@ impl Broker {
                     // The record first: no journal of this lab's side ever
                     // exists without it (and another lab's is never touched).
                     if fs::symlink_metadata(&path).is_ok() {
-                        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+                        return Err(io::Error::from_raw_os_error(libc::EEXIST).into());
                     }
                     self.record_boundary()?;
                     return match files::open_here(&path, how) {
                         Ok(file) => Ok((Reply::Opened, Some(file.into()))),
                         Err(e) => {
                             let _ = fs::remove_file(&self.marker);
-                            Err(e)
+                            Err(e.into())
                         }
                     };
                 }
@@ -183,12 +190,12 @@ impl Broker {
     }
 
     fn journal(&self) -> PathBuf {
-        self.state.join(format!("{}.journal", self.lab))
+        crate::layout::journal(&self.state, &self.lab)
     }
 
     /// A namespace name of this lab: `LAB` (its host) or `LAB-NODE`.
-    fn check_name(&self, name: &str) -> io::Result<()> {
-        if !crate::policy::netns_of_lab(name, &self.lab) || name.len() > 255 {
+    fn check_name(&self, name: &str) -> Served<()> {
+        if ownership::netns_outside(name, &self.lab, None, self.userns).is_some() || name.len() > 255 {
             return Err(denied(format!("netns {name} is not one of lab {}'s", self.lab)));
         }
         Ok(())
@@ -196,12 +203,12 @@ impl Broker {
 
     /// Which of the lab's places `path` is, if it is one of `allowed`:
     /// its own files in the state directory, and the compiled cache.
-    fn place(&self, path: &Path, allowed: &[Place]) -> io::Result<()> {
+    fn place(&self, path: &Path, allowed: &[Place]) -> Served<()> {
         let plain = path.is_absolute() && path.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
         let lab = &self.lab;
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         let parent = path.parent().unwrap_or(Path::new("/"));
-        let outputs = self.state.join(format!("{lab}.d"));
+        let outputs = crate::layout::outputs(&self.state, lab);
         let place = if !plain {
             None
         } else if path == self.state {
@@ -212,9 +219,9 @@ impl Broker {
             Some(Place::CacheBase)
         } else if path == outputs {
             Some(Place::Outputs)
-        } else if parent == outputs || (parent == self.state && (name == format!("{lab}.lock") || name == format!("{lab}.journal"))) {
+        } else if parent == outputs || (parent == self.state && crate::layout::is_lab_file(name, lab)) {
             Some(Place::LabFile)
-        } else if parent == self.cache && (name.ends_with(".cwasm") || name.contains(".tmp")) {
+        } else if parent == self.cache && crate::layout::is_cache_file(name) {
             Some(Place::CacheFile)
         } else {
             None
@@ -226,14 +233,14 @@ impl Broker {
     }
 
     /// Mount the child's namespace `fd` at `/run/netns/NAME`.
-    fn pin(&self, name: &str, fd: OwnedFd) -> io::Result<()> {
+    fn pin(&self, name: &str, fd: OwnedFd) -> Served<()> {
         self.check_name(name)?;
         let fs = nix::sys::statfs::fstatfs(&fd)?;
         // SAFETY: NS_GET_NSTYPE takes no argument and returns the type.
         let kind = unsafe { libc::ioctl(fd.as_raw_fd(), 0xb703 as _) };
-        if fs.filesystem_type().0 as i64 != crate::backend::kernel::netns::NSFS_MAGIC
+        if fs.filesystem_type().0 as i64 != netns::NSFS_MAGIC
             || kind != libc::CLONE_NEWNET
-            || owner_of(fd.as_fd())? != self.userns
+            || ownership::netns_outside(name, &self.lab, Some(netns::owner_of(fd.as_fd())?), self.userns).is_some()
         {
             return Err(denied(format!("the namespace for {name} is not the lab's own")));
         }
@@ -250,21 +257,21 @@ impl Broker {
 
     /// Unmount and remove `/run/netns/NAME`, if what is mounted there is
     /// the lab's (or nothing is).
-    fn unpin(&self, name: &str) -> io::Result<bool> {
+    fn unpin(&self, name: &str) -> Served<bool> {
         self.check_name(name)?;
         let path = self.netns.join(name);
         match fs::File::open(&path) {
             Ok(file) => {
                 let fs = nix::sys::statfs::fstatfs(&file)?;
-                if fs.filesystem_type().0 as i64 == crate::backend::kernel::netns::NSFS_MAGIC && owner_of(file.as_fd())? != self.userns {
+                if fs.filesystem_type().0 as i64 == netns::NSFS_MAGIC && ownership::netns_outside(name, &self.lab, Some(netns::owner_of(file.as_fd())?), self.userns).is_some() {
                     return Err(denied(format!("netns {name} is not the lab's own")));
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         }
         // The lab's (or nothing is mounted): as root would remove any.
-        crate::backend::kernel::netns::delete_named(name)
+        Ok(netns::delete_named(name)?)
     }
 }
 

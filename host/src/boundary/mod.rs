@@ -24,22 +24,18 @@
 //! programs run as root (`--exec-user root`) keep the privileged path.
 
 mod broker;
-pub mod files;
-pub mod protocol;
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Mutex, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::unistd::{ForkResult, fork};
 
-pub use broker::owner_of;
+use crate::access::{self, protocol};
 use protocol::{Reply, Request};
 
 /// The uid the lab's side is on the machine: root inside its user
@@ -60,59 +56,6 @@ pub struct Plan {
     /// root: the lab's side may not be able to reach them.
     pub reads: Vec<PathBuf>,
     pub writes: Vec<PathBuf>,
-}
-
-/// The socket to the broker, on the lab's side.
-static BROKER: OnceLock<Mutex<OwnedFd>> = OnceLock::new();
-/// Files root opened for the lab's side, by path.
-static OPENED: OnceLock<Mutex<HashMap<PathBuf, File>>> = OnceLock::new();
-
-/// Whether this process is the lab's side of a boundary.
-pub fn inside() -> bool {
-    BROKER.get().is_some()
-}
-
-/// Ask the broker, wait for its answer.
-pub fn call(request: Request, fd: Option<std::os::fd::BorrowedFd>) -> io::Result<(Reply, Option<OwnedFd>)> {
-    let sock = BROKER.get().ok_or_else(|| io::Error::other("no broker"))?;
-    let sock = sock.lock().unwrap_or_else(|e| e.into_inner());
-    protocol::send(sock.as_fd(), &request, fd)?;
-    match protocol::receive::<Reply>(sock.as_fd())? {
-        None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "nsw's broker is gone")),
-        // The errno, as callers tell `ENOENT` and `EEXIST` apart; a refusal
-        // of the broker's own with its reason.
-        Some((Reply::Failed { errno, message }, _)) if message.starts_with(broker::REFUSED) => {
-            Err(io::Error::new(io::Error::from_raw_os_error(errno).kind(), message))
-        }
-        Some((Reply::Failed { errno, .. }, _)) => Err(io::Error::from_raw_os_error(errno)),
-        Some(reply) => Ok(reply),
-    }
-}
-
-/// The file root opened for `path` before the split, if it did.
-pub fn take_opened(path: &Path) -> Option<File> {
-    OPENED.get()?.lock().ok()?.remove(path)
-}
-
-/// Read the file at `path`: the one root opened for the run, or the path.
-pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
-    match take_opened(path) {
-        Some(mut file) => {
-            let mut bytes = Vec::new();
-            io::Read::read_to_end(&mut file, &mut bytes)?;
-            Ok(bytes)
-        }
-        None => std::fs::read(path),
-    }
-}
-
-/// Write `bytes` as the file at `path`: the one root opened for the run,
-/// or the path.
-pub fn write_output(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    match take_opened(path) {
-        Some(mut file) => io::Write::write_all(&mut file, bytes),
-        None => std::fs::write(path, bytes),
-    }
 }
 
 /// Split the run: returns `None` on the lab's side, which goes on with the
@@ -145,7 +88,7 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
         ForkResult::Child => {
             drop(ours);
             enter_lab_side(theirs, parent)?;
-            let _ = OPENED.set(Mutex::new(opened));
+            access::hand_over(opened);
             Ok(None)
         }
         ForkResult::Parent { child } => {
@@ -158,7 +101,7 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
                     lab: plan.lab.clone(),
                     userns,
                     state: places.state.clone(),
-                    cache: places.cache.join(crate::runtime::cache::CONTAINED),
+                    cache: crate::layout::contained_cache(&places.cache),
                     netns: places.netns.clone(),
                     marker: state.boundary_path(&plan.lab),
                 };
@@ -215,8 +158,8 @@ fn enter_lab_side(sock: OwnedFd, parent: u32) -> Result<()> {
             crate::cli::NO_BOUNDARY
         )
     })?;
-    let _ = BROKER.set(Mutex::new(sock));
-    match call(Request::Unshared, None) {
+    access::connect(sock);
+    match access::call(Request::Unshared, None) {
         Ok(_) => {}
         Err(e) => bail!("the broker could not map the lab's user namespace: {e}"),
     }
@@ -256,7 +199,7 @@ fn map_child(sock: &OwnedFd, child: u32, (uid, gid): (u32, u32)) -> Result<u64> 
     })();
     let reply = match &result {
         Ok(_) => Reply::Done,
-        Err(e) => Reply::Failed { errno: libc::EPERM, message: format!("{e:#}") },
+        Err(e) => Reply::Refused { why: format!("{e:#}") },
     };
     protocol::send(sock.as_fd(), &reply, None)?;
     result

@@ -40,7 +40,7 @@ pub async fn exec(args: CaptureArgs) -> CommandResult {
     let state = StateDir::system();
     let record = state.read(&args.lab)?.with_context(|| format!("there is no lab {} (see nsw ls)", args.lab))?;
     // The machine's namespace is a host-net lab's host; else the node's own.
-    let netns = if node == "host" && record.info.mode == Mode::HostNet { None } else { Some(super::exec::resolve(&state, &args.lab, node)?) };
+    let netns = if node == crate::naming::HOST && record.info.mode == Mode::HostNet { None } else { Some(super::exec::resolve(&state, &args.lab, node)?) };
     let out: Box<dyn std::io::Write + Send> = match &args.write {
         Some(path) if path.as_os_str() == "-" => Box::new(std::io::stdout()),
         Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),

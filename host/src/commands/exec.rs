@@ -27,11 +27,11 @@ pub fn resolve(state: &StateDir, lab: &str, node: &str) -> Result<String> {
     let Some(record) = state.read(lab)? else {
         bail!("there is no lab {lab} (see nsw ls)");
     };
-    if node == "host" && record.info.mode == Mode::HostNet {
+    if node == crate::naming::HOST && record.info.mode == Mode::HostNet {
         bail!("lab {lab} uses this machine's namespace as its host: run the command directly");
     }
     // Only the lab's own names: a journal names what it likes.
-    let found = record.namespaces().find(|(name, n)| *n == node && crate::policy::netns_of_lab(name, lab)).map(|(name, _)| name.to_string());
+    let found = record.namespaces().find(|(name, n)| *n == node && crate::naming::netns_of_lab(name, lab)).map(|(name, _)| name.to_string());
     match found {
         Some(name) => Ok(name),
         None => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::{CommandResult, Failure, Status, require_root, say, show};
-use crate::backend::{self, Survey};
+use crate::backend::{self, Survey, Teardown};
 use crate::journal::StateDir;
 use crate::lab::Lab;
 use crate::lab::conditions::Conditions;
@@ -62,13 +62,13 @@ impl LinkArgs {
 }
 
 /// A lab built behind the privilege boundary wrote its journal from
-/// there: root changes a link only in a namespace of the lab's own user
-/// namespace, whatever the journal claims.
-fn check_inside(record: &crate::journal::LabRecord, node: &str, userns: u64) -> anyhow::Result<()> {
+/// there: root changes a link only in a namespace the policy finds the
+/// lab's, whatever the journal claims.
+async fn check_inside(record: &crate::journal::LabRecord, node: &str, userns: u64) -> anyhow::Result<()> {
     let lab = &record.info.name;
-    let outside = || anyhow::anyhow!("lab {lab} was built behind nsw's privilege boundary, and node {node} is not inside it");
-    if record.info.mode != crate::journal::Mode::Contained {
-        return Err(outside());
+    let outside = |why: &str| anyhow::anyhow!("lab {lab} was built behind nsw's privilege boundary, and node {node} is not inside it ({why})");
+    if record.info.mode != crate::policy::Mode::Contained {
+        return Err(outside("a host-net lab has no boundary"));
     }
     // The namespace reopening the lab will attach (the same choice as
     // `Lab::reopen`); a node the lab does not have: reopening says so.
@@ -78,14 +78,12 @@ fn check_inside(record: &crate::journal::LabRecord, node: &str, userns: u64) -> 
     }) else {
         return Ok(());
     };
-    if !crate::policy::netns_of_lab(&name, lab) {
-        return Err(outside());
+    let owner = if crate::naming::netns_of_lab(&name, lab) { backend::system().netns_owner(&name).await? } else { None };
+    match crate::policy::ownership::netns_outside(&name, lab, owner, userns) {
+        Some(why) => Err(outside(&why)),
+        None if owner.is_none() => Err(outside(&format!("nothing is mounted at netns {name}"))),
+        None => Ok(()),
     }
-    let fd = backend::kernel::netns::open_named(&name).map_err(|e| anyhow::anyhow!("opening netns {name}: {e}"))?;
-    if crate::boundary::owner_of(std::os::fd::AsFd::as_fd(&fd))? != userns {
-        return Err(outside());
-    }
-    Ok(())
 }
 
 /// `none`, or a value.
@@ -150,7 +148,7 @@ pub async fn exec(args: LinkArgs) -> CommandResult {
         return Err(anyhow::anyhow!("there is no lab {} (see nsw ls)", args.lab).into());
     };
     if let Some(userns) = StateDir::system().boundary(&args.lab)? {
-        check_inside(journal.record(), node, userns)?;
+        check_inside(journal.record(), node, userns).await?;
     }
     let (mut lab, link) = match Lab::reopen(journal, Box::new(backend::system()), node, ifname, Stop::new()).await {
         Ok(opened) => opened,

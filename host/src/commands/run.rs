@@ -209,7 +209,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     // Imports are requests: refuse what was not granted before anything runs.
     // Read once: the import check and the loader share the bytes.
     let read_start = Instant::now();
-    let wasm = crate::boundary::read_input(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let wasm = crate::access::read_input(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let read_time = read_start.elapsed();
     let info = crate::inspect::parse(&wasm).with_context(|| format!("{} is not a WebAssembly component", args.file.display()))?;
     policy::check_imports(info.imports.iter().map(String::as_str), &grants).with_context(|| format!("{} cannot run", args.file.display()))?;
@@ -456,7 +456,7 @@ fn print_summary(record: &LabRecord, elapsed: Duration) {
     if places.len() > SHOWN {
         say!("  ... and {} more namespaces (nsw ls)", places.len() - SHOWN);
     }
-    let first_node = record.namespaces().map(|(_, node)| node).find(|n| *n != "host");
+    let first_node = record.namespaces().map(|(_, node)| node).find(|n| *n != crate::naming::HOST);
     if let Some(node) = first_node {
         say!("nsw: enter a node:  nsw exec {name} {node} -- ip address");
     }

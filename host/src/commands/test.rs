@@ -95,7 +95,7 @@ fn write_junit(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Resu
     let mut report = Report::new("nsw test");
     report.add_test_suite(suite);
     let xml = report.to_string().context("writing the JUnit report")?;
-    crate::boundary::write_output(path, xml.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    crate::access::write_output(path, xml.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_json(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Result<()> {
@@ -109,5 +109,5 @@ fn write_json(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Resul
         "checks": checks,
         "probes": built.findings.probes,
     });
-    crate::boundary::write_output(path, serde_json::to_string_pretty(&value)?.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    crate::access::write_output(path, serde_json::to_string_pretty(&value)?.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }

@@ -85,7 +85,7 @@ impl process::HostProcess for HostState {
 
     async fn output(&mut self, handle: Resource<ProcessHandle>) -> wasmtime::Result<String> {
         let log = self.table.get(&handle)?.running.log.clone();
-        let bytes = crate::boundary::files::read(&log).unwrap_or_default();
+        let bytes = crate::access::files::read(&log).unwrap_or_default();
         let start = bytes.len().saturating_sub(OUTPUT_CAP as usize);
         Ok(String::from_utf8_lossy(&bytes[start..]).into_owned())
     }

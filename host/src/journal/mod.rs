@@ -20,18 +20,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+pub use crate::policy::Mode;
 pub use record::{LabRecord, OwnedObject};
 pub use state_dir::{LabLock, StateDir};
-
-/// How the lab's host is provided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// The lab has a namespace of its own, named after it, as its host.
-    Contained,
-    /// The lab's host is the machine's namespace (the `host-net` grant).
-    HostNet,
-}
 
 /// A network namespace as the journal names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

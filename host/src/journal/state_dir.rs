@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::boundary::files;
-use crate::boundary::protocol::How;
+use crate::access::files;
+use crate::access::protocol::How;
 
 use super::{Entry, Journal, LabInfo, LabRecord, LabState};
 
@@ -34,23 +34,23 @@ impl StateDir {
     }
 
     pub fn journal_path(&self, lab: &str) -> PathBuf {
-        self.path.join(format!("{lab}.journal"))
+        crate::layout::journal(&self.path, lab)
     }
 
     fn lock_path(&self, lab: &str) -> PathBuf {
-        self.path.join(format!("{lab}.lock"))
+        crate::layout::lock(&self.path, lab)
     }
 
     /// Where root records that a lab was built behind the privilege
     /// boundary: the inode of its user namespace ([`crate::boundary`]).
     pub fn boundary_path(&self, lab: &str) -> PathBuf {
-        self.path.join(format!("{lab}.userns"))
+        crate::layout::boundary_record(&self.path, lab)
     }
 
     /// The user namespace a lab was built in, if it was built behind the
     /// boundary; `down` then acts only inside it.
     pub fn boundary(&self, lab: &str) -> Result<Option<u64>> {
-        if crate::boundary::inside() {
+        if crate::access::inside() {
             // Behind the boundary the kernel itself keeps us inside.
             return Ok(None);
         }
@@ -76,7 +76,7 @@ impl StateDir {
         };
         for entry in entries {
             let name = entry?.file_name();
-            if let Some(lab) = name.to_str().and_then(|n| n.strip_suffix(".journal").or_else(|| n.strip_suffix(".lock"))) {
+            if let Some(lab) = name.to_str().and_then(crate::layout::lab_of_file) {
                 labs.push(lab.to_string());
             }
         }
@@ -210,7 +210,7 @@ impl StateDir {
     /// Remove a lab's journal (the lab is gone), keeping the lock; and the
     /// output its programs left (`<lab>.d`).
     pub fn remove_journal(&self, _lock: &LabLock, lab: &str) -> Result<()> {
-        let outputs = self.path.join(format!("{lab}.d"));
+        let outputs = crate::layout::outputs(&self.path, lab);
         match files::remove_dir_all(&outputs) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).with_context(|| format!("removing {}", outputs.display())),
             _ => {}
@@ -223,7 +223,7 @@ impl StateDir {
         }
         // Only once the journal is gone (behind the boundary the broker
         // removes it with the journal).
-        if !crate::boundary::inside() {
+        if !crate::access::inside() {
             let _ = fs::remove_file(self.boundary_path(lab));
         }
         Ok(())

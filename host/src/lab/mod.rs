@@ -31,7 +31,9 @@ use ipnet::IpNet;
 use crate::backend::rules::{Direction, QueueFeatures, TableFamily};
 use crate::backend::{Backend, LinkRef, NsId};
 use crate::error::{LabError, LabResult};
-use crate::journal::{Entry, Journal, Mode, NetnsRef, Object};
+use crate::journal::{Entry, Journal, NetnsRef, Object};
+use crate::naming;
+use crate::policy::Mode;
 use crate::policy::host_net::MachineRules;
 use crate::policy::{self, Grants, Limits, Quotas};
 use crate::stop::Stop;
@@ -185,8 +187,8 @@ impl Lab {
         let mode = grants.mode();
         let mut lab = Lab::empty(name, grants, journal, backend, limits, stop);
         let host = match mode {
-            Mode::Contained => lab.new_netns("host", name.to_string()).await.map(drop),
-            Mode::HostNet => lab.adopt_machine("host").await.map(drop),
+            Mode::Contained => lab.new_netns(naming::HOST, naming::host_netns(name)).await.map(drop),
+            Mode::HostNet => lab.adopt_machine(naming::HOST).await.map(drop),
         };
         match host {
             Ok(()) => Ok(lab),

@@ -116,7 +116,7 @@ impl Lab {
     pub async fn spawn_program(&mut self, ns: NsId, argv: &[String]) -> LabResult<Background> {
         let mut spec = self.admit_program(ns, argv)?;
         let dir = self.state_dir().join(format!("{}.d", self.name));
-        crate::boundary::files::create_dir_all(&dir).map_err(|e| LabError::os(&format!("create {}", dir.display()), &e))?;
+        crate::access::files::create_dir_all(&dir).map_err(|e| LabError::os(&format!("create {}", dir.display()), &e))?;
         let log = dir.join(format!("{}.log", self.quotas.processes.used()));
         spec.log = Some((log.clone(), OUTPUT_CAP));
         let (program, journal_id) = self.start_program(ns, &spec).await?;

@@ -40,11 +40,11 @@ impl Lab {
         // The host first, as in a running lab.
         match record.info.mode {
             Mode::HostNet => {
-                self.adopt_machine("host").await?;
+                self.adopt_machine(crate::naming::HOST).await?;
             }
-            Mode::Contained => self.attach_node(&nodes, "host").await?,
+            Mode::Contained => self.attach_node(&nodes, crate::naming::HOST).await?,
         }
-        let ns: NsId = if node == "host" {
+        let ns: NsId = if node == crate::naming::HOST {
             super::HOST
         } else {
             if !nodes.iter().any(|(n, _, _)| n == node) {

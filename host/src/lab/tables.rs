@@ -13,7 +13,7 @@ use crate::journal::Object;
 impl Lab {
     /// The name of the lab's tables.
     pub fn table_name(&self) -> String {
-        format!("nsw-{}", self.name)
+        crate::naming::nft_table(&self.name)
     }
 
     /// Make `changes` to the lab's `family` table in `ns`, creating it on

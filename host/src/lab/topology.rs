@@ -28,7 +28,7 @@ impl Lab {
         if self.netns.iter().any(|n| n.node == node) {
             return Err(LabError::exists(format!("this lab already has a netns named {}", quoted(node))));
         }
-        let kernel = format!("{}-{node}", self.name);
+        let kernel = crate::naming::node_netns(&self.name, node);
         self.new_netns(node, kernel).await
     }
 

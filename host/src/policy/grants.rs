@@ -4,7 +4,17 @@
 use ipnet::IpNet;
 
 use super::names::{parse_prefix, quoted};
-use crate::journal::Mode;
+use serde::{Deserialize, Serialize};
+
+/// How the lab's host is provided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// The lab has a namespace of its own, named after it, as its host.
+    Contained,
+    /// The lab's host is the machine's namespace (the `host-net` grant).
+    HostNet,
+}
 
 /// A capability beyond the contained default, given with `--allow`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

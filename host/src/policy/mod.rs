@@ -8,11 +8,12 @@ pub mod grants;
 pub mod host_net;
 pub mod imports;
 pub mod names;
+pub mod ownership;
 pub mod quota;
 
-pub use grants::{Grant, Grants};
+pub use grants::{Grant, Grants, Mode};
 pub use imports::{CAPABILITIES, Capability, ImportVerdict, WASI, WIT_PACKAGE, check_imports, judge_import};
-pub use names::{MAX_IFNAME_LEN, MAX_NAME_LEN, check_ifname, check_lab_name, check_node_name, netns_of_lab, lab_name_from, parse_cidr, parse_destination, parse_ip, parse_prefix, quoted};
+pub use names::{MAX_IFNAME_LEN, MAX_NAME_LEN, check_ifname, check_lab_name, check_node_name, lab_name_from, parse_cidr, parse_destination, parse_ip, parse_prefix, quoted};
 pub use quota::{Limits, Quota, Quotas, check_strings, quota_error};
 
 /// The help text of `nsw run` about grants and quotas: one place says it.

@@ -13,12 +13,6 @@ pub const MAX_NAME_LEN: usize = 32;
 /// Interface names are at most IFNAMSIZ - 1 bytes.
 pub const MAX_IFNAME_LEN: usize = 15;
 
-/// Whether `netns` is a namespace name of lab `lab`: `LAB` (its host) or
-/// `LAB-NODE`.
-pub fn netns_of_lab(netns: &str, lab: &str) -> bool {
-    netns.strip_prefix(lab).is_some_and(|rest| rest.is_empty() || rest.starts_with('-')) && !netns.contains('/')
-}
-
 /// Check a lab name (`pbj`). It names the lab's own namespace, the prefix of
 /// its nodes' namespaces, its journal file and its nftables table. It has
 /// no `-`: that is what separates a lab from its node in `<lab>-<node>`,
@@ -49,8 +43,8 @@ pub fn lab_name_from(stem: &str) -> String {
 /// Check a node name (`jelly`); the namespace becomes `<lab>-<node>`.
 pub fn check_node_name(name: &str) -> LabResult<()> {
     check_safe_name("netns name", name)?;
-    if name == "host" {
-        return Err(LabError::invalid("netns name \"host\" is reserved for the lab's host"));
+    if name == crate::naming::HOST {
+        return Err(LabError::invalid(format!("netns name {} is reserved for the lab's host", quoted(name))));
     }
     Ok(())
 }

@@ -14,11 +14,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use crate::boundary::files;
-use crate::boundary::protocol::How;
+use crate::access::files;
+use crate::access::protocol::How;
 
-/// The part of the cache written from behind the privilege boundary.
-pub const CONTAINED: &str = "contained";
 
 pub struct Cache {
     dir: PathBuf,
@@ -46,7 +44,7 @@ fn check_owner(path: &Path, want_dir: bool) -> Result<()> {
     let meta = files::metadata(path).with_context(|| format!("inspecting {}", path.display()))?;
     // Behind the privilege boundary the broker (root) reads the cache for
     // us: root's it must be.
-    let euid = if crate::boundary::inside() { 0 } else { nix::unistd::geteuid().as_raw() };
+    let euid = if crate::access::inside() { 0 } else { nix::unistd::geteuid().as_raw() };
     if want_dir && !meta.is_dir || !want_dir && !meta.is_file {
         bail!("{} is not a plain {}", path.display(), if want_dir { "directory" } else { "file" });
     }
@@ -65,12 +63,12 @@ impl Cache {
     /// 0700 if missing. Errors say why it cannot be trusted.
     pub fn open_default() -> Result<Cache> {
         let dir = crate::places::get().cache.clone();
-        if crate::boundary::inside() {
+        if crate::access::inside() {
             // What is compiled behind the privilege boundary is kept apart
             // (`contained/`) and never loaded by a privileged run: code that
             // escaped a lab could have written it.
             let base = Cache::open(dir)?;
-            return Cache::open(base.dir.join(CONTAINED));
+            return Cache::open(crate::layout::contained_cache(&base.dir));
         }
         Cache::open(dir)
     }
@@ -100,7 +98,7 @@ impl Cache {
             return Ok(None);
         }
         check_owner(path, false)?;
-        let loaded = if crate::boundary::inside() {
+        let loaded = if crate::access::inside() {
             // Behind the boundary only the broker may open it: from memory.
             let bytes = files::read(path)?;
             // SAFETY: as below; the bytes are the file's.

@@ -71,7 +71,7 @@ pub fn load(engine: &Engine, path: &Path, wasm: &[u8], before: impl FnOnce(bool)
         Err(e) => (None, Some(format!("not using the compiled cache: {e:#}"))),
     };
     let cached = cache.as_ref().map(|cache| (cache, cache.path_for(engine, wasm)));
-    before(cached.as_ref().is_some_and(|(_, file)| crate::boundary::files::exists(file)));
+    before(cached.as_ref().is_some_and(|(_, file)| crate::access::files::exists(file)));
     if let Some((cache, file)) = &cached {
         match cache.load(engine, file) {
             Ok(Some(component)) => return Ok(Loaded { component, from_cache: true, load_time: start.elapsed(), cache_warning }),

@@ -350,19 +350,19 @@ impl Teardown for KernelBackend {
 
     async fn netns_owner(&mut self, name: &str) -> io::Result<Option<u64>> {
         match netns::open_named(name) {
-            Ok(fd) => crate::boundary::owner_of(std::os::fd::AsFd::as_fd(&fd)).map(Some),
+            Ok(fd) => netns::owner_of(fd.as_fd()).map(Some),
             Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::InvalidData) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn lab_netns_names(&mut self, lab: &str) -> io::Result<Vec<String>> {
+    async fn netns_names(&mut self) -> io::Result<Vec<String>> {
         let dir = match std::fs::read_dir(&crate::places::get().netns) {
             Ok(dir) => dir,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        Ok(dir.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| crate::policy::netns_of_lab(n, lab)).collect())
+        Ok(dir.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
     }
 
     async fn process_owner(&mut self, pid: u32) -> io::Result<Option<u64>> {

@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -60,7 +60,7 @@ pub fn ensure_run_dir() -> io::Result<()> {
 /// one spawn for both). A taken name fails with `EEXIST` and leaves the
 /// existing one alone.
 pub fn create_named<T: Send + 'static>(name: &str, inside: fn() -> io::Result<T>) -> io::Result<(OwnedFd, T)> {
-    if crate::boundary::inside() {
+    if crate::access::inside() {
         return create_behind_boundary(name, inside);
     }
     ensure_run_dir()?;
@@ -106,8 +106,21 @@ fn create_behind_boundary<T: Send + 'static>(name: &str, inside: fn() -> io::Res
         })?
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))?;
-    crate::boundary::call(crate::boundary::protocol::Request::Pin { name: name.to_string() }, Some(ns.as_fd()))?;
+    crate::access::call(crate::access::protocol::Request::Pin { name: name.to_string() }, Some(ns.as_fd()))?;
     Ok((ns, made))
+}
+
+/// `ioctl(NS_GET_USERNS)`: the user namespace that owns namespace `fd`.
+pub fn owner_of(fd: BorrowedFd) -> io::Result<u64> {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: the ioctl takes no argument and returns a new descriptor.
+    let raw = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_USERNS as _) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just made this descriptor for us.
+    let owner = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    Ok(fs::File::from(owner).metadata()?.ino())
 }
 
 /// Open `/run/netns/NAME`, checking that it really is a namespace mount.
@@ -124,9 +137,9 @@ pub fn open_named(name: &str) -> io::Result<OwnedFd> {
 /// there. The kernel frees the namespace, with its links, once nothing else
 /// holds it.
 pub fn delete_named(name: &str) -> io::Result<bool> {
-    if crate::boundary::inside() {
-        return match crate::boundary::call(crate::boundary::protocol::Request::Unpin { name: name.to_string() }, None)? {
-            (crate::boundary::protocol::Reply::Existed(existed), _) => Ok(existed),
+    if crate::access::inside() {
+        return match crate::access::call(crate::access::protocol::Request::Unpin { name: name.to_string() }, None)? {
+            (crate::access::protocol::Reply::Existed(existed), _) => Ok(existed),
             _ => Err(io::Error::other("the broker answered an unpin with something else")),
         };
     }
@@ -162,7 +175,7 @@ pub fn inode_at(name: &str) -> io::Result<Option<u64>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::InvalidData => Ok(None),
         // Behind the privilege boundary: a mounted namespace is readable by
         // all, so what we may not open is an empty mount point, root's.
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && crate::boundary::inside() => Ok(None),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && crate::access::inside() => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -40,7 +40,7 @@ pub fn spawn(netns: Arc<OwnedFd>, spec: &Spec) -> io::Result<Child> {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
         Some((path, _)) => {
-            let file = crate::boundary::files::open(path, crate::boundary::protocol::How::Append)?;
+            let file = crate::access::files::open(path, crate::access::protocol::How::Append)?;
             command.stdout(file.try_clone()?).stderr(file);
         }
     }

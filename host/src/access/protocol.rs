@@ -54,8 +54,14 @@ pub enum Reply {
     /// The file's descriptor rides along.
     Opened,
     Meta(Meta),
-    Failed { errno: i32, message: String },
+    /// The system call failed with this errno.
+    Failed { errno: i32 },
+    /// The broker refused: the request is not the lab's to make.
+    Refused { why: String },
 }
+
+/// How a refusal of the broker's reads, as an error on the lab's side.
+pub const REFUSED: &str = "outside the lab";
 
 /// What `lstat` says of a path.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

@@ -12,7 +12,8 @@ use crate::backend::plan::PlanBackend;
 use crate::journal::{LabInfo, StateDir};
 use crate::lab::Lab;
 use crate::policy::{self, Grants};
-use crate::runtime::{self, Outcome};
+use crate::runtime;
+use crate::script::{self, Outcome};
 use crate::stop::Stop;
 
 #[derive(Args)]
@@ -33,7 +34,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     let engine = runtime::engine()?;
     // Compiled afresh: the cache is root's, and a plan needs no root.
     let component = wasmtime::component::Component::new(&engine, &wasm).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.file.display()))?;
-    let linker = runtime::linker(&engine)?;
+    let linker = script::linker(&engine)?;
     // The journal of a plan: in a directory of its own, gone at the end.
     let dir = std::env::temp_dir().join(format!("nsw-plan-{}", std::process::id()));
     let state = StateDir::at(&dir);
@@ -53,7 +54,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     let stop = Stop::new();
     let outcome = match Lab::start(&lab_name, grants, journal, Box::new(plan), args.lab_limits(), stop.clone()).await {
         Err((e, _)) => Outcome::GuestError(e.to_string()),
-        Ok(lab) => runtime::run(&engine, &linker, &component, lab, args.args.clone(), &limits, &stop).await.0,
+        Ok(lab) => script::run(&engine, &linker, &component, lab, args.args.clone(), &limits, &stop).await.0,
     };
     drop(lock);
     let _ = std::fs::remove_dir_all(&dir);
@@ -68,7 +69,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
         Outcome::Success => Ok(Status::Success),
         other => {
             let why = match other {
-                Outcome::GuestError(message) => format!("the script failed: {}", runtime::output::one_line(&message)),
+                Outcome::GuestError(message) => format!("the script failed: {}", crate::encode::terminal::one_line(&message)),
                 other => format!("the script ended early: {other:?}"),
             };
             say!("nsw: {why} (the plan shows what it did up to there)");

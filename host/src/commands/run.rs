@@ -12,7 +12,8 @@ use crate::error::LabError;
 use crate::journal::{LabInfo, LabRecord, NetnsRef, Object, StateDir};
 use crate::lab::Lab;
 use crate::policy::{self, Grants, Limits};
-use crate::runtime::{self, Outcome, RunLimits};
+use crate::runtime::{self, RunLimits};
+use crate::script::{self, Outcome};
 use crate::session::{Created, Session};
 use crate::stop::Stop;
 
@@ -240,7 +241,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         loaded.load_time.as_secs_f64() * 1e3,
         if loaded.from_cache { "from the compiled cache" } else { "compiled now" }
     );
-    let linker = runtime::linker(&engine)?;
+    let linker = script::linker(&engine)?;
     // Refuse a script whose imports nsw cannot satisfy before building anything.
     linker
         .instantiate_pre(&loaded.component)
@@ -278,16 +279,16 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     };
 
     let started = Instant::now();
-    let mut run_times = runtime::RunTimes::default();
+    let mut run_times = script::RunTimes::default();
     let mut findings = crate::lab::Findings::default();
     let (ending, mut journal) = match Lab::start(&lab_name, grants, journal, Box::new(backend::system()), args.lab_limits(), stop.clone()).await {
         Err((e, journal)) => (Ending::Setup(e), journal),
-        Ok(lab) if stop.requested() => (Ending::Guest(runtime::stopped_outcome(&stop, &limits)), lab.finish()),
+        Ok(lab) if stop.requested() => (Ending::Guest(script::stopped_outcome(&stop, &limits)), lab.finish()),
         Ok(lab) => {
             #[cfg(feature = "test-hooks")]
             crate::test_hooks::escape();
             let progress = crate::progress::Progress::start(lab.made());
-            let (outcome, lab, times) = runtime::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits, &stop).await;
+            let (outcome, lab, times) = script::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits, &stop).await;
             run_times = times;
             let ending = match (outcome, lab.refused_last_call()) {
                 (Outcome::Trap(e), Some(refusal)) => Ending::CrashedAfterRefusal(e, refusal.to_string()),
@@ -380,7 +381,7 @@ impl Ending {
 
 /// Where the time of a successful run went: (load, from the cache, run
 /// times, build, down), for the benchmarks' `nsw-testing` binary only.
-type RunTimings = (Duration, bool, runtime::RunTimes, Duration, Option<Duration>);
+type RunTimings = (Duration, bool, script::RunTimes, Duration, Option<Duration>);
 
 #[cfg(feature = "test-hooks")]
 fn write_timings((load, from_cache, times, build, down): RunTimings) -> anyhow::Result<()> {
@@ -396,7 +397,7 @@ fn write_timings(_: RunTimings) -> anyhow::Result<()> {
 /// Guest text may contain anything: show it on one line, every character
 /// that could fake a line of nsw's escaped, and not too much of it.
 fn output_safe(text: &str) -> String {
-    let clean = runtime::output::one_line(text);
+    let clean = crate::encode::terminal::one_line(text);
     const MAX: usize = 4096;
     if clean.len() > MAX {
         let cut = (0..=MAX).rev().find(|&i| clean.is_char_boundary(i)).unwrap_or(0);

@@ -11,7 +11,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::run::{self, Built, RunArgs};
 use super::{CommandResult, Failure, Status, say};
-use crate::runtime::output::one_line;
+use crate::encode::terminal::one_line;
 
 #[derive(Args)]
 pub struct TestArgs {

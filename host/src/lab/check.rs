@@ -3,7 +3,7 @@
 
 use super::Lab;
 use crate::error::LabResult;
-use crate::runtime::output::one_line;
+use crate::encode::terminal::one_line;
 
 /// A check the script recorded.
 #[derive(Debug, Clone, serde::Serialize)]

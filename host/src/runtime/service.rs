@@ -201,7 +201,7 @@ async fn run(
                 Some(exit) => Ending::Exited(exit.0),
                 None if stop.load(Ordering::Relaxed) => Ending::Stopped,
                 None if Instant::now() >= deadline => Ending::Crashed("it ran out of time (the run's --timeout)".into()),
-                None => Ending::Crashed(super::output::one_line(&format!("{:#}", e.root_cause()))),
+                None => Ending::Crashed(crate::encode::terminal::one_line(&format!("{:#}", e.root_cause()))),
             },
         },
         () = stopped => Ending::Stopped,

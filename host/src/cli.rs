@@ -60,10 +60,6 @@ impl Command {
     }
 }
 
-/// `NSW_NO_BOUNDARY=1`: root runs contained labs without the privilege
-/// boundary, as nsw before 0.1.3 did (for comparison in the benchmarks).
-pub const NO_BOUNDARY: &str = "NSW_NO_BOUNDARY";
-
 /// Entry point of the `nsw` binary.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -87,7 +83,9 @@ pub fn main() -> ExitCode {
             Command::Test(args) => args.boundary_plan(),
             _ => None,
         };
-        if let Some(plan) = plan.filter(|_| std::env::var_os(NO_BOUNDARY).is_none()) {
+        #[cfg(feature = "test-hooks")]
+        let plan = plan.filter(|_| !crate::test_hooks::no_boundary());
+        if let Some(plan) = plan {
             match crate::boundary::split(plan) {
                 Ok(Some(broker_done)) => return broker_done,
                 Ok(None) => {}

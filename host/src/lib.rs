@@ -12,6 +12,7 @@
 pub mod access;
 pub mod backend;
 pub mod boundary;
+pub mod build;
 pub mod cli;
 pub mod commands;
 pub mod encode;

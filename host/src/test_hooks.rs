@@ -1,6 +1,7 @@
 //! Hooks for the crash tests and the benchmarks, compiled only with the
-//! `test-hooks` feature (the `nsw-testing` binary that `scripts/build`
-//! makes for them). The shipped `nsw` has none of this.
+//! `test-hooks` feature into the `nsw-testing` binary that `scripts/build`
+//! makes beside `nsw`; the release `nsw` reads none of these variables
+//! (a test, `the_release_binary_reads_no_test_variable`, checks its bytes).
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -19,6 +20,20 @@ pub const TIMINGS: &str = "NSW_TIMINGS";
 /// just before the guest starts, as if the guest had escaped wasmtime; its
 /// output is printed as `escape: ...` lines.
 pub const ESCAPE: &str = "NSW_TEST_ESCAPE";
+
+/// `NSW_NO_BOUNDARY=1`: root runs contained labs without the privilege
+/// boundary, as nsw 0.1.2 did (the benchmarks compare the two).
+pub const NO_BOUNDARY: &str = "NSW_NO_BOUNDARY";
+
+/// Whether the boundary is turned off for this run.
+pub fn no_boundary() -> bool {
+    std::env::var_os(NO_BOUNDARY).is_some()
+}
+
+/// The file `NSW_TIMINGS` names, if any: root opens it before the split.
+pub fn timings_path() -> Option<std::path::PathBuf> {
+    std::env::var_os(TIMINGS).map(std::path::PathBuf::from)
+}
 
 pub fn escape() {
     let Some(command) = std::env::var_os(ESCAPE) else { return };

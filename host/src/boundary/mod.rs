@@ -154,8 +154,7 @@ fn enter_lab_side(sock: OwnedFd, parent: u32) -> Result<()> {
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map_err(|e| {
         anyhow::anyhow!(
             "nsw cannot make a user namespace for the lab's privilege boundary here ({e}); \
-             set {}=1 to run contained labs with root's privileges",
-            crate::cli::NO_BOUNDARY
+             allow user namespaces (sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone)"
         )
     })?;
     access::connect(sock);

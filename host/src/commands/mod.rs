@@ -7,6 +7,7 @@ pub mod down;
 pub mod exec;
 pub mod graph;
 pub mod inspect;
+pub mod limit_args;
 pub mod link;
 pub mod ls;
 pub mod new;

@@ -9,11 +9,11 @@ use clap::Args;
 use super::run::RunArgs;
 use super::{CommandResult, Failure, Status, say, show};
 use crate::backend::plan::PlanBackend;
+use crate::build::Ending;
 use crate::journal::{LabInfo, StateDir};
-use crate::lab::Lab;
-use crate::policy::{self, Grants};
+use crate::policy::Grants;
 use crate::runtime;
-use crate::script::{self, Outcome};
+use crate::script::Outcome;
 use crate::stop::Stop;
 
 #[derive(Args)]
@@ -26,15 +26,12 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     let args = args.run;
     let lab_name = args.lab_name()?;
     let grants = Grants::parse(&args.allow, args.allow_all)?;
-    let mut limits = args.run_limits()?;
-    limits.dry = true;
     let wasm = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
-    let info = crate::inspect::parse(&wasm).map_err(|e| anyhow::anyhow!("{} is not a WebAssembly component: {e:#}", args.file.display()))?;
-    policy::check_imports(info.imports.iter().map(String::as_str), &grants).map_err(|e| anyhow::anyhow!("{} cannot run: {e:#}", args.file.display()))?;
+    crate::build::check_script(&args.file, &wasm, &grants)?;
     let engine = runtime::engine()?;
     // Compiled afresh: the cache is root's, and a plan needs no root.
     let component = wasmtime::component::Component::new(&engine, &wasm).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.file.display()))?;
-    let linker = script::linker(&engine)?;
+    let linker = crate::build::linker_for(&engine, &args.file, &component)?;
     // The journal of a plan: in a directory of its own, gone at the end.
     let dir = std::env::temp_dir().join(format!("nsw-plan-{}", std::process::id()));
     let state = StateDir::at(&dir);
@@ -51,10 +48,22 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     let journal = state.create_journal(&lock, info)?;
     let plan = PlanBackend::new();
     let log = plan.state.clone();
-    let stop = Stop::new();
-    let outcome = match Lab::start(&lab_name, grants, journal, Box::new(plan), args.lab_limits(), stop.clone()).await {
-        Err((e, _)) => Outcome::GuestError(e.to_string()),
-        Ok(lab) => script::run(&engine, &linker, &component, lab, args.args.clone(), &limits, &stop).await.0,
+    let limits = args.limits.0.clone();
+    let run = crate::build::Run {
+        engine: &engine,
+        linker: &linker,
+        component: &component,
+        lab: &lab_name,
+        grants,
+        run_limits: crate::build::run_limits(&limits, true),
+        limits,
+        args: args.args.clone(),
+        stop: Stop::new(),
+    };
+    let outcome = match run.go(journal, Box::new(plan), |_| None).await.ending {
+        Ending::Guest(outcome) => outcome,
+        Ending::CrashedAfterRefusal(e, _) => Outcome::Trap(e),
+        Ending::Setup(e) => Outcome::GuestError(e.to_string()),
     };
     drop(lock);
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,16 +3,15 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 
 use super::{CommandResult, Failure, Status, catch_signals, require_root, say, some_of, tell_problems};
 use crate::backend::{self, Teardown};
-use crate::error::LabError;
+use crate::build::Ending;
 use crate::journal::{LabInfo, LabRecord, NetnsRef, Object, StateDir};
-use crate::lab::Lab;
-use crate::policy::{self, Grants, Limits};
-use crate::runtime::{self, RunLimits};
+use crate::policy::{self, Grants};
+use crate::runtime;
 use crate::script::{self, Outcome};
 use crate::session::{Created, Session};
 use crate::stop::Stop;
@@ -42,61 +41,8 @@ pub struct RunArgs {
     /// Grant everything (host-net with the private prefixes, uplink).
     #[arg(long)]
     pub(crate) allow_all: bool,
-    /// Stop the script after this many seconds.
-    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
-    timeout: u64,
-    /// Memory the script may use, in MiB.
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
-    memory: usize,
-    /// Namespaces the lab may create.
-    #[arg(long, default_value_t = Limits::default().netns, value_name = "N")]
-    max_netns: u64,
-    /// Links (veth ends, bridges) the lab may create.
-    #[arg(long, default_value_t = Limits::default().links, value_name = "N")]
-    max_links: u64,
-    /// Bridges the lab may create (each takes the kernel ~16 ms to delete).
-    #[arg(long, default_value_t = Limits::default().bridges, value_name = "N")]
-    max_bridges: u64,
-    /// Addresses the lab may add.
-    #[arg(long, default_value_t = Limits::default().addresses, value_name = "N")]
-    max_addresses: u64,
-    /// Routes the lab may add.
-    #[arg(long, default_value_t = Limits::default().routes, value_name = "N")]
-    max_routes: u64,
-    /// Echo requests the lab may send in all.
-    #[arg(long, default_value_t = Limits::default().pings, value_name = "N")]
-    max_pings: u64,
-    /// Echo requests per second at most.
-    #[arg(long, default_value_t = Limits::default().ping_rate, value_name = "N")]
-    ping_rate: u32,
-    /// Output (stdout and stderr) the script may print, in KiB.
-    #[arg(long, default_value_t = 1024, value_name = "KIB")]
-    max_output: usize,
-    /// Longest string the script may pass to nsw, in bytes.
-    #[arg(long, default_value_t = Limits::default().string_bytes, value_name = "BYTES")]
-    max_string: usize,
-    /// nftables rules the lab may add: masquerades, filter rules, port
-    /// forwards (`--max-nat-rules` is its old name).
-    #[arg(long, alias = "max-nat-rules", default_value_t = Limits::default().rules, value_name = "N")]
-    max_rules: u64,
-    /// Calls of the script that may fail before it is stopped.
-    #[arg(long, default_value_t = Limits::default().failures, value_name = "N")]
-    max_failures: u64,
-    /// Size the lab's journal (under /run/nsw) may grow to, in KiB.
-    #[arg(long, default_value_t = Limits::default().journal_bytes / 1024, value_name = "KIB")]
-    max_journal: u64,
-    /// Checks the script may record.
-    #[arg(long, default_value_t = Limits::default().checks, value_name = "N")]
-    max_checks: u64,
-    /// TCP connections, throughput runs and traces the script may make.
-    #[arg(long, default_value_t = Limits::default().probes, value_name = "N")]
-    max_probes: u64,
-    /// WebAssembly services the script may start.
-    #[arg(long, default_value_t = Limits::default().services, value_name = "N")]
-    max_services: u64,
-    /// Programs the script may start (with --allow exec).
-    #[arg(long, default_value_t = Limits::default().processes, value_name = "N")]
-    max_processes: u64,
+    #[command(flatten)]
+    pub(crate) limits: super::limit_args::LimitArgs,
     /// Who programs run as (with --allow exec): a user name or uid.
     #[arg(long, default_value = "nobody", value_name = "USER")]
     exec_user: String,
@@ -121,56 +67,18 @@ impl RunArgs {
     }
 
     /// How this run goes behind the privilege boundary when root runs it
-    /// ([`crate::boundary`]); `None` if it keeps the privileged path
-    /// (host-net, uplink, programs as root) or the arguments are wrong
-    /// (the run itself says why).
+    /// ([`crate::boundary`]); `None` if the policy keeps it on the
+    /// privileged path, or the arguments are wrong (the run itself says why).
     pub(crate) fn boundary_plan(&self, writes: Vec<PathBuf>) -> Option<crate::boundary::Plan> {
         let lab = self.lab_name().ok()?;
         let grants = Grants::parse(&self.allow, self.allow_all).ok()?;
-        if grants.host_net.is_some() || grants.uplink {
-            return None;
-        }
         let exec_user = exec_user(&self.exec_user).ok()?;
-        if exec_user.0 == 0 {
+        if !grants.behind_boundary(exec_user.0) {
             return None;
         }
-        let mut writes = writes;
-        if let Some(timings) = std::env::var_os("NSW_TIMINGS") {
-            writes.push(PathBuf::from(timings));
-        }
+        #[cfg(feature = "test-hooks")]
+        let writes: Vec<PathBuf> = writes.into_iter().chain(crate::test_hooks::timings_path()).collect();
         Some(crate::boundary::Plan { lab, exec_user, replace: self.replace, reads: vec![self.file.clone()], writes })
-    }
-
-    pub(crate) fn run_limits(&self) -> anyhow::Result<RunLimits> {
-        if !(1..=86_400).contains(&self.timeout) {
-            bail!("--timeout must be 1 to 86400 seconds");
-        }
-        Ok(RunLimits {
-            timeout: Duration::from_secs(self.timeout),
-            memory_bytes: self.memory.saturating_mul(1 << 20),
-            output_bytes: self.max_output.saturating_mul(1024),
-            dry: false,
-        })
-    }
-
-    pub(crate) fn lab_limits(&self) -> Limits {
-        Limits {
-            netns: self.max_netns,
-            links: self.max_links,
-            bridges: self.max_bridges,
-            addresses: self.max_addresses,
-            routes: self.max_routes,
-            pings: self.max_pings,
-            ping_rate: self.ping_rate.max(1),
-            string_bytes: self.max_string,
-            rules: self.max_rules,
-            failures: self.max_failures,
-            journal_bytes: self.max_journal.saturating_mul(1024),
-            checks: self.max_checks,
-            probes: self.max_probes,
-            services: self.max_services,
-            processes: self.max_processes,
-        }
     }
 }
 
@@ -206,14 +114,13 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
             None => exec_user(&args.exec_user)?,
         });
     }
-    let limits = args.run_limits()?;
-    // Imports are requests: refuse what was not granted before anything runs.
+    let limits = args.limits.0.clone();
+    let run_limits = crate::build::run_limits(&limits, false);
     // Read once: the import check and the loader share the bytes.
     let read_start = Instant::now();
     let wasm = crate::access::read_input(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let read_time = read_start.elapsed();
-    let info = crate::inspect::parse(&wasm).with_context(|| format!("{} is not a WebAssembly component", args.file.display()))?;
-    policy::check_imports(info.imports.iter().map(String::as_str), &grants).with_context(|| format!("{} cannot run", args.file.display()))?;
+    crate::build::check_script(&args.file, &wasm, &grants)?;
     require_root("run")?;
     // From here on a signal must not kill nsw mid-build: it ends the run,
     // and what was built is rolled back.
@@ -241,12 +148,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         loaded.load_time.as_secs_f64() * 1e3,
         if loaded.from_cache { "from the compiled cache" } else { "compiled now" }
     );
-    let linker = script::linker(&engine)?;
-    // Refuse a script whose imports nsw cannot satisfy before building anything.
-    linker
-        .instantiate_pre(&loaded.component)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("{} cannot run under nsw", args.file.display()))?;
+    let linker = crate::build::linker_for(&engine, &args.file, &loaded.component)?;
 
     let mut machine = backend::system();
     let info = LabInfo {
@@ -279,31 +181,29 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     };
 
     let started = Instant::now();
-    let mut run_times = script::RunTimes::default();
-    let mut findings = crate::lab::Findings::default();
-    let (ending, mut journal) = match Lab::start(&lab_name, grants, journal, Box::new(backend::system()), args.lab_limits(), stop.clone()).await {
-        Err((e, journal)) => (Ending::Setup(e), journal),
-        Ok(lab) if stop.requested() => (Ending::Guest(script::stopped_outcome(&stop, &limits)), lab.finish()),
-        Ok(lab) => {
+    let run = crate::build::Run {
+        engine: &engine,
+        linker: &linker,
+        component: &loaded.component,
+        lab: &lab_name,
+        grants,
+        limits,
+        run_limits,
+        args: args.args.clone(),
+        stop: stop.clone(),
+    };
+    let ran = run
+        .go(journal, Box::new(backend::system()), |lab| {
             #[cfg(feature = "test-hooks")]
             crate::test_hooks::escape();
-            let progress = crate::progress::Progress::start(lab.made());
-            let (outcome, lab, times) = script::run(&engine, &linker, &loaded.component, lab, args.args.clone(), &limits, &stop).await;
-            run_times = times;
-            let ending = match (outcome, lab.refused_last_call()) {
-                (Outcome::Trap(e), Some(refusal)) => Ending::CrashedAfterRefusal(e, refusal.to_string()),
-                (outcome, _) => Ending::Guest(outcome),
-            };
-            findings = lab.findings().clone();
-            drop(progress);
-            // Closes the lab's namespace fds and netlink sockets.
-            (ending, lab.finish())
-        }
-    };
+            Some(Box::new(crate::progress::Progress::start(lab.made())) as Box<dyn std::any::Any>)
+        })
+        .await;
+    let crate::build::Ran { ending, mut journal, findings, times: run_times } = ran;
     let elapsed = started.elapsed();
 
     let built = |status, failure| Built { status, failure, findings, lab: lab_name.clone(), elapsed };
-    let Some((why, status)) = ending.failure() else {
+    let Some((why, status)) = failure(ending) else {
         session.mark_up(&mut journal)?;
         let mut timings = (loaded.load_time, loaded.from_cache, run_times, elapsed, None::<Duration>);
         if rm {
@@ -341,42 +241,27 @@ fn exec_user(user: &str) -> anyhow::Result<(u32, u32)> {
     Ok((found.uid.as_raw(), found.gid.as_raw()))
 }
 
-/// How a run ended, as the user is told.
-enum Ending {
-    Guest(Outcome),
-    /// The guest trapped right after nsw refused its last call (the error
-    /// it did not catch).
-    CrashedAfterRefusal(wasmtime::Error, String),
-    /// Setting up the lab's host failed before the guest ran.
-    Setup(LabError),
-}
-
-impl Ending {
-    /// What went wrong and the exit status, or `None` for a success.
-    fn failure(self) -> Option<(String, Status)> {
-        Some(match self {
-            Ending::Guest(Outcome::Success) => return None,
-            Ending::Guest(Outcome::GuestError(message)) => (format!("the script failed: {}", output_safe(&message)), Status::GuestError),
-            Ending::Guest(Outcome::Trap(e)) => (format!("the script crashed: {}", describe_trap(&e)), Status::Trap),
-            Ending::CrashedAfterRefusal(e, refusal) => {
-                tracing::debug!("the crash itself: {}", describe_trap(&e));
-                (format!("the script crashed after nsw refused its last call: {}", output_safe(&refusal)), Status::Trap)
-            }
-            Ending::Guest(Outcome::OutputQuota(bytes)) => (
-                format!("quota: the script printed more than {} KiB (raise it with --max-output)", bytes / 1024),
-                Status::GuestError,
-            ),
-            Ending::Guest(Outcome::Quota(message)) => (message, Status::GuestError),
-            Ending::Guest(Outcome::Timeout(t)) => {
-                (format!("the script ran out of time ({} s; raise it with --timeout)", t.as_secs()), Status::Timeout)
-            }
-            Ending::Guest(Outcome::Stopped(reason)) => (format!("stopped by {reason}"), Status::Stopped(reason)),
-            Ending::Guest(Outcome::Hung) => {
-                ("a host operation did not finish within 30 s of the stop; the script was abandoned".to_string(), Status::Timeout)
-            }
-            Ending::Setup(e) => (format!("could not set up the lab: {e}"), Status::GuestError),
-        })
-    }
+/// What went wrong and the exit status, or `None` for a success.
+fn failure(ending: Ending) -> Option<(String, Status)> {
+    Some(match ending {
+        Ending::Guest(Outcome::Success) => return None,
+        Ending::Guest(Outcome::GuestError(message)) => (format!("the script failed: {}", output_safe(&message)), Status::GuestError),
+        Ending::Guest(Outcome::Trap(e)) => (format!("the script crashed: {}", describe_trap(&e)), Status::Trap),
+        Ending::CrashedAfterRefusal(e, refusal) => {
+            tracing::debug!("the crash itself: {}", describe_trap(&e));
+            (format!("the script crashed after nsw refused its last call: {}", output_safe(&refusal)), Status::Trap)
+        }
+        Ending::Guest(Outcome::OutputQuota(bytes)) => {
+            (format!("quota: the script printed more than {} KiB (raise it with --max-output)", bytes / 1024), Status::GuestError)
+        }
+        Ending::Guest(Outcome::Quota(message)) => (message, Status::GuestError),
+        Ending::Guest(Outcome::Timeout(t)) => (format!("the script ran out of time ({} s; raise it with --timeout)", t.as_secs()), Status::Timeout),
+        Ending::Guest(Outcome::Stopped(reason)) => (format!("stopped by {reason}"), Status::Stopped(reason)),
+        Ending::Guest(Outcome::Hung) => {
+            ("a host operation did not finish within 30 s of the stop; the script was abandoned".to_string(), Status::Timeout)
+        }
+        Ending::Setup(e) => (format!("could not set up the lab: {e}"), Status::GuestError),
+    })
 }
 
 /// Where the time of a successful run went: (load, from the cache, run

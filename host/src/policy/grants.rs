@@ -145,6 +145,14 @@ impl Grants {
         if self.host_net.is_some() { Mode::HostNet } else { Mode::Contained }
     }
 
+    /// Whether root runs this lab behind the privilege boundary
+    /// ([`crate::boundary`]), its programs running as `exec_uid`: every
+    /// contained lab but one whose uplink needs the machine's
+    /// `/dev/net/tun`, or whose programs run as the machine's root.
+    pub fn behind_boundary(&self, exec_uid: u32) -> bool {
+        self.host_net.is_none() && !self.uplink && exec_uid != 0
+    }
+
     /// Who programs run as, if programs may run at all.
     pub fn exec_as(&self) -> Option<(u32, u32)> {
         self.exec.as_ref().map(|_| self.exec_user.unwrap_or((65534, 65534)))

@@ -2,66 +2,8 @@
 //! [`Quota`]; hitting one is a `quota` error that names the limit and the
 //! flag that raises it.
 
+use super::limits::Limits;
 use crate::error::{LabError, LabResult};
-
-/// Longest string the host will even look at from a guest, by default.
-pub const MAX_GUEST_STRING: usize = 4096;
-
-/// The limits a lab runs with (`nsw run --max-...`).
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub netns: u64,
-    pub links: u64,
-    /// Bridges count twice: besides being links, each costs the kernel an
-    /// RCU grace period (about 16 ms here) to delete, with the rtnl lock
-    /// held, so thousands would stall the machine's networking for minutes.
-    pub bridges: u64,
-    pub addresses: u64,
-    pub routes: u64,
-    /// Echo requests over the whole run.
-    pub pings: u64,
-    /// Echo requests per second.
-    pub ping_rate: u32,
-    /// Longest string a guest may pass to a host call.
-    pub string_bytes: usize,
-    /// Calls that may fail (any error nsw returns to the script): a script
-    /// that repeats a failing call in a loop is stopped, not fed forever.
-    pub failures: u64,
-    /// nftables rules: masquerades, filter rules, port forwards.
-    pub rules: u64,
-    /// The lab's journal under /run/nsw (RAM on most machines), in bytes.
-    pub journal_bytes: u64,
-    /// Checks recorded for the report.
-    pub checks: u64,
-    /// TCP connections, throughput runs and traces.
-    pub probes: u64,
-    /// WebAssembly services started.
-    pub services: u64,
-    /// Programs started (`--allow exec`).
-    pub processes: u64,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            netns: 1024,
-            links: 4096,
-            bridges: 256,
-            addresses: 4096,
-            routes: 4096,
-            pings: 10_000,
-            ping_rate: 1000,
-            string_bytes: MAX_GUEST_STRING,
-            failures: 1000,
-            rules: 256,
-            journal_bytes: 8 << 20,
-            checks: 10_000,
-            probes: 10_000,
-            services: 64,
-            processes: 1024,
-        }
-    }
-}
 
 /// One limit: how much of it is used, and the flag that raises it.
 #[derive(Debug, Clone)]

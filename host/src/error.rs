@@ -73,6 +73,9 @@ impl LabError {
     /// A kernel failure while doing `what` (e.g. "create veth veth-pb"),
     /// classified by errno so that a taken name reads as `exists`.
     pub fn os(what: &str, err: &std::io::Error) -> Self {
+        if let Some(missing) = err.get_ref().and_then(|e| e.downcast_ref::<Unsupported>()) {
+            return Self::unsupported(format!("{what}: {missing}"));
+        }
         let kind = match err.raw_os_error() {
             Some(libc::EEXIST) => ErrorKind::Exists,
             Some(libc::ENOENT) | Some(libc::ENODEV) | Some(libc::ESRCH) => ErrorKind::NotFound,
@@ -103,6 +106,19 @@ impl LabError {
             LabError::Guest { kind, .. } => Some(*kind),
             LabError::Trap(_) => None,
         }
+    }
+}
+
+/// What a backend reports when the machine lacks what an operation needs
+/// (a kernel feature, a device it may not open): carried inside an
+/// `io::Error`, it becomes the `unsupported:` error the WIT promises.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unsupported(pub String);
+
+impl Unsupported {
+    pub fn io(what: impl Into<String>) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::Unsupported, Unsupported(what.into()))
     }
 }
 

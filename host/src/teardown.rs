@@ -24,7 +24,6 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use ipnet::IpNet;
 
-use crate::backend::rules::TableFamily;
 use crate::backend::{ProcessId, Removal, Teardown};
 use crate::journal::{LabRecord, NetnsRef, Object, OwnedObject};
 use crate::policy::{Mode, ownership};
@@ -302,12 +301,11 @@ async fn remove_from_machine(machine: &mut dyn Teardown, owned: &OwnedObject, la
         Object::Route { .. } => Ok(Removal::NotOurs("never confirmed; it goes with the lab's link".into())),
         Object::Sysctl { key, old, .. } => restore_sysctl(machine, key, old).await,
         Object::SharedSetting { key } => release_shared(machine, shared, lab, key).await,
-        Object::NftTable { name, family, .. } => match (TableFamily::parse(family), owned.ident, owned.confirmed) {
-            (None, _, _) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown nftables family {family:?} in the journal"))),
-            (Some(family), Some(nonce), _) => machine.delete_machine_nft_table(family, name, Some(nonce)).await,
+        Object::NftTable { name, family, .. } => match (owned.ident, owned.confirmed) {
+            (Some(nonce), _) => machine.delete_machine_nft_table(*family, name, Some(nonce)).await,
             // A journal of an older nsw: its table was confirmed by name.
-            (Some(family), None, true) => machine.delete_machine_nft_table(family, name, None).await,
-            (Some(_), None, false) => Ok(Removal::NotOurs("never confirmed, and no marker recorded".into())),
+            (None, true) => machine.delete_machine_nft_table(*family, name, None).await,
+            (None, false) => Ok(Removal::NotOurs("never confirmed, and no marker recorded".into())),
         },
         Object::Link { name, .. } => remove_machine_link(machine, owned, name).await,
         // Addresses live on the lab's links and go with them.

@@ -5,32 +5,7 @@ use std::net::SocketAddr;
 
 use ipnet::IpNet;
 
-/// Which of the lab's tables in a namespace: both are called `nsw-<lab>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TableFamily {
-    /// `inet`: NAT and filtering, IPv4 and IPv6.
-    Inet,
-    /// `netdev`: per-link ingress hooks (the loss of a link's conditions
-    /// where the kernel has no netem).
-    Netdev,
-}
-
-impl TableFamily {
-    pub fn name(self) -> &'static str {
-        match self {
-            TableFamily::Inet => "inet",
-            TableFamily::Netdev => "netdev",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<TableFamily> {
-        match name {
-            "inet" => Some(TableFamily::Inet),
-            "netdev" => Some(TableFamily::Netdev),
-            _ => None,
-        }
-    }
-}
+pub use crate::journal::TableFamily;
 
 /// One of the lab's tables, as a change to it needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -125,16 +125,17 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
 /// `run --replace` does.
 fn replace_old(lab: &str) -> Result<()> {
     let out = std::process::Command::new("/proc/self/exe")
-        .args(["down", lab])
+        .args(["down", "--json", lab])
         .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
         .output()
         .context("taking the old lab down")?;
-    let text = String::from_utf8_lossy(&out.stderr);
-    let done = format!("nsw: lab {lab} is down: ");
-    for line in text.lines() {
-        match line.strip_prefix(&done) {
-            Some(summary) => crate::tell::say!("nsw: replaced: took down the old lab {lab} ({summary})"),
-            None => crate::tell::say!("{line}"),
+    // What `down` could not do it said on stderr, which is ours; what it
+    // did comes as JSON.
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(done) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if let Some(summary) = done.get("summary").and_then(|s| s.as_str()) {
+            crate::tell::say!("nsw: replaced: took down the old lab {lab} ({summary})");
         }
     }
     if !out.status.success() {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{CommandResult, Status, require_root, say, tell_problems};
+use super::{CommandResult, Status, require_root, say, show, tell_problems};
 use crate::backend::{self, Teardown};
 use crate::journal::StateDir;
 use crate::policy;
@@ -23,6 +23,10 @@ pub struct DownArgs {
     /// namespaces and forget its objects over there.
     #[arg(long)]
     force: bool,
+    /// Say what was done as JSON on stdout instead, one line per lab taken
+    /// down (what could not be done is still said on stderr): `{"lab": ..., "summary": ..., "removed": N, "left_alone": [...]}`.
+    #[arg(long)]
+    json: bool,
 }
 
 /// How long `down` waits for another nsw working on the same lab.
@@ -35,7 +39,7 @@ pub async fn exec(args: DownArgs) -> CommandResult {
     let mut machine = backend::system();
     let mut status = Status::Success;
     for lab in &labs {
-        if let Err(failure) = take_down_lab(&state, &mut machine, lab, args.force).await {
+        if let Err(failure) = take_down_lab(&state, &mut machine, lab, args.force, args.json).await {
             status = failure.status;
             super::fail(failure);
         }
@@ -47,7 +51,7 @@ pub async fn exec(args: DownArgs) -> CommandResult {
     Ok(status)
 }
 
-async fn take_down_lab(state: &StateDir, machine: &mut dyn Teardown, lab: &str, force: bool) -> CommandResult {
+async fn take_down_lab(state: &StateDir, machine: &mut dyn Teardown, lab: &str, force: bool, json: bool) -> CommandResult {
     policy::check_lab_name(lab).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     // Another nsw may be building or taking down this lab: wait for it.
     let Some((session, journal)) = Session::existing(state.clone(), lab, PATIENCE)? else {
@@ -56,7 +60,12 @@ async fn take_down_lab(state: &StateDir, machine: &mut dyn Teardown, lab: &str, 
     };
     let report = session.tear_down(journal, machine, force).await?;
     tell_problems(&report);
-    say!("nsw: lab {lab} is down: {}", report.summary());
+    if json {
+        let line = serde_json::json!({ "lab": lab, "summary": report.summary(), "removed": report.removed.len(), "left_alone": report.left_alone });
+        show!("{line}");
+    } else {
+        say!("nsw: lab {lab} is down: {}", report.summary());
+    }
     for what in &report.removed {
         tracing::debug!("removed {what}");
     }

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{CommandResult, Failure, Status, require_root, say, show};
 use crate::backend::{self, Survey, Teardown};
-use crate::journal::StateDir;
+use crate::journal::{Setting, StateDir};
 use crate::lab::Lab;
 use crate::lab::conditions::Conditions;
 use crate::session::Session;
@@ -155,7 +155,7 @@ pub async fn exec(args: LinkArgs) -> CommandResult {
         Err((e, _journal)) => return Err(Failure::new(Status::Usage, anyhow::anyhow!("{}", e))),
     };
     let settings = lab.link_settings(link);
-    let recorded: Conditions = settings.get("conditions").and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
+    let recorded: Conditions = settings.get(&Setting::Conditions).and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
     let mut done = Vec::new();
     let outcome: Result<(), crate::error::LabError> = async {
         if args.changes_conditions() {
@@ -198,7 +198,7 @@ pub async fn exec(args: LinkArgs) -> CommandResult {
         say!("nsw: {}: {}", args.target, done.join(", "));
     }
     if args.show || !args.changes_anything() {
-        let conditions: Conditions = settings.get("conditions").and_then(|c| serde_json::from_str(c).ok()).unwrap_or_default();
+        let conditions: Conditions = settings.get(&Setting::Conditions).and_then(|c| serde_json::from_value(c.clone()).ok()).unwrap_or_default();
         let described = conditions.describe();
         show!("{}  conditions: {}", args.target, if described.is_empty() { "none".into() } else { described });
         let name = match &netns {

@@ -43,6 +43,74 @@ impl std::fmt::Display for NetnsRef {
     }
 }
 
+/// Which of the lab's tables in a namespace: both are called `nsw-<lab>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TableFamily {
+    /// `inet`: NAT and filtering, IPv4 and IPv6.
+    Inet,
+    /// `netdev`: per-link ingress hooks (the loss of a link's conditions
+    /// where the kernel has no netem).
+    Netdev,
+}
+
+impl TableFamily {
+    pub fn name(self) -> &'static str {
+        match self {
+            TableFamily::Inet => "inet",
+            TableFamily::Netdev => "netdev",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<TableFamily> {
+        match name {
+            "inet" => Some(TableFamily::Inet),
+            "netdev" => Some(TableFamily::Netdev),
+            _ => None,
+        }
+    }
+}
+
+/// What kind of link the lab made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkKind {
+    /// One end of a veth pair.
+    Veth,
+    Bridge,
+    /// The uplink's tap device, made by pasta.
+    Tun,
+}
+
+impl LinkKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkKind::Veth => "veth",
+            LinkKind::Bridge => "bridge",
+            LinkKind::Tun => "tun",
+        }
+    }
+}
+
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A setting of a link the journal keeps for `nsw link --show` (see
+/// [`Entry::Set`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setting {
+    /// Its conditions (rate, delay, loss...), as a JSON object.
+    Conditions,
+    /// `"down"` after a failure (`set-down`).
+    State,
+    Mtu,
+    Mac,
+}
+
 /// A kernel object a lab owns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -51,7 +119,7 @@ pub enum Object {
     Link {
         netns: NetnsRef,
         name: String,
-        kind: String,
+        kind: LinkKind,
         /// A veth end's other end, by its journal id.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peer: Option<u32>,
@@ -60,7 +128,7 @@ pub enum Object {
     Route { netns: NetnsRef, destination: String, via: String },
     /// The lab's nftables table; its identity is a marker chain
     /// `nsw-owner-<ident>` created with it, in one transaction.
-    NftTable { netns: NetnsRef, family: String, name: String },
+    NftTable { netns: NetnsRef, family: TableFamily, name: String },
     Sysctl { netns: NetnsRef, key: String, old: String },
     /// The lab's hold on a setting of the machine that labs share (IPv4
     /// forwarding): the last lab to let go puts it back (see
@@ -94,7 +162,7 @@ impl std::fmt::Display for Object {
             Object::Link { netns, name, kind, .. } => write!(f, "{kind} {name} in {netns}"),
             Object::Address { netns, link, cidr } => write!(f, "address {cidr} on {link} in {netns}"),
             Object::Route { netns, destination, via } => write!(f, "route {destination} via {via} in {netns}"),
-            Object::NftTable { netns, family, name } => write!(f, "nftables table {family} {name} in {netns}"),
+            Object::NftTable { netns, family, name } => write!(f, "nftables table {} {name} in {netns}", family.name()),
             Object::Sysctl { netns, key, old } => write!(f, "sysctl {key} (was {old}) in {netns}"),
             Object::SharedSetting { key } => write!(f, "the lab's hold on sysctl {key} of the machine"),
             Object::Process { netns, program } => write!(f, "process {program} in {netns}"),
@@ -168,10 +236,10 @@ pub enum Entry {
         ident: Option<u64>,
     },
     State { state: LabState },
-    /// A setting of one of the lab's links changed (its conditions, state,
-    /// MTU or MAC: `key`), to `value` (empty: back to the default). Only a
+    /// A setting of one of the lab's links changed, to `value` (null, or
+    /// an empty string as older nsw wrote it: back to the default). Only a
     /// record for `nsw link --show`: the setting goes with its link.
-    Set { id: u32, key: String, value: String },
+    Set { id: u32, key: Setting, value: serde_json::Value },
 }
 
 /// An open journal: the lab's record on disk, appended to one line at a

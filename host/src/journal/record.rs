@@ -18,7 +18,7 @@ pub struct OwnedObject {
     /// A process's start time (see [`Entry::Created`]).
     pub since: Option<u64>,
     /// A link's settings, by key (see [`Entry::Set`]).
-    pub settings: std::collections::BTreeMap<String, String>,
+    pub settings: std::collections::BTreeMap<super::Setting, serde_json::Value>,
 }
 
 /// A lab as its journal describes it.
@@ -79,10 +79,14 @@ impl LabRecord {
             Entry::State { state } => self.state = state,
             Entry::Set { id, key, value } => {
                 if let Some(owned) = self.objects.iter_mut().rev().find(|o| o.id == id) {
-                    if value.is_empty() {
-                        owned.settings.remove(&key);
-                    } else {
-                        owned.settings.insert(key, value);
+                    match value {
+                        serde_json::Value::Null => drop(owned.settings.remove(&key)),
+                        serde_json::Value::String(text) if text.is_empty() => drop(owned.settings.remove(&key)),
+                        // Older nsw wrote conditions as JSON inside a string.
+                        serde_json::Value::String(text) if key == super::Setting::Conditions => {
+                            owned.settings.insert(key, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)));
+                        }
+                        value => drop(owned.settings.insert(key, value)),
                     }
                 }
             }

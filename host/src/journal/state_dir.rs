@@ -311,7 +311,7 @@ mod tests {
         let ns = j.record_intent(Object::Netns { name: "lab1-a".into(), node: "a".into() }).unwrap();
         j.append(Entry::Created { id: ns, ident: Some(7), since: None }).unwrap();
         let link = j
-            .record_intent(Object::Link { netns: NetnsRef::Machine, name: "v0".into(), kind: "veth".into(), peer: None })
+            .record_intent(Object::Link { netns: NetnsRef::Machine, name: "v0".into(), kind: crate::journal::LinkKind::Veth, peer: None })
             .unwrap();
         j.append(Entry::Created { id: link, ident: Some(3), since: None }).unwrap();
         j.append(Entry::Moved { id: link, netns: NetnsRef::Named("lab1-a".into()), ident: Some(4) }).unwrap();

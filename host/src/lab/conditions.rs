@@ -7,7 +7,7 @@
 use super::{Lab, LinkId};
 use crate::backend::rules::{Netem, Queue, QueueFeatures, TableChange, TableFamily};
 use crate::error::{LabError, LabResult};
-use crate::journal::{Entry, Object};
+use crate::journal::{Entry, Object, Setting};
 
 /// A link's conditions, in the WIT's units; `None` leaves one out. The
 /// journal keeps them as JSON, so that `nsw link` can change one of them.
@@ -184,9 +184,9 @@ impl Lab {
     }
 
     /// Record a link's new setting (`nsw link --show` reads it back).
-    pub(super) fn record_setting(&mut self, link: LinkId, key: &str, value: String) -> LabResult<()> {
+    pub(super) fn record_setting(&mut self, link: LinkId, key: Setting, value: serde_json::Value) -> LabResult<()> {
         self.check_journal_room()?;
-        self.record(Entry::Set { id: self.links[link].journal_id, key: key.into(), value })
+        self.record(Entry::Set { id: self.links[link].journal_id, key, value })
     }
 
     pub async fn set_conditions(&mut self, link: LinkId, c: Conditions) -> LabResult<()> {
@@ -212,8 +212,8 @@ impl Lab {
             }
             None => self.clear_nft_loss(link, &what).await?,
         }
-        let recorded = if c == Conditions::default() { String::new() } else { serde_json::to_string(&c).map_err(|e| LabError::Trap(e.into()))? };
-        self.record_setting(link, "conditions", recorded)
+        let recorded = if c == Conditions::default() { serde_json::Value::Null } else { serde_json::to_value(c).map_err(|e| LabError::Trap(e.into()))? };
+        self.record_setting(link, Setting::Conditions, recorded)
     }
 
     pub async fn clear_conditions(&mut self, link: LinkId) -> LabResult<()> {
@@ -223,7 +223,7 @@ impl Lab {
         self.alive_link(link).await?;
         self.backend.set_queue(&self.link_ref(link), None).await.map_err(|e| LabError::os(&what, &e))?;
         self.clear_nft_loss(link, &what).await?;
-        self.record_setting(link, "conditions", String::new())
+        self.record_setting(link, Setting::Conditions, serde_json::Value::Null)
     }
 
     async fn clear_nft_loss(&mut self, link: LinkId, what: &str) -> LabResult<()> {
@@ -243,7 +243,7 @@ impl Lab {
         self.backend.set_down(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))?;
         self.links[link].up = false;
         self.failed_links.insert(link);
-        self.record_setting(link, "state", "down".into())
+        self.record_setting(link, Setting::State, "down".into())
     }
 
     /// Add again the lab's routes through `link` that the kernel deleted
@@ -296,7 +296,7 @@ impl Lab {
                 LabError::os(&what, &e)
             }
         })?;
-        self.record_setting(link, "mtu", mtu.to_string())
+        self.record_setting(link, Setting::Mtu, mtu.into())
     }
 
     pub async fn set_mac(&mut self, link: LinkId, mac: &str) -> LabResult<()> {
@@ -307,7 +307,7 @@ impl Lab {
         self.materialize(link).await?;
         self.alive_link(link).await?;
         self.backend.set_mac(&self.link_ref(link), octets).await.map_err(|e| LabError::os(&what, &e))?;
-        self.record_setting(link, "mac", mac.to_ascii_lowercase())
+        self.record_setting(link, Setting::Mac, mac.to_ascii_lowercase().into())
     }
 }
 

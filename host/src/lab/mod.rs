@@ -65,7 +65,7 @@ pub struct LinkEntry {
     pub name: String,
     pub ns: NsId,
     pub index: u32,
-    pub kind: &'static str,
+    pub kind: crate::journal::LinkKind,
     journal_id: u32,
     /// The other end, for a veth.
     peer: Option<LinkId>,

@@ -80,29 +80,24 @@ impl Lab {
         if !self.backend.link_is(ns, index, ifname).await.map_err(|e| LabError::os(&what, &e))? {
             return Err(LabError::not_found(format!("{what}: it is gone, or another link has its index now")));
         }
-        let kind: &'static str = match kind.as_str() {
-            "veth" => "veth",
-            "bridge" => "bridge",
-            _ => "link",
-        };
-        let link = self.push_link(ifname, ns, index, kind, owned.id);
+        let link = self.push_link(ifname, ns, index, *kind, owned.id);
         // A veth's other end: conditions act where it receives.
         if let Object::Link { peer: Some(peer_id), .. } = &owned.object {
             let peer = record.objects.iter().filter(|o| o.confirmed).find(|o| o.id == *peer_id);
             if let Some((Object::Link { netns, name, .. }, Some(peer_index))) = peer.map(|o| (&o.object, o.ident)) {
                 let peer_ns = self.ns_of(netns, &nodes).await?;
-                let peer = self.push_link(name, peer_ns, peer_index as u32, "veth", *peer_id);
+                let peer = self.push_link(name, peer_ns, peer_index as u32, crate::journal::LinkKind::Veth, *peer_id);
                 self.links[link].peer = Some(peer);
                 self.links[peer].peer = Some(link);
             }
         }
-        self.links[link].up = owned.settings.get("state").is_none_or(|s| s != "down");
+        self.links[link].up = owned.settings.get(&crate::journal::Setting::State).is_none_or(|s| s != "down");
         if !self.links[link].up {
             self.failed_links.insert(link);
         }
         for o in record.objects.iter().filter(|o| o.confirmed) {
             if let (Object::NftTable { netns, family, .. }, Some(nonce)) = (&o.object, o.ident) {
-                if let (Some(id), Some(family)) = (self.netns.iter().position(|n| n.kernel == *netns), TableFamily::parse(family)) {
+                if let (Some(id), Some(family)) = (self.netns.iter().position(|n| n.kernel == *netns), Some(*family)) {
                     self.tables.insert((id, family), nonce);
                 }
             }
@@ -142,7 +137,7 @@ impl Lab {
     }
 
     /// A link's settings as the journal has them (`nsw link --show`).
-    pub fn link_settings(&self, link: LinkId) -> std::collections::BTreeMap<String, String> {
+    pub fn link_settings(&self, link: LinkId) -> std::collections::BTreeMap<crate::journal::Setting, serde_json::Value> {
         let id = self.links[link].journal_id;
         self.journal.record().objects.iter().find(|o| o.id == id).map(|o| o.settings.clone()).unwrap_or_default()
     }

@@ -25,7 +25,7 @@ impl Lab {
             Some(nonce) => (*nonce, None),
             None => {
                 let nonce = random_u64();
-                let object = Object::NftTable { netns: self.netns[ns].kernel.clone(), family: family.name().into(), name: name.clone() };
+                let object = Object::NftTable { netns: self.netns[ns].kernel.clone(), family, name: name.clone() };
                 (nonce, Some(self.record_intent_as(object, Some(nonce))?))
             }
         };

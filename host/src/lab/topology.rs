@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::{Lab, LinkEntry, LinkId, fresh_ifindex};
 use crate::backend::NsId;
 use crate::error::{LabError, LabResult};
-use crate::journal::{Entry, NetnsRef, Object};
+use crate::journal::{Entry, LinkKind, NetnsRef, Object};
 use crate::policy::{self, quoted};
 
 impl Lab {
@@ -32,7 +32,7 @@ impl Lab {
         self.new_netns(node, kernel).await
     }
 
-    pub(super) fn push_link(&mut self, name: &str, ns: NsId, index: u32, kind: &'static str, journal_id: u32) -> LinkId {
+    pub(super) fn push_link(&mut self, name: &str, ns: NsId, index: u32, kind: LinkKind, journal_id: u32) -> LinkId {
         self.links.push(LinkEntry {
             name: name.to_string(),
             ns,
@@ -106,7 +106,7 @@ impl Lab {
             name: name.into(),
             ns,
             index: 0,
-            kind: "veth",
+            kind: LinkKind::Veth,
             journal_id: 0,
             peer: Some(peer),
             master: None,
@@ -141,11 +141,11 @@ impl Lab {
         // The second intent gets the next id: each end names the other.
         let next = self.journal.next_id();
         let ja = self.record_intent_as(
-            Object::Link { netns: self.netns[ns].kernel.clone(), name: name.clone(), kind: "veth".into(), peer: Some(next + 1) },
+            Object::Link { netns: self.netns[ns].kernel.clone(), name: name.clone(), kind: LinkKind::Veth, peer: Some(next + 1) },
             indexes.map(|i| i.0 as u64),
         )?;
         let jb = self.record_intent_as(
-            Object::Link { netns: self.netns[peer_ns].kernel.clone(), name: peer.clone(), kind: "veth".into(), peer: Some(ja) },
+            Object::Link { netns: self.netns[peer_ns].kernel.clone(), name: peer.clone(), kind: LinkKind::Veth, peer: Some(ja) },
             indexes.map(|i| i.1 as u64),
         )?;
         let outcome = self.backend.create_veth(&name, ns, &peer, peer_ns, indexes).await;
@@ -202,14 +202,14 @@ impl Lab {
         // never hold, even unconfirmed, the name of someone else's link.
         self.check_free_name(name, ns).await?;
         let index = self.is_machine(ns).then(fresh_ifindex);
-        let object = Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: "bridge".into(), peer: None };
+        let object = Object::Link { netns: self.netns[ns].kernel.clone(), name: name.into(), kind: LinkKind::Bridge, peer: None };
         let id = self.record_intent_as(object, index.map(u64::from))?;
         let outcome = self.backend.create_bridge(name, ns, index).await;
         let what = format!("create bridge {name} in {}", self.describe_ns(ns));
         let index = self.confirm(&[id], outcome, || what)?;
         self.quotas.links.take(1, "")?;
         self.quotas.bridges.take(1, "")?;
-        let link = self.push_link(name, ns, index, "bridge", id);
+        let link = self.push_link(name, ns, index, LinkKind::Bridge, id);
         self.new_link_ipv6(link).await?;
         Ok(link)
     }
@@ -272,7 +272,7 @@ impl Lab {
     pub async fn set_master(&mut self, port: LinkId, bridge: LinkId) -> LabResult<()> {
         self.refuse_if_stopped()?;
         let (p, b) = (&self.links[port], &self.links[bridge]);
-        if b.kind != "bridge" {
+        if b.kind != LinkKind::Bridge {
             return Err(LabError::invalid(format!("{} is a {}, not a bridge", b.name, b.kind)));
         }
         if port == bridge {
@@ -313,7 +313,7 @@ impl Lab {
             // Back from a `set-down`: up is a link's usual state, and the
             // routes the kernel dropped with it come back.
             self.restore_routes(link).await?;
-            self.record_setting(link, "state", String::new())?;
+            self.record_setting(link, crate::journal::Setting::State, serde_json::Value::Null)?;
             // A script that probes right away should not find it still dead.
             self.wait_for_carriers().await?;
         }
@@ -331,7 +331,7 @@ impl Lab {
     /// one wait.)
     pub(super) async fn wait_for_carriers(&mut self) -> LabResult<()> {
         let mut awaiting = std::mem::take(&mut self.awaiting_carrier);
-        awaiting.sort_by_key(|l| (self.links[*l].kind == "bridge", *l));
+        awaiting.sort_by_key(|l| (self.links[*l].kind == LinkKind::Bridge, *l));
         awaiting.dedup();
         for link in awaiting {
             self.refuse_if_stopped()?;

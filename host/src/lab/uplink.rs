@@ -69,7 +69,7 @@ impl Lab {
             .await
             .map_err(|e| LabError::os(what, &e))?
             .ok_or_else(|| LabError::os(what, &std::io::Error::other("pasta made no uplink0 within 5 s")))?;
-        let link = self.push_link(UPLINK_LAB_END, HOST, index, "tun", id);
+        let link = self.push_link(UPLINK_LAB_END, HOST, index, crate::journal::LinkKind::Tun, id);
         let entry = &mut self.links[link];
         entry.up = true;
         entry.addresses.push(IpNet::V4(Ipv4Net::new(address, subnet.prefix_len()).expect("valid")));

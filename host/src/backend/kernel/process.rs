@@ -108,10 +108,7 @@ pub fn start_pasta(netns_path: &Path, uplink: &Uplink) -> io::Result<ProcessId> 
     // ordinary user (rootless labs) only where it is 0666, as on most
     // distributions. Say so rather than pass on pasta's "Failed to open tun".
     if nix::unistd::access("/dev/net/tun", nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK).is_err() {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "unsupported: pasta needs /dev/net/tun, which this machine lets only root open (most distributions make it mode 0666)",
-        ));
+        return Err(crate::error::Unsupported::io("pasta needs /dev/net/tun, which this machine lets only root open (most distributions make it mode 0666)"));
     }
     let _ = fs::remove_file(&uplink.pid_file);
     let mut command = Command::new("pasta");

@@ -9,6 +9,7 @@ use super::Lab;
 use crate::backend::{Exit, NsId, Program, ProgramSpec};
 use crate::error::{LabError, LabResult};
 use crate::journal::{Entry, Object};
+use crate::policy;
 
 /// At most this much of a program's stdout (and of its stderr) is kept.
 pub const OUTPUT_CAP: u64 = 1 << 20;
@@ -37,24 +38,10 @@ impl Lab {
         self.check_strings("process", &words)?;
         let Some(first) = argv.first() else { return Err(LabError::invalid("a program needs at least argv[0]")) };
         let what = format!("run {} in {}", crate::policy::quoted(first), self.describe_ns(ns));
-        let Some((uid, gid)) = self.grants.exec_as() else {
-            return Err(LabError::denied(format!("{what}: running programs was not granted (nsw run --allow exec)")));
-        };
-        if self.is_machine(ns) {
-            return Err(LabError::denied(format!("{what}: that is the machine's own namespace; programs run in the lab's nodes")));
-        }
+        let (uid, gid) = policy::programs::may_run_programs(&self.grants, &what, self.is_machine(ns))?;
         let program = crate::backend::kernel_resolve(first)
             .ok_or_else(|| LabError::not_found(format!("{what}: there is no program {} (in PATH)", crate::policy::quoted(first))))?;
-        if let Some(allowed) = self.grants.exec.as_ref().filter(|list| !list.is_empty()) {
-            let ok = allowed.iter().filter_map(|a| crate::backend::kernel_resolve(a)).any(|a| a == program);
-            if !ok {
-                return Err(LabError::denied(format!(
-                    "{what}: {} is not among the programs granted (--allow exec={})",
-                    program.display(),
-                    allowed.join(",")
-                )));
-            }
-        }
+        policy::programs::check_granted_program(&self.grants, &what, &program, crate::backend::kernel_resolve)?;
         self.quotas.processes.take(1, &what)?;
         Ok(ProgramSpec { program, argv: argv.to_vec(), uid, gid, log: None })
     }

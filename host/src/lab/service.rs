@@ -14,17 +14,9 @@ impl Lab {
     pub async fn admit_service(&mut self, ns: NsId, name: &str, size: usize) -> LabResult<String> {
         self.refuse_if_stopped()?;
         self.check_strings("service.start", &[name])?;
-        policy::check_node_name(name).map_err(|e| LabError::invalid(e.message().replace("netns name", "service name")))?;
         let node = self.netns[ns].node.clone();
         let what = format!("start service {name} in {}", self.describe_ns(ns));
-        if self.is_machine(ns) {
-            return Err(LabError::denied(format!(
-                "{what}: that is the machine's own namespace; a service runs in a namespace of the lab's own"
-            )));
-        }
-        if size > 64 << 20 {
-            return Err(LabError::invalid(format!("{what}: the component is {size} bytes; 64 MiB at most")));
-        }
+        policy::programs::admit_service(&what, name, size, self.is_machine(ns))?;
         let label = format!("{node}/{name}");
         if self.service_labels.contains(&label) {
             return Err(LabError::exists(format!("{what}: {node} runs a service named {name} already")));

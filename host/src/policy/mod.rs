@@ -4,11 +4,13 @@
 //! ([`imports`]), the per-lab limits ([`quota`]) and what may land in the
 //! machine's own namespace ([`host_net`]).
 
+pub mod conditions;
 pub mod grants;
 pub mod host_net;
 pub mod imports;
 pub mod names;
 pub mod ownership;
+pub mod programs;
 pub mod limits;
 pub mod quota;
 

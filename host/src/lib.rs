@@ -1,13 +1,16 @@
 //! nsw: Linux network labs built by sandboxed WebAssembly scripts.
 //!
 //! The flow of one run: the [`cli`] parses and hands over to a command
-//! ([`commands`]); `run` loads a component ([`runtime`]) and opens a
-//! [`session`] for the lab; the guest calls the WIT imports ([`imports`],
-//! one module per interface), which call the [`lab`]; the lab asks the
-//! [`policy`], records the object in its [`journal`], then has a
-//! [`backend`] create it. [`teardown`] removes what a journal owns. When
-//! root runs a contained lab, all of that happens behind the [`boundary`],
-//! in a user namespace with no privilege over the machine.
+//! ([`commands`]); `run`, `test` and `plan` go through one pipeline
+//! ([`build`]): the script is checked and loaded ([`runtime`]), a
+//! [`session`] holds the lab, and the script runs ([`script`]) against the
+//! WIT imports ([`imports`], one module per interface), which call the
+//! [`lab`]; the lab asks the [`policy`], records the object in its
+//! [`journal`], then has a [`backend`] create it. [`teardown`] removes what
+//! a journal owns. When root runs a contained lab, all of that happens
+//! behind the [`boundary`], in a user namespace with no privilege over the
+//! machine. ARCHITECTURE.md (in the repository) is the map: the layers and
+//! what each module may use.
 
 pub mod access;
 pub mod backend;

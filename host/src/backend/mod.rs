@@ -5,9 +5,11 @@
 //! Two sides, as netavark pairs `setup` and `teardown`: [`Backend`] builds
 //! a lab, [`Teardown`] answers what teardown asks of the machine and
 //! removes what it is told to. The kernel carries out both for real; the
-//! plan models both in memory, so that the lab's logic, its rollback and
-//! `down` are all tested without root. [`system`] is the one place that
-//! builds the kernel backend.
+//! plan models both in memory, so that the lab's logic and its rollback
+//! are tested without root, and `down`'s decisions too, except those that
+//! need the kernel's user namespaces (the privilege boundary's, whose
+//! facts the plan does not model: [`Teardown::netns_owner`]). [`system`] is
+//! the one place that builds the kernel backend.
 
 pub mod kernel;
 pub mod plan;

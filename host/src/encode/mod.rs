@@ -3,4 +3,5 @@
 //! language. The terminal ([`terminal`]) is the first; every other output
 //! format gets its encoder here too.
 
+pub mod shell;
 pub mod terminal;

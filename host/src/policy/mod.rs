@@ -1,5 +1,5 @@
-//! The policy: the one place that decides what a lab may do. Backends only
-//! do; they never decide. Name and address rules ([`names`]), the grants a
+//! The policy: what a lab may do is decided here, from facts the lab and
+//! the backends bring (backends only do; the lab carries a verdict out). Name and address rules ([`names`]), the grants a
 //! user gave ([`grants`]), which imports a component may have
 //! ([`imports`]), the per-lab limits ([`quota`]) and what may land in the
 //! machine's own namespace ([`host_net`]).

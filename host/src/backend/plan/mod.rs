@@ -21,6 +21,8 @@ mod state;
 mod teardown;
 
 pub use state::{PlanLink, PlanNs, PlanState};
+use state::PlannedProgram;
+pub use crate::encode::shell::word as sh;
 
 use super::rules::{LabTable, Queue, QueueFeatures, TableChange};
 use super::{Backend, ConnectOutcome, Hop, LinkRef, NsId, PingStats, ProcessId, Throughput, Uplink};
@@ -42,15 +44,6 @@ impl Default for PlanBackend {
 
 pub(super) fn err(code: i32) -> io::Error {
     io::Error::from_raw_os_error(code)
-}
-
-/// A word for the shell: as it is if it is plain, else single-quoted.
-pub fn sh(word: &str) -> String {
-    if !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "_.-+=,@/".contains(c)) {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
 }
 
 impl PlanBackend {
@@ -482,30 +475,3 @@ pub(super) fn tree_of(space: &PlanNs, roots: &[&str]) -> BTreeMap<String, String
     space.sysctls.iter().filter(|(k, _)| roots.iter().any(|r| k.starts_with(r))).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shell_words_are_quoted_when_needed() {
-        assert_eq!(sh("veth-pb"), "veth-pb");
-        assert_eq!(sh("a'b"), r"'a'\''b'");
-        assert_eq!(sh("$(x)"), "'$(x)'");
-    }
-}
-
-/// A program in a plan: it ran (nothing did), and ended at once.
-struct PlannedProgram(ProcessId);
-
-impl super::Program for PlannedProgram {
-    fn id(&self) -> ProcessId {
-        self.0
-    }
-    fn try_wait(&mut self) -> io::Result<Option<super::Exit>> {
-        Ok(Some(super::Exit::Code(0)))
-    }
-    fn take_pipes(&mut self) -> Option<(Box<dyn std::io::Read + Send>, Box<dyn std::io::Read + Send>)> {
-        Some((Box::new(std::io::empty()), Box::new(std::io::empty())))
-    }
-    fn signal(&self, _signal: nix::sys::signal::Signal) {}
-}

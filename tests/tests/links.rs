@@ -97,7 +97,7 @@ fn nsw_link_down_stops_pings_and_up_restores_them() {
     let shown = machine.nsw(&["link", &lab.name, "b:eth0"]);
     assert!(stdout(&shown).contains("conditions: rate 5000000 bit/s, loss 1%") && stdout(&shown).contains("mtu 1300"), "{}", text(&shown));
     let journal = std::fs::read_to_string(nsw_tests::journal_path(&lab.name)).unwrap();
-    assert!(journal.contains(r#""key":"state","value":"down""#) && journal.contains(r#""key":"mtu","value":"1300""#), "{journal}");
+    assert!(journal.contains(r#""key":"state","value":"down""#) && journal.contains(r#""key":"mtu","value":1300"#), "{journal}");
     // Only the lab's own links, named as the lab knows them.
     let other = machine.nsw(&["link", &lab.name, "a:lo", "--down"]);
     assert!(!other.status.success() && stderr(&other).contains("a has no link lo that lab"), "{}", text(&other));

@@ -12,6 +12,8 @@ mod check;
 pub mod conditions;
 pub mod firewall;
 mod nat;
+#[cfg(test)]
+mod plan_props;
 mod probe;
 pub mod process;
 mod route;
@@ -130,6 +132,8 @@ pub struct Lab {
     calls: u64,
     /// Checks and probes, for the report.
     findings: Findings,
+    /// Bytes of check names and details kept so far (`--max-report`).
+    report_bytes: usize,
     /// Services started, as `<node>/<name>`.
     service_labels: HashSet<String>,
     /// Objects made so far, for the progress line.
@@ -168,6 +172,7 @@ impl Lab {
             last_refusal: None,
             calls: 0,
             findings: Findings::default(),
+            report_bytes: 0,
             service_labels: HashSet::new(),
             made: Default::default(),
         }

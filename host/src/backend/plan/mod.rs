@@ -317,7 +317,7 @@ impl Backend for PlanBackend {
     async fn write_sysctl(&mut self, ns: NsId, key: &str, value: &str) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         write_modelled_sysctl(s.ns(ns)?, key, value);
-        let line = format!("{}sysctl -qw {}={}", s.inside(ns), key.replace('/', "."), sh(value));
+        let line = format!("{}{}", s.inside(ns), render::sysctl_line(key, value));
         s.log.push(line);
         Ok(())
     }
@@ -329,6 +329,7 @@ impl Backend for PlanBackend {
 
     async fn change_table(&mut self, ns: NsId, table: &LabTable, changes: &[TableChange]) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
+        let inside = s.inside(ns);
         let space = s.ns(ns)?;
         let exists = space.tables.iter().any(|(f, t, _)| *f == table.family && *t == table.name);
         let ours = space.tables.iter().any(|(f, t, n)| *f == table.family && *t == table.name && *n == table.nonce);
@@ -338,13 +339,12 @@ impl Backend for PlanBackend {
         if !table.create && !ours {
             return Err(err(libc::ENOENT));
         }
-        let lines = render::nft_lines(table, changes);
+        let lines = render::nft_lines(&inside, table, changes);
         if table.create {
             space.tables.push((table.family, table.name.clone(), table.nonce));
         }
         space.table_changes.extend(changes.iter().map(|c| (table.family, table.name.clone(), c.clone())));
-        let inside = s.inside(ns);
-        s.log.extend(lines.into_iter().map(|l| format!("{inside}{l}")));
+        s.log.extend(lines);
         Ok(())
     }
 

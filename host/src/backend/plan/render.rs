@@ -4,9 +4,27 @@
 use super::sh;
 use crate::backend::rules::{Direction, FilterRule, LabTable, OnLink, Protocol, Queue, TableChange, Verdict};
 
+/// What the plan prints for one change to a lab's table: the change as
+/// `nft` commands, for the reader, in comments; then, to run, exactly the
+/// JSON batch the kernel backend hands `nft -j -f -`, in a quoted here
+/// document (the shell expands nothing in it, and JSON quotes every name,
+/// which nft's own syntax cannot do for every name the policy allows).
+pub fn nft_lines(inside: &str, t: &LabTable, changes: &[TableChange]) -> Vec<String> {
+    let mut lines: Vec<String> = readable_nft(t, changes).into_iter().map(|l| format!("#   {l}")).collect();
+    let batch = crate::backend::kernel::nft::change_batch(t, changes);
+    let json = serde_json::to_string(&batch).unwrap_or_default();
+    lines.push(format!("{inside}nft -j -f - <<'{NFT_END}'"));
+    lines.push(json);
+    lines.push(NFT_END.to_string());
+    lines
+}
+
+/// The end of a here document of the plan: never a line of JSON.
+const NFT_END: &str = "NSW_NFT_END";
+
 /// `nft` commands for one change to a lab's table (after its creation,
-/// when `table.create`).
-pub fn nft_lines(t: &LabTable, changes: &[TableChange]) -> Vec<String> {
+/// when `table.create`), as a reader would type them.
+fn readable_nft(t: &LabTable, changes: &[TableChange]) -> Vec<String> {
     let (family, name) = (t.family.name(), sh(&t.name));
     let mut lines = Vec::new();
     if t.create {
@@ -54,6 +72,13 @@ pub fn nft_lines(t: &LabTable, changes: &[TableChange]) -> Vec<String> {
         }
     }
     lines
+}
+
+/// `sysctl -qw KEY=VALUE` with the key in its slash form, which sysctl
+/// takes as it is: an interface name may hold dots (`r2v.100`), and the
+/// dotted form would turn them into directories. One word for the shell.
+pub fn sysctl_line(key: &str, value: &str) -> String {
+    format!("sysctl -qw {}", sh(&format!("{key}={value}")))
 }
 
 fn ip(v4: bool) -> &'static str {

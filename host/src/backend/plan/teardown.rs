@@ -112,7 +112,7 @@ impl Teardown for PlanBackend {
         let mut s = self.state.lock().unwrap();
         let Some(machine) = s.machine_ns() else { return Err(err(libc::ENOENT)) };
         write_modelled_sysctl(machine, key, value);
-        s.log.push(format!("sysctl -qw {}={}", key.replace('/', "."), sh(value)));
+        s.log.push(super::render::sysctl_line(key, value));
         Ok(())
     }
 

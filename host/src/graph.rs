@@ -33,15 +33,7 @@ pub struct Graph {
     pub edges: Vec<Edge>,
 }
 
-/// An identifier dot and Mermaid both take: letters, digits, `_`.
-fn ident(prefix: &str, parts: &[&str]) -> String {
-    let mut id = prefix.to_string();
-    for part in parts {
-        id.push('_');
-        id.extend(part.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }));
-    }
-    id
-}
+use crate::encode::diagram::{dot_string as quote, ident, mermaid_text};
 
 /// A link's name and the addresses the lab gave it (not the link-local
 /// ones the kernel makes up from random MACs: the picture would change
@@ -90,10 +82,6 @@ pub fn build(lab: &LabView) -> Graph {
     Graph { vertices: vertices.into_iter().collect(), edges: edges.into_iter().collect() }
 }
 
-fn quote(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"")
-}
-
 pub fn dot(lab: &str, graph: &Graph) -> String {
     let mut out = format!("graph \"{}\" {{\n  rankdir=LR;\n  node [fontname=\"Helvetica\"];\n  edge [fontname=\"Helvetica\", fontsize=10];\n", quote(lab));
     for v in &graph.vertices {
@@ -113,7 +101,7 @@ pub fn dot(lab: &str, graph: &Graph) -> String {
 }
 
 pub fn mermaid(graph: &Graph) -> String {
-    let text = |t: &str| t.replace('"', "#quot;");
+    let text = mermaid_text;
     let mut out = String::from("flowchart LR\n");
     for v in &graph.vertices {
         let shape = match v.kind {

@@ -75,27 +75,29 @@ fn print_table(verdicts: &[Verdict]) {
 }
 
 fn write_junit(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Result<()> {
-    let mut suite = TestSuite::new(built.lab.clone());
+    // Every text through the XML encoder: a name may hold what XML forbids.
+    let xml = crate::encode::xml::text;
+    let mut suite = TestSuite::new(xml(&built.lab));
     for v in verdicts {
         let status = if v.passed {
             TestCaseStatus::success()
         } else {
             let mut failure = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            failure.set_message(v.detail.clone());
+            failure.set_message(xml(&v.detail));
             failure
         };
-        let mut case = TestCase::new(v.name.clone(), status);
-        case.set_classname(format!("nsw.{}", built.lab));
+        let mut case = TestCase::new(xml(&v.name), status);
+        case.set_classname(format!("nsw.{}", xml(&built.lab)));
         if v.passed && !v.detail.is_empty() {
-            case.set_system_out(v.detail.clone());
+            case.set_system_out(xml(&v.detail));
         }
         suite.add_test_case(case);
     }
     suite.set_time(built.elapsed);
     let mut report = Report::new("nsw test");
     report.add_test_suite(suite);
-    let xml = report.to_string().context("writing the JUnit report")?;
-    crate::access::write_output(path, xml.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    let document = report.to_string().context("writing the JUnit report")?;
+    crate::access::write_output(path, document.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 fn write_json(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Result<()> {

@@ -3,5 +3,7 @@
 //! language. The terminal ([`terminal`]) is the first; every other output
 //! format gets its encoder here too.
 
+pub mod diagram;
 pub mod shell;
 pub mod terminal;
+pub mod xml;

@@ -7,6 +7,9 @@ use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The PATH of an ordinary user's login shell on Debian.
+pub const USER_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
 use crate::{Machine, nsw_bin, run};
 
 pub struct User {
@@ -55,7 +58,8 @@ impl User {
         to
     }
 
-    /// `bin ARGS` as this user inside `machine`, stopped after 120 s.
+    /// `bin ARGS` as this user inside `machine`, stopped after 120 s, with
+    /// a login shell's environment.
     pub fn command(&self, machine: &Machine, bin: &Path, args: &[&str]) -> Command {
         let bin = self.file(bin);
         let mut command = Command::new("timeout");
@@ -68,7 +72,8 @@ impl User {
             .env_clear()
             .env("HOME", &self.home)
             .env("XDG_RUNTIME_DIR", self.runtime_dir())
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            // A Debian user's login PATH: no sbin (where nft lives).
+            .env("PATH", USER_PATH)
             .current_dir(&self.home);
         command
     }

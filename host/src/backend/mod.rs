@@ -304,11 +304,20 @@ pub trait Survey: Send {
 pub use kernel::capture::{Captured, Until};
 
 /// Capture the packets of `ifname` in `/run/netns/NETNS` (the machine's if
-/// `None`) as pcapng into `out`, until `until` or a stop; `ready` is told
-/// once the capture listens. Blocks.
-pub fn capture(netns: Option<&str>, ifname: &str, out: Box<dyn std::io::Write + Send>, until: Until, stop: &Stop, ready: impl FnOnce()) -> io::Result<Captured> {
+/// `None`; then only the link of index `index`) as pcapng into `out`,
+/// until `until` or a stop; `ready` is told once the capture listens.
+/// Blocks.
+pub fn capture(
+    netns: Option<&str>,
+    ifname: &str,
+    index: Option<u32>,
+    out: Box<dyn std::io::Write + Send>,
+    until: Until,
+    stop: &Stop,
+    ready: impl FnOnce(),
+) -> io::Result<Captured> {
     let fd = netns.map(kernel::netns::open_named).transpose()?;
-    kernel::capture::capture(fd.as_ref(), ifname, out, until, stop, ready)
+    kernel::capture::capture(fd.as_ref(), ifname, index, out, until, stop, ready)
 }
 
 /// The real thing: the kernel, for building labs and taking them down.

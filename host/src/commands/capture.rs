@@ -41,6 +41,12 @@ pub async fn exec(args: CaptureArgs) -> CommandResult {
     let record = state.read(&args.lab)?.with_context(|| format!("there is no lab {} (see nsw ls)", args.lab))?;
     // The machine's namespace is a host-net lab's host; else the node's own.
     let netns = if node == crate::naming::HOST && record.info.mode == Mode::HostNet { None } else { Some(super::exec::resolve(&state, &args.lab, node)?) };
+    // In the machine's namespace only the lab's own links, by identity (as
+    // `nsw link` and teardown have them); a node's namespace is the lab's.
+    let index = match netns {
+        Some(_) => None,
+        None => Some(machine_link_of(&record, ifname)?),
+    };
     let out: Box<dyn std::io::Write + Send> = match &args.write {
         Some(path) if path.as_os_str() == "-" => Box::new(std::io::stdout()),
         Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
@@ -53,10 +59,36 @@ pub async fn exec(args: CaptureArgs) -> CommandResult {
     let (ifname, shown) = (ifname.to_string(), args.target.clone());
     let captured = std::thread::Builder::new()
         .name("nsw-capture".into())
-        .spawn(move || backend::capture(netns.as_deref(), &ifname, out, until, &stop, || say!("nsw: capturing on {shown} (Ctrl-C ends it)")))?
+        .spawn(move || backend::capture(netns.as_deref(), &ifname, index, out, until, &stop, || say!("nsw: capturing on {shown} (Ctrl-C ends it)")))?
         .join()
         .map_err(|_| anyhow::anyhow!("the capture thread panicked"))?
         .with_context(|| format!("capturing on {}", args.target))?;
     say!("nsw: {} packet{} captured, {} dropped by the kernel", captured.packets, if captured.packets == 1 { "" } else { "s" }, captured.dropped);
     Ok(Status::Success)
+}
+
+/// The index of the link `ifname` the lab made in the machine's namespace.
+fn machine_link_of(record: &crate::journal::LabRecord, ifname: &str) -> anyhow::Result<u32> {
+    use crate::journal::{NetnsRef, Object};
+    let ours = |o: &&crate::journal::OwnedObject| matches!(&o.object, Object::Link { netns: NetnsRef::Machine, .. }) && o.confirmed;
+    let found = record.objects.iter().filter(ours).find(|o| matches!(&o.object, Object::Link { name, .. } if name == ifname));
+    match found.and_then(|o| o.ident) {
+        Some(index) => Ok(index as u32),
+        None => {
+            let theirs: Vec<String> = record
+                .objects
+                .iter()
+                .filter(ours)
+                .filter_map(|o| match &o.object {
+                    Object::Link { name, .. } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect();
+            anyhow::bail!(
+                "{ifname} is not a link lab {} made in the machine's namespace (its links there: {})",
+                record.info.name,
+                if theirs.is_empty() { "none".to_string() } else { theirs.join(", ") }
+            )
+        }
+    }
 }

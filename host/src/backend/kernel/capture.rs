@@ -41,13 +41,18 @@ fn pcap(e: pcap_file::PcapError) -> io::Error {
 }
 
 /// Capture on `ifname` in the namespace `ns` (the calling thread's if
-/// `None`), writing pcapng to `out`. `ready` is called once the socket
+/// `None`), writing pcapng to `out`; if `index` is given, only if the link
+/// of that name still has that index. `ready` is called once the socket
 /// listens. Blocks: run it on a thread of its own.
-pub fn capture(ns: Option<&OwnedFd>, ifname: &str, out: Box<dyn Write + Send>, until: Until, stop: &Stop, ready: impl FnOnce()) -> io::Result<Captured> {
+pub fn capture(ns: Option<&OwnedFd>, ifname: &str, index: Option<u32>, out: Box<dyn Write + Send>, until: Until, stop: &Stop, ready: impl FnOnce()) -> io::Result<Captured> {
     if let Some(ns) = ns {
         super::netns::join(ns)?;
     }
-    let index = nix::net::if_::if_nametoindex(ifname).map_err(|_| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname} there")))?;
+    let found = nix::net::if_::if_nametoindex(ifname).map_err(|_| io::Error::new(io::ErrorKind::NotFound, format!("no interface {ifname} there")))?;
+    if index.is_some_and(|i| i != found) {
+        return Err(io::Error::new(io::ErrorKind::NotFound, format!("{ifname} is another link now (index {found})")));
+    }
+    let index = found;
     let socket = Socket::new(Domain::PACKET, Type::RAW, Some((ETH_P_ALL.to_be() as i32).into()))?;
     bind(&socket, index)?;
     let mut writer = PcapNgWriter::new(out).map_err(pcap)?;

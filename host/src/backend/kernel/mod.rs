@@ -14,6 +14,7 @@ pub mod spawn;
 pub mod survey;
 pub mod sysctl;
 pub mod tc;
+pub mod tools;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;

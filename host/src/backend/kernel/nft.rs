@@ -267,7 +267,7 @@ pub fn delete_table_batch(f: TableFamily, table_name: &str) -> nftables::schema:
 /// Whether the calling thread's namespace has a table `FAMILY NAME`.
 pub fn table_exists_here(f: TableFamily, table_name: &str) -> io::Result<bool> {
     let args = ["list", "table", f.name(), table_name];
-    match nftables::helper::get_current_ruleset_raw(nftables::helper::DEFAULT_NFT, args) {
+    match nftables::helper::get_current_ruleset_raw(Some(super::tools::program("nft").as_os_str()), args) {
         Ok(_) => Ok(true),
         Err(nftables::helper::NftablesError::NftFailed { stderr, .. }) if stderr.contains("No such file or directory") => Ok(false),
         Err(e) => Err(io::Error::other(e.to_string())),
@@ -296,7 +296,7 @@ pub fn apply_here(batch: &nftables::schema::Nftables<'_>) -> io::Result<()> {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let payload = serde_json::to_vec(batch).map_err(io::Error::other)?;
-    let mut child = match Command::new("nft").args(["-j", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn() {
+    let mut child = match Command::new(super::tools::program("nft")).args(["-j", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn() {
         Ok(child) => child,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(io::Error::new(io::ErrorKind::NotFound, "the nft program is not installed (apt-get install nftables)"));

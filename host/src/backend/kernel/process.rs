@@ -111,7 +111,7 @@ pub fn start_pasta(netns_path: &Path, uplink: &Uplink) -> io::Result<ProcessId> 
         return Err(crate::error::Unsupported::io("pasta needs /dev/net/tun, which this machine lets only root open (most distributions make it mode 0666)"));
     }
     let _ = fs::remove_file(&uplink.pid_file);
-    let mut command = Command::new("pasta");
+    let mut command = Command::new(super::tools::program("pasta"));
     command
         .arg("--quiet")
         // This passt (Debian 12's) cannot join a namespace after dropping

@@ -51,7 +51,7 @@ pub async fn survey(ns: &OwnedFd, table: Option<&str>) -> io::Result<NetnsView> 
 /// `nft -j list table inet TABLE` in the calling thread's namespace, if
 /// the table is there.
 fn list_table(table: &str) -> Option<serde_json::Value> {
-    let raw = nftables::helper::get_current_ruleset_raw(nftables::helper::DEFAULT_NFT, ["list", "table", "inet", table]).ok()?;
+    let raw = nftables::helper::get_current_ruleset_raw(Some(super::tools::program("nft").as_os_str()), ["list", "table", "inet", table]).ok()?;
     serde_json::from_str(&raw).ok()
 }
 

@@ -11,7 +11,7 @@ use crate::backend::rules::{Queue, QueueFeatures};
 
 /// Run `tc ARGS` in the calling thread's namespace.
 fn tc(args: &[String]) -> io::Result<()> {
-    let out = match Command::new("tc").args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+    let out = match Command::new(super::tools::program("tc")).args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).output() {
         Ok(out) => out,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(io::Error::new(io::ErrorKind::NotFound, "the tc program is not installed (apt-get install iproute2)"));

@@ -75,6 +75,9 @@ pub fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose);
+    if !matches!(cli.command, Command::Exec(_)) {
+        keep_inherited_descriptors_from_children();
+    }
     // Root's contained labs are built behind a privilege boundary: split
     // now, while nsw still has one thread.
     if nix::unistd::geteuid().is_root() {
@@ -133,6 +136,9 @@ pub fn main() -> ExitCode {
             Command::Exec(_) => unreachable!("handled above"),
         }
     });
+    // Whatever is still blocked on a thread of the runtime (a probe of an
+    // abandoned run) does not keep nsw from exiting: the report is written.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     // A run that left an ordinary user no lab (`--rm`, a failure) needs
     // the keeper no more either (`down` says so itself).
     if crate::places::get().rootless.is_some() {
@@ -142,6 +148,16 @@ pub fn main() -> ExitCode {
         Ok(status) => status.into(),
         Err(failure) => commands::fail(failure),
     }
+}
+
+/// Whatever nsw's caller left open above stderr (a descriptor of a shell,
+/// a CI runner's pipe) is closed in every program nsw starts (a lab's
+/// programs, pasta, nft): they inherit only what nsw gives them. (`nsw
+/// exec` passes them on, as `ip netns exec` does.)
+fn keep_inherited_descriptors_from_children() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: marks descriptors close-on-exec; closes nothing now.
+    unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
 }
 
 fn init_tracing(verbose: u8) {

@@ -131,6 +131,12 @@ pub fn catch_signals(stop: crate::stop::Stop) -> anyhow::Result<()> {
     set.thread_block()?;
     std::thread::Builder::new().name("nsw-signals".into()).spawn(move || {
         while let Ok(signal) = set.wait() {
+            if stop.requested() && signal != Signal::SIGHUP {
+                // A second signal while the run stops: the user will not
+                // wait. The journal has what is left for `nsw down`.
+                crate::tell::say!("nsw: {} again: exiting now; what is left of the lab goes with nsw down", signal.as_str());
+                std::process::exit(128 + signal as i32);
+            }
             stop.request(crate::stop::StopReason::Signal(signal));
         }
     })?;

@@ -69,28 +69,60 @@ pub fn throughput(sender: Arc<OwnedFd>, receiver: Arc<OwnedFd>, address: IpAddr,
     // thread of its own.
     let listener = netns::run_in(&receiver, || TcpListener::bind(SocketAddr::new(address, 0)))?;
     let port = listener.local_addr()?.port();
+    // Every wait of both ends has an end: the run's time, a few seconds
+    // past it for what is still in flight, or a stop. (A lossy path can
+    // block a write or a read for minutes otherwise.)
+    let connect_by = Instant::now() + Duration::from_secs(5);
+    let done_by = connect_by + duration + DRAIN;
+    let receiver_stop = stop.clone();
     let received = std::thread::Builder::new().name("nsw-receive".into()).spawn(move || -> io::Result<(u64, Duration)> {
-        let (mut conn, _) = listener.accept()?;
+        listener.set_nonblocking(true)?;
+        let mut conn = loop {
+            match listener.accept() {
+                Ok((conn, _)) => break conn,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= connect_by || receiver_stop.requested() {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "the sender never connected"));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        conn.set_nonblocking(false)?;
+        conn.set_read_timeout(Some(SLICE))?;
         let mut buf = vec![0u8; 256 << 10];
         let mut bytes = 0u64;
         let mut first: Option<Instant> = None;
         loop {
-            let n = conn.read(&mut buf)?;
-            if n == 0 {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    first.get_or_insert_with(Instant::now);
+                    bytes += n as u64;
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+                Err(e) => return Err(e),
+            }
+            // What has not arrived by then is not counted.
+            if Instant::now() >= done_by || receiver_stop.requested() {
                 break;
             }
-            first.get_or_insert_with(Instant::now);
-            bytes += n as u64;
         }
         Ok((bytes, first.map(|f| f.elapsed()).unwrap_or_default()))
     })?;
     let to = SocketAddr::new(address, port);
     let sent = netns::run_in(&sender, move || -> io::Result<u32> {
         let mut conn = std::net::TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+        conn.set_write_timeout(Some(SLICE))?;
         let buf = vec![0x5au8; 256 << 10];
         let until = Instant::now() + duration;
         while Instant::now() < until && !stop.requested() {
-            conn.write_all(&buf)?;
+            match conn.write(&buf) {
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => {}
+                Err(e) => return Err(e),
+            }
         }
         let retransmits = total_retransmits(&conn).unwrap_or(0);
         conn.shutdown(std::net::Shutdown::Write)?;
@@ -108,6 +140,10 @@ pub fn throughput(sender: Arc<OwnedFd>, receiver: Arc<OwnedFd>, address: IpAddr,
     let (bytes, elapsed) = received.join().map_err(|_| io::Error::other("the receiver thread panicked"))??;
     Ok(Throughput { bytes, seconds: elapsed.as_secs_f64().max(1e-6), retransmits })
 }
+
+/// How long after the sender's last write the receiver still counts
+/// what arrives.
+const DRAIN: Duration = Duration::from_secs(3);
 
 /// `tcpi_total_retrans` from TCP_INFO. (The struct is read with libc's
 /// own layout; no crate wraps it.)

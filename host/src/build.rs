@@ -23,15 +23,31 @@ use crate::script::{self, Outcome, RunTimes};
 use crate::stop::Stop;
 
 /// Imports are requests: refuse a script whose imports were not granted
-/// (or that is no component at all) before anything runs.
-pub fn check_script(file: &Path, wasm: &[u8], grants: &Grants) -> Result<()> {
+/// (or that is no component at all, or larger than `--max-component`)
+/// before anything runs.
+pub fn check_script(file: &Path, wasm: &[u8], grants: &Grants, limits: &Limits) -> Result<()> {
+    if wasm.len() > limits.component_bytes {
+        anyhow::bail!(
+            "{} is {} bytes; a component may be {} MiB at most (raise it with --max-component)",
+            file.display(),
+            wasm.len(),
+            limits.component_bytes >> 20
+        );
+    }
+    crate::runtime::cache::set_limits(crate::runtime::cache::CacheLimits { total_bytes: limits.cache_bytes, run_bytes: limits.cache_run_bytes });
     let info = crate::inspect::parse(wasm).with_context(|| format!("{} is not a WebAssembly component", file.display()))?;
     policy::check_imports(info.imports.iter().map(String::as_str), grants).with_context(|| format!("{} cannot run", file.display()))
 }
 
 /// The limits of the script's own run (its store), from the lab's.
 pub fn run_limits(limits: &Limits, dry: bool) -> RunLimits {
-    RunLimits { timeout: Duration::from_secs(limits.timeout_secs), memory_bytes: limits.memory_bytes, output_bytes: limits.output_bytes, dry }
+    RunLimits {
+        timeout: Duration::from_secs(limits.timeout_secs),
+        memory_bytes: limits.memory_bytes,
+        memory_total_bytes: limits.memory_total_bytes,
+        output_bytes: limits.output_bytes,
+        dry,
+    }
 }
 
 /// The linker for `component`, refusing a script whose imports nsw cannot

@@ -90,6 +90,48 @@ pub fn create_dir_all(path: &Path) -> io::Result<()> {
     fs::DirBuilder::new().recursive(true).mode(0o700).create(path)
 }
 
+/// The compiled components (`*.cwasm`) in `dir`, at most
+/// [`super::protocol::MAX_LISTED`] of them.
+pub fn list_compiled(dir: &Path) -> io::Result<Vec<super::protocol::Listed>> {
+    if super::inside() {
+        return match super::call(Request::List { path: dir.into() }, None)? {
+            (Reply::Listing(listed), _) => Ok(listed),
+            _ => Err(io::Error::other("the broker answered a listing with something else")),
+        };
+    }
+    list_here(dir)
+}
+
+/// [`list_compiled`] in this process (the broker's side, or no boundary).
+pub fn list_here(dir: &Path) -> io::Result<Vec<super::protocol::Listed>> {
+    let mut listed = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.ends_with(".cwasm") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        listed.push(super::protocol::Listed { name, len: meta.len(), used: meta.mtime() });
+        if listed.len() >= super::protocol::MAX_LISTED {
+            break;
+        }
+    }
+    Ok(listed)
+}
+
+/// Mark `path` used now (its modification time), as the cache's least
+/// recently used eviction reads it.
+pub fn touch(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = open(path, How::ReadAppend)?;
+    // SAFETY: futimens with no times sets both to now; the fd is open.
+    if unsafe { libc::futimens(file.as_raw_fd(), std::ptr::null()) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     if super::inside() {
         return simple(Request::Rename { from: from.into(), to: to.into() });

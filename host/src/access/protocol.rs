@@ -10,8 +10,8 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, s
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Largest message: a path and a few words.
-const MAX: usize = 16 * 1024;
+/// Largest message: a path and a few words, or a listing.
+const MAX: usize = 128 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
@@ -30,7 +30,21 @@ pub enum Request {
     RemoveAll { path: PathBuf },
     CreateDir { path: PathBuf },
     Rename { from: PathBuf, to: PathBuf },
+    /// The compiled components in the cache's directory, for eviction.
+    List { path: PathBuf },
 }
+
+/// One file of a listing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Listed {
+    pub name: String,
+    pub len: u64,
+    /// When it was last used (its modification time), in seconds.
+    pub used: i64,
+}
+
+/// At most so many files in a listing (each a compiled component).
+pub const MAX_LISTED: usize = 1000;
 
 /// How a file is opened (every new file is 0600: root's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +68,7 @@ pub enum Reply {
     /// The file's descriptor rides along.
     Opened,
     Meta(Meta),
+    Listing(Vec<Listed>),
     /// The system call failed with this errno.
     Failed { errno: i32 },
     /// The broker refused: the request is not the lab's to make.

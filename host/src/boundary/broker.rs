@@ -173,6 +173,10 @@ impl Broker {
                 files::create_dir_all(&path)?;
                 (Reply::Done, None)
             }
+            Request::List { path } => {
+                self.place(&path, &[Place::CacheDir])?;
+                (Reply::Listing(files::list_here(&path)?), None)
+            }
             Request::Rename { from, to } => {
                 self.place(&from, &[Place::CacheFile])?;
                 self.place(&to, &[Place::CacheFile])?;

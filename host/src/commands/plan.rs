@@ -27,7 +27,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     let lab_name = args.lab_name()?;
     let grants = Grants::parse(&args.allow, args.allow_all)?;
     let wasm = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
-    crate::build::check_script(&args.file, &wasm, &grants)?;
+    crate::build::check_script(&args.file, &wasm, &grants, &args.limits.0)?;
     let engine = runtime::engine()?;
     // Compiled afresh: the cache is root's, and a plan needs no root.
     let component = wasmtime::component::Component::new(&engine, &wasm).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.file.display()))?;

@@ -120,7 +120,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     let read_start = Instant::now();
     let wasm = crate::access::read_input(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let read_time = read_start.elapsed();
-    crate::build::check_script(&args.file, &wasm, &grants)?;
+    crate::build::check_script(&args.file, &wasm, &grants, &limits)?;
     require_root("run")?;
     // From here on a signal must not kill nsw mid-build: it ends the run,
     // and what was built is rolled back.

@@ -26,7 +26,12 @@ impl service::Host for HostState {
     async fn start(&mut self, node: Resource<NetnsHandle>, name: String, component: Vec<u8>, args: Vec<String>) -> Result<Resource<ServiceHandle>, LabError> {
         let ns = self.ns_id(&node)?;
         let label = self.lab.admit_service(ns, &name, component.len()).await?;
-        let compiled = self.services.prepare(&label, &component).map_err(|e| LabError::invalid(format!("start service {label}: {e:#}")))?;
+        self.services.reserve_memory().map_err(|why| LabError::quota(format!("start service {label}: {why}")))?;
+        let stop = self.lab.stop().clone();
+        let compiled = match self.services.prepare(&label, component, &stop).await {
+            None => return Err(LabError::stopped()),
+            Some(prepared) => prepared.map_err(|e| LabError::invalid(format!("start service {label}: {e:#}")))?,
+        };
         let service = self.lab.start_service(ns, &mut self.services, label, compiled, args)?;
         Ok(self.table.push(ServiceHandle(service))?)
     }

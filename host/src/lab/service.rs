@@ -16,7 +16,7 @@ impl Lab {
         self.check_strings("service.start", &[name])?;
         let node = self.netns[ns].node.clone();
         let what = format!("start service {name} in {}", self.describe_ns(ns));
-        policy::programs::admit_service(&what, name, size, self.is_machine(ns))?;
+        policy::programs::admit_service(&what, name, size, self.limits.component_bytes, self.is_machine(ns))?;
         let label = format!("{node}/{name}");
         if self.service_labels.contains(&label) {
             return Err(LabError::exists(format!("{what}: {node} runs a service named {name} already")));

@@ -32,6 +32,10 @@ pub struct Limits {
     pub journal_bytes: u64,
     /// Checks recorded for the report.
     pub checks: u64,
+    /// A check's detail as the report keeps it (escaped), in bytes.
+    pub check_detail_bytes: usize,
+    /// The report's checks in all (names and details), in bytes.
+    pub report_bytes: usize,
     /// TCP connections, throughput runs and traces.
     pub probes: u64,
     /// WebAssembly services started.
@@ -44,6 +48,16 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// What the script may print (stdout and stderr), in bytes.
     pub output_bytes: usize,
+    /// The script's and its services' memory together, in bytes.
+    pub memory_total_bytes: usize,
+    /// Largest component (the script, or a service it starts), in bytes:
+    /// what compiling it takes grows with it.
+    pub component_bytes: usize,
+    /// The compiled cache in all, in bytes: past it, the least recently
+    /// used components go.
+    pub cache_bytes: u64,
+    /// What one run may add to the compiled cache, in bytes.
+    pub cache_run_bytes: u64,
 }
 
 /// One row of the table: a limit, its flag and what it counts.
@@ -124,6 +138,26 @@ pub const LIMITS: &[Limit] = &[
         set: |l, v| l.probes = v,
     },
     Limit { flag: "max-checks", aliases: &[], default: 10_000, unit: N, range: ANY, what: "checks the script may record", shown: plain, set: |l, v| l.checks = v },
+    Limit {
+        flag: "max-check-detail",
+        aliases: &[],
+        default: 4096,
+        unit: "BYTES",
+        range: (16, u32::MAX as u64),
+        what: "a check's detail as the report keeps it (the rest is cut off)",
+        shown: |v| format!("{v} bytes"),
+        set: |l, v| l.check_detail_bytes = v as usize,
+    },
+    Limit {
+        flag: "max-report",
+        aliases: &[],
+        default: 1024,
+        unit: "KIB",
+        range: SOME,
+        what: "the checks' names and details in all (then the script is stopped)",
+        shown: kib,
+        set: |l, v| l.report_bytes = (v as usize).saturating_mul(1024),
+    },
     Limit { flag: "max-services", aliases: &[], default: 64, unit: N, range: ANY, what: "WebAssembly services the script may start", shown: plain, set: |l, v| l.services = v },
     Limit {
         flag: "max-processes",
@@ -176,6 +210,46 @@ pub const LIMITS: &[Limit] = &[
         set: |l, v| l.memory_bytes = (v as usize).saturating_mul(1 << 20),
     },
     Limit {
+        flag: "max-memory-total",
+        aliases: &[],
+        default: 1024,
+        unit: "MIB",
+        range: SOME,
+        what: "memory of the script and its services together (each service may use as much as the script)",
+        shown: |v| format!("{v} MiB"),
+        set: |l, v| l.memory_total_bytes = (v as usize).saturating_mul(1 << 20),
+    },
+    Limit {
+        flag: "max-component",
+        aliases: &[],
+        default: 64,
+        unit: "MIB",
+        range: SOME,
+        what: "size of the script's component and of each service component it starts (compiling takes memory and time that grow with it)",
+        shown: |v| format!("{v} MiB"),
+        set: |l, v| l.component_bytes = (v as usize).saturating_mul(1 << 20),
+    },
+    Limit {
+        flag: "max-cache",
+        aliases: &[],
+        default: 1024,
+        unit: "MIB",
+        range: SOME,
+        what: "the compiled cache in all (the least recently used components go first)",
+        shown: |v| format!("{v} MiB"),
+        set: |l, v| l.cache_bytes = v.saturating_mul(1 << 20),
+    },
+    Limit {
+        flag: "max-cache-per-run",
+        aliases: &[],
+        default: 256,
+        unit: "MIB",
+        range: ANY,
+        what: "what one run may add to the compiled cache (the rest is compiled, used and not kept)",
+        shown: |v| format!("{v} MiB"),
+        set: |l, v| l.cache_run_bytes = v.saturating_mul(1 << 20),
+    },
+    Limit {
         flag: "max-output",
         aliases: &[],
         default: 1024,
@@ -225,12 +299,18 @@ impl Default for Limits {
             rules: 0,
             journal_bytes: 0,
             checks: 0,
+            check_detail_bytes: 0,
+            report_bytes: 0,
             probes: 0,
             services: 0,
             processes: 0,
             timeout_secs: 0,
             memory_bytes: 0,
             output_bytes: 0,
+            memory_total_bytes: 0,
+            component_bytes: 0,
+            cache_bytes: 0,
+            cache_run_bytes: 0,
         };
         for limit in LIMITS {
             (limit.set)(&mut limits, limit.default);
@@ -276,12 +356,18 @@ mod tests {
             (l.rules, "rules"),
             (l.journal_bytes, "journal_bytes"),
             (l.checks, "checks"),
+            (l.check_detail_bytes as u64, "check_detail_bytes"),
+            (l.report_bytes as u64, "report_bytes"),
             (l.probes, "probes"),
             (l.services, "services"),
             (l.processes, "processes"),
             (l.timeout_secs, "timeout_secs"),
             (l.memory_bytes as u64, "memory_bytes"),
             (l.output_bytes as u64, "output_bytes"),
+            (l.memory_total_bytes as u64, "memory_total_bytes"),
+            (l.component_bytes as u64, "component_bytes"),
+            (l.cache_bytes, "cache_bytes"),
+            (l.cache_run_bytes.max(1), "cache_run_bytes"),
         ] {
             assert!(value > 0, "no row of LIMITS sets {name}");
         }

@@ -8,9 +8,6 @@ use super::grants::Grants;
 use super::names::check_node_name;
 use crate::error::{LabError, LabResult};
 
-/// Largest service component nsw takes.
-pub const MAX_SERVICE_COMPONENT: usize = 64 << 20;
-
 /// May programs run here at all, for `what` (`run "ip" in netns x`)? Who
 /// they run as, if so.
 pub fn may_run_programs(grants: &Grants, what: &str, in_machine: bool) -> LabResult<(u32, u32)> {
@@ -34,14 +31,15 @@ pub fn check_granted_program(grants: &Grants, what: &str, program: &Path, resolv
     Ok(())
 }
 
-/// May a service `name` of `size` bytes start, for `what`?
-pub fn admit_service(what: &str, name: &str, size: usize, in_machine: bool) -> LabResult<()> {
+/// May a service `name` of `size` bytes start, for `what`? `max` is
+/// `--max-component`.
+pub fn admit_service(what: &str, name: &str, size: usize, max: usize, in_machine: bool) -> LabResult<()> {
     check_node_name(name).map_err(|e| LabError::invalid(e.message().replace("netns name", "service name")))?;
     if in_machine {
         return Err(LabError::denied(format!("{what}: that is the machine's own namespace; a service runs in a namespace of the lab's own")));
     }
-    if size > MAX_SERVICE_COMPONENT {
-        return Err(LabError::invalid(format!("{what}: the component is {size} bytes; {} MiB at most", MAX_SERVICE_COMPONENT >> 20)));
+    if size > max {
+        return Err(super::quota_error(&format!("{what}: the component is {size} bytes"), format!("{} MiB", max >> 20), "--max-component"));
     }
     Ok(())
 }

@@ -22,6 +22,27 @@ pub struct Cache {
     dir: PathBuf,
 }
 
+/// How big the cache may grow, and what one run may add to it
+/// (`--max-cache`, `--max-cache-per-run`).
+#[derive(Debug, Clone, Copy)]
+pub struct CacheLimits {
+    pub total_bytes: u64,
+    pub run_bytes: u64,
+}
+
+static LIMITS: std::sync::OnceLock<CacheLimits> = std::sync::OnceLock::new();
+/// What this run added to the cache so far.
+static ADDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The cache's limits for this process, set once before the first load.
+pub fn set_limits(limits: CacheLimits) {
+    let _ = LIMITS.set(limits);
+}
+
+fn limits() -> CacheLimits {
+    *LIMITS.get_or_init(|| CacheLimits { total_bytes: 1 << 30, run_bytes: 256 << 20 })
+}
+
 /// Feeds `Hash` output into SHA-256, for a key that is stable across runs
 /// (std's `DefaultHasher` makes no such promise).
 struct Sha256Hasher(Sha256);
@@ -112,7 +133,11 @@ impl Cache {
         // `Component::serialize` under an engine of the same compatibility
         // hash, which is part of its name.
         match loaded {
-            Ok(component) => Ok(Some(component)),
+            Ok(component) => {
+                // Used now: the last to go when the cache is full.
+                let _ = files::touch(path);
+                Ok(Some(component))
+            }
             Err(_) => {
                 // Truncated or stale: drop it and compile again.
                 let _ = files::remove_file(path);
@@ -121,9 +146,18 @@ impl Cache {
         }
     }
 
-    /// Store a compiled component atomically (write, then rename).
-    pub fn store(&self, path: &Path, component: &Component) -> Result<()> {
+    /// Store a compiled component atomically (write, then rename), if the
+    /// run's budget allows; then make room: past the cache's limit, the
+    /// least recently used components go. `false` if it was not kept.
+    pub fn store(&self, path: &Path, component: &Component) -> Result<bool> {
+        use std::sync::atomic::Ordering;
         let bytes = component.serialize()?;
+        let limits = limits();
+        let len = bytes.len() as u64;
+        if ADDED.load(Ordering::Relaxed) + len > limits.run_bytes || len > limits.total_bytes {
+            return Ok(false);
+        }
+        ADDED.fetch_add(len, Ordering::Relaxed);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let mut file = files::open(&tmp, How::CreateNew)?;
         file.write_all(&bytes)?;
@@ -131,6 +165,28 @@ impl Cache {
         files::rename(&tmp, path).inspect_err(|_| {
             let _ = files::remove_file(&tmp);
         })?;
+        self.evict(limits.total_bytes, path)?;
+        Ok(true)
+    }
+
+    /// Remove the least recently used components until the cache holds at
+    /// most `limit` bytes, never `keep` (the one just stored).
+    fn evict(&self, limit: u64, keep: &Path) -> Result<()> {
+        let mut listed = files::list_compiled(&self.dir)?;
+        let mut total: u64 = listed.iter().map(|l| l.len).sum();
+        listed.sort_by_key(|l| l.used);
+        for old in listed {
+            if total <= limit {
+                break;
+            }
+            let path = self.dir.join(&old.name);
+            if path == keep {
+                continue;
+            }
+            if files::remove_file(&path).is_ok() {
+                total = total.saturating_sub(old.len);
+            }
+        }
         Ok(())
     }
 }

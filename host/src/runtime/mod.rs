@@ -19,6 +19,8 @@ use wasmtime::{Config, Engine};
 pub struct RunLimits {
     pub timeout: Duration,
     pub memory_bytes: usize,
+    /// The script's and its services' memory together.
+    pub memory_total_bytes: usize,
     pub output_bytes: usize,
     /// A plan (`nsw plan`): nothing runs in the lab, services included, and
     /// the script's output goes to stderr (stdout is the plan's).
@@ -27,7 +29,7 @@ pub struct RunLimits {
 
 impl Default for RunLimits {
     fn default() -> Self {
-        RunLimits { timeout: Duration::from_secs(60), memory_bytes: 64 << 20, output_bytes: 1 << 20, dry: false }
+        RunLimits { timeout: Duration::from_secs(60), memory_bytes: 64 << 20, memory_total_bytes: 1 << 30, output_bytes: 1 << 20, dry: false }
     }
 }
 
@@ -69,8 +71,10 @@ pub fn load(engine: &Engine, path: &Path, wasm: &[u8], before: impl FnOnce(bool)
     }
     let component = compile(engine, wasm, path)?;
     if let (Some((cache, file)), None) = (&cached, &cache_warning) {
-        if let Err(e) = cache.store(file, &component) {
-            cache_warning = Some(format!("could not write the compiled cache: {e:#}"));
+        match cache.store(file, &component) {
+            Ok(true) => {}
+            Ok(false) => cache_warning = Some("not kept in the compiled cache: this run added as much as it may (--max-cache-per-run)".into()),
+            Err(e) => cache_warning = Some(format!("could not write the compiled cache: {e:#}")),
         }
     }
     Ok(Loaded { component, from_cache: false, load_time: start.elapsed(), cache_warning })

@@ -49,6 +49,9 @@ pub struct Services {
     engine: Engine,
     linker: Arc<Linker<ServiceState>>,
     limits: RunLimits,
+    /// Memory the services may still take in all (`--max-memory-total`
+    /// less the script's own and each service's cap).
+    memory_left: usize,
     /// When the run's deadline passes: services end with it.
     deadline: Instant,
     started: Vec<Arc<Service>>,
@@ -76,18 +79,58 @@ impl Services {
     pub fn new(engine: &Engine, limits: &RunLimits) -> Result<Services> {
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Ok(Services { engine: engine.clone(), linker: Arc::new(linker), limits: limits.clone(), deadline: Instant::now() + limits.timeout, started: Vec::new() })
+        Ok(Services {
+            engine: engine.clone(),
+            linker: Arc::new(linker),
+            limits: limits.clone(),
+            memory_left: limits.memory_total_bytes.saturating_sub(limits.memory_bytes),
+            deadline: Instant::now() + limits.timeout,
+            started: Vec::new(),
+        })
     }
 
     /// Compile (or load from the cache) a service's component, and check
-    /// that it is a command nsw can run.
-    pub fn prepare(&self, label: &str, wasm: &[u8]) -> Result<Prepared> {
+    /// that it is a command nsw can run. Compiling takes seconds for a big
+    /// component: it runs on a thread of its own, off the guest's call,
+    /// and is abandoned (`None`) once the run is told to stop (the
+    /// deadline, a signal), so that the deadline holds through it.
+    pub async fn prepare(&self, label: &str, wasm: Vec<u8>, stop: &Stop) -> Option<Result<Prepared>> {
         let asked = Instant::now();
-        let loaded = super::load(&self.engine, Path::new(label), wasm, |_| {})?;
-        self.linker
-            .instantiate_pre(&loaded.component)
-            .map_err(|e| anyhow::anyhow!("{label} cannot run as a service: {e:#}"))?;
-        Ok(Prepared { component: loaded.component, asked })
+        let (engine, linker, name) = (self.engine.clone(), self.linker.clone(), label.to_string());
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("nsw-compile".into()).spawn(move || {
+            let prepared = super::load(&engine, Path::new(&name), &wasm, |_| {}).and_then(|loaded| {
+                linker.instantiate_pre(&loaded.component).map_err(|e| anyhow::anyhow!("{name} cannot run as a service: {e:#}"))?;
+                Ok(loaded.component)
+            });
+            let _ = tx.send(prepared);
+        });
+        if let Err(e) = spawned {
+            return Some(Err(e.into()));
+        }
+        loop {
+            match tokio::time::timeout(Duration::from_millis(10), &mut rx).await {
+                Ok(Ok(prepared)) => return Some(prepared.map(|component| Prepared { component, asked })),
+                Ok(Err(_)) => return Some(Err(anyhow::anyhow!("compiling {label} failed: its thread died"))),
+                Err(_) if stop.requested() => return None,
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Take a service's memory from what the services may still use in
+    /// all; the message says what is left if it does not fit.
+    pub fn reserve_memory(&mut self) -> Result<(), String> {
+        let each = self.limits.memory_bytes;
+        if each > self.memory_left {
+            return Err(format!(
+                "a service may use {} MiB (as the script may: --memory), and the services may use only {} MiB more in all (--max-memory-total)",
+                each >> 20,
+                self.memory_left >> 20
+            ));
+        }
+        self.memory_left -= each;
+        Ok(())
     }
 
     /// Start `component` as `label` with `args`; `launch` runs the

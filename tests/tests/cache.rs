@@ -88,3 +88,52 @@ fn a_big_script_says_it_compiles_once() {
     }
     std::fs::remove_dir_all(&cache).unwrap();
 }
+
+fn run_in_cache(machine: &Machine, cache: &std::path::Path, wasm: &std::path::Path, flags: &[&str], args: &[&str]) -> std::process::Output {
+    let lab = unique("c");
+    let mut all = vec!["-v", "run", "--rm", wasm.to_str().unwrap(), "--name", &lab];
+    all.extend_from_slice(flags);
+    if !args.is_empty() {
+        all.push("--");
+        all.extend_from_slice(args);
+    }
+    let out = machine.nsw_env(&all, &[("NSW_CACHE_DIR", cache.to_str().unwrap())]);
+    assert!(out.status.success(), "{}", text(&out));
+    out
+}
+
+fn bytes_of(files: &[std::path::PathBuf]) -> u64 {
+    files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum()
+}
+
+/// The cache has a size: past `--max-cache` the least recently used
+/// components go; and a run adds at most `--max-cache-per-run`.
+#[test]
+fn the_cache_stays_within_its_size_and_evicts_the_least_recently_used() {
+    let cache = std::env::temp_dir().join(unique("nsw-cache-cap-"));
+    let machine = Machine::new("cache");
+    // Six scripts of a few hundred KiB each compiled: more than 1 MiB.
+    let scripts: [(&str, &[&str]); 6] =
+        [("noop", &[]), ("two_hosts", &[]), ("pbj", &[]), ("linear", &["2"]), ("star", &["2"]), ("tree", &["2", "2"])];
+    for (name, args) in scripts {
+        run_in_cache(&machine, &cache, &guest(name), &["--max-cache", "1"], args);
+        // Modification times count in seconds here: one a second.
+        std::thread::sleep(std::time::Duration::from_millis(1050));
+    }
+    let kept = cwasm_files(&contained(&cache));
+    assert!(bytes_of(&kept) <= 1 << 20, "{} bytes in a cache of 1 MiB", bytes_of(&kept));
+    assert!(kept.len() < scripts.len(), "nothing was evicted: {kept:?}");
+    // The last one used stayed; the first one used went.
+    let (name, args) = scripts[5];
+    let last = run_in_cache(&machine, &cache, &guest(name), &["--max-cache", "1"], args);
+    assert!(stderr(&last).contains("from the compiled cache"), "{}", text(&last));
+    let (name, args) = scripts[0];
+    let first = run_in_cache(&machine, &cache, &guest(name), &["--max-cache", "1"], args);
+    assert!(stderr(&first).contains("compiled now"), "{}", text(&first));
+    // A run allowed to add nothing adds nothing (and still runs).
+    let before = cwasm_files(&contained(&cache)).len();
+    let fresh = run_in_cache(&machine, &cache, &guest("misuse"), &["--max-cache-per-run", "0"], &["ok"]);
+    assert!(stderr(&fresh).contains("--max-cache-per-run"), "{}", text(&fresh));
+    assert!(cwasm_files(&contained(&cache)).len() <= before);
+    std::fs::remove_dir_all(&cache).unwrap();
+}

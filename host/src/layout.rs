@@ -23,6 +23,12 @@ pub fn boundary_record(state: &Path, lab: &str) -> PathBuf {
     state.join(format!("{lab}.userns"))
 }
 
+/// The range of ids root reserved for a lab behind the privilege boundary:
+/// `LAB.ids` (root's; see [`crate::boundary`]).
+pub fn id_range(state: &Path, lab: &str) -> PathBuf {
+    state.join(format!("{lab}.ids"))
+}
+
 /// The directory of a lab's programs' output: `LAB.d`.
 pub fn outputs(state: &Path, lab: &str) -> PathBuf {
     state.join(format!("{lab}.d"))

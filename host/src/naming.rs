@@ -24,6 +24,15 @@ pub fn netns_of_lab(netns: &str, lab: &str) -> bool {
     netns.strip_prefix(lab).is_some_and(|rest| rest.is_empty() || rest.starts_with('-')) && !netns.contains('/')
 }
 
+/// Ids (uids and gids) a lab behind the privilege boundary has of its own
+/// on the machine, from the first one root reserved for it.
+pub const IDS_PER_LAB: u32 = 65_536;
+
+/// The range of a lab's ids on the machine, from its first.
+pub fn lab_ids(first: u32) -> std::ops::Range<u32> {
+    first..first.saturating_add(IDS_PER_LAB)
+}
+
 /// The lab's own nftables tables (`inet` and `netdev`), in every
 /// namespace it has one.
 pub fn nft_table(lab: &str) -> String {

@@ -84,7 +84,8 @@ impl Session {
         journal.append(Entry::State { state: LabState::TearingDown })?;
         let name = journal.record().info.name.clone();
         let inside = self.state.boundary(&name)?;
-        let report = teardown::remove_all(machine, journal.record(), force, self.state.path(), inside).await?;
+        let ids = self.state.lab_ids(&name);
+        let report = teardown::remove_all(machine, journal.record(), force, self.state.path(), inside, ids).await?;
         if !report.complete() {
             return Err(Incomplete { lab: name, report }.into());
         }

@@ -104,8 +104,17 @@ fn gone_is_fine(outcome: io::Result<()>) -> io::Result<Removal> {
 /// namespace (inode) of a lab built behind the privilege boundary
 /// ([`crate::boundary`]): its journal was written from there, so only what
 /// lies inside that user namespace is the lab's.
-pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: bool, state_dir: &Path, inside: Option<u64>) -> Result<Report> {
+/// `lab_ids`: the first of the ids root reserved for such a lab: every
+/// process with one of them is the lab's, wherever it went (a new user or
+/// network namespace of its own), and all of them stop first, together.
+pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: bool, state_dir: &Path, inside: Option<u64>, lab_ids: Option<u32>) -> Result<Report> {
     let mut report = Report::default();
+    if let Some(first) = lab_ids {
+        match machine.stop_processes_with_uids(crate::naming::lab_ids(first), GRACE).await {
+            Ok(stopped) => report.stopped.extend(stopped.into_iter().map(|p| format!("{p}, of the lab's ids"))),
+            Err(e) => report.failed.push(format!("the lab's processes: {}", crate::error::errno_text(&e))),
+        }
+    }
     // Processes first: pasta goes before the namespace it serves.
     for owned in record.objects.iter().rev() {
         if let Object::Process { program, .. } = &owned.object {

@@ -215,7 +215,7 @@ fn play(grants: Grants, ops: &[Op]) -> (std::sync::Arc<std::sync::Mutex<PlanStat
     let record = state.read(lab_name).unwrap().unwrap();
     let snapshot = snapshot(&shared.lock().unwrap());
     rt.block_on(async {
-        let report = nsw::teardown::remove_all(&mut for_teardown, &record, false, &dir, None).await.expect("teardown");
+        let report = nsw::teardown::remove_all(&mut for_teardown, &record, false, &dir, None, None).await.expect("teardown");
         assert!(report.complete(), "teardown failed: {:?}", report.failed);
     });
     check_torn_down(&shared.lock().unwrap());

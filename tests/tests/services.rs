@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use nsw_tests::{Machine, guest, lang_guest, processes_mentioning, stderr, stdout, text, unique};
+use nsw_tests::{Machine, TestLab, guest, lang_guest, processes_mentioning, stderr, stdout, text, unique};
 
 /// `nsw test` a web lab; the JUnit XML it wrote.
 fn test_web(wasm: &std::path::Path, args: &[&str]) -> (std::process::Output, String) {
@@ -109,9 +109,11 @@ fn programs_run_unprivileged_and_go_with_the_lab() {
     let out = lab.run_ok(&guest("spawner"), &["--allow", "exec=sleep"], &[]);
     let pid = sleeper_pid(&stdout(&out));
     assert!(running(pid), "sleep is not running");
-    // As nobody, with no way to gain privileges, in the node.
+    // As root of the lab's own user namespace: on the machine a uid of the
+    // lab's own range (neither root nor nobody), unable to gain more.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    assert!(status.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("65534")), "{status}");
+    let uid: u32 = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
+    assert!(uid >= 0x6e74_0000 && uid % 65536 == 0, "{status}");
     assert!(status.lines().any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')), "{status}");
     let node = std::fs::metadata(format!("/run/netns/{}-a", lab.name)).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
     let its = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
@@ -139,5 +141,78 @@ fn programs_go_with_the_lab_after_a_kill_9_of_nsw() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!running(pid), "sleep outlived nsw down");
+    lab.assert_gone();
+}
+
+/// What a program of the lab may do as root of the lab, and what it may
+/// not: run `COMMAND` with `sh -c` in a node of a lab of its own.
+fn in_a_node<'m>(machine: &'m Machine, command: &str) -> (TestLab<'m>, String) {
+    let lab = machine.lab("lr");
+    let out = lab.run(&guest("hostile_outputs"), &["--rm", "--allow", "exec"], &["run", "sh", "-c", command]);
+    assert!(out.status.success(), "{}", text(&out));
+    (lab, stdout(&out))
+}
+
+/// Programs are root of the lab: they hold what daemons need over the
+/// lab's own namespaces (routes, raw sockets, port 80), and nothing over
+/// the machine's processes or another lab's.
+#[test]
+fn programs_are_root_of_their_lab_and_of_nothing_else() {
+    let machine = Machine::new("labroot");
+    // Over the node: a route (NET_ADMIN), a raw socket (NET_RAW: ping), a
+    // port under 1024 (NET_BIND_SERVICE).
+    let (lab, out) = in_a_node(
+        &machine,
+        "ip route add 10.77.0.0/16 via 10.0.9.2 && ip route show 10.77.0.0/16 && \
+         ping -c1 -W1 10.0.9.1 >/dev/null && echo raw=ok && \
+         python3 -c 'import socket; s = socket.socket(); s.bind((\"0.0.0.0\", 80)); print(\"bound=80\")'",
+    );
+    assert!(out.contains("stdout: 10.77.0.0/16 via 10.0.9.2") && out.contains("stdout: raw=ok") && out.contains("stdout: bound=80"), "{out}");
+    lab.assert_gone();
+    // Another lab's program, and the machine's processes: not even a
+    // signal 0 reaches them.
+    let other = machine.lab("lr");
+    let spawned = other.run_ok(&guest("spawner"), &["--allow", "exec=sleep"], &[]);
+    let pid = sleeper_pid(&stdout(&spawned));
+    let (lab, out) = in_a_node(&machine, &format!("kill -0 {pid}; echo other=$?; kill -0 1; echo machine=$?; id -u"));
+    assert!(out.contains("stdout: other=1") && out.contains("stdout: machine=1"), "{out}");
+    // Root inside (uid 0), which is not the machine's root.
+    assert!(out.contains("stdout: 0"), "{out}");
+    lab.assert_gone();
+    assert!(running(pid), "the other lab's program was stopped");
+    other.down_and_check();
+}
+
+/// Nothing a lab's programs start escapes `down`, whatever they do: one
+/// forks from its SIGTERM trap, one makes user and network namespaces of
+/// its own, ten ignore SIGTERM (and `down` waits one grace period for all
+/// of them, not ten).
+#[test]
+fn nothing_a_program_does_escapes_down() {
+    let machine = Machine::new("escape");
+    let lab = machine.lab("es");
+    let mut commands = vec![
+        "trap 'sleep 3011 &' TERM; while :; do sleep 1; done".to_string(),
+        "exec unshare -rn sleep 3141".to_string(),
+    ];
+    commands.extend((0..10).map(|_| "trap '' TERM; sleep 3271".to_string()));
+    let mut args = vec!["spawn"];
+    args.extend(commands.iter().map(String::as_str));
+    let out = lab.run_ok(&guest("hostile_outputs"), &["--allow", "exec"], &args);
+    assert_eq!(stdout(&out).matches("spawned pid").count(), 12, "{}", text(&out));
+    // unshare has made its namespaces and become sleep by now.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while processes_mentioning("sleep 3141").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!processes_mentioning("sleep 3141").is_empty(), "unshare did not start");
+    let started = Instant::now();
+    let down = machine.nsw(&["down", &lab.name]);
+    let took = started.elapsed();
+    assert!(down.status.success(), "{}", text(&down));
+    for left in ["sleep 3011", "sleep 3141", "sleep 3271"] {
+        assert!(processes_mentioning(left).is_empty(), "{left} escaped down: {:?}", processes_mentioning(left));
+    }
+    assert!(took < Duration::from_secs(8), "down took {took:?}: a grace period per process?");
     lab.assert_gone();
 }

@@ -89,7 +89,7 @@ pub struct Hop {
 
 /// A process, as the journal knows it: pid and start time, so that a pid
 /// the kernel gave to someone else since is never taken for it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ProcessId {
     pub pid: u32,
     /// Start time, in clock ticks after boot (`/proc/PID/stat` field 22).
@@ -259,6 +259,12 @@ pub trait Teardown: Send {
     /// Stop every process inside the namespaces of these inodes (SIGTERM,
     /// then SIGKILL after `grace`); returns what was stopped, by inode.
     async fn stop_processes_in(&mut self, inodes: &[u64], grace: Duration) -> io::Result<Vec<(u64, String)>>;
+    /// Stop every process whose real uid lies in `uids` (a lab's own range
+    /// of ids, which only the lab's processes have), together: one grace
+    /// period, then SIGKILL, until none is left. What was stopped.
+    async fn stop_processes_with_uids(&mut self, _uids: std::ops::Range<u32>, _grace: Duration) -> io::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// Stop one process, if it is still the one of that identity.
     async fn stop_process(&mut self, id: ProcessId, grace: Duration) -> io::Result<Removal>;
     /// The link called `name` in the machine's namespace, if any.

@@ -159,6 +159,8 @@ impl Broker {
                 self.place(&path, &[Place::LabFile, Place::CacheFile])?;
                 fs::remove_file(&path)?;
                 if path == self.journal() {
+                    // The lab is gone: its record goes with it (its ids
+                    // once the run is over and they are swept).
                     let _ = fs::remove_file(&self.marker);
                 }
                 (Reply::Done, None)

@@ -4,8 +4,9 @@
 //! `nsw run` (and `nsw test`) of a contained lab splits in two before any
 //! thread exists. The *lab's side* — the whole run: wasmtime, the guest,
 //! every netlink and nftables call — moves into a user namespace of its
-//! own, as root there and as the unprivileged uid [`LAB_UID`] on the
-//! machine, with no capability over anything the machine owns. The
+//! own, as root there and on the machine as the first uid of a range
+//! reserved for the lab ([`ids`]), with no capability over anything the
+//! machine owns. The
 //! namespaces it creates belong to that user namespace, so it has full
 //! power over them and none over the machine's network: even a wasmtime
 //! escape inside the lab cannot touch it. The *broker* stays root, serves
@@ -24,6 +25,7 @@
 //! programs run as root (`--exec-user root`) keep the privileged path.
 
 mod broker;
+pub mod ids;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,17 +40,9 @@ use nix::unistd::{ForkResult, fork};
 use crate::access::{self, protocol};
 use protocol::{Reply, Request};
 
-/// The uid the lab's side is on the machine: root inside its user
-/// namespace, nobody anyone knows outside (no user database entry; the
-/// same for every lab, as `nobody` is for every program).
-pub const LAB_UID: u32 = 0x6e73_0000;
-
 /// What a run behind the boundary needs prepared by root before the split.
 pub struct Plan {
     pub lab: String,
-    /// Who the lab's programs run as (`--exec-user`), mapped into the
-    /// user namespace as themselves.
-    pub exec_user: (u32, u32),
     /// `--replace`: an old lab of that name goes first, by root's `down`
     /// (it may be behind a boundary of its own).
     pub replace: bool,
@@ -70,6 +64,8 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
     if plan.replace && state.journal_path(&plan.lab).exists() {
         replace_old(&plan.lab)?;
     }
+    // The lab's own ids on the machine, before anything of it exists.
+    let base = ids::reserve(state.path(), &plan.lab)?;
     let mut opened = HashMap::new();
     for path in &plan.reads {
         if let Ok(file) = File::open(path) {
@@ -96,7 +92,7 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
             drop(opened);
             let child_pid = child.as_raw() as u32;
             forward_signals(child_pid);
-            let served = map_child(&ours, child_pid, plan.exec_user).and_then(|userns| {
+            let served = map_child(&ours, child_pid, base).and_then(|userns| {
                 let broker = broker::Broker {
                     lab: plan.lab.clone(),
                     userns,
@@ -113,6 +109,7 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
             let _ = nix::sys::wait::waitid(nix::sys::wait::Id::Pid(child), nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT);
             CHILD.store(0, std::sync::atomic::Ordering::SeqCst);
             let status = nix::sys::wait::waitpid(child, None);
+            ids::sweep_and_release(state.path(), &plan.lab, base);
             if let Err(e) = served {
                 tracing::debug!("broker: {e:#}");
             }
@@ -145,7 +142,9 @@ fn replace_old(lab: &str) -> Result<()> {
 }
 
 /// On the lab's side: a user namespace of its own, mapped by the broker;
-/// then root there and [`LAB_UID`] on the machine, unable to gain more.
+/// then root there and the first id of the lab's range on the machine,
+/// unable to gain more, and not dumpable (the lab's programs, the same
+/// uid, may not ptrace it or open its descriptors).
 fn enter_lab_side(sock: OwnedFd, parent: u32) -> Result<()> {
     // Never outlive the broker (kill -9 of nsw takes both).
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
@@ -169,6 +168,7 @@ fn enter_lab_side(sock: OwnedFd, parent: u32) -> Result<()> {
     let root = nix::unistd::Uid::from_raw(0);
     nix::unistd::setresuid(root, root, root).context("setresuid")?;
     nix::sys::prctl::set_no_new_privs()?;
+    nix::sys::prctl::set_dumpable(false)?;
     // A change of uid clears the parent-death signal: set it again.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
     if nix::unistd::getppid().as_raw() as u32 != parent {
@@ -177,10 +177,10 @@ fn enter_lab_side(sock: OwnedFd, parent: u32) -> Result<()> {
     Ok(())
 }
 
-/// On the broker's side: wait for the child's user namespace, map it
-/// (root inside is [`LAB_UID`] outside; the programs' user is itself), and
-/// return its inode.
-fn map_child(sock: &OwnedFd, child: u32, (uid, gid): (u32, u32)) -> Result<u64> {
+/// On the broker's side: wait for the child's user namespace, map it (ids
+/// 0..65535 inside are the lab's range from `base` outside), and return
+/// its inode.
+fn map_child(sock: &OwnedFd, child: u32, base: u32) -> Result<u64> {
     match protocol::receive::<Request>(sock.as_fd())? {
         Some((Request::Unshared, _)) => {}
         _ => bail!("the lab's side did not start"),
@@ -192,9 +192,9 @@ fn map_child(sock: &OwnedFd, child: u32, (uid, gid): (u32, u32)) -> Result<u64> 
         if userns.ino() == mine {
             bail!("the lab's side has no user namespace of its own");
         }
-        let line = |id: u32| if id == LAB_UID || id == 0 { String::new() } else { format!("\n{id} {id} 1") };
-        std::fs::write(format!("/proc/{child}/uid_map"), format!("0 {LAB_UID} 1{}", line(uid))).context("writing the uid map")?;
-        std::fs::write(format!("/proc/{child}/gid_map"), format!("0 {LAB_UID} 1{}", line(gid))).context("writing the gid map")?;
+        let map = format!("0 {base} {}", ids::PER_LAB);
+        std::fs::write(format!("/proc/{child}/uid_map"), &map).context("writing the uid map")?;
+        std::fs::write(format!("/proc/{child}/gid_map"), &map).context("writing the gid map")?;
         Ok(userns.ino())
     })();
     let reply = match &result {

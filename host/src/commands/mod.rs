@@ -91,18 +91,21 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
 pub type CommandResult = Result<Status, Failure>;
 
 /// Say what a teardown could not do or left alone, then what it did in all.
+/// What a journal names (a program's path, a name) may hold anything: on
+/// one line, escaped.
 pub fn tell_problems(report: &Report) {
+    use crate::encode::terminal::one_line;
     for problem in &report.failed {
-        say!("nsw: could not remove {problem}");
+        say!("nsw: could not remove {}", one_line(problem));
     }
     for other in &report.left_alone {
-        say!("nsw: left alone {other}");
+        say!("nsw: left alone {}", one_line(other));
     }
     if !report.forgotten.is_empty() {
         say!(
             "nsw: forgot {} objects in the namespace the lab was built from (--force): {}",
             report.forgotten.len(),
-            some_of(&report.forgotten, 4)
+            one_line(&some_of(&report.forgotten, 4))
         );
     }
 }

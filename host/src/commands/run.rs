@@ -43,8 +43,13 @@ pub struct RunArgs {
     pub(crate) allow_all: bool,
     #[command(flatten)]
     pub(crate) limits: super::limit_args::LimitArgs,
-    /// Who programs run as (with --allow exec): a user name or uid.
-    #[arg(long, default_value = "nobody", value_name = "USER")]
+    /// Who programs run as (with --allow exec). `lab`: root of the lab's
+    /// own user namespace when root runs a contained lab (capabilities over
+    /// the lab's namespaces only; the machine's `nobody` on the privileged
+    /// path: host-net, uplink). A user name or uid: that user (inside the
+    /// lab, behind the boundary). `root`: the machine's root, which gives
+    /// the lab's programs the whole machine.
+    #[arg(long, default_value = LAB_ROOT, value_name = "USER")]
     exec_user: String,
     /// Arguments for the script's `run`.
     #[arg(last = true)]
@@ -72,13 +77,13 @@ impl RunArgs {
     pub(crate) fn boundary_plan(&self, writes: Vec<PathBuf>) -> Option<crate::boundary::Plan> {
         let lab = self.lab_name().ok()?;
         let grants = Grants::parse(&self.allow, self.allow_all).ok()?;
-        let exec_user = exec_user(&self.exec_user).ok()?;
-        if !grants.behind_boundary(exec_user.0) {
+        let (exec_uid, _) = exec_user(&self.exec_user, false).ok()?;
+        if !grants.behind_boundary(exec_uid) {
             return None;
         }
         #[cfg(feature = "test-hooks")]
         let writes: Vec<PathBuf> = writes.into_iter().chain(crate::test_hooks::timings_path()).collect();
-        Some(crate::boundary::Plan { lab, exec_user, replace: self.replace, reads: vec![self.file.clone()], writes })
+        Some(crate::boundary::Plan { lab, replace: self.replace, reads: vec![self.file.clone()], writes })
     }
 }
 
@@ -109,9 +114,10 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     if grants.exec.is_some() {
         grants.exec_user = Some(match rootless {
             // The only user a user namespace of one uid has: the user.
-            Some(_) if args.exec_user == "nobody" => (0, 0),
+            Some(_) if args.exec_user == LAB_ROOT => (0, 0),
             Some(_) => return Err(anyhow::anyhow!("--exec-user needs root: without it, programs run as you").into()),
-            None => exec_user(&args.exec_user)?,
+            // Behind the boundary, ids are the lab's own: 0 is its root.
+            None => exec_user(&args.exec_user, crate::access::inside())?,
         });
     }
     let limits = args.limits.0.clone();
@@ -231,8 +237,16 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     Ok(built(status, Some(why)))
 }
 
-/// The uid and gid of `--exec-user`.
-fn exec_user(user: &str) -> anyhow::Result<(u32, u32)> {
+/// `--exec-user`'s default: root of the lab.
+const LAB_ROOT: &str = "lab";
+
+/// The uid and gid of `--exec-user`: `lab` is root of the lab's user
+/// namespace behind the boundary (`lab_ids`), the machine's `nobody` on
+/// the privileged path (which has no user namespace of the lab's).
+fn exec_user(user: &str, lab_ids: bool) -> anyhow::Result<(u32, u32)> {
+    if user == LAB_ROOT {
+        return Ok(if lab_ids { (0, 0) } else { (65534, 65534) });
+    }
     let found = match user.parse::<u32>() {
         Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))?,
         Err(_) => nix::unistd::User::from_name(user)?,

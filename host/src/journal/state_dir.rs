@@ -61,6 +61,15 @@ impl StateDir {
         }
     }
 
+    /// The first of the ids root reserved for a lab behind the boundary, if
+    /// it did (see [`crate::boundary`]); never read from behind it.
+    pub fn lab_ids(&self, lab: &str) -> Option<u32> {
+        if crate::access::inside() {
+            return None;
+        }
+        fs::read_to_string(crate::layout::id_range(&self.path, lab)).ok()?.split_whitespace().next()?.parse().ok()
+    }
+
     pub(crate) fn ensure(&self) -> Result<()> {
         files::create_dir_all(&self.path).with_context(|| format!("creating {}", self.path.display()))
     }
@@ -225,6 +234,7 @@ impl StateDir {
         // removes it with the journal).
         if !crate::access::inside() {
             let _ = fs::remove_file(self.boundary_path(lab));
+            let _ = fs::remove_file(crate::layout::id_range(&self.path, lab));
         }
         Ok(())
     }

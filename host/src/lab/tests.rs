@@ -32,7 +32,7 @@ async fn lab(host_net: bool) -> (Lab, PlanBackend, PathBuf, crate::journal::LabL
 }
 
 async fn tear_down(plan: &mut PlanBackend, record: &LabRecord, dir: &PathBuf) -> crate::teardown::Report {
-    crate::teardown::remove_all(plan, record, false, dir, None).await.unwrap()
+    crate::teardown::remove_all(plan, record, false, dir, None, None).await.unwrap()
 }
 
 #[test]

@@ -10,6 +10,12 @@
 //!         past the deadline
 //!     nsw run outputs.wasm --allow exec=ls -- fds
 //!         what descriptors a program gets (printed)
+//!     nsw run outputs.wasm --allow exec -- spawn COMMAND...
+//!         start each COMMAND with `sh -c` in node `a`, in the background,
+//!         and leave them running (to see what `down` leaves)
+//!     nsw run outputs.wasm --allow exec -- run PROGRAM ARGS...
+//!         run a program in node `a` (addressed 10.0.9.1/24) to its end;
+//!         print its status and output
 
 use nsw_sdk::{Guest, PERFECT_LINK, address, check, conditions, probe, process, topology};
 
@@ -62,6 +68,35 @@ impl Guest for Outputs {
                 let a = topology::create_netns("a")?;
                 let done = process::run(&a, &["ls".into(), "/proc/self/fd".into()], process::RunOptions { timeout_ms: 5000 })?;
                 println!("fds: {}", done.stdout.split_whitespace().collect::<Vec<_>>().join(" "));
+                Ok(())
+            }
+            "spawn" => {
+                let a = topology::create_netns("a")?;
+                for command in &args[1..] {
+                    let p = process::spawn(&a, &["sh".into(), "-c".into(), command.clone()])?;
+                    println!("spawned pid {}", p.pid());
+                }
+                Ok(())
+            }
+            "run" => {
+                let a = topology::create_netns("a")?;
+                let b = topology::create_netns("b")?;
+                let (ea, eb) = topology::create_veth("eth0", &a, "eth0", &b)?;
+                address::add(&ea, "10.0.9.1/24")?;
+                topology::set_up(&ea)?;
+                topology::set_up(&eb)?;
+                let done = process::run(&a, &args[1..], process::RunOptions { timeout_ms: 10_000 })?;
+                let status = match done.status {
+                    process::ExitStatus::Code(c) => format!("code {c}"),
+                    process::ExitStatus::Signal(s) => format!("signal {s}"),
+                };
+                println!("status: {status}");
+                for line in done.stdout.lines() {
+                    println!("stdout: {line}");
+                }
+                for line in done.stderr.lines() {
+                    println!("stderr: {line}");
+                }
                 Ok(())
             }
             other => Err(format!("unknown attack {other:?}")),

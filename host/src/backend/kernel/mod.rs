@@ -378,20 +378,27 @@ impl Teardown for KernelBackend {
     async fn stop_processes_in(&mut self, inodes: &[u64], grace: Duration) -> io::Result<Vec<(u64, String)>> {
         let inodes: std::collections::HashSet<u64> = inodes.iter().copied().collect();
         tokio::task::spawn_blocking(move || -> io::Result<Vec<(u64, String)>> {
-            let found = process::in_netns(&inodes)?;
-            // Ask them all first, then wait: one grace period in all.
-            for (id, _, _) in &found {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(id.pid as i32), nix::sys::signal::Signal::SIGTERM);
-            }
-            let mut stopped = Vec::new();
-            for (id, inode, comm) in found {
-                process::stop(id, grace)?;
-                stopped.push((inode, format!("{comm} (pid {})", id.pid)));
-            }
-            Ok(stopped)
+            // Which namespace each was in, for the report.
+            let where_: std::sync::Mutex<std::collections::HashMap<u32, u64>> = Default::default();
+            let find = || -> io::Result<Vec<(ProcessId, String)>> {
+                let found = process::in_netns(&inodes)?;
+                let mut map = where_.lock().unwrap_or_else(|e| e.into_inner());
+                Ok(found.into_iter().map(|(id, inode, comm)| {
+                    map.insert(id.pid, inode);
+                    (id, comm)
+                }).collect())
+            };
+            let stopped = process::stop_all(find, grace)?;
+            let map = where_.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(stopped.into_iter().map(|(id, comm)| (map.get(&id.pid).copied().unwrap_or(0), format!("{comm} (pid {})", id.pid))).collect())
         })
         .await
         .map_err(io::Error::other)?
+    }
+
+    async fn stop_processes_with_uids(&mut self, uids: std::ops::Range<u32>, grace: Duration) -> io::Result<Vec<String>> {
+        let stopped = tokio::task::spawn_blocking(move || process::stop_all(|| process::with_uids(uids.clone()), grace)).await.map_err(io::Error::other)??;
+        Ok(stopped.into_iter().map(|(id, comm)| format!("{comm} (pid {})", id.pid)).collect())
     }
 
     async fn stop_process(&mut self, id: ProcessId, grace: Duration) -> io::Result<Removal> {

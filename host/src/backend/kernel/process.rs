@@ -74,6 +74,80 @@ pub fn stop(id: ProcessId, grace: Duration) -> io::Result<bool> {
     Ok(true)
 }
 
+/// The real uid of `pid`, if it runs.
+fn real_uid(pid: u32) -> Option<u32> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+}
+
+/// Every process (but this one) whose real uid is one of `uids`: a lab's
+/// range, which no process outside the lab has. With its command name.
+pub fn with_uids(uids: std::ops::Range<u32>) -> io::Result<Vec<(ProcessId, String)>> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc")? {
+        let entry = entry?;
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if pid == me || !real_uid(pid).is_some_and(|u| uids.contains(&u)) {
+            continue;
+        }
+        let Ok(Some((since, false))) = stat(pid) else { continue };
+        let comm = crate::encode::terminal::one_line(fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim());
+        found.push((ProcessId { pid, since }, comm));
+    }
+    Ok(found)
+}
+
+/// Stop every process `find` finds, together: SIGTERM to each, one grace
+/// period for all of them, SIGKILL to what is left; then look again, until
+/// nothing is found (a program that forks from its SIGTERM trap, or
+/// starts more meanwhile). What was stopped, with its command name.
+pub fn stop_all(find: impl Fn() -> io::Result<Vec<(ProcessId, String)>>, grace: Duration) -> io::Result<Vec<(ProcessId, String)>> {
+    let mut stopped = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let give_up = Instant::now() + grace + Duration::from_secs(10);
+    let mut first = true;
+    loop {
+        let found = find()?;
+        if found.is_empty() {
+            return Ok(stopped);
+        }
+        if Instant::now() >= give_up {
+            let left: Vec<String> = found.iter().map(|(id, comm)| format!("{comm} (pid {})", id.pid)).collect();
+            return Err(io::Error::other(format!("processes survived SIGKILL: {}", left.join(", "))));
+        }
+        for (id, comm) in &found {
+            if seen.insert(*id) {
+                stopped.push((*id, comm.clone()));
+            }
+        }
+        // The first round gets its grace period; whatever appears later
+        // (forked from a trap) gets SIGKILL at once.
+        let signal = if first { Signal::SIGTERM } else { Signal::SIGKILL };
+        for (id, _) in &found {
+            if alive(*id)? {
+                let _ = kill(Pid::from_raw(id.pid as i32), signal);
+            }
+        }
+        if first {
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if found.iter().all(|(id, _)| !alive(*id).unwrap_or(false)) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            for (id, _) in &found {
+                if alive(*id)? {
+                    let _ = kill(Pid::from_raw(id.pid as i32), Signal::SIGKILL);
+                }
+            }
+            first = false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Every process whose network namespace is one of `netns` (inodes), with
 /// that inode and its command name.
 pub fn in_netns(netns: &std::collections::HashSet<u64>) -> io::Result<Vec<(ProcessId, u64, String)>> {
@@ -90,7 +164,7 @@ pub fn in_netns(netns: &std::collections::HashSet<u64>) -> io::Result<Vec<(Proce
         if zombie {
             continue;
         }
-        let comm = fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim().to_string();
+        let comm = crate::encode::terminal::one_line(fs::read_to_string(entry.path().join("comm")).unwrap_or_default().trim());
         found.push((ProcessId { pid, since }, meta.ino(), comm));
     }
     Ok(found)

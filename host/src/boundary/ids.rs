@@ -32,9 +32,10 @@ pub fn base_of(slot: u32) -> u32 {
 /// journal is still there, `--replace` taken care of before), recorded in
 /// the state directory `state`. Returns its first id.
 pub fn reserve(state: &Path, lab: &str) -> Result<u32> {
-    let lock_path = state.join("ids.lock");
-    let lock = fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).with_context(|| format!("opening {}", lock_path.display()))?;
-    let _held = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| e).context("locking the labs' id ranges")?;
+    // The state directory itself is the lock: no file of a name a lab
+    // could have, nothing left behind.
+    let dir = fs::File::open(state).with_context(|| format!("opening {}", state.display()))?;
+    let _held = Flock::lock(dir, FlockArg::LockExclusive).map_err(|(_, e)| e).context("locking the labs' id ranges")?;
     let mine = crate::layout::id_range(state, lab);
     let mut taken = std::collections::HashSet::new();
     for entry in fs::read_dir(state).with_context(|| format!("reading {}", state.display()))?.flatten() {

@@ -340,9 +340,9 @@ impl Lab {
             }
             let l = self.link_ref(link);
             let what = format!("wait for the carrier of {} in {}", l.name, self.describe_ns(l.ns));
-            let ready = self.backend.wait_carrier_settled(&l, Duration::from_secs(1), &self.stop).await.map_err(|e| LabError::os(&what, &e))?;
+            let ready = self.backend.wait_carrier_settled(&l, Duration::from_secs(2), &self.stop).await.map_err(|e| LabError::os(&what, &e))?;
             if !ready {
-                tracing::debug!("{} has no carrier after 1 s", l.name);
+                tracing::debug!("{} has not settled after 2 s", l.name);
             }
         }
         Ok(())

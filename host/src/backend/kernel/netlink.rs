@@ -9,7 +9,10 @@ use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags};
-use rtnetlink::packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoVeth, LinkAttribute, LinkInfo, State};
+use rtnetlink::packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, BridgePortState, BridgeStpState, In6AddrGenMode, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkFlags,
+    LinkInfo, LinkMessage, State,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::sys::{Socket, TokioSocket, protocols::NETLINK_ROUTE};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -187,20 +190,73 @@ pub async fn kind_of(handle: &Handle, index: u32) -> io::Result<Option<String>> 
 /// carrier comes on at once (a veth whose peer is up), but the link only
 /// passes packets once linkwatch, a moment later, has made it operationally
 /// up and given it its queueing discipline; until then it drops what it is
-/// given. A link without a carrier has nothing pending.
+/// given. A link without a carrier has nothing pending, except a bridge:
+/// it gets its carrier only after linkwatch has told it that a port came
+/// up, so a bridge with a live port is settled once it has its carrier,
+/// is itself operationally up, and every live port forwards.
 pub async fn carrier_settled(handle: &Handle, index: u32) -> io::Result<bool> {
-    use rtnetlink::packet_route::link::LinkFlags;
     let mut links = handle.link().get().match_index(index).execute();
     let Some(msg) = links.try_next().await.map_err(os)? else {
         return Err(io::Error::from_raw_os_error(libc::ENODEV));
     };
-    let flags = msg.header.flags;
-    if !(flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::LowerUp)) {
+    if !msg.header.flags.contains(LinkFlags::Up) {
         return Ok(true);
     }
+    if let Some(stp) = bridge_stp(&msg) {
+        if stp {
+            // Spanning tree keeps ports listening, then learning, for
+            // seconds: that wait is the lab's to make, not nsw's.
+            return Ok(true);
+        }
+        return bridge_settled(handle, index, &msg).await;
+    }
+    Ok(!msg.header.flags.contains(LinkFlags::LowerUp) || passes_packets(&msg))
+}
+
+/// Operationally up with its queueing discipline (not linkwatch's `noop`).
+fn passes_packets(msg: &LinkMessage) -> bool {
     let oper_up = msg.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)));
     let queue_ready = !msg.attributes.iter().any(|a| matches!(a, LinkAttribute::Qdisc(q) if q == "noop"));
-    Ok(oper_up && queue_ready)
+    msg.header.flags.contains(LinkFlags::LowerUp) && oper_up && queue_ready
+}
+
+/// For a bridge, whether spanning tree is on; `None` for other links.
+fn bridge_stp(msg: &LinkMessage) -> Option<bool> {
+    let infos = msg.attributes.iter().find_map(|a| match a {
+        LinkAttribute::LinkInfo(infos) => Some(infos),
+        _ => None,
+    })?;
+    infos.iter().find(|i| matches!(i, LinkInfo::Kind(InfoKind::Bridge)))?;
+    let stp = infos.iter().any(|i| match i {
+        LinkInfo::Data(InfoData::Bridge(options)) => options.iter().any(|o| matches!(o, InfoBridge::StpState(s) if *s != BridgeStpState::Disabled)),
+        _ => false,
+    });
+    Some(stp)
+}
+
+/// A bridge without spanning tree: settled when none of its ports is live
+/// (nothing will give it a carrier), or when it passes packets and every
+/// live port forwards.
+async fn bridge_settled(handle: &Handle, index: u32, bridge: &LinkMessage) -> io::Result<bool> {
+    let mut links = handle.link().get().execute();
+    let mut live_ports = 0;
+    while let Some(port) = links.try_next().await.map_err(os)? {
+        if !port.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(m) if *m == index)) || !passes_packets(&port) {
+            continue;
+        }
+        live_ports += 1;
+        let forwarding = port.attributes.iter().any(|a| match a {
+            LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| match i {
+                LinkInfo::PortData(InfoPortData::BridgePort(options)) => options.iter().any(|o| matches!(o, InfoBridgePort::State(BridgePortState::Forwarding))),
+                _ => false,
+            }),
+            _ => false,
+        });
+        if !forwarding {
+            return Ok(false);
+        }
+    }
+    Ok(live_ports == 0 || passes_packets(bridge))
 }
 
 pub async fn delete_link(handle: &Handle, index: u32) -> io::Result<()> {

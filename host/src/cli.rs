@@ -84,7 +84,11 @@ pub fn main() -> ExitCode {
         let plan = match &cli.command {
             Command::Run(args) => args.boundary_plan(Vec::new()),
             Command::Test(args) => args.boundary_plan(),
-            _ => None,
+            _ => Ok(None),
+        };
+        let plan = match plan {
+            Ok(plan) => plan,
+            Err(e) => return commands::fail(Failure::new(Status::Usage, e)),
         };
         #[cfg(feature = "test-hooks")]
         let plan = plan.filter(|_| !crate::test_hooks::no_boundary());

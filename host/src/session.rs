@@ -53,6 +53,7 @@ impl Session {
             Some(journal) => Ok(Some((Session { state, lock }, journal))),
             None => {
                 // A lock file left by a crash: nothing else is.
+                forget_id_range(&state, lab);
                 state.remove(lock, lab)?;
                 Ok(None)
             }
@@ -91,7 +92,21 @@ impl Session {
         }
         drop(journal);
         self.state.remove_journal(&self.lock, &name)?;
+        forget_id_range(&self.state, &name);
         Ok((report, self))
+    }
+}
+
+/// The lab is gone and its ids swept: its range is free, unless the broker
+/// of a run (this one's own, behind the boundary) is still responsible for
+/// it (see `boundary::ids::finish`).
+fn forget_id_range(state: &StateDir, lab: &str) {
+    let Some(range) = state.id_range(lab) else { return };
+    let broker_runs = range.reserver.is_some_and(|(pid, since)| {
+        crate::backend::kernel::process::identify(pid).ok() == Some(crate::backend::ProcessId { pid, since })
+    });
+    if !broker_runs {
+        state.forget_id_range(lab);
     }
 }
 

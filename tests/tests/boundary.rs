@@ -172,3 +172,77 @@ fn a_journal_forged_from_behind_the_boundary_cannot_turn_down_against_the_machin
     assert!(!std::path::Path::new(&format!("/run/netns/{ghost}")).exists(), "the lab's own namespace, never journaled, is left:\n{}", text(&down));
     lab.assert_gone();
 }
+
+/// The pid `spawner` says its `sleep` has.
+fn sleeper_pid(line: &str) -> u32 {
+    line.split("sleep runs as pid ").nth(1).and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("no pid in {line}"))
+}
+
+fn running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
+
+/// While a run builds a lab behind the boundary, the lab and its ids are
+/// that run's alone, from before its lab's side exists: another run of the
+/// name (on either path) and `nsw down` of it are refused, and none of them
+/// touches the first run's program or its record of ids.
+#[test]
+fn a_lab_being_built_is_its_runs_alone() {
+    let machine = Machine::new("busy");
+    let lab = machine.lab("bz");
+    let file = guest("spawner");
+    let mut first = machine.spawn(&["run", file.to_str().unwrap(), "--name", &lab.name, "--allow", "exec=sleep", "--", "hang"], &[]);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(first.stdout.take().unwrap()));
+    let pid = sleeper_pid(&lines.next().expect("the script said nothing").unwrap());
+    let record = format!("/run/nsw/{}.ids", lab.name);
+    let ids = fs::read_to_string(&record).expect("the lab's record of ids");
+    for flags in [&["--allow", "exec=sleep"][..], &["--allow", "exec=sleep", "--exec-user", "root"][..]] {
+        let second = lab.run(&file, flags, &[]);
+        assert!(!second.status.success() && stderr(&second).contains("is busy"), "{flags:?}: {}", text(&second));
+    }
+    // `down` waits for the run to end.
+    let mut down = machine.spawn(&["down", &lab.name], &[]);
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(down.try_wait().unwrap().is_none(), "down did not wait for the run");
+    assert!(running(pid), "the first run's program was stopped");
+    assert_eq!(fs::read_to_string(&record).ok().as_deref(), Some(ids.as_str()), "the record of ids changed");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(!first.wait().unwrap().success(), "a stopped run succeeded");
+    assert!(!running(pid), "the program outlived its lab");
+    assert!(down.wait().unwrap().success(), "down failed once the run was over");
+    lab.assert_gone();
+}
+
+/// A program that stops nsw's side of the lab (its programs share its ids)
+/// holds the run only until the user's signal, which goes on to it.
+#[test]
+fn a_program_that_stops_nsw_does_not_hold_the_run() {
+    let machine = Machine::new("stop");
+    let lab = machine.lab("st");
+    let file = guest("hostile_outputs");
+    let mut run = machine.spawn(&["run", file.to_str().unwrap(), "--name", &lab.name, "--rm", "--allow", "exec", "--", "run", "sh", "-c", "kill -STOP $PPID"], &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(run.try_wait().unwrap().is_none(), "the run ended: the program did not stop it, the test proves nothing");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while run.try_wait().unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the run still hangs 20 s after SIGTERM");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    lab.assert_gone();
+}
+
+/// `--exec-user` that names nobody, or without `--allow exec`, is an
+/// error before anything is built: never a way onto the privileged path.
+#[test]
+fn a_wrong_exec_user_is_refused_before_anything_is_built() {
+    let machine = Machine::new("xu");
+    let lab = machine.lab("xu");
+    let typo = lab.run(&guest("spawner"), &["--allow", "exec=sleep", "--exec-user", "rooot"], &[]);
+    assert_eq!(typo.status.code(), Some(2), "{}", text(&typo));
+    assert!(stderr(&typo).contains("there is no user \"rooot\""), "{}", text(&typo));
+    let no_exec = lab.run(&guest("noop"), &["--exec-user", "root"], &[]);
+    assert_eq!(no_exec.status.code(), Some(2), "{}", text(&no_exec));
+    assert!(stderr(&no_exec).contains("without --allow exec"), "{}", text(&no_exec));
+    lab.assert_gone();
+}

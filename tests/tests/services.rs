@@ -113,7 +113,7 @@ fn programs_run_unprivileged_and_go_with_the_lab() {
     // lab's own range (neither root nor nobody), unable to gain more.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid: u32 = status.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap();
-    assert!(uid >= 0x6e74_0000 && uid % 65536 == 0, "{status}");
+    assert!(uid >= 0x7000_0000 && uid % 65536 == 0, "{status}");
     assert!(status.lines().any(|l| l.starts_with("NoNewPrivs:") && l.ends_with('1')), "{status}");
     let node = std::fs::metadata(format!("/run/netns/{}-a", lab.name)).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
     let its = std::fs::metadata(format!("/proc/{pid}/ns/net")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();

@@ -32,6 +32,9 @@ pub struct Broker {
     /// Where the boundary of the lab is recorded for `down` (see
     /// [`crate::journal::StateDir::boundary`]).
     pub marker: PathBuf,
+    /// The lab's lock, which root took before the split: the lab's side,
+    /// taking it, is given this very lock.
+    pub lock: fs::File,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +149,12 @@ impl Broker {
                             Err(e.into())
                         }
                     };
+                }
+                if path == crate::layout::lock(&self.state, &self.lab) && how == protocol::How::ReadWrite {
+                    let held = self.lock.metadata()?.ino();
+                    if fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == held) {
+                        return Ok((Reply::Opened, Some(self.lock.try_clone()?.into())));
+                    }
                 }
                 let file = files::open_here(&path, how)?;
                 (Reply::Opened, Some(file.into()))
@@ -293,6 +302,7 @@ mod tests {
             cache: "/var/cache/nsw/contained".into(),
             netns: "/run/netns".into(),
             marker: "/run/nsw/web.userns".into(),
+            lock: fs::File::open("/dev/null").unwrap(),
         }
     }
 

@@ -11,95 +11,134 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::{Flock, FlockArg};
 
-/// The first uid (and gid) of the first lab's range: far above any user's
-/// and the usual `/etc/subuid` ranges (100000 and up, 65536 a user).
-pub const FIRST: u32 = 0x6e74_0000;
+use crate::backend::ProcessId;
+use crate::backend::kernel::process;
+use crate::journal::{IdRange, StateDir};
+
+/// The first uid (and gid) of the first lab's range: far above any user's,
+/// the usual `/etc/subuid` ranges (100000 and up, 65536 a user) and
+/// systemd's ranges for containers (524288 to 1879048191).
+pub const FIRST: u32 = 0x7000_0000;
 /// Ids per lab: what a user namespace with a full set of system users needs.
 pub const PER_LAB: u32 = crate::naming::IDS_PER_LAB;
 /// Labs behind the boundary at once (the last range ends below 2^31).
-pub const SLOTS: u32 = 4096;
+pub const SLOTS: u32 = 4095;
+/// How long a run waits for the broker of an earlier run of the same lab
+/// to finish sweeping its ids.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 /// The first id of a lab's range: its root on the machine.
 pub fn base_of(slot: u32) -> u32 {
     FIRST + slot * PER_LAB
 }
 
-/// Reserve a range for `lab` (or find the one it has: a run of a lab whose
-/// journal is still there, `--replace` taken care of before), recorded in
-/// the state directory `state`. Returns its first id.
-pub fn reserve(state: &Path, lab: &str) -> Result<u32> {
+fn me() -> Result<(u32, u64)> {
+    let me = process::identify(std::process::id()).context("finding nsw's own process")?;
+    Ok((me.pid, me.since))
+}
+
+fn runs(reserver: Option<(u32, u64)>) -> bool {
+    reserver.is_some_and(|(pid, since)| process::identify(pid).ok() == Some(ProcessId { pid, since }))
+}
+
+/// Reserve a range for `lab`, recorded in the state directory `state`
+/// with this process as its broker; returns its first id. The caller holds
+/// the lab's lock (from before the split to after [`finish`]), so no other
+/// run of the lab is under way; a lab that is up keeps the range it has.
+pub fn reserve(state: &StateDir, lab: &str) -> Result<u32> {
+    let me = me()?;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match reserve_once(state, lab, me)? {
+            Some(first) => return Ok(first),
+            None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            None => bail!("the nsw that ran lab {lab} before is still stopping its processes: try again in a moment"),
+        }
+    }
+}
+
+/// One try: `None` while the broker of an earlier run of the lab (which
+/// gave up the lab's lock with its file) still sweeps the lab's ids.
+fn reserve_once(state: &StateDir, lab: &str, me: (u32, u64)) -> Result<Option<u32>> {
+    let dir = state.path();
     // The state directory itself is the lock: no file of a name a lab
     // could have, nothing left behind.
-    let dir = fs::File::open(state).with_context(|| format!("opening {}", state.display()))?;
-    let _held = Flock::lock(dir, FlockArg::LockExclusive).map_err(|(_, e)| e).context("locking the labs' id ranges")?;
-    let mine = crate::layout::id_range(state, lab);
+    let handle = fs::File::open(dir).with_context(|| format!("opening {}", dir.display()))?;
+    let _held = Flock::lock(handle, FlockArg::LockExclusive).map_err(|(_, e)| e).context("locking the labs' id ranges")?;
     let mut taken = std::collections::HashSet::new();
-    for entry in fs::read_dir(state).with_context(|| format!("reading {}", state.display()))?.flatten() {
+    let mut kept = None;
+    for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(other) = name.strip_suffix(".ids") else { continue };
-        let Ok(text) = fs::read_to_string(entry.path()) else { continue };
-        let mut words = text.split_whitespace().map(str::parse::<u64>);
-        let Some(Ok(base)) = words.next() else { continue };
-        let base = base as u32;
-        let reserver = match (words.next(), words.next()) {
-            (Some(Ok(pid)), Some(Ok(since))) => Some(crate::backend::ProcessId { pid: pid as u32, since }),
-            _ => None,
-        };
-        let reserver_runs = reserver.is_some_and(|r| crate::backend::kernel::process::identify(r.pid).ok() == Some(r));
+        let Some(range) = state.id_range(other) else { continue };
+        let journaled = crate::layout::journal(dir, other).exists();
         if other == lab {
-            // The lab is still there (a second run of it, which its lock
-            // will refuse): it keeps the range it has. Else the record was
-            // left by a crash of its last run.
-            if crate::layout::journal(state, lab).exists() || reserver_runs {
-                return Ok(base);
+            if runs(range.reserver) && range.reserver != Some(me) {
+                return Ok(None);
+            }
+            // The lab is up (a second run of it, which will find it so):
+            // it keeps its range. Else the record was left by a crash.
+            if journaled {
+                kept = Some(range.first);
             }
             continue;
         }
         // A range is in use while its lab has a journal or a lock, or the
         // broker that reserved it still runs (it frees the range only once
         // it has swept the lab's ids): otherwise the record is stale.
-        let alive = crate::layout::journal(state, other).exists() || crate::layout::lock(state, other).exists() || reserver_runs;
-        if alive {
-            taken.insert(base);
+        if journaled || crate::layout::lock(dir, other).exists() || runs(range.reserver) {
+            taken.insert(range.first);
         }
     }
-    let Some(slot) = (0..SLOTS).find(|s| !taken.contains(&base_of(*s))) else {
-        bail!("every one of the {SLOTS} id ranges nsw reserves for labs is in use: take a lab down first");
+    let first = match kept {
+        Some(first) => first,
+        None => match (0..SLOTS).map(base_of).find(|b| !taken.contains(b)) {
+            Some(first) => first,
+            None => bail!("every one of the {SLOTS} id ranges nsw reserves for labs is in use: take a lab down first"),
+        },
     };
-    let base = base_of(slot);
-    let me = crate::backend::kernel::process::identify(std::process::id()).context("finding nsw's own process")?;
-    write_root_file(&mine, &format!("{base} {} {}\n", me.pid, me.since))?;
-    Ok(base)
+    write_root_file(&crate::layout::id_range(dir, lab), &IdRange { first, reserver: Some(me) }.line())?;
+    Ok(Some(first))
 }
 
-/// Free a lab's range (its journal is gone).
-pub fn release(state: &Path, lab: &str) {
-    let _ = fs::remove_file(crate::layout::id_range(state, lab));
-}
-
-/// After a run whose lab is gone (rolled back, `--rm`): nothing may keep
-/// the lab's ids, not even a process that left the lab's namespaces (a
-/// program that made a user or network namespace of its own), before the
-/// range goes to another lab. Then the range is free.
-pub fn sweep_and_release(state: &Path, lab: &str, first: u32) {
-    if crate::layout::journal(state, lab).exists() {
-        // The lab is up (or broken): `nsw down` does this.
+/// At the end of a run, still holding the lab's lock: a lab that is up
+/// (or kept) keeps its range, now recorded as its journal's; a lab that is
+/// gone (rolled back, `--rm`) frees it, once nothing has its ids any more,
+/// not even a process that left the lab's namespaces (a program that made
+/// a user or network namespace of its own).
+pub fn finish(state: &StateDir, lab: &str, first: u32) {
+    let Ok(me) = me() else { return };
+    if state.id_range(lab) != Some(IdRange { first, reserver: Some(me) }) {
         return;
     }
-    let grace = std::time::Duration::from_secs(2);
-    match crate::backend::kernel::process::stop_all(|| crate::backend::kernel::process::with_uids(crate::naming::lab_ids(first)), grace) {
+    let record = crate::layout::id_range(state.path(), lab);
+    if crate::layout::journal(state.path(), lab).exists() {
+        // `nsw down` stops the lab's ids and forgets the range.
+        if let Err(e) = write_root_file(&record, &IdRange { first, reserver: None }.line()) {
+            crate::tell::say!("nsw: {e:#}");
+        }
+        return;
+    }
+    let grace = Duration::from_secs(2);
+    match process::stop_all(|| process::with_uids(crate::naming::lab_ids(first)), grace) {
         Ok(stopped) if !stopped.is_empty() => {
             let names: Vec<String> = stopped.iter().map(|(id, comm)| format!("{comm} (pid {})", id.pid)).collect();
             crate::tell::say!("nsw: stopped {} process{} of the lab's ids left outside its namespaces: {}", names.len(), if names.len() == 1 { "" } else { "es" }, names.join(", "));
         }
         Ok(_) => {}
-        Err(e) => crate::tell::say!("nsw: could not stop every process of the lab's ids: {e}"),
+        Err(e) => {
+            // Kept, with its broker gone: `nsw down` cannot reach what is
+            // left either, but no other lab is given these ids.
+            crate::tell::say!("nsw: could not stop every process of the lab's ids: {e}");
+            return;
+        }
     }
-    release(state, lab);
+    state.forget_id_range(lab);
 }
 
 fn write_root_file(path: &Path, text: &str) -> Result<()> {
@@ -117,20 +156,34 @@ mod tests {
     fn labs_get_ranges_of_their_own_that_are_freed_with_them() {
         let dir = std::env::temp_dir().join(format!("nsw-ids-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
+        let state = StateDir::at(&dir);
         let alive = |lab: &str| fs::write(crate::layout::journal(&dir, lab), "").unwrap();
+        let a = reserve(&state, "a").unwrap();
         alive("a");
-        let a = reserve(&dir, "a").unwrap();
-        alive("b");
-        let b = reserve(&dir, "b").unwrap();
+        let b = reserve(&state, "b").unwrap();
         assert_eq!(a, FIRST);
         assert_eq!(b, FIRST + PER_LAB);
-        let record = fs::read_to_string(crate::layout::id_range(&dir, "b")).unwrap();
-        assert_eq!(record.split_whitespace().next(), Some(b.to_string().as_str()));
-        // a's journal goes: its range is free for the next lab.
-        fs::remove_file(crate::layout::journal(&dir, "a")).unwrap();
-        release(&dir, "a");
-        alive("c");
-        assert_eq!(reserve(&dir, "c").unwrap(), FIRST);
+        let record = state.id_range("b").unwrap();
+        assert_eq!(record.first, b);
+        assert_eq!(record.reserver.map(|r| r.0), Some(std::process::id()));
+        // b's run ends without a lab: its range is swept and freed, and c
+        // gets it; a's run ends with its lab up: a keeps its range, which
+        // is now its journal's.
+        finish(&state, "b", b);
+        assert!(state.id_range("b").is_none());
+        finish(&state, "a", a);
+        assert_eq!(state.id_range("a"), Some(IdRange { first: a, reserver: None }));
+        assert_eq!(reserve(&state, "c").unwrap(), FIRST + PER_LAB);
+        // A second run of a, while it is up, finds the range it has.
+        assert_eq!(reserve(&state, "a").unwrap(), a);
+        // A record of another broker that still runs is never touched, and
+        // its range is nobody else's: this test's parent process plays it.
+        let parent = process::identify(std::os::unix::process::parent_id()).unwrap();
+        write_root_file(&crate::layout::id_range(&dir, "d"), &IdRange { first: FIRST + 3 * PER_LAB, reserver: Some((parent.pid, parent.since)) }.line()).unwrap();
+        finish(&state, "d", FIRST + 3 * PER_LAB);
+        assert!(state.id_range("d").is_some());
+        assert_eq!(reserve(&state, "e").unwrap(), FIRST + 2 * PER_LAB);
+        assert_eq!(reserve(&state, "f").unwrap(), FIRST + 4 * PER_LAB);
         assert!(base_of(SLOTS - 1) as u64 + PER_LAB as u64 <= i32::MAX as u64);
         fs::remove_dir_all(&dir).unwrap();
     }

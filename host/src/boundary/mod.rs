@@ -64,8 +64,12 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
     if plan.replace && state.journal_path(&plan.lab).exists() {
         replace_old(&plan.lab)?;
     }
+    // The lab's lock, held from here until the lab's ids are swept (the
+    // lab's side takes it as its own: see `LabLock::share`): no other run
+    // of the lab, no `nsw down` of it, comes in between.
+    let lock = state.lock(&plan.lab)?;
     // The lab's own ids on the machine, before anything of it exists.
-    let base = ids::reserve(state.path(), &plan.lab)?;
+    let base = ids::reserve(&state, &plan.lab)?;
     let mut opened = HashMap::new();
     for path in &plan.reads {
         if let Ok(file) = File::open(path) {
@@ -100,6 +104,7 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
                     cache: crate::layout::contained_cache(&places.cache),
                     netns: places.netns.clone(),
                     marker: state.boundary_path(&plan.lab),
+                    lock: lock.share().context("sharing the lab's lock")?,
                 };
                 broker.serve(ours.as_fd(), child_pid).context("serving the lab's side")
             });
@@ -109,7 +114,13 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
             let _ = nix::sys::wait::waitid(nix::sys::wait::Id::Pid(child), nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT);
             CHILD.store(0, std::sync::atomic::Ordering::SeqCst);
             let status = nix::sys::wait::waitpid(child, None);
-            ids::sweep_and_release(state.path(), &plan.lab, base);
+            ids::finish(&state, &plan.lab, base);
+            if state.journal_path(&plan.lab).exists() {
+                drop(lock);
+            } else {
+                // No lab (refused, rolled back, `--rm`): no lock file either.
+                lock.release_and_remove();
+            }
             if let Err(e) = served {
                 tracing::debug!("broker: {e:#}");
             }
@@ -227,6 +238,9 @@ static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0
 
 /// A signal someone sent the broker goes on to the lab's side, which stops
 /// the run (and rolls back); one from the terminal reaches both already.
+/// Signals forwarded to the lab's side so far.
+static FORWARDED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 fn forward_signals(child: u32) {
     CHILD.store(child as i32, std::sync::atomic::Ordering::SeqCst);
     extern "C" fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
@@ -234,8 +248,17 @@ fn forward_signals(child: u32) {
         let code = unsafe { (*info).si_code };
         let child = CHILD.load(std::sync::atomic::Ordering::SeqCst);
         if code <= 0 && child > 0 {
+            // The lab's side may have been stopped (its programs share its
+            // ids and may signal it): it goes on, to hear this. A third
+            // signal is not waited on: the lab's side is killed, and what
+            // it built is left for `nsw down`.
+            let count = FORWARDED.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let signal = if count >= 3 { libc::SIGKILL } else { signal };
             // SAFETY: kill is async-signal-safe.
-            unsafe { libc::kill(child, signal) };
+            unsafe {
+                libc::kill(child, libc::SIGCONT);
+                libc::kill(child, signal);
+            }
         }
     }
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {

@@ -73,17 +73,40 @@ impl RunArgs {
 
     /// How this run goes behind the privilege boundary when root runs it
     /// ([`crate::boundary`]); `None` if the policy keeps it on the
-    /// privileged path, or the arguments are wrong (the run itself says why).
-    pub(crate) fn boundary_plan(&self, writes: Vec<PathBuf>) -> Option<crate::boundary::Plan> {
-        let lab = self.lab_name().ok()?;
-        let grants = Grants::parse(&self.allow, self.allow_all).ok()?;
-        let (exec_uid, _) = exec_user(&self.exec_user, false).ok()?;
+    /// privileged path. Wrong arguments are an error here, before the
+    /// split: never a reason to take the privileged path.
+    pub(crate) fn boundary_plan(&self, writes: Vec<PathBuf>) -> anyhow::Result<Option<crate::boundary::Plan>> {
+        let lab = self.lab_name()?;
+        let grants = Grants::parse(&self.allow, self.allow_all)?;
+        // Programs that run as the machine's root need the privileged path;
+        // any other user (or none) goes behind the boundary.
+        let exec_uid = self.exec_identity(&grants, None, false)?.map_or(u32::MAX, |(uid, _)| uid);
         if !grants.behind_boundary(exec_uid) {
-            return None;
+            return Ok(None);
         }
         #[cfg(feature = "test-hooks")]
         let writes: Vec<PathBuf> = writes.into_iter().chain(crate::test_hooks::timings_path()).collect();
-        Some(crate::boundary::Plan { lab, replace: self.replace, reads: vec![self.file.clone()], writes })
+        Ok(Some(crate::boundary::Plan { lab, replace: self.replace, reads: vec![self.file.clone()], writes }))
+    }
+
+    /// Who the lab's programs run as (uid, gid), or `None` if it may run
+    /// none: `--exec-user` without `--allow exec` is a mistake, said so.
+    /// `rootless`: the uid of the ordinary user nsw runs as; `lab_ids`:
+    /// behind the boundary, where the lab's ids are its own.
+    fn exec_identity(&self, grants: &Grants, rootless: Option<u32>, lab_ids: bool) -> anyhow::Result<Option<(u32, u32)>> {
+        if grants.exec.is_none() {
+            if self.exec_user != LAB_ROOT {
+                anyhow::bail!("--exec-user {}: the lab runs no programs without --allow exec", policy::quoted(&self.exec_user));
+            }
+            return Ok(None);
+        }
+        Ok(Some(match rootless {
+            // The only user a user namespace of one uid has: the user.
+            Some(_) if self.exec_user == LAB_ROOT => (0, 0),
+            Some(_) => anyhow::bail!("--exec-user needs root: without it, programs run as you"),
+            // Behind the boundary, ids are the lab's own: 0 is its root.
+            None => exec_user(&self.exec_user, lab_ids)?,
+        }))
     }
 }
 
@@ -111,15 +134,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
             return Err(anyhow::anyhow!("--allow host-net needs root: an ordinary user's labs are contained, in a user namespace of its own (nsw runs as uid {uid})").into());
         }
     }
-    if grants.exec.is_some() {
-        grants.exec_user = Some(match rootless {
-            // The only user a user namespace of one uid has: the user.
-            Some(_) if args.exec_user == LAB_ROOT => (0, 0),
-            Some(_) => return Err(anyhow::anyhow!("--exec-user needs root: without it, programs run as you").into()),
-            // Behind the boundary, ids are the lab's own: 0 is its root.
-            None => exec_user(&args.exec_user, crate::access::inside())?,
-        });
-    }
+    grants.exec_user = args.exec_identity(&grants, rootless, crate::access::inside())?;
     let limits = args.limits.0.clone();
     let run_limits = crate::build::run_limits(&limits, false);
     // Read once: the import check and the loader share the bytes.

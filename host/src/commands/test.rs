@@ -27,7 +27,7 @@ pub struct TestArgs {
 
 impl TestArgs {
     /// See [`RunArgs::boundary_plan`]; the reports are written from behind it.
-    pub(crate) fn boundary_plan(&self) -> Option<crate::boundary::Plan> {
+    pub(crate) fn boundary_plan(&self) -> anyhow::Result<Option<crate::boundary::Plan>> {
         self.run.boundary_plan(self.junit.iter().chain(&self.json).cloned().collect())
     }
 }

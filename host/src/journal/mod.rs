@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::policy::Mode;
 pub use record::{LabRecord, OwnedObject};
-pub use state_dir::{LabLock, StateDir};
+pub use state_dir::{IdRange, LabLock, StateDir};
 
 /// A network namespace as the journal names it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

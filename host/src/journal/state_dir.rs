@@ -6,7 +6,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::access::files;
 use crate::access::protocol::How;
@@ -62,12 +61,29 @@ impl StateDir {
     }
 
     /// The first of the ids root reserved for a lab behind the boundary, if
-    /// it did (see [`crate::boundary`]); never read from behind it.
+    /// it did (see [`crate::boundary`]); never read from behind it, nor for
+    /// a lab without the record of its boundary (a range left by a crash
+    /// is not a later lab's of that name).
     pub fn lab_ids(&self, lab: &str) -> Option<u32> {
+        if !self.boundary_path(lab).exists() {
+            return None;
+        }
+        self.id_range(lab).map(|r| r.first)
+    }
+
+    /// Root's record of a lab's id range, if there is one.
+    pub fn id_range(&self, lab: &str) -> Option<IdRange> {
         if crate::access::inside() {
             return None;
         }
-        fs::read_to_string(crate::layout::id_range(&self.path, lab)).ok()?.split_whitespace().next()?.parse().ok()
+        IdRange::parse(&fs::read_to_string(crate::layout::id_range(&self.path, lab)).ok()?)
+    }
+
+    /// Forget a lab's id range: only once nothing has its ids.
+    pub fn forget_id_range(&self, lab: &str) {
+        if !crate::access::inside() {
+            let _ = fs::remove_file(crate::layout::id_range(&self.path, lab));
+        }
     }
 
     pub(crate) fn ensure(&self) -> Result<()> {
@@ -127,9 +143,15 @@ impl StateDir {
         let path = self.lock_path(lab);
         loop {
             let file = files::open(&path, How::ReadWrite).with_context(|| format!("opening {}", path.display()))?;
-            let file = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(locked) => locked,
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            // flock(2) by hand rather than nix's `Flock`: that one unlocks on
+            // drop, and behind the boundary the descriptor shares its lock
+            // with root's side (see `share`), which must keep holding it
+            // until it has swept the lab's ids. Closing the last descriptor
+            // of the lock is what releases it.
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
                     let holder = files::read_to_string(&path).unwrap_or_default();
                     let holder = holder.trim();
                     bail!(
@@ -137,8 +159,8 @@ impl StateDir {
                         if holder.is_empty() { "unknown" } else { holder }
                     );
                 }
-                Err((_, e)) => return Err(e).with_context(|| format!("locking {}", path.display())),
-            };
+                return Err(e).with_context(|| format!("locking {}", path.display()));
+            }
             // The holder before us may have removed the file after we opened
             // it: only a lock on the file still at the path counts.
             let ours = file.metadata()?.ino();
@@ -146,9 +168,9 @@ impl StateDir {
                 Ok(meta) if meta.ino == ours => {}
                 _ => continue,
             }
-            let mut file = file;
+            // At offset 0 whatever the shared description's offset is.
             file.set_len(0)?;
-            write!(*file, "{}", std::process::id())?;
+            std::os::unix::fs::FileExt::write_all_at(&file, std::process::id().to_string().as_bytes(), 0)?;
             return Ok(LabLock { file, path });
         }
     }
@@ -157,6 +179,11 @@ impl StateDir {
     pub fn create_journal(&self, _lock: &LabLock, info: LabInfo) -> Result<Journal> {
         self.ensure()?;
         let path = self.journal_path(&info.name);
+        if !crate::access::inside() {
+            // Built on the privileged path: a record of a boundary left by
+            // a crash of an earlier run of the name is not this lab's.
+            let _ = fs::remove_file(self.boundary_path(&info.name));
+        }
         let file = files::open(&path, How::CreateNew).with_context(|| format!("creating {}", path.display()))?;
         let record = LabRecord::new(info.clone());
         let mut journal = Journal { file, path, next_id: 0, record, lines: 0, bytes: 0 };
@@ -234,7 +261,6 @@ impl StateDir {
         // removes it with the journal).
         if !crate::access::inside() {
             let _ = fs::remove_file(self.boundary_path(lab));
-            let _ = fs::remove_file(crate::layout::id_range(&self.path, lab));
         }
         Ok(())
     }
@@ -254,18 +280,61 @@ impl StateDir {
     }
 }
 
+/// Root's record of the ids reserved for a lab behind the boundary
+/// (`LAB.ids`): the first of them and, while a run is responsible for
+/// them, its broker (pid and start time). A record without a broker
+/// belongs to the lab's journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdRange {
+    pub first: u32,
+    pub reserver: Option<(u32, u64)>,
+}
+
+impl IdRange {
+    pub fn parse(text: &str) -> Option<IdRange> {
+        let mut words = text.split_whitespace().map(str::parse::<u64>);
+        let first = u32::try_from(words.next()?.ok()?).ok()?;
+        let reserver = match (words.next(), words.next()) {
+            (Some(Ok(pid)), Some(Ok(since))) => Some((u32::try_from(pid).ok()?, since)),
+            _ => None,
+        };
+        Some(IdRange { first, reserver })
+    }
+
+    pub fn line(&self) -> String {
+        match self.reserver {
+            Some((pid, since)) => format!("{} {pid} {since}\n", self.first),
+            None => format!("{}\n", self.first),
+        }
+    }
+}
+
 /// The exclusive right to build or tear down one lab.
 #[derive(Debug)]
 pub struct LabLock {
-    file: Flock<File>,
+    /// Locked with flock(2); the lock lasts while a descriptor of it is open.
+    file: File,
     path: PathBuf,
 }
 
 impl LabLock {
+    /// Another descriptor of this very lock (the same open file
+    /// description, so the same lock): root's side of the boundary holds
+    /// the lab's lock from before the split and hands this to the lab's
+    /// side, whose own taking of the lock then succeeds on it.
+    pub fn share(&self) -> std::io::Result<File> {
+        self.file.try_clone()
+    }
+
     /// Remove the lock file while still holding the lock, so nobody is left
     /// holding a lock on a file that is no longer at the path.
+    /// Only the file this lock is on: another holder's, made after this
+    /// one was removed, stays.
     pub fn release_and_remove(self) {
-        let _ = files::remove_file(&self.path);
+        let ours = self.file.metadata().map(|m| m.ino()).ok();
+        if ours.is_some() && files::metadata(&self.path).ok().map(|m| m.ino) == ours {
+            let _ = files::remove_file(&self.path);
+        }
         drop(self.file);
     }
 }

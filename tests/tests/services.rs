@@ -216,3 +216,44 @@ fn nothing_a_program_does_escapes_down() {
     assert!(took < Duration::from_secs(8), "down took {took:?}: a grace period per process?");
     lab.assert_gone();
 }
+
+/// A node has files and a name of its own: its hostname is the node's
+/// name, `/etc/hosts` names the lab's nodes, what it writes under `/etc`,
+/// `/var/lib`, `/tmp` stays in the node (and goes with it), `/run` starts
+/// empty, and the machine's own files are never written through. `nsw
+/// exec` joins the same, as root of the lab, not of the machine.
+#[test]
+fn a_node_has_files_and_a_name_of_its_own() {
+    let machine = Machine::new("nodefs");
+    let marker = unique("nsw-node-file-");
+    let (lab, out) = in_a_node(
+        &machine,
+        &format!(
+            "hostname; cat /etc/hosts; mkdir -p /etc/{marker} && echo conf > /etc/{marker}/x.conf && cat /etc/{marker}/x.conf; \
+             echo t > /tmp/{marker} && echo tmp=ok; mkdir -p /var/lib/{marker} && echo lib=ok; echo run=$(ls -A /run | wc -l); \
+             echo changed >> /etc/debian_version || echo machine-file=refused"
+        ),
+    );
+    assert!(out.contains("stdout: a\n"), "the hostname is not the node's: {out}");
+    assert!(out.contains("stdout: 10.0.9.1\ta"), "/etc/hosts does not name the node: {out}");
+    for said in ["stdout: conf", "stdout: tmp=ok", "stdout: lib=ok", "stdout: run=0", "stdout: machine-file=refused"] {
+        assert!(out.contains(said), "no {said:?} in {out}");
+    }
+    for path in [format!("/etc/{marker}"), format!("/tmp/{marker}"), format!("/var/lib/{marker}")] {
+        assert!(!std::path::Path::new(&path).exists(), "{path} was written on the machine");
+    }
+    assert!(!std::fs::read_to_string("/etc/debian_version").unwrap().contains("changed"));
+    lab.assert_gone();
+    // nsw exec, while a program of the node runs.
+    let lab = machine.lab("nx");
+    lab.run_ok(&guest("spawner"), &["--allow", "exec=sleep"], &[]);
+    let exec = machine.nsw(&["exec", &lab.name, "a", "--", "sh", "-c", "hostname; id -u; cat /proc/self/uid_map"]);
+    assert!(exec.status.success(), "{}", text(&exec));
+    let said = stdout(&exec);
+    let mut lines = said.lines();
+    assert_eq!(lines.next(), Some("a"), "{said}");
+    assert_eq!(lines.next(), Some("0"), "{said}");
+    let map: Vec<u64> = lines.next().unwrap_or_default().split_whitespace().filter_map(|w| w.parse().ok()).collect();
+    assert!(map.len() == 3 && map[0] == 0 && map[1] >= 0x7000_0000 && map[2] == 65536, "nsw exec is not root of the lab only: {said}");
+    lab.down_and_check();
+}

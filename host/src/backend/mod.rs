@@ -109,6 +109,16 @@ pub struct ProgramSpec {
     /// Where stdout and stderr go: pipes (`None`), or this file, which may
     /// grow to so many bytes.
     pub log: Option<(std::path::PathBuf, u64)>,
+    /// The node it runs in, for the node's own files and name (`None` in
+    /// the machine's namespace, whose programs see the machine's).
+    pub node: Option<NodeIdentity>,
+}
+
+/// A node's name (its hostname) and its `/etc/hosts`, from the lab.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    pub hostname: String,
+    pub hosts: String,
 }
 
 /// How a program ended.
@@ -332,8 +342,11 @@ pub fn system() -> kernel::KernelBackend {
 }
 
 /// Join the node namespace `/run/netns/NAME` for the rest of this
-/// process's life, with /sys showing the node's interfaces (`nsw exec`).
-/// Call it before any thread exists.
-pub fn enter_node(name: &str) -> anyhow::Result<()> {
-    kernel::netns::enter_for_exec(name)
+/// process's life, with /sys showing the node's interfaces, and the node's
+/// files and name while its programs run (`nsw exec`). `lab_userns`: the
+/// user namespace of a lab behind the boundary. Call it before any thread
+/// exists.
+pub fn enter_node(name: &str, lab_userns: Option<u64>) -> anyhow::Result<()> {
+    kernel::netns::enter_for_exec(name)?;
+    kernel::node_fs::enter_for_exec(lab_userns)
 }

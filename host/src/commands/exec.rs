@@ -46,8 +46,9 @@ pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
     let shell = [std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())];
     let command: &[String] = if args.command.is_empty() { &shell } else { &args.command };
     let (program, rest) = command.split_first().expect("a command or the shell");
-    let name = resolve(&StateDir::system(), &args.lab, &args.node)?;
-    backend::enter_node(&name)?;
+    let state = StateDir::system();
+    let name = resolve(&state, &args.lab, &args.node)?;
+    backend::enter_node(&name, state.boundary(&args.lab)?)?;
     let err = Command::new(program).args(rest).exec();
     Err(err).with_context(|| format!("running {program}"))
 }

@@ -6,7 +6,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use super::Lab;
-use crate::backend::{Exit, NsId, Program, ProgramSpec};
+use crate::backend::{Exit, NodeIdentity, NsId, Program, ProgramSpec};
 use crate::error::{LabError, LabResult};
 use crate::journal::{Entry, Object};
 use crate::policy;
@@ -43,7 +43,34 @@ impl Lab {
             .ok_or_else(|| LabError::not_found(format!("{what}: there is no program {} (in PATH)", crate::policy::quoted(first))))?;
         policy::programs::check_granted_program(&self.grants, &what, &program, crate::backend::kernel_resolve)?;
         self.quotas.processes.take(1, &what)?;
-        Ok(ProgramSpec { program, argv: argv.to_vec(), uid, gid, log: None })
+        Ok(ProgramSpec { program, argv: argv.to_vec(), uid, gid, log: None, node: self.node_identity(ns) })
+    }
+
+    /// Node `ns`'s name, and an `/etc/hosts` that names every node of the
+    /// lab by the addresses it has so far; `None` for the machine's
+    /// namespace, whose programs see the machine's files.
+    fn node_identity(&self, ns: NsId) -> Option<NodeIdentity> {
+        if self.is_machine(ns) {
+            return None;
+        }
+        let hostname = self.netns[ns].node.clone();
+        let mut hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+        for (id, entry) in self.netns.iter().enumerate() {
+            if self.is_machine(id) {
+                continue;
+            }
+            for (net, _) in self.subnets_of(id) {
+                let addr = net.addr();
+                let link_local = match addr {
+                    std::net::IpAddr::V4(a) => a.is_link_local(),
+                    std::net::IpAddr::V6(a) => a.is_unicast_link_local(),
+                };
+                if !addr.is_loopback() && !link_local {
+                    hosts.push_str(&format!("{addr}\t{}\n", entry.node));
+                }
+            }
+        }
+        Some(NodeIdentity { hostname, hosts })
     }
 
     /// Start an admitted program, journaled first.

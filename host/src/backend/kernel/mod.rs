@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod netlink;
 pub mod netns;
+pub mod node_fs;
 pub mod nft;
 pub mod peers;
 pub mod ping;
@@ -38,6 +39,8 @@ struct Namespace {
     netlink: Handle,
     /// Name under /run/netns and inode, for namespaces we created.
     named: Option<(String, u64)>,
+    /// The node's files and name, made with its first program.
+    node: Option<Arc<node_fs::NodeNamespaces>>,
 }
 
 #[derive(Default)]
@@ -60,7 +63,7 @@ impl KernelBackend {
     }
 
     fn add(&mut self, id: NsId, fd: OwnedFd, netlink: Handle, named: Option<(String, u64)>) {
-        self.namespaces.insert(id, Namespace { fd: Arc::new(fd), netlink, named });
+        self.namespaces.insert(id, Namespace { fd: Arc::new(fd), netlink, named, node: None });
     }
 
     /// The machine's namespace and a netlink connection inside it.
@@ -307,7 +310,18 @@ impl Backend for KernelBackend {
 
     fn start_program(&mut self, ns: NsId, spec: &super::ProgramSpec) -> io::Result<Box<dyn super::Program>> {
         let fd = self.ns(ns)?.fd.clone();
-        let child = spawn::spawn(fd, spec)?;
+        let node = match (&spec.node, &self.ns(ns)?.node) {
+            (None, _) => None,
+            (Some(_), Some(made)) => Some(made.clone()),
+            (Some(identity), None) => {
+                let made = Arc::new(node_fs::create(&fd, identity)?);
+                if let Some(entry) = self.namespaces.get_mut(&ns) {
+                    entry.node = Some(made.clone());
+                }
+                Some(made)
+            }
+        };
+        let child = spawn::spawn(fd, node, spec)?;
         Ok(Box::new(spawn::Started::new(child)?))
     }
 

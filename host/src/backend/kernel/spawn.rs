@@ -1,6 +1,7 @@
 //! Programs of the machine run inside a lab node (`--allow exec`): the
-//! child joins the node's network namespace, gets a mount namespace of its
-//! own with /sys remounted (so /sys/class/net shows the node's links), a
+//! child joins the node's network namespace and its files and name
+//! ([`super::node_fs`]; in the machine's namespace, a mount namespace of
+//! its own with /sys remounted, so /sys/class/net shows its links), a
 //! session of its own, then drops to an unprivileged user that can gain no
 //! privileges, and execs. Everything between fork and exec is a plain
 //! system call on data prepared before the fork (a threaded process may do
@@ -29,8 +30,9 @@ pub fn resolve(program: &str) -> Option<PathBuf> {
     })
 }
 
-/// Start `spec` inside the namespace `netns`.
-pub fn spawn(netns: Arc<OwnedFd>, spec: &Spec) -> io::Result<Child> {
+/// Start `spec` inside the namespace `netns`, and the node's own mount
+/// and UTS namespaces if it has them ([`super::node_fs`]).
+pub fn spawn(netns: Arc<OwnedFd>, node: Option<Arc<super::node_fs::NodeNamespaces>>, spec: &Spec) -> io::Result<Child> {
     let mut command = Command::new(&spec.program);
     command.arg0(spec.argv.first().map(String::as_str).unwrap_or_default()).args(spec.argv.iter().skip(1));
     command.env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").env("HOME", "/").env("LANG", "C.UTF-8");
@@ -52,16 +54,26 @@ pub fn spawn(netns: Arc<OwnedFd>, spec: &Spec) -> io::Result<Child> {
     let drop_groups = crate::places::get().rootless.is_none();
     let cap = spec.log.as_ref().map(|(_, cap)| *cap);
     let fd = netns.as_raw_fd();
+    let node_fds = node.as_ref().map(|n| (n.mnt.as_raw_fd(), n.uts.as_raw_fd()));
     // SAFETY: the closure runs in the child between fork and exec, and
     // calls only async-signal-safe system calls on data made before.
     unsafe {
         command.pre_exec(move || {
             let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
             check(libc::setns(fd, libc::CLONE_NEWNET))?;
-            check(libc::unshare(libc::CLONE_NEWNS))?;
-            check(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
-            libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
-            check(libc::mount(sysfs.as_ptr(), sys.as_ptr(), sysfs.as_ptr(), 0, std::ptr::null()))?;
+            match node_fds {
+                Some((mnt, uts)) => {
+                    check(libc::setns(mnt, libc::CLONE_NEWNS))?;
+                    check(libc::setns(uts, libc::CLONE_NEWUTS))?;
+                    check(libc::chdir(root.as_ptr()))?;
+                }
+                None => {
+                    check(libc::unshare(libc::CLONE_NEWNS))?;
+                    check(libc::mount(std::ptr::null(), root.as_ptr(), std::ptr::null(), libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
+                    libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
+                    check(libc::mount(sysfs.as_ptr(), sys.as_ptr(), sysfs.as_ptr(), 0, std::ptr::null()))?;
+                }
+            }
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -82,7 +94,10 @@ pub fn spawn(netns: Arc<OwnedFd>, spec: &Spec) -> io::Result<Child> {
             Ok(())
         });
     }
-    command.spawn()
+    let child = command.spawn();
+    // The descriptors the child joined stay open until it has.
+    drop(node);
+    child
 }
 
 /// A program nsw started, as the backend hands it out.

@@ -390,3 +390,13 @@ pub fn assert_no_leak(lab: &str, machine: &Machine, before: &Snapshot) {
     assert_eq!(before.nft, after.nft, "the machine's nftables ruleset changed");
     assert_eq!(before.sysctl, after.sysctl, "the machine's sysctls changed");
 }
+
+/// The pid the `spawner` guest says its `sleep` has, from what it printed.
+pub fn sleeper_pid(printed: &str) -> u32 {
+    printed.lines().find_map(|l| l.split("sleep runs as pid ").nth(1)).and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("no pid in {printed}"))
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}

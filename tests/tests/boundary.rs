@@ -8,7 +8,7 @@ use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 
-use nsw_tests::{Machine, check, guest, ip_in, pings, stderr, text, unique};
+use nsw_tests::{Machine, check, guest, ip_in, pings, running, sleeper_pid, stderr, text, unique};
 
 /// The user namespace (inode) that owns the namespace at `/run/netns/NAME`.
 fn owner_of_netns(name: &str) -> u64 {
@@ -173,14 +173,6 @@ fn a_journal_forged_from_behind_the_boundary_cannot_turn_down_against_the_machin
     lab.assert_gone();
 }
 
-/// The pid `spawner` says its `sleep` has.
-fn sleeper_pid(line: &str) -> u32 {
-    line.split("sleep runs as pid ").nth(1).and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("no pid in {line}"))
-}
-
-fn running(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-}
 
 /// While a run builds a lab behind the boundary, the lab and its ids are
 /// that run's alone, from before its lab's side exists: another run of the

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use nsw_tests::{Machine, TestLab, guest, lang_guest, processes_mentioning, stderr, stdout, text, unique};
+use nsw_tests::{Machine, TestLab, guest, lang_guest, processes_mentioning, running, sleeper_pid, stderr, stdout, text, unique};
 
 /// `nsw test` a web lab; the JUnit XML it wrote.
 fn test_web(wasm: &std::path::Path, args: &[&str]) -> (std::process::Output, String) {
@@ -93,14 +93,6 @@ fn a_program_outside_the_grant_is_refused() {
     lab.assert_gone();
 }
 
-/// The pid `spawner` says its `sleep` has.
-fn sleeper_pid(out: &str) -> u32 {
-    out.lines().find_map(|l| l.split("sleep runs as pid ").nth(1)).and_then(|p| p.trim().parse().ok()).unwrap_or_else(|| panic!("no pid in {out}"))
-}
-
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-}
 
 #[test]
 fn programs_run_unprivileged_and_go_with_the_lab() {

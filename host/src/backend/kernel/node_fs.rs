@@ -44,9 +44,18 @@ const TMPFS_OPTIONS: &str = "size=256m,mode=0755";
 /// node's `/run` is mounted over it).
 const STAGE: &str = "/run/.nsw-node";
 
-/// Directories under `root` to `depth`, with their modes (those nsw can
-/// read; the others stay the machine's).
-fn skeleton(root: &Path, depth: usize, into: &mut Vec<(std::path::PathBuf, u32)>, below: &Path) {
+/// A directory of the node's own over a machine's one.
+struct Dir {
+    relative: std::path::PathBuf,
+    mode: u32,
+    /// The machine's is closed to nsw (`/etc/bird`, `/etc/ssl/private`):
+    /// the node's starts empty rather than unusable (an overlay that cannot
+    /// look into the machine's directory refuses every name in it).
+    opaque: bool,
+}
+
+/// Directories under `root` to `depth`, with their modes.
+fn skeleton(root: &Path, depth: usize, into: &mut Vec<Dir>, below: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if depth == 0 {
         return;
@@ -59,8 +68,11 @@ fn skeleton(root: &Path, depth: usize, into: &mut Vec<(std::path::PathBuf, u32)>
         }
         let Ok(meta) = entry.metadata() else { continue };
         let relative = below.join(entry.file_name());
-        into.push((relative.clone(), meta.permissions().mode() & 0o7777));
-        skeleton(root, depth - 1, into, &relative);
+        let opaque = std::fs::read_dir(root.join(&relative)).is_err();
+        into.push(Dir { relative: relative.clone(), mode: meta.permissions().mode() & 0o7777, opaque });
+        if !opaque {
+            skeleton(root, depth - 1, into, &relative);
+        }
     }
 }
 
@@ -72,7 +84,7 @@ fn c(path: impl AsRef<std::ffi::OsStr>) -> io::Result<CString> {
 /// Make the node's namespaces, in network namespace `netns`.
 pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces> {
     // Everything the child needs, made before the fork.
-    let mut dirs: Vec<(CString, u32)> = Vec::new();
+    let mut dirs: Vec<(CString, u32, bool)> = Vec::new();
     let mut overlays: Vec<(CString, CString)> = Vec::new();
     for (i, layer) in LAYERED.iter().enumerate() {
         if !Path::new(layer).is_dir() {
@@ -80,13 +92,13 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
         }
         let upper = format!("{STAGE}/{i}/upper");
         let work = format!("{STAGE}/{i}/work");
-        dirs.push((c(format!("{STAGE}/{i}"))?, 0o700));
-        dirs.push((c(&upper)?, 0o755));
-        dirs.push((c(&work)?, 0o700));
+        dirs.push((c(format!("{STAGE}/{i}"))?, 0o700, false));
+        dirs.push((c(&upper)?, 0o755, false));
+        dirs.push((c(&work)?, 0o700, false));
         let mut tree = Vec::new();
         skeleton(Path::new(layer), DEPTH, &mut tree, Path::new(""));
-        for (relative, mode) in tree {
-            dirs.push((c(Path::new(&upper).join(relative))?, mode));
+        for dir in tree {
+            dirs.push((c(Path::new(&upper).join(dir.relative))?, dir.mode, dir.opaque));
         }
         overlays.push((c(layer)?, c(format!("lowerdir={layer},upperdir={upper},workdir={work},userxattr"))?));
     }
@@ -96,6 +108,8 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
     let hostname = node.hostname.clone().into_bytes();
     let (root, sys, sysfs, run, tmp, tmpfs, overlay, stage) = (c("/")?, c("/sys")?, c("sysfs")?, c("/run")?, c("/tmp")?, c("tmpfs")?, c("overlay")?, c(STAGE)?);
     let tmpfs_options = c(TMPFS_OPTIONS)?;
+    // With `userxattr`, overlayfs reads its marks from the user namespace.
+    let opaque_xattr = c("user.overlay.opaque")?;
     let keeper = crate::backend::kernel_resolve("cat").ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cat in PATH to keep a node's namespaces"))?;
     let netns_fd = netns.as_raw_fd();
     let mut command = Command::new(keeper);
@@ -115,8 +129,11 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
             libc::umask(0);
             check(libc::mount(tmpfs.as_ptr(), run.as_ptr(), tmpfs.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, tmpfs_options.as_ptr() as *const libc::c_void))?;
             check(libc::mkdir(stage.as_ptr(), 0o700))?;
-            for (dir, mode) in &dirs {
+            for (dir, mode, opaque) in &dirs {
                 check(libc::mkdir(dir.as_ptr(), *mode as libc::mode_t))?;
+                if *opaque {
+                    check(libc::setxattr(dir.as_ptr(), opaque_xattr.as_ptr(), b"y".as_ptr() as *const libc::c_void, 1, 0))?;
+                }
             }
             for (target, options) in &overlays {
                 check(libc::mount(overlay.as_ptr(), target.as_ptr(), overlay.as_ptr(), 0, options.as_ptr() as *const libc::c_void))?;

@@ -30,6 +30,7 @@ pub mod naming;
 pub mod places;
 pub mod policy;
 pub mod progress;
+pub mod relay;
 pub mod rootless;
 pub mod runtime;
 pub mod script;

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The layers, lowest first. A module may use modules of earlier layers
 /// only (and its own); ARCHITECTURE.md explains each.
 const LAYERS: &[&[&str]] = &[
-    &["stop", "progress", "places", "naming", "layout", "encode", "access"],
+    &["stop", "progress", "places", "naming", "layout", "encode", "access", "relay"],
     &["tell", "error", "shared_settings"],
     &["policy", "test_hooks"],
     &["journal", "inspect"],

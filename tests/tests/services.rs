@@ -247,5 +247,39 @@ fn a_node_has_files_and_a_name_of_its_own() {
     assert_eq!(lines.next(), Some("0"), "{said}");
     let map: Vec<u64> = lines.next().unwrap_or_default().split_whitespace().filter_map(|w| w.parse().ok()).collect();
     assert!(map.len() == 3 && map[0] == 0 && map[1] >= 0x7000_0000 && map[2] == 65536, "nsw exec is not root of the lab only: {said}");
+    exec_holds_nothing_of_the_user(&machine, &lab);
     lab.down_and_check();
+}
+
+/// Behind the boundary, `nsw exec`'s command is the lab's to trace: it
+/// gets pipes or a terminal of its own, never the user's descriptors nor
+/// environment; what the user gives reaches it, and its status comes back.
+fn exec_holds_nothing_of_the_user(machine: &Machine, lab: &TestLab) {
+    use std::process::{Command, Stdio};
+    let input = std::env::temp_dir().join(unique("nsw-exec-input-"));
+    std::fs::write(&input, "given-by-the-user\n").unwrap();
+    let net = format!("--net=/run/netns/{}", machine.name);
+    let script = "readlink /proc/self/fd/0 /proc/self/fd/1 /proc/self/fd/2; cat; echo secret=${NSW_TEST_SECRET:-none}; exit 7";
+    let piped = Command::new("nsenter")
+        .arg(&net)
+        .arg(nsw_tests::nsw_bin())
+        .args(["exec", &lab.name, "a", "--", "sh", "-c", script])
+        .env("NSW_TEST_SECRET", "machine-only")
+        .stdin(Stdio::from(std::fs::File::open(&input).unwrap()))
+        .output()
+        .unwrap();
+    std::fs::remove_file(&input).unwrap();
+    let said = stdout(&piped);
+    assert_eq!(piped.status.code(), Some(7), "the command's status did not come back: {}", text(&piped));
+    let fds: Vec<&str> = said.lines().take(3).collect();
+    assert!(fds.len() == 3 && fds.iter().all(|fd| fd.starts_with("pipe:")), "the command holds the user's descriptors: {said}");
+    assert!(said.contains("given-by-the-user\nsecret=none\n"), "input not relayed, or the user's environment went in: {said}");
+    // With a terminal (util-linux's script gives nsw one): a new one.
+    let inner = format!("{} {net} {} exec {} a -- sh -c 'readlink /proc/self/fd/0; exit 3'", "nsenter", nsw_tests::nsw_bin().display(), lab.name);
+    let typed = Command::new("script").args(["-qec", &format!("readlink /proc/self/fd/0; {inner}"), "/dev/null"]).stdin(Stdio::null()).output().unwrap();
+    let said = stdout(&typed);
+    assert_eq!(typed.status.code(), Some(3), "{}", text(&typed));
+    // (script echoes what it reads of its own input as `^@` before it.)
+    let ttys: Vec<&str> = said.lines().filter_map(|l| l.find("/dev/pts/").map(|at| l[at..].trim())).collect();
+    assert!(ttys.len() == 2 && ttys[0] != ttys[1], "the command was given the user's terminal: {said:?}");
 }

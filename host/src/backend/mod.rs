@@ -341,12 +341,10 @@ pub fn system() -> kernel::KernelBackend {
     kernel::KernelBackend::new()
 }
 
-/// Join the node namespace `/run/netns/NAME` for the rest of this
-/// process's life, with /sys showing the node's interfaces, and the node's
-/// files and name while its programs run (`nsw exec`). `lab_userns`: the
-/// user namespace of a lab behind the boundary. Call it before any thread
-/// exists.
-pub fn enter_node(name: &str, lab_userns: Option<u64>) -> anyhow::Result<()> {
-    kernel::netns::enter_for_exec(name)?;
-    kernel::node_fs::enter_for_exec(lab_userns)
+/// The namespaces of node `/run/netns/NAME`, opened and checked, for `nsw
+/// exec` to join: its network, and its files and name while its programs
+/// run; `lab_userns`: the user namespace of a lab behind the boundary,
+/// joined as the lab's root.
+pub fn open_node(name: &str, lab_userns: Option<u64>) -> anyhow::Result<kernel::node_entry::NodeEntry> {
+    kernel::node_entry::NodeEntry::open(name, lab_userns)
 }

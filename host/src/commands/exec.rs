@@ -41,14 +41,33 @@ pub fn resolve(state: &StateDir, lab: &str, node: &str) -> Result<String> {
     }
 }
 
-/// Replace this process with the command inside the node.
+/// Replace this process with the command inside the node; behind the
+/// boundary, run it there as root of the lab, through a terminal or pipes
+/// of its own (see [`crate::relay`]), and end with its status.
 pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
     let shell = [std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())];
     let command: &[String] = if args.command.is_empty() { &shell } else { &args.command };
     let (program, rest) = command.split_first().expect("a command or the shell");
     let state = StateDir::system();
     let name = resolve(&state, &args.lab, &args.node)?;
-    backend::enter_node(&name, state.boundary(&args.lab)?)?;
-    let err = Command::new(program).args(rest).exec();
-    Err(err).with_context(|| format!("running {program}"))
+    let node = backend::open_node(&name, state.boundary(&args.lab)?)?;
+    if !node.as_lab_root() {
+        node.enter().with_context(|| format!("entering node {}", args.node))?;
+        let err = Command::new(program).args(rest).exec();
+        return Err(err).with_context(|| format!("running {program}"));
+    }
+    // Nothing of the machine's user goes into the lab: not the terminal
+    // (the relay's), not the environment (a few harmless names).
+    let mut command = Command::new(program);
+    command.args(rest).env_clear().env("PATH", LAB_ROOT_PATH).env("HOME", "/").env("USER", "root").env("LOGNAME", "root");
+    for kept in ["TERM", "LANG", "LC_ALL", "COLORTERM"] {
+        if let Some(value) = std::env::var_os(kept) {
+            command.env(kept, value);
+        }
+    }
+    let status = crate::relay::run(command, move || node.enter()).with_context(|| format!("running {program} in node {}", args.node))?;
+    std::process::exit(status)
 }
+
+/// The PATH of a command run as root of a lab.
+const LAB_ROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

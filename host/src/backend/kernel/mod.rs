@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod netlink;
 pub mod netns;
+pub mod node_entry;
 pub mod node_fs;
 pub mod nft;
 pub mod peers;

@@ -16,7 +16,6 @@ use std::sync::{Arc, OnceLock};
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, open};
-use anyhow::Context;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::stat::Mode;
@@ -240,18 +239,3 @@ where
     rx.await.unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))
 }
 
-/// Join `/run/netns/NAME` for good, the way `ip netns exec` does: the
-/// network namespace, then a mount namespace of our own with /sys
-/// remounted, so /sys/class/net shows the node's interfaces. Only for a
-/// process about to exec, before any thread exists.
-pub fn enter_for_exec(name: &str) -> anyhow::Result<()> {
-    let fd = open_named(name).with_context(|| format!("opening netns {name}"))?;
-    setns(&fd, CloneFlags::CLONE_NEWNET).with_context(|| format!("entering netns {name}"))?;
-    drop(fd);
-    unshare(CloneFlags::CLONE_NEWNS).context("creating a mount namespace")?;
-    // Keep our /sys remount from propagating back to the machine.
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>).context("making / a slave mount")?;
-    let _ = umount2("/sys", MntFlags::MNT_DETACH);
-    mount(Some(name), "/sys", Some("sysfs"), MsFlags::empty(), None::<&str>).context("mounting /sys")?;
-    Ok(())
-}

@@ -1,0 +1,132 @@
+//! Entering a node from outside it (`nsw exec`): the namespaces to join
+//! are opened and checked first, by what the descriptors are (never by a
+//! pid, which a lab can reuse or a decoy can answer to); joining them is
+//! system calls alone, so it may run between fork and exec.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+
+use anyhow::{Context, Result, bail};
+
+/// The namespaces of one node, open.
+pub struct NodeEntry {
+    net: OwnedFd,
+    /// Behind the boundary: the lab's user namespace, joined as its root
+    /// (which is not the machine's).
+    user: Option<OwnedFd>,
+    /// The node's files and name (mount, UTS), while a program of the node
+    /// holds them; without them, a mount namespace of the command's own
+    /// with the node's /sys.
+    files_and_name: Option<(OwnedFd, OwnedFd)>,
+    sysfs_source: CString,
+}
+
+/// The inode of the namespace a descriptor is.
+fn ino(fd: &OwnedFd) -> Result<u64> {
+    Ok(File::from(fd.try_clone()?).metadata()?.ino())
+}
+
+/// The user namespace that owns the namespace `fd` is.
+fn owner(fd: &OwnedFd) -> Result<OwnedFd> {
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new descriptor.
+    let raw = unsafe { libc::ioctl(fd.as_raw_fd(), libc::NS_GET_USERNS) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error()).context("finding a namespace's owner");
+    }
+    // SAFETY: the kernel just made it, and it is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+fn open_ns(pid: &str, kind: &str) -> Option<OwnedFd> {
+    File::open(format!("/proc/{pid}/ns/{kind}")).ok().map(OwnedFd::from)
+}
+
+impl NodeEntry {
+    /// Open node `name` (`/run/netns/NAME`). `lab_userns`: the user
+    /// namespace of a lab behind the boundary, which must own the node.
+    pub fn open(name: &str, lab_userns: Option<u64>) -> Result<Self> {
+        let net = super::netns::open_named(name).with_context(|| format!("opening netns {name}"))?;
+        let user = match lab_userns {
+            Some(expected) => {
+                let user = owner(&net)?;
+                if ino(&user)? != expected {
+                    bail!("netns {name} is not in its lab's user namespace");
+                }
+                Some(user)
+            }
+            None => None,
+        };
+        let own = |kind: &str| open_ns("self", kind).context("reading nsw's own namespaces");
+        let userns = match &user {
+            Some(user) => ino(user)?,
+            None => ino(&own("user")?)?,
+        };
+        let (netns, own_uts) = (ino(&net)?, ino(&own("uts")?)?);
+        // A process of the node: in its network namespace and its lab's
+        // user namespace, with a name of its own. What it holds is checked
+        // on the descriptors opened, so a pid reused meanwhile changes
+        // nothing; a lab process that made namespaces of its own could be
+        // taken for the node, but joining them is the lab's privilege only.
+        let mut files_and_name = None;
+        for entry in std::fs::read_dir("/proc")?.flatten() {
+            let pid = entry.file_name();
+            let Some(pid) = pid.to_str().filter(|p| p.bytes().all(|b| b.is_ascii_digit())) else { continue };
+            let (Some(pnet), Some(puser), Some(puts), Some(pmnt)) = (open_ns(pid, "net"), open_ns(pid, "user"), open_ns(pid, "uts"), open_ns(pid, "mnt")) else {
+                continue;
+            };
+            let matches = || -> Result<bool> {
+                Ok(ino(&pnet)? == netns
+                    && ino(&puser)? == userns
+                    && ino(&puts)? != own_uts
+                    && ino(&owner(&pmnt)?)? == userns
+                    && ino(&owner(&puts)?)? == userns)
+            };
+            if matches().unwrap_or(false) {
+                files_and_name = Some((pmnt, puts));
+                break;
+            }
+        }
+        Ok(NodeEntry { net, user, files_and_name, sysfs_source: CString::new(name).context("a netns name with a NUL byte")? })
+    }
+
+    /// Whether the command runs as root of a lab behind the boundary.
+    pub fn as_lab_root(&self) -> bool {
+        self.user.is_some()
+    }
+
+    /// Join the node for the rest of this process's life, with one thread
+    /// (`nsw exec` before any thread exists, or a child between fork and
+    /// exec): async-signal-safe system calls on what was opened before.
+    pub fn enter(&self) -> std::io::Result<()> {
+        let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
+        // SAFETY: system calls on descriptors and strings this value owns.
+        unsafe {
+            check(libc::setns(self.net.as_raw_fd(), libc::CLONE_NEWNET))?;
+            if let Some(user) = &self.user {
+                check(libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER))?;
+                check(libc::setgroups(0, std::ptr::null()))?;
+                check(libc::setresgid(0, 0, 0))?;
+                check(libc::setresuid(0, 0, 0))?;
+            }
+            match &self.files_and_name {
+                Some((mnt, uts)) => {
+                    check(libc::setns(mnt.as_raw_fd(), libc::CLONE_NEWNS))?;
+                    check(libc::setns(uts.as_raw_fd(), libc::CLONE_NEWUTS))?;
+                }
+                None => {
+                    // As `ip netns exec`: /sys showing the node's links, in
+                    // a mount namespace whose mounts do not reach back.
+                    let none = std::ptr::null::<libc::c_char>();
+                    check(libc::unshare(libc::CLONE_NEWNS))?;
+                    check(libc::mount(none, c"/".as_ptr(), none, libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;
+                    libc::umount2(c"/sys".as_ptr(), libc::MNT_DETACH);
+                    check(libc::mount(self.sysfs_source.as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()))?;
+                }
+            }
+            check(libc::chdir(c"/".as_ptr()))?;
+        }
+        Ok(())
+    }
+}

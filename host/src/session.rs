@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::backend::Teardown;
 use crate::journal::{Entry, Journal, LabInfo, LabLock, LabRecord, LabState, StateDir};
@@ -52,8 +52,9 @@ impl Session {
         match state.open_journal(&lock, lab)? {
             Some(journal) => Ok(Some((Session { state, lock }, journal))),
             None => {
-                // A lock file left by a crash: nothing else is.
-                forget_id_range(&state, lab);
+                // A lock file left by a crash, or kept for ids a run could
+                // not sweep: nothing else is.
+                forget_id_range(&state, lab)?;
                 state.remove(lock, lab)?;
                 Ok(None)
             }
@@ -92,22 +93,24 @@ impl Session {
         }
         drop(journal);
         self.state.remove_journal(&self.lock, &name)?;
-        forget_id_range(&self.state, &name);
+        forget_id_range(&self.state, &name)?;
         Ok((report, self))
     }
 }
 
-/// The lab is gone and its ids swept: its range is free, unless the broker
-/// of a run (this one's own, behind the boundary) is still responsible for
-/// it (see `boundary::ids::finish`).
-fn forget_id_range(state: &StateDir, lab: &str) {
-    let Some(range) = state.id_range(lab) else { return };
+/// The lab is gone: once its ids are swept its range is free, unless the
+/// broker of a run (this one's own, behind the boundary) is still
+/// responsible for it (see `boundary::ids::finish`).
+fn forget_id_range(state: &StateDir, lab: &str) -> Result<()> {
+    let Some(range) = state.id_range(lab) else { return Ok(()) };
     let broker_runs = range.reserver.is_some_and(|(pid, since)| {
         crate::backend::kernel::process::identify(pid).ok() == Some(crate::backend::ProcessId { pid, since })
     });
     if !broker_runs {
+        crate::teardown::sweep_ids(range.first).with_context(|| format!("stopping the processes of lab {lab}'s ids"))?;
         state.forget_id_range(lab);
     }
+    Ok(())
 }
 
 /// A teardown that could not remove everything: the journal is kept.

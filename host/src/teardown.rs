@@ -380,3 +380,15 @@ impl Sysctls for MachineSysctls<'_> {
         self.0.machine_sysctl_tree(roots).await
     }
 }
+
+/// Stop every process of a lab's ids (from `first`) wherever it is, even
+/// outside the lab's namespaces, saying which were found: before its range
+/// of ids is given to another lab.
+pub fn sweep_ids(first: u32) -> std::io::Result<()> {
+    let stopped = crate::backend::kernel::process::stop_all(|| crate::backend::kernel::process::with_uids(crate::naming::lab_ids(first)), GRACE)?;
+    if !stopped.is_empty() {
+        let names: Vec<String> = stopped.iter().map(|(id, comm)| format!("{comm} (pid {})", id.pid)).collect();
+        crate::tell::say!("nsw: stopped {} process{} of the lab's ids left outside its namespaces: {}", names.len(), if names.len() == 1 { "" } else { "es" }, names.join(", "));
+    }
+    Ok(())
+}

@@ -366,6 +366,12 @@ pub fn assert_no_leak(lab: &str, machine: &Machine, before: &Snapshot) {
     for file in [journal_path(lab), lock_path(lab)] {
         assert!(!file.exists(), "{} leaked", file.display());
     }
+    // Nor root's records of its boundary and ids (a range left recorded is
+    // never given to another lab).
+    for record in ["userns", "ids", "ids-new"] {
+        let file = format!("/run/nsw/{lab}.{record}");
+        assert!(!std::path::Path::new(&file).exists(), "{file} leaked");
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let ours = format!("/run/netns/{lab}");
     let leaked: Vec<&str> = mounts

@@ -237,4 +237,11 @@ fn a_wrong_exec_user_is_refused_before_anything_is_built() {
     assert_eq!(no_exec.status.code(), Some(2), "{}", text(&no_exec));
     assert!(stderr(&no_exec).contains("without --allow exec"), "{}", text(&no_exec));
     lab.assert_gone();
+    // A file root cannot write, after the lab's lock and ids are taken and
+    // before the split: refused, and neither is left taken.
+    let noop = guest("noop");
+    let unwritable = machine.nsw(&["test", noop.to_str().unwrap(), "--name", &lab.name, "--junit", "/nonexistent/report.xml"]);
+    assert_ne!(unwritable.status.code(), Some(0), "{}", text(&unwritable));
+    assert!(stderr(&unwritable).contains("writing /nonexistent/report.xml"), "{}", text(&unwritable));
+    lab.assert_gone();
 }

@@ -110,11 +110,13 @@ fn reserve_once(state: &StateDir, lab: &str, me: (u32, u64)) -> Result<Option<u3
 /// (or kept) keeps its range, now recorded as its journal's; a lab that is
 /// gone (rolled back, `--rm`) frees it, once nothing has its ids any more,
 /// not even a process that left the lab's namespaces (a program that made
-/// a user or network namespace of its own).
-pub fn finish(state: &StateDir, lab: &str, first: u32) {
-    let Ok(me) = me() else { return };
+/// a user or network namespace of its own). False when that sweep failed:
+/// the range stays taken, by the lab's lock file, which the caller keeps
+/// for `nsw down` to sweep again.
+pub fn finish(state: &StateDir, lab: &str, first: u32) -> bool {
+    let Ok(me) = me() else { return false };
     if state.id_range(lab) != Some(IdRange { first, reserver: Some(me) }) {
-        return;
+        return true;
     }
     let record = crate::layout::id_range(state.path(), lab);
     if crate::layout::journal(state.path(), lab).exists() {
@@ -122,29 +124,29 @@ pub fn finish(state: &StateDir, lab: &str, first: u32) {
         if let Err(e) = write_root_file(&record, &IdRange { first, reserver: None }.line()) {
             crate::tell::say!("nsw: {e:#}");
         }
-        return;
+        return true;
     }
-    let grace = Duration::from_secs(2);
-    match process::stop_all(|| process::with_uids(crate::naming::lab_ids(first)), grace) {
-        Ok(stopped) if !stopped.is_empty() => {
-            let names: Vec<String> = stopped.iter().map(|(id, comm)| format!("{comm} (pid {})", id.pid)).collect();
-            crate::tell::say!("nsw: stopped {} process{} of the lab's ids left outside its namespaces: {}", names.len(), if names.len() == 1 { "" } else { "es" }, names.join(", "));
-        }
-        Ok(_) => {}
-        Err(e) => {
-            // Kept, with its broker gone: `nsw down` cannot reach what is
-            // left either, but no other lab is given these ids.
-            crate::tell::say!("nsw: could not stop every process of the lab's ids: {e}");
-            return;
-        }
+    if let Err(e) = crate::teardown::sweep_ids(first) {
+        // Kept, with no broker: the lab's lock file (kept too) holds the
+        // range until `nsw down` of the lab sweeps it again.
+        crate::tell::say!("nsw: could not stop every process of the lab's ids ({e}): `nsw down {lab}` tries again");
+        let _ = write_root_file(&record, &IdRange { first, reserver: None }.line());
+        return false;
     }
     state.forget_id_range(lab);
+    true
 }
 
+/// Write a record whole: to a file beside it, then renamed over it, so a
+/// reader never sees it half written (no lab name holds a `-`).
 fn write_root_file(path: &Path, text: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path).with_context(|| format!("writing {}", path.display()))?;
+    let mut beside = path.as_os_str().to_owned();
+    beside.push("-new");
+    let beside = std::path::PathBuf::from(beside);
+    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&beside).with_context(|| format!("writing {}", beside.display()))?;
     std::io::Write::write_all(&mut file, text.as_bytes())?;
+    fs::rename(&beside, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

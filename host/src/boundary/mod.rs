@@ -69,18 +69,35 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
     // of the lab, no `nsw down` of it, comes in between.
     let lock = state.lock(&plan.lab)?;
     // The lab's own ids on the machine, before anything of it exists.
-    let base = ids::reserve(&state, &plan.lab)?;
-    let mut opened = HashMap::new();
-    for path in &plan.reads {
-        if let Ok(file) = File::open(path) {
+    let base = match ids::reserve(&state, &plan.lab) {
+        Ok(base) => base,
+        Err(e) => {
+            give_back(&state, &plan.lab, lock, true);
+            return Err(e);
+        }
+    };
+    let before_fork = (|| -> Result<_> {
+        let mut opened = HashMap::new();
+        for path in &plan.reads {
+            if let Ok(file) = File::open(path) {
+                opened.insert(path.clone(), file);
+            }
+        }
+        for path in &plan.writes {
+            let file = File::create(path).with_context(|| format!("writing {}", path.display()))?;
             opened.insert(path.clone(), file);
         }
-    }
-    for path in &plan.writes {
-        let file = File::create(path).with_context(|| format!("writing {}", path.display()))?;
-        opened.insert(path.clone(), file);
-    }
-    let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).context("a socket for nsw's broker")?;
+        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).context("a socket for nsw's broker")?;
+        Ok((opened, ours, theirs))
+    })();
+    let (opened, ours, theirs) = match before_fork {
+        Ok(made) => made,
+        Err(e) => {
+            let swept = ids::finish(&state, &plan.lab, base);
+            give_back(&state, &plan.lab, lock, swept);
+            return Err(e);
+        }
+    };
     let parent = std::process::id();
     // SAFETY: nsw has one thread here (see the caller), so the child may do
     // anything the parent could.
@@ -114,18 +131,22 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
             let _ = nix::sys::wait::waitid(nix::sys::wait::Id::Pid(child), nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT);
             CHILD.store(0, std::sync::atomic::Ordering::SeqCst);
             let status = nix::sys::wait::waitpid(child, None);
-            ids::finish(&state, &plan.lab, base);
-            if state.journal_path(&plan.lab).exists() {
-                drop(lock);
-            } else {
-                // No lab (refused, rolled back, `--rm`): no lock file either.
-                lock.release_and_remove();
-            }
+            let swept = ids::finish(&state, &plan.lab, base);
+            give_back(&state, &plan.lab, lock, swept);
             if let Err(e) = served {
                 tracing::debug!("broker: {e:#}");
             }
             Ok(Some(exit_like(status)))
         }
+    }
+}
+
+/// The lab's lock, given back at the end of root's part of a run. No lab
+/// (refused, rolled back, `--rm`): no lock file either, unless its ids
+/// could not be swept (`swept`), when the file keeps them taken.
+fn give_back(state: &crate::journal::StateDir, lab: &str, lock: crate::journal::LabLock, swept: bool) {
+    if swept && !state.journal_path(lab).exists() {
+        lock.release_and_remove();
     }
 }
 

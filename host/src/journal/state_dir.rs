@@ -329,10 +329,13 @@ impl LabLock {
     /// Remove the lock file while still holding the lock, so nobody is left
     /// holding a lock on a file that is no longer at the path.
     /// Only the file this lock is on: another holder's, made after this
-    /// one was removed, stays.
+    /// one was removed, stays. Behind the boundary only root removes it,
+    /// after sweeping the lab's ids under this very lock (see
+    /// `LabLock::share`): removed here, root's lock would be on a file no
+    /// other run finds.
     pub fn release_and_remove(self) {
         let ours = self.file.metadata().map(|m| m.ino()).ok();
-        if ours.is_some() && files::metadata(&self.path).ok().map(|m| m.ino) == ours {
+        if !crate::access::inside() && ours.is_some() && files::metadata(&self.path).ok().map(|m| m.ino) == ours {
             let _ = files::remove_file(&self.path);
         }
         drop(self.file);

@@ -236,15 +236,21 @@ fn bridge_stp(msg: &LinkMessage) -> Option<bool> {
 
 /// A bridge without spanning tree: settled when none of its ports is live
 /// (nothing will give it a carrier), or when it passes packets and every
-/// live port forwards.
+/// live port passes packets and forwards.
 async fn bridge_settled(handle: &Handle, index: u32, bridge: &LinkMessage) -> io::Result<bool> {
     let mut links = handle.link().get().execute();
     let mut live_ports = 0;
     while let Some(port) = links.try_next().await.map_err(os)? {
-        if !port.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(m) if *m == index)) || !passes_packets(&port) {
+        // Live: up with a carrier, even before linkwatch makes it
+        // operationally up (it will be, and then the bridge gets a carrier).
+        let live = port.header.flags.contains(LinkFlags::Up) && port.header.flags.contains(LinkFlags::LowerUp);
+        if !port.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(m) if *m == index)) || !live {
             continue;
         }
         live_ports += 1;
+        if !passes_packets(&port) {
+            return Ok(false);
+        }
         let forwarding = port.attributes.iter().any(|a| match a {
             LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| match i {
                 LinkInfo::PortData(InfoPortData::BridgePort(options)) => options.iter().any(|o| matches!(o, InfoBridgePort::State(BridgePortState::Forwarding))),

@@ -50,7 +50,9 @@ struct Dir {
     mode: u32,
     /// The machine's is closed to nsw (`/etc/bird`, `/etc/ssl/private`):
     /// the node's starts empty rather than unusable (an overlay that cannot
-    /// look into the machine's directory refuses every name in it).
+    /// look into the machine's directory refuses every name in it). An
+    /// empty directory of the node's is mounted over it, rather than the
+    /// overlay's opaque mark: tmpfs holds no user xattrs before Linux 6.6.
     opaque: bool,
 }
 
@@ -84,21 +86,30 @@ fn c(path: impl AsRef<std::ffi::OsStr>) -> io::Result<CString> {
 /// Make the node's namespaces, in network namespace `netns`.
 pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces> {
     // Everything the child needs, made before the fork.
-    let mut dirs: Vec<(CString, u32, bool)> = Vec::new();
+    let mut dirs: Vec<(CString, u32)> = Vec::new();
     let mut overlays: Vec<(CString, CString)> = Vec::new();
+    // (the node's empty directory, the machine's it covers)
+    let mut covers: Vec<(CString, CString)> = Vec::new();
+    dirs.push((c(format!("{STAGE}/closed"))?, 0o700));
     for (i, layer) in LAYERED.iter().enumerate() {
         if !Path::new(layer).is_dir() {
             continue;
         }
         let upper = format!("{STAGE}/{i}/upper");
         let work = format!("{STAGE}/{i}/work");
-        dirs.push((c(format!("{STAGE}/{i}"))?, 0o700, false));
-        dirs.push((c(&upper)?, 0o755, false));
-        dirs.push((c(&work)?, 0o700, false));
+        dirs.push((c(format!("{STAGE}/{i}"))?, 0o700));
+        dirs.push((c(&upper)?, 0o755));
+        dirs.push((c(&work)?, 0o700));
         let mut tree = Vec::new();
         skeleton(Path::new(layer), DEPTH, &mut tree, Path::new(""));
         for dir in tree {
-            dirs.push((c(Path::new(&upper).join(dir.relative))?, dir.mode, dir.opaque));
+            if dir.opaque {
+                let empty = format!("{STAGE}/closed/{}", covers.len());
+                dirs.push((c(&empty)?, dir.mode));
+                covers.push((c(&empty)?, c(Path::new(layer).join(&dir.relative))?));
+            } else {
+                dirs.push((c(Path::new(&upper).join(dir.relative))?, dir.mode));
+            }
         }
         overlays.push((c(layer)?, c(format!("lowerdir={layer},upperdir={upper},workdir={work},userxattr"))?));
     }
@@ -108,8 +119,6 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
     let hostname = node.hostname.clone().into_bytes();
     let (root, sys, sysfs, run, tmp, tmpfs, overlay, stage) = (c("/")?, c("/sys")?, c("sysfs")?, c("/run")?, c("/tmp")?, c("tmpfs")?, c("overlay")?, c(STAGE)?);
     let tmpfs_options = c(TMPFS_OPTIONS)?;
-    // With `userxattr`, overlayfs reads its marks from the user namespace.
-    let opaque_xattr = c("user.overlay.opaque")?;
     let keeper = crate::backend::kernel_resolve("cat").ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cat in PATH to keep a node's namespaces"))?;
     let netns_fd = netns.as_raw_fd();
     let mut command = Command::new(keeper);
@@ -129,14 +138,14 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
             libc::umask(0);
             check(libc::mount(tmpfs.as_ptr(), run.as_ptr(), tmpfs.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, tmpfs_options.as_ptr() as *const libc::c_void))?;
             check(libc::mkdir(stage.as_ptr(), 0o700))?;
-            for (dir, mode, opaque) in &dirs {
+            for (dir, mode) in &dirs {
                 check(libc::mkdir(dir.as_ptr(), *mode as libc::mode_t))?;
-                if *opaque {
-                    check(libc::setxattr(dir.as_ptr(), opaque_xattr.as_ptr(), b"y".as_ptr() as *const libc::c_void, 1, 0))?;
-                }
             }
             for (target, options) in &overlays {
                 check(libc::mount(overlay.as_ptr(), target.as_ptr(), overlay.as_ptr(), 0, options.as_ptr() as *const libc::c_void))?;
+            }
+            for (empty, closed) in &covers {
+                check(libc::mount(empty.as_ptr(), closed.as_ptr(), none, libc::MS_BIND, std::ptr::null()))?;
             }
             check(libc::mkdir(run_dir.as_ptr(), 0o755))?;
             check(libc::mkdir(tmp_dir.as_ptr(), 0o1777))?;
@@ -174,40 +183,4 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
     drop(child.stdin.take());
     let _ = child.wait();
     opened
-}
-
-/// After joining a node's network namespace (`nsw exec`, one thread):
-/// join its files and name too, if a program of the node holds them. Only
-/// a process of the lab's user namespace (`lab_userns`; else nsw's own)
-/// counts, and behind the boundary nsw joins that user namespace first, as
-/// root of the lab: what the lab mounted in its node runs with the lab's
-/// privileges, never the machine's.
-pub fn enter_for_exec(lab_userns: Option<u64>) -> anyhow::Result<()> {
-    use anyhow::Context;
-    use nix::sched::{CloneFlags, setns};
-    use std::os::unix::fs::MetadataExt;
-    let ino = |path: String| std::fs::metadata(path).map(|m| m.ino()).ok();
-    let (Some(netns), Some(own_uts), Some(own_user)) = (ino("/proc/self/ns/net".into()), ino("/proc/self/ns/uts".into()), ino("/proc/self/ns/user".into())) else {
-        return Ok(());
-    };
-    let userns = lab_userns.unwrap_or(own_user);
-    let found = std::fs::read_dir("/proc")?.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).find(|pid| {
-        ino(format!("/proc/{pid}/ns/net")) == Some(netns)
-            && ino(format!("/proc/{pid}/ns/user")) == Some(userns)
-            && ino(format!("/proc/{pid}/ns/uts")).is_some_and(|uts| uts != own_uts)
-    });
-    let Some(pid) = found else { return Ok(()) };
-    let open = |kind: &str| File::open(format!("/proc/{pid}/ns/{kind}")).with_context(|| format!("opening the node's {kind} namespace"));
-    let (user, mnt, uts) = (open("user")?, open("mnt")?, open("uts")?);
-    if userns != own_user {
-        setns(&user, CloneFlags::CLONE_NEWUSER).context("joining the lab's user namespace")?;
-        // Root of the lab (which is not the machine's root).
-        nix::unistd::setgroups(&[]).context("dropping groups")?;
-        nix::unistd::setresgid(0.into(), 0.into(), 0.into()).context("becoming root of the lab")?;
-        nix::unistd::setresuid(0.into(), 0.into(), 0.into()).context("becoming root of the lab")?;
-    }
-    setns(&mnt, CloneFlags::CLONE_NEWNS).context("joining the node's files")?;
-    setns(&uts, CloneFlags::CLONE_NEWUTS).context("joining the node's name")?;
-    std::env::set_current_dir("/")?;
-    Ok(())
 }

@@ -31,3 +31,45 @@ fn an_ospf_triangle_of_bird_routers_converges_and_reroutes() {
     assert!(processes_mentioning("bird -f").is_empty(), "bird outlived down");
     assert_eq!(std::fs::read("/etc/bird/bird.conf").ok(), conf_before, "the machine's /etc/bird/bird.conf changed");
 }
+
+/// DHCP with Debian's dnsmasq and dhclient, two labs of it at once on one
+/// machine: every client is leased an address under its own node's name
+/// (not the machine's hostname), each lab's leases are in its nodes' own
+/// files at the daemons' default paths, so neither lab sees the other's
+/// nor the machine's, and `down` stops every daemon.
+#[test]
+fn dhcp_clients_get_leases_under_their_own_names_in_two_labs_at_once() {
+    let machine = Machine::new("dhcp");
+    let leases = "/var/lib/misc/dnsmasq.leases";
+    let machine_leases = std::fs::read(leases).ok();
+    let labs = [machine.lab("dha"), machine.lab("dhb")];
+    for lab in &labs {
+        let out = lab.run_ok(&guest("dhcp"), &["--allow", "exec=dnsmasq,dhclient"], &["3"]);
+        assert!(stdout(&out).contains("3 clients leased an address and reach the server"), "{}", text(&out));
+    }
+    for lab in &labs {
+        let said = stdout(&machine.nsw(&["exec", &lab.name, "dhcp", "--", "cat", leases]));
+        let mut named: Vec<(&str, &str)> = said.lines().filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            (words.len() >= 4).then(|| (words[3], words[2]))
+        }).collect();
+        named.sort();
+        let names: Vec<&str> = named.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["c1", "c2", "c3"], "lab {}'s leases are not its clients' by their names: {said}", lab.name);
+        let mut addresses: Vec<&str> = named.iter().map(|(_, a)| *a).collect();
+        addresses.dedup();
+        assert_eq!(addresses.len(), 3, "{said}");
+        // The address the lease names is the client's.
+        for (node, address) in &named {
+            let has = stdout(&machine.nsw(&["exec", &lab.name, node, "--", "ip", "-4", "-br", "address", "show", "eth0"]));
+            assert!(has.contains(&format!("{address}/24")), "{node} of lab {} has not {address}: {has}", lab.name);
+        }
+    }
+    assert_eq!(processes_mentioning("dhclient -4 -d").len(), 6, "{:?}", processes_mentioning("dhclient -4 -d"));
+    for lab in &labs {
+        lab.down_and_check();
+    }
+    assert!(processes_mentioning("dnsmasq --keep-in-foreground").is_empty(), "dnsmasq outlived down");
+    assert!(processes_mentioning("dhclient -4 -d").is_empty(), "dhclient outlived down");
+    assert_eq!(std::fs::read(leases).ok(), machine_leases, "the machine's {leases} changed");
+}

@@ -46,7 +46,7 @@ fn inspect_works_on_every_guest_without_root() {
         let needs = report["grants_needed"].as_array().unwrap();
         match name {
             "hostile_ungranted" | "hostile_spoof" | "uplink_ping" => assert_eq!(needs, &[serde_json::json!("uplink")], "{name}"),
-            "iperf" | "spawner" | "ospf" | "hostile_outputs" => assert_eq!(needs, &[serde_json::json!("exec")], "{name}"),
+            "iperf" | "spawner" | "ospf" | "dhcp" | "hostile_outputs" => assert_eq!(needs, &[serde_json::json!("exec")], "{name}"),
             "hostile_unknown_import" => assert_eq!(report["runnable"], false, "{name}"),
             _ => {
                 assert!(needs.is_empty(), "{name} needs {needs:?}");

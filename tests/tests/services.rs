@@ -52,6 +52,15 @@ fn nsw_test_aimed_at_the_wrong_port_fails_and_names_it() {
     assert!(xml.contains("failures=\"2\""), "{xml}");
     assert!(xml.contains("<testcase name=\"tcp 10.0.0.1:9999 from cli\"") && xml.contains("<failure message=\"refused"), "{xml}");
     assert!(stderr(&out).contains("FAIL    refused"), "{}", text(&out));
+    // Under `nsw run` the same checks are seen too: the table, then how
+    // many failed, last; the run itself succeeded (only `test` fails).
+    let machine = Machine::new("webrun");
+    let lab = machine.lab("wr");
+    let run = lab.run_ok(&guest("web"), &["--rm"], &["9999"]);
+    let said = stderr(&run);
+    assert!(said.contains("tcp 10.0.0.1:9999 from cli") && said.contains("FAIL    refused"), "{}", text(&run));
+    assert_eq!(said.lines().last(), Some("nsw: 1 of 3 checks passed, 2 failed (nsw test fails on them)"), "{}", text(&run));
+    lab.assert_gone();
 }
 
 #[test]

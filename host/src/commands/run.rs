@@ -111,7 +111,17 @@ impl RunArgs {
 }
 
 pub async fn exec(args: RunArgs) -> CommandResult {
-    build(&args, args.rm).await.map(|built| built.status)
+    let built = build(&args, args.rm).await?;
+    // A script's checks are seen under `run` too (only `nsw test` fails on
+    // them): the table, then how many failed, as the last thing said.
+    let checks = super::test::checks_of(&built.findings);
+    if !checks.is_empty() {
+        super::test::print_table(&checks);
+        let failed = super::test::failed(&checks);
+        let outcome = if failed == 0 { String::new() } else { format!(", {failed} failed (nsw test fails on them)") };
+        say!("nsw: {} of {} checks passed{outcome}", checks.len() - failed, checks.len());
+    }
+    Ok(built.status)
 }
 
 /// What a run did: how it ended, why it failed (if it did), and what the

@@ -33,17 +33,27 @@ impl TestArgs {
 }
 
 /// One line of the report: a check, or the script's own run.
-struct Verdict {
+pub(crate) struct Verdict {
     name: String,
     passed: bool,
     detail: String,
+}
+
+/// The script's checks alone, as `nsw run` prints them.
+pub(crate) fn checks_of(findings: &crate::lab::Findings) -> Vec<Verdict> {
+    findings.checks.iter().map(|c| Verdict { name: c.name.clone(), passed: c.passed, detail: c.detail.clone() }).collect()
+}
+
+/// How many of `verdicts` failed.
+pub(crate) fn failed(verdicts: &[Verdict]) -> usize {
+    verdicts.iter().filter(|v| !v.passed).count()
 }
 
 pub async fn exec(args: TestArgs) -> CommandResult {
     let built = run::build(&args.run, true).await?;
     let verdicts = verdicts(&built);
     print_table(&verdicts);
-    let failed = verdicts.iter().filter(|v| !v.passed).count();
+    let failed = failed(&verdicts);
     if let Some(path) = &args.junit {
         write_junit(path, &built, &verdicts).map_err(|e| Failure::new(Status::Usage, e))?;
     }
@@ -61,11 +71,11 @@ fn verdicts(built: &Built) -> Vec<Verdict> {
         passed: built.failure.is_none(),
         detail: built.failure.clone().unwrap_or_else(|| format!("in {:.2} s", built.elapsed.as_secs_f64())),
     }];
-    all.extend(built.findings.checks.iter().map(|c| Verdict { name: c.name.clone(), passed: c.passed, detail: c.detail.clone() }));
+    all.extend(checks_of(&built.findings));
     all
 }
 
-fn print_table(verdicts: &[Verdict]) {
+pub(crate) fn print_table(verdicts: &[Verdict]) {
     let width = verdicts.iter().map(|v| v.name.chars().count()).max().unwrap_or(5).clamp(5, 60);
     say!("{:<width$}  RESULT  DETAIL", "CHECK");
     for v in verdicts {

@@ -34,7 +34,7 @@ pub fn outputs(state: &Path, lab: &str) -> PathBuf {
     state.join(format!("{lab}.d"))
 }
 
-/// The file of one program's output in [`outputs`].
+/// The file of one program's output in [`outputs`], by its journal id.
 pub fn program_log(state: &Path, lab: &str, program: u64) -> PathBuf {
     outputs(state, lab).join(format!("{program}.log"))
 }

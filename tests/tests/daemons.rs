@@ -2,7 +2,7 @@
 //! daemons, from Debian, run by a lab with `--allow exec` alone, as root of
 //! the lab, at their default paths in each node's own files.
 
-use nsw_tests::{Machine, guest, processes_mentioning, stdout, text};
+use nsw_tests::{Machine, guest, processes_mentioning, stderr, stdout, text};
 
 /// An OSPF triangle of BIRD 2 routers converges, carries h1 to h3, and
 /// reroutes through r2 when r1–r3 is cut; `birdc` reaches each router's
@@ -66,9 +66,28 @@ fn dhcp_clients_get_leases_under_their_own_names_in_two_labs_at_once() {
         }
     }
     assert_eq!(processes_mentioning("dhclient -4 -d").len(), 6, "{:?}", processes_mentioning("dhclient -4 -d"));
+    // nsw logs: each program's output by node and program, prefixed when
+    // there are several; -f follows until the lab goes down.
+    let all = stdout(&machine.nsw(&["logs", &labs[0].name]));
+    for client in ["c1", "c2", "c3"] {
+        assert!(all.lines().any(|l| l.starts_with(&format!("{client}/dhclient | bound to 10.0.50."))), "{all}");
+    }
+    let one = machine.nsw(&["logs", &labs[0].name, "c2/dhclient"]);
+    assert!(stdout(&one).lines().any(|l| l.starts_with("bound to 10.0.50.")) && !stdout(&one).contains(" | "), "{}", text(&one));
+    let unknown = machine.nsw(&["logs", &labs[0].name, "c9"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(stderr(&unknown).contains("has no program c9; its programs with output are: dhcp/dnsmasq, c1/dhclient"), "{}", text(&unknown));
+    let mut follow = machine.spawn(&["logs", "-f", &labs[0].name, "c1"], &[]);
     for lab in &labs {
         lab.down_and_check();
     }
+    let waited = std::time::Instant::now();
+    while follow.try_wait().unwrap().is_none() {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(10), "nsw logs -f outlived its lab");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let followed = follow.wait_with_output().unwrap();
+    assert!(followed.status.success() && stdout(&followed).contains("bound to 10.0.50."), "{}", text(&followed));
     assert!(processes_mentioning("dnsmasq --keep-in-foreground").is_empty(), "dnsmasq outlived down");
     assert!(processes_mentioning("dhclient -4 -d").is_empty(), "dhclient outlived down");
     assert_eq!(std::fs::read(leases).ok(), machine_leases, "the machine's {leases} changed");

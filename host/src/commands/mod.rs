@@ -9,6 +9,7 @@ pub mod graph;
 pub mod inspect;
 pub mod limit_args;
 pub mod link;
+pub mod logs;
 pub mod ls;
 pub mod new;
 pub mod plan;

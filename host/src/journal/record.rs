@@ -2,7 +2,7 @@
 
 use anyhow::{Result, bail};
 
-use super::{Entry, LabInfo, LabState, Object};
+use super::{Entry, LabInfo, LabState, NetnsRef, Object};
 
 /// An object of a lab and what the journal knows of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,12 +29,15 @@ pub struct LabRecord {
     /// Objects that exist or may exist, in creation order, links at their
     /// latest namespace.
     pub objects: Vec<OwnedObject>,
+    /// Every program the lab started, ended or not, by journal id (its
+    /// output, if kept, is `layout::program_log` of that id).
+    pub programs: Vec<(u32, NetnsRef, String)>,
 }
 
 impl LabRecord {
     /// A new lab: nothing built yet.
     pub fn new(info: LabInfo) -> LabRecord {
-        LabRecord { info, state: LabState::Building, objects: Vec::new() }
+        LabRecord { info, state: LabState::Building, objects: Vec::new(), programs: Vec::new() }
     }
 
     pub fn from_entries(entries: Vec<Entry>) -> Result<LabRecord> {
@@ -58,6 +61,9 @@ impl LabRecord {
             // Only the first line names the lab (`from_entries` checks).
             Entry::Lab(_) => {}
             Entry::Create { id, object, ident } => {
+                if let Object::Process { netns, program } = &object {
+                    self.programs.push((id, netns.clone(), program.clone()));
+                }
                 self.objects.push(OwnedObject { id, object, confirmed: false, ident, since: None, settings: Default::default() })
             }
             Entry::Created { id, ident, since } => {

@@ -73,13 +73,17 @@ impl Lab {
         Some(NodeIdentity { hostname, hosts })
     }
 
-    /// Start an admitted program, journaled first.
-    async fn start_program(&mut self, ns: NsId, spec: &ProgramSpec) -> LabResult<(Box<dyn Program>, u32)> {
+    /// Start an admitted program, journaled first; with `logged`, its
+    /// output goes to the file named by its journal id (`nsw logs`).
+    async fn start_program(&mut self, ns: NsId, spec: &mut ProgramSpec, logged: bool) -> LabResult<(Box<dyn Program>, u32)> {
         let what = format!("run {} in {}", crate::policy::quoted(&spec.argv[0]), self.describe_ns(ns));
         self.alive(ns).await?;
         self.flush().await?;
         self.wait_for_carriers().await?;
         let id = self.record_intent(Object::Process { netns: self.netns[ns].kernel.clone(), program: spec.argv[0].clone() })?;
+        if logged {
+            spec.log = Some((crate::layout::program_log(&self.state_dir(), &self.name, id as u64), OUTPUT_CAP));
+        }
         match self.backend.start_program(ns, spec) {
             Ok(program) => {
                 let pid = program.id();
@@ -103,8 +107,8 @@ impl Lab {
         if !(1..=600_000).contains(&timeout_ms) {
             return Err(LabError::invalid(format!("process timeout {timeout_ms} ms is out of range 1-600000")));
         }
-        let spec = self.admit_program(ns, argv)?;
-        let (mut program, journal_id) = self.start_program(ns, &spec).await?;
+        let mut spec = self.admit_program(ns, argv)?;
+        let (mut program, journal_id) = self.start_program(ns, &mut spec, false).await?;
         let (out, err) = program.take_pipes().unwrap_or_else(|| (Box::new(std::io::empty()), Box::new(std::io::empty())));
         let readers = [read_capped(out), read_capped(err)];
         let until = tokio::time::Instant::now() + Duration::from_millis(timeout_ms as u64);
@@ -129,11 +133,10 @@ impl Lab {
     /// beside the lab's journal (at most [`OUTPUT_CAP`] bytes).
     pub async fn spawn_program(&mut self, ns: NsId, argv: &[String]) -> LabResult<Background> {
         let mut spec = self.admit_program(ns, argv)?;
-        let dir = self.state_dir().join(format!("{}.d", self.name));
+        let dir = crate::layout::outputs(&self.state_dir(), &self.name);
         crate::access::files::create_dir_all(&dir).map_err(|e| LabError::os(&format!("create {}", dir.display()), &e))?;
-        let log = dir.join(format!("{}.log", self.quotas.processes.used()));
-        spec.log = Some((log.clone(), OUTPUT_CAP));
-        let (program, journal_id) = self.start_program(ns, &spec).await?;
+        let (program, journal_id) = self.start_program(ns, &mut spec, true).await?;
+        let log = spec.log.map(|(log, _)| log).expect("a logged program has a log");
         Ok(Background { program, log, journal_id })
     }
 }

@@ -73,6 +73,49 @@ pub struct RouteOut {
     pub dev: Option<String>,
     /// `main`, or the table's number.
     pub table: String,
+    /// Who put it there, as iproute2 names it (`kernel`, `boot`, `static`,
+    /// `bird`, `zebra`, `ospf`, `dhcp`...), or its number.
+    pub protocol: String,
+    pub metric: Option<u32>,
+    /// A multipath route's next hops (`via` and `dev` are then null).
+    pub nexthops: Vec<NextHopOut>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NextHopOut {
+    pub via: Option<String>,
+    pub dev: Option<String>,
+    pub weight: u32,
+}
+
+/// A route's protocol as iproute2's `rt_protos` names it.
+fn protocol_name(protocol: u8) -> String {
+    let name = match protocol {
+        0 => "unspec",
+        1 => "redirect",
+        2 => "kernel",
+        3 => "boot",
+        4 => "static",
+        8 => "gated",
+        9 => "ra",
+        10 => "mrt",
+        11 => "zebra",
+        12 => "bird",
+        13 => "dnrouted",
+        14 => "xorp",
+        15 => "ntk",
+        16 => "dhcp",
+        18 => "keepalived",
+        42 => "babel",
+        99 => "openr",
+        186 => "bgp",
+        187 => "isis",
+        188 => "ospf",
+        189 => "rip",
+        192 => "eigrp",
+        other => return other.to_string(),
+    };
+    name.to_string()
 }
 
 /// Read the lab `record` describes from the kernel.
@@ -177,6 +220,13 @@ fn node_view(
             via: r.via.map(|v| v.to_string()),
             dev: r.dev.and_then(|d| name_of.get(&d)).map(|n| n.to_string()),
             table: if r.table == 254 { "main".into() } else { r.table.to_string() },
+            protocol: protocol_name(r.protocol),
+            metric: r.metric,
+            nexthops: r
+                .next_hops
+                .iter()
+                .map(|h| NextHopOut { via: h.via.map(|v| v.to_string()), dev: name_of.get(&h.dev).map(|n| n.to_string()), weight: h.weight })
+                .collect(),
         })
         .collect();
     NodeView {

@@ -27,6 +27,28 @@ fn an_ospf_triangle_of_bird_routers_converges_and_reroutes() {
         assert_eq!(stdout(&hostname).trim(), router);
     }
     assert_eq!(processes_mentioning("bird -f").len(), 3, "{:?}", processes_mentioning("bird -f"));
+    // Routes as they are: BIRD's beside the kernel's. r1–r3 back up, r1
+    // reaches the r2–r3 link by two equal paths: a multipath route with
+    // both next hops (nsw show, text and JSON).
+    let up = machine.nsw(&["link", &lab.name, "r1:eth-r3", "--up"]);
+    assert!(up.status.success(), "{}", text(&up));
+    let waited = std::time::Instant::now();
+    let ecmp = loop {
+        let view: serde_json::Value = serde_json::from_str(&stdout(&machine.nsw(&["show", &lab.name, "--json"]))).unwrap();
+        let r1 = view["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "r1").unwrap().clone();
+        let route = r1["routes"].as_array().unwrap().iter().find(|r| r["destination"] == "10.23.0.0/30" && r["nexthops"].as_array().unwrap().len() == 2).cloned();
+        if let Some(route) = route {
+            break route;
+        }
+        assert!(waited.elapsed() < std::time::Duration::from_secs(30), "no multipath route to 10.23.0.0/30 on r1: {r1}");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(ecmp["protocol"], "bird", "{ecmp}");
+    let vias: Vec<&str> = ecmp["nexthops"].as_array().unwrap().iter().map(|h| h["via"].as_str().unwrap()).collect();
+    assert!(vias.contains(&"10.12.0.2") && vias.contains(&"10.13.0.2"), "{ecmp}");
+    let text_view = stdout(&machine.nsw(&["show", &lab.name]));
+    assert!(text_view.lines().any(|l| l.contains("route 10.23.0.0/30 proto bird") && l.contains("nexthop via 10.12.0.2 dev eth-r2 weight 1") && l.contains("nexthop via 10.13.0.2 dev eth-r3 weight 1")), "{text_view}");
+    assert!(text_view.contains("route 10.1.0.0/24 dev eth-h1 proto kernel"), "{text_view}");
     lab.down_and_check();
     assert!(processes_mentioning("bird -f").is_empty(), "bird outlived down");
     assert_eq!(std::fs::read("/etc/bird/bird.conf").ok(), conf_before, "the machine's /etc/bird/bird.conf changed");

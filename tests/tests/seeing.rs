@@ -32,6 +32,11 @@ fn show_holds_every_node_link_address_and_route_the_kernel_has() {
         let shown: Vec<&str> = node(n)["routes"].as_array().unwrap().iter().map(|r| r["destination"].as_str().unwrap()).collect();
         for route in routes.as_array().unwrap() {
             assert!(shown.contains(&route["dst"].as_str().unwrap()), "{n}: route {} missing: {shown:?}", route["dst"]);
+            // Who put it there and its metric, as ip has them (ip leaves
+            // out `boot`, the protocol of a route added by hand).
+            let ours = node(n)["routes"].as_array().unwrap().iter().find(|r| r["destination"] == route["dst"]).unwrap();
+            assert_eq!(ours["protocol"], route.get("protocol").cloned().unwrap_or(Value::from("boot")), "{n}: {ours} against {route}");
+            assert_eq!(ours["metric"], route.get("metric").cloned().unwrap_or(Value::Null), "{n}: {ours} against {route}");
         }
     }
     // Peers across namespaces, bridge ports, forwarding, the lab's table.

@@ -40,6 +40,21 @@ pub struct RouteView {
     pub via: Option<IpAddr>,
     pub dev: Option<u32>,
     pub table: u32,
+    /// Who put it there (`RTPROT_*`: 2 the kernel, 12 BIRD, 188 OSPF...).
+    pub protocol: u8,
+    /// Its priority, lower first.
+    pub metric: Option<u32>,
+    /// A multipath route's next hops (then `via` and `dev` are none).
+    pub next_hops: Vec<NextHopView>,
+}
+
+/// One next hop of a multipath route.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextHopView {
+    pub via: Option<IpAddr>,
+    pub dev: u32,
+    /// Its share of the traffic (1 and up).
+    pub weight: u32,
 }
 
 /// One namespace, as the kernel has it now.

@@ -89,10 +89,18 @@ fn print_node(node: &NodeView) {
         let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
         show!("  {}", cells.join("  ").trim_end());
     }
+    // As `ip route` prints them: who put a route there and its metric, so
+    // a daemon's route and the kernel's connected one are told apart, and
+    // every next hop of a multipath route.
+    let hop = |via: &Option<String>, dev: &Option<String>| {
+        let via = via.as_deref().map(|v| format!(" via {v}")).unwrap_or_default();
+        let dev = dev.as_deref().map(|d| format!(" dev {d}")).unwrap_or_default();
+        format!("{via}{dev}")
+    };
     for route in &node.routes {
-        let via = route.via.as_deref().map(|v| format!(" via {v}")).unwrap_or_default();
-        let dev = route.dev.as_deref().map(|d| format!(" dev {d}")).unwrap_or_default();
         let table = if route.table == "main" { String::new() } else { format!(" table {}", route.table) };
-        show!("  route {}{via}{dev}{table}", route.destination);
+        let metric = route.metric.map(|m| format!(" metric {m}")).unwrap_or_default();
+        let hops: String = route.nexthops.iter().map(|h| format!(" nexthop{} weight {}", hop(&h.via, &h.dev), h.weight)).collect();
+        show!("  route {}{} proto {}{metric}{table}{hops}", route.destination, hop(&route.via, &route.dev), route.protocol);
     }
 }

@@ -14,7 +14,7 @@ use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
 use super::{netlink, netns};
-use crate::backend::survey::{AddressView, LinkView, NetnsView, RouteView};
+use crate::backend::survey::{AddressView, LinkView, NetnsView, NextHopView, RouteView};
 
 /// What the thread inside the namespace brings back.
 struct Inside {
@@ -137,9 +137,25 @@ async fn routes(handle: &Handle) -> io::Result<Vec<RouteView>> {
                 continue;
             }
             let mut table = route.header.table as u32;
-            let (mut destination, mut via, mut dev) = (any, None, None);
+            let (mut destination, mut via, mut dev, mut metric, mut next_hops) = (any, None, None, None, Vec::new());
             for attribute in &route.attributes {
                 match attribute {
+                    RouteAttribute::Priority(p) => metric = Some(*p),
+                    RouteAttribute::MultiPath(hops) => {
+                        next_hops = hops
+                            .iter()
+                            .map(|hop| NextHopView {
+                                via: hop.attributes.iter().find_map(|a| match a {
+                                    RouteAttribute::Gateway(RouteAddress::Inet(a)) => Some(IpAddr::V4(*a)),
+                                    RouteAttribute::Gateway(RouteAddress::Inet6(a)) => Some(IpAddr::V6(*a)),
+                                    _ => None,
+                                }),
+                                dev: hop.interface_index,
+                                // The kernel keeps a weight less one.
+                                weight: hop.hops as u32 + 1,
+                            })
+                            .collect()
+                    }
                     RouteAttribute::Table(t) => table = *t,
                     RouteAttribute::Destination(RouteAddress::Inet(a)) => destination = IpAddr::V4(*a),
                     RouteAttribute::Destination(RouteAddress::Inet6(a)) => destination = IpAddr::V6(*a),
@@ -153,7 +169,7 @@ async fn routes(handle: &Handle) -> io::Result<Vec<RouteView>> {
             // fe80::/64 on every IPv6 link says nothing about the lab.
             let link_local = matches!(destination, IpNet::V6(d) if (d.addr().segments()[0] & 0xffc0) == 0xfe80);
             if table != LOCAL && !link_local {
-                found.push(RouteView { destination, via, dev, table });
+                found.push(RouteView { destination, via, dev, table, protocol: u8::from(route.header.protocol), metric, next_hops });
             }
         }
     }

@@ -103,6 +103,12 @@ impl NodeEntry {
         let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
         // SAFETY: system calls on descriptors and strings this value owns.
         unsafe {
+            // Not traceable by the lab while still the machine's root: a
+            // user namespace root made would leave this process dumpable
+            // (exec makes it dumpable again, as the lab's).
+            if self.user.is_some() && libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             check(libc::setns(self.net.as_raw_fd(), libc::CLONE_NEWNET))?;
             if let Some(user) = &self.user {
                 check(libc::setns(user.as_raw_fd(), libc::CLONE_NEWUSER))?;

@@ -54,7 +54,7 @@ impl Session {
             None => {
                 // A lock file left by a crash, or kept for ids a run could
                 // not sweep: nothing else is.
-                forget_id_range(&state, lab)?;
+                forget_id_range(&state, lab, false)?;
                 state.remove(lock, lab)?;
                 Ok(None)
             }
@@ -93,21 +93,24 @@ impl Session {
         }
         drop(journal);
         self.state.remove_journal(&self.lock, &name)?;
-        forget_id_range(&self.state, &name)?;
+        // `remove_all` swept the lab's ids already.
+        forget_id_range(&self.state, &name, ids.is_some())?;
         Ok((report, self))
     }
 }
 
 /// The lab is gone: once its ids are swept its range is free, unless the
 /// broker of a run (this one's own, behind the boundary) is still
-/// responsible for it (see `boundary::ids::finish`).
-fn forget_id_range(state: &StateDir, lab: &str) -> Result<()> {
+/// responsible for it (see `boundary::ids::finish`). `swept`: they are.
+fn forget_id_range(state: &StateDir, lab: &str, swept: bool) -> Result<()> {
     let Some(range) = state.id_range(lab) else { return Ok(()) };
     let broker_runs = range.reserver.is_some_and(|(pid, since)| {
         crate::backend::kernel::process::identify(pid).ok() == Some(crate::backend::ProcessId { pid, since })
     });
     if !broker_runs {
-        crate::teardown::sweep_ids(range.first).with_context(|| format!("stopping the processes of lab {lab}'s ids"))?;
+        if !swept {
+            crate::teardown::sweep_ids(range.first).with_context(|| format!("stopping the processes of lab {lab}'s ids"))?;
+        }
         state.forget_id_range(lab);
     }
     Ok(())

@@ -73,12 +73,15 @@ impl NodeEntry {
         for entry in std::fs::read_dir("/proc")?.flatten() {
             let pid = entry.file_name();
             let Some(pid) = pid.to_str().filter(|p| p.bytes().all(|b| b.is_ascii_digit())) else { continue };
-            let (Some(pnet), Some(puser), Some(puts), Some(pmnt)) = (open_ns(pid, "net"), open_ns(pid, "user"), open_ns(pid, "uts"), open_ns(pid, "mnt")) else {
+            // Most processes are elsewhere: their network namespace first.
+            if open_ns(pid, "net").and_then(|n| ino(&n).ok()) != Some(netns) {
+                continue;
+            }
+            let (Some(puser), Some(puts), Some(pmnt)) = (open_ns(pid, "user"), open_ns(pid, "uts"), open_ns(pid, "mnt")) else {
                 continue;
             };
             let matches = || -> Result<bool> {
-                Ok(ino(&pnet)? == netns
-                    && ino(&puser)? == userns
+                Ok(ino(&puser)? == userns
                     && ino(&puts)? != own_uts
                     && ino(&owner(&pmnt)?)? == userns
                     && ino(&owner(&puts)?)? == userns)
@@ -131,7 +134,11 @@ impl NodeEntry {
                     check(libc::mount(self.sysfs_source.as_ptr(), c"/sys".as_ptr(), c"sysfs".as_ptr(), 0, std::ptr::null()))?;
                 }
             }
-            check(libc::chdir(c"/".as_ptr()))?;
+            // In the node's files, or as the lab's root: nothing of the
+            // caller's directory; else where the caller is, as `ip netns exec`.
+            if self.user.is_some() || self.files_and_name.is_some() {
+                check(libc::chdir(c"/".as_ptr()))?;
+            }
         }
         Ok(())
     }

@@ -8,6 +8,12 @@ use crate::error::{LabError, LabResult};
 use crate::journal::{Entry, LinkKind, NetnsRef, Object};
 use crate::policy::{self, quoted};
 
+/// How long a link's carrier may take to settle before traffic goes out
+/// anyway. Usually microseconds; but linkwatch runs under the kernel's one
+/// routing lock, which a busy machine (namespaces being deleted, other labs
+/// being built) can hold for seconds.
+const CARRIER_PATIENCE: Duration = Duration::from_secs(6);
+
 impl Lab {
     pub(super) async fn new_netns(&mut self, node: &str, kernel: String) -> LabResult<NsId> {
         self.quotas.netns.check(1, &format!("cannot create netns {kernel}"))?;
@@ -340,9 +346,9 @@ impl Lab {
             }
             let l = self.link_ref(link);
             let what = format!("wait for the carrier of {} in {}", l.name, self.describe_ns(l.ns));
-            let ready = self.backend.wait_carrier_settled(&l, Duration::from_secs(2), &self.stop).await.map_err(|e| LabError::os(&what, &e))?;
+            let ready = self.backend.wait_carrier_settled(&l, CARRIER_PATIENCE, &self.stop).await.map_err(|e| LabError::os(&what, &e))?;
             if !ready {
-                tracing::debug!("{} has not settled after 2 s", l.name);
+                tracing::debug!("{} has not settled after {:?}", l.name, CARRIER_PATIENCE);
             }
         }
         Ok(())

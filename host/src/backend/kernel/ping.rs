@@ -59,23 +59,21 @@ pub(super) fn echo_request(v6: bool, id: u16, seq: u16) -> Vec<u8> {
 /// If `packet` (as a raw socket returns it) is the reply to (id, seq),
 /// say so. IPv4 raw sockets include the IP header; IPv6 ones do not.
 pub(super) fn is_reply(v6: bool, packet: &[u8], id: u16, seq: u16) -> bool {
+    reply_seq(v6, packet, id) == Some(seq)
+}
+
+/// The sequence number of `packet` if it is the reply to one of our echo
+/// requests with identifier `id`.
+fn reply_seq(v6: bool, packet: &[u8], id: u16) -> Option<u16> {
     let icmp = if v6 {
         packet
     } else {
-        let Some(first) = packet.first() else { return false };
-        let header_len = ((first & 0x0f) as usize) * 4;
-        match packet.get(header_len..) {
-            Some(icmp) => icmp,
-            None => return false,
-        }
+        let header_len = ((packet.first()? & 0x0f) as usize) * 4;
+        packet.get(header_len..)?
     };
     let reply = if v6 { ECHO_REPLY_V6 } else { ECHO_REPLY_V4 };
-    icmp.len() >= 8
-        && icmp[0] == reply
-        && icmp[1] == 0
-        && u16::from_be_bytes([icmp[4], icmp[5]]) == id
-        && u16::from_be_bytes([icmp[6], icmp[7]]) == seq
-        && &icmp[8..] == PAYLOAD
+    let ours = icmp.len() >= 8 && icmp[0] == reply && icmp[1] == 0 && u16::from_be_bytes([icmp[4], icmp[5]]) == id && &icmp[8..] == PAYLOAD;
+    ours.then(|| u16::from_be_bytes([icmp[6], icmp[7]]))
 }
 
 /// A raw ICMP (or ICMPv6) socket for echo requests to `target`, in the
@@ -89,16 +87,34 @@ pub(super) fn icmp_socket(target: IpAddr) -> io::Result<Socket> {
 }
 
 /// Ping `target` `count` times from the calling thread's namespace, waiting
-/// up to `timeout` for each reply. Blocks; run it on a namespace thread.
+/// up to `timeout` for each reply. As with ping(8), a reply that comes
+/// late, while a later request is awaited, still counts: the first echo of
+/// a path whose neighbours are not yet known may wait a neighbour
+/// discovery retransmission (a second) and is not lost. An echo is lost
+/// when no reply has come `timeout` after the last request. Blocks; run it
+/// on a namespace thread.
 pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats> {
     let v6 = target.is_ipv6();
     let socket = icmp_socket(target)?;
     let to = SockAddr::from(SocketAddr::new(target, 0));
     let id = next_identifier();
-    let mut rtts = Vec::new();
-    let mut sent = 0;
+    // Per request sent: when, and the round trip once its reply came.
+    let mut sent: Vec<(Instant, Option<Duration>)> = Vec::new();
     let mut last_send: Option<Instant> = None;
-    for seq in 0..count as u16 {
+    let mut last_deadline: Option<Instant> = None;
+    // Take a reply to any request sent so far; true once `want` has one.
+    let note = |sent: &mut Vec<(Instant, Option<Duration>)>, from: IpAddr, packet: &[u8], want: Option<usize>| {
+        if from == target {
+            if let Some((at, rtt)) = reply_seq(v6, packet, id).and_then(|seq| sent.get_mut(seq as usize)) {
+                rtt.get_or_insert_with(|| at.elapsed());
+            }
+        }
+        match want {
+            Some(seq) => sent[seq].1.is_some(),
+            None => sent.iter().all(|(_, rtt)| rtt.is_some()),
+        }
+    };
+    for seq in 0..count.min(u16::MAX as u32 + 1) as usize {
         if stop.requested() {
             break;
         }
@@ -111,21 +127,26 @@ pub fn ping_here(target: IpAddr, count: u32, timeout: Duration, interval: Durati
         }
         let start = Instant::now();
         last_send = Some(start);
-        match socket.send_to(&echo_request(v6, id, seq), &to) {
-            Ok(_) => sent += 1,
+        last_deadline = Some(start + timeout);
+        let request = echo_request(v6, id, seq as u16);
+        sent.push((start, None));
+        match socket.send_to(&request, &to) {
+            Ok(_) => {}
             // No route, or the neighbour is unreachable: counts as lost.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EHOSTDOWN)) => {
-                sent += 1;
-                continue;
-            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH | libc::EHOSTDOWN)) => continue,
             Err(e) => return Err(e),
         }
-        let reply = receive_until(&socket, start + timeout, stop, |from, packet| (from == target && is_reply(v6, packet, id, seq)).then_some(()))?;
-        if reply.is_some() {
-            rtts.push(start.elapsed());
+        receive_until(&socket, start + timeout, stop, |from, packet| note(&mut sent, from, packet, Some(seq)).then_some(()))?;
+    }
+    // Replies still owed to earlier requests may come until the last one's
+    // time is up.
+    if let Some(deadline) = last_deadline {
+        if sent.iter().any(|(_, rtt)| rtt.is_none()) {
+            receive_until(&socket, deadline, stop, |from, packet| note(&mut sent, from, packet, None).then_some(()))?;
         }
     }
-    Ok(PingStats::from_rtts(sent, &rtts))
+    let rtts: Vec<Duration> = sent.iter().filter_map(|(_, rtt)| *rtt).collect();
+    Ok(PingStats::from_rtts(sent.len() as u32, &rtts))
 }
 
 /// Wait until `deadline` (never past a stop) for a packet on `socket` that

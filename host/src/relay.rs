@@ -23,13 +23,107 @@ use nix::sys::termios;
 /// The signals the user sends the command through nsw.
 const FORWARDED: [Signal; 4] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
 
+/// At most this much of what the command wrote is still copied once it
+/// has ended: a process it left running may write for ever.
+const DRAIN_LIMIT: usize = 1 << 20;
+
 /// One direction of the copy.
 struct Pump {
     from: RawFd,
     to: RawFd,
-    /// The command's input: closed when the user's ends.
-    closes: Option<OwnedFd>,
+    /// Read from `from`, not yet taken by `to` (which may be full).
+    pending: Vec<u8>,
+    /// The command's end of a pipe that this pump alone uses, closed when
+    /// the pump is done: the command's input, so that it sees the user's
+    /// input end; its output, so that it learns nobody reads it any more.
+    owned: Option<OwnedFd>,
+    /// Carries the command's output to the user.
+    output: bool,
     done: bool,
+}
+
+/// What a pump's step found.
+enum Step {
+    /// Copied what there was; more may come.
+    Going,
+    /// The source ended (or failed).
+    SourceEnded,
+    /// The destination is closed: nobody takes what comes.
+    DestinationGone,
+}
+
+impl Pump {
+    fn new(from: RawFd, to: RawFd, owned: Option<OwnedFd>, output: bool) -> Pump {
+        Pump { from, to, pending: Vec::new(), owned, output, done: false }
+    }
+
+    /// Read once from the source (when nothing is pending), then write
+    /// what is pending as far as the destination takes it.
+    fn step(&mut self) -> Step {
+        if self.pending.is_empty() {
+            if let Err(ended) = self.fill() {
+                return ended;
+            }
+        }
+        self.flush()
+    }
+
+    /// Read once from the source into what is pending: how much (0 if it
+    /// has nothing now).
+    fn fill(&mut self) -> Result<usize, Step> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            // SAFETY: reads into a buffer of the length given.
+            let n = unsafe { libc::read(self.from, buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 {
+                return match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) => Ok(0),
+                    // EIO: the command's terminal has no process left.
+                    _ => Err(Step::SourceEnded),
+                };
+            }
+            if n == 0 {
+                return Err(Step::SourceEnded);
+            }
+            self.pending.extend_from_slice(&buf[..n as usize]);
+            return Ok(n as usize);
+        }
+    }
+
+    /// Write what is pending until the destination is full (a
+    /// non-blocking one of ours) or has taken it all.
+    fn flush(&mut self) -> Step {
+        while !self.pending.is_empty() {
+            // SAFETY: writes from the buffer, within its length.
+            let w = unsafe { libc::write(self.to, self.pending.as_ptr().cast(), self.pending.len()) };
+            if w < 0 {
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::EAGAIN) => return Step::Going,
+                    _ => return Step::DestinationGone,
+                }
+            }
+            self.pending.drain(..w as usize);
+        }
+        Step::Going
+    }
+
+    /// What to wait for: the source readable, or room in the destination
+    /// for what is pending (reading no more meanwhile: the command, or the
+    /// user, waits as it would on a full pipe).
+    fn poll_fd(&self) -> PollFd<'_> {
+        // SAFETY: both descriptors are open while the pump is not done.
+        match self.pending.is_empty() {
+            true => PollFd::new(unsafe { BorrowedFd::borrow_raw(self.from) }, PollFlags::POLLIN),
+            false => PollFd::new(unsafe { BorrowedFd::borrow_raw(self.to) }, PollFlags::POLLOUT),
+        }
+    }
+}
+
+fn set_nonblocking(fd: RawFd) {
+    // SAFETY: changes the flags of a descriptor of ours.
+    unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
 }
 
 fn is_tty(fd: RawFd) -> bool {
@@ -43,39 +137,30 @@ fn window_size(fd: RawFd) -> Option<libc::winsize> {
     (unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut size) } == 0).then_some(size)
 }
 
-/// Copy what `from` has (once, or until it has nothing more with
-/// `drain`) to `to`; false once `from` ended or `to` is closed.
-fn pump(from: RawFd, to: RawFd, drain: bool) -> bool {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        // SAFETY: reads into a buffer of the length given.
-        let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
-                Some(libc::EINTR) => continue,
-                Some(libc::EAGAIN) => return true,
-                // EIO: the command's terminal has no process left.
-                _ => return false,
-            }
-        }
-        if n == 0 {
-            return false;
-        }
-        let mut written = 0;
-        while written < n as usize {
-            // SAFETY: writes from the buffer, within what was read.
-            let w = unsafe { libc::write(to, buf[written..n as usize].as_ptr().cast(), n as usize - written) };
-            if w < 0 {
-                if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
-                    continue;
-                }
-                return false;
-            }
-            written += w as usize;
-        }
-        if !drain {
-            return true;
+/// Send `signal` where a terminal would: to the foreground process group
+/// of the command's terminal, or (with pipes, or none in the foreground)
+/// to the command's process group (it leads a session of its own).
+fn forward(signal: libc::c_int, pid: libc::pid_t, master: Option<RawFd>) {
+    // SAFETY: tcgetpgrp on the master names the terminal's foreground group.
+    let group = master.map(|m| unsafe { libc::tcgetpgrp(m) }).filter(|g| *g > 0).unwrap_or(pid);
+    // SAFETY: signals a process group of the command's (the command is
+    // not reaped yet, so its group cannot be another's).
+    if unsafe { libc::kill(-group, signal) } < 0 {
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// The command while it runs: killed with its process group and reaped if
+/// the relay returns early (an error before it could be waited for).
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            // SAFETY: the group of a child not yet reaped.
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -130,29 +215,40 @@ pub fn run(mut command: Command, enter: impl Fn() -> io::Result<()> + Send + Syn
             enter()
         });
     }
-    let mut child = command.spawn()?;
+    let child = command.spawn()?;
     // The command's ends of its terminal live only in the command now, so
     // the terminal reports its end when the command's last process goes.
     drop(command);
+    let mut running = Running(Some(child));
+    let child = running.0.as_mut().expect("running");
+    let pid = child.id() as libc::pid_t;
     // SAFETY: pidfd_open takes a pid and flags and returns a descriptor.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: the kernel just made it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(raw as RawFd) };
+    // Every descriptor written to that is ours alone is non-blocking, so
+    // that a command that neither reads its input nor stops writing cannot
+    // hold the relay up (the user's own are left as they are: they are
+    // shared with the user's shell).
     let mut pumps = match &master {
-        Some(master) => vec![
-            Pump { from: 0, to: master.as_raw_fd(), closes: None, done: false },
-            Pump { from: master.as_raw_fd(), to: 1, closes: None, done: false },
-        ],
+        Some(master) => {
+            set_nonblocking(master.as_raw_fd());
+            vec![Pump::new(0, master.as_raw_fd(), None, false), Pump::new(master.as_raw_fd(), 1, None, true)]
+        }
         None => {
             let stdin = OwnedFd::from(child.stdin.take().expect("piped"));
-            let (out, err) = (child.stdout.as_ref().expect("piped").as_raw_fd(), child.stderr.as_ref().expect("piped").as_raw_fd());
+            let out = OwnedFd::from(child.stdout.take().expect("piped"));
+            let err = OwnedFd::from(child.stderr.take().expect("piped"));
+            for fd in [&stdin, &out, &err] {
+                set_nonblocking(fd.as_raw_fd());
+            }
             vec![
-                Pump { from: 0, to: stdin.as_raw_fd(), closes: Some(stdin), done: false },
-                Pump { from: out, to: 1, closes: None, done: false },
-                Pump { from: err, to: 2, closes: None, done: false },
+                Pump::new(0, stdin.as_raw_fd(), Some(stdin), false),
+                Pump::new(out.as_raw_fd(), 1, Some(out), true),
+                Pump::new(err.as_raw_fd(), 2, Some(err), true),
             ]
         }
     };
@@ -168,11 +264,11 @@ pub fn run(mut command: Command, enter: impl Fn() -> io::Result<()> + Send + Syn
         }
         false => RawMode(None),
     };
+    let master_fd = master.as_ref().map(|m| m.as_raw_fd());
     loop {
         let active: Vec<usize> = (0..pumps.len()).filter(|&i| !pumps[i].done).collect();
         let mut fds = vec![PollFd::new(signal_fd.as_fd(), PollFlags::POLLIN), PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
-        // SAFETY: every pump's source is open until the pump is done.
-        fds.extend(active.iter().map(|&i| PollFd::new(unsafe { BorrowedFd::borrow_raw(pumps[i].from) }, PollFlags::POLLIN)));
+        fds.extend(active.iter().map(|&i| pumps[i].poll_fd()));
         match poll(&mut fds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -180,36 +276,50 @@ pub fn run(mut command: Command, enter: impl Fn() -> io::Result<()> + Send + Syn
         }
         let ready = |fd: &PollFd| fd.revents().is_some_and(|r| !r.is_empty());
         let (signalled, exited) = (ready(&fds[0]), ready(&fds[1]));
-        let readable: Vec<usize> = active.iter().zip(&fds[2..]).filter(|(_, fd)| ready(fd)).map(|(&i, _)| i).collect();
+        let movable: Vec<usize> = active.iter().zip(&fds[2..]).filter(|(_, fd)| ready(fd)).map(|(&i, _)| i).collect();
         drop(fds);
         if signalled {
             while let Ok(Some(info)) = signal_fd.read_signal() {
                 if info.ssi_signo == Signal::SIGWINCH as u32 {
-                    if let (Some(master), Some(size)) = (&master, window_size(0)) {
+                    if let (Some(master), Some(size)) = (master_fd, window_size(0)) {
                         // SAFETY: TIOCSWINSZ reads the struct it is given.
-                        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+                        unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &size) };
                     }
                 } else {
-                    // SAFETY: a signal to the child, which is not yet reaped.
-                    unsafe { libc::kill(child.id() as libc::pid_t, info.ssi_signo as libc::c_int) };
+                    forward(info.ssi_signo as libc::c_int, pid, master_fd);
                 }
             }
         }
-        for i in readable {
-            if !pump(pumps[i].from, pumps[i].to, false) {
-                pumps[i].done = true;
-                pumps[i].closes = None;
+        for i in movable {
+            let pump = &mut pumps[i];
+            match pump.step() {
+                Step::Going => continue,
+                Step::SourceEnded => {}
+                // Nobody reads the command's output any more: it learns so
+                // from its pipe (closed below) or, on a terminal, by a
+                // hang-up, as when a terminal closes.
+                Step::DestinationGone if pump.output && master_fd.is_some() => forward(libc::SIGHUP, pid, master_fd),
+                Step::DestinationGone => {}
             }
+            pump.done = true;
+            pump.pending.clear();
+            pump.owned = None;
         }
         if exited {
-            // What the command wrote before it ended, then its status;
-            // whatever it left running keeps its end of the pipes alone.
-            for p in pumps.iter().filter(|p| !p.done && p.to != 0 && p.closes.is_none() && p.from != 0) {
-                // SAFETY: makes a descriptor of ours non-blocking.
-                unsafe { libc::fcntl(p.from, libc::F_SETFL, libc::fcntl(p.from, libc::F_GETFL) | libc::O_NONBLOCK) };
-                pump(p.from, p.to, true);
+            // What the command wrote before it ended (up to a limit), then
+            // its status; whatever it left running keeps its end of the
+            // pipes alone.
+            for pump in pumps.iter_mut().filter(|p| !p.done && p.output) {
+                let mut copied = 0;
+                while copied < DRAIN_LIMIT && matches!(pump.flush(), Step::Going) && pump.pending.is_empty() {
+                    match pump.fill() {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => copied += n,
+                    }
+                }
+                let _ = pump.flush();
             }
-            let status = child.wait()?;
+            let status = running.0.take().expect("running").wait()?;
             use std::os::unix::process::ExitStatusExt;
             return Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)));
         }

@@ -291,4 +291,54 @@ fn exec_holds_nothing_of_the_user(machine: &Machine, lab: &TestLab) {
     // (script echoes what it reads of its own input as `^@` before it.)
     let ttys: Vec<&str> = said.lines().filter_map(|l| l.find("/dev/pts/").map(|at| l[at..].trim())).collect();
     assert!(ttys.len() == 2 && ttys[0] != ttys[1], "the command was given the user's terminal: {said:?}");
+    let exec = |script: &str| {
+        Command::new("nsenter")
+            .arg(&net)
+            .arg(nsw_tests::nsw_bin())
+            .args(["exec", &lab.name, "a", "--", "sh", "-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // A command that reads none of its input while it writes much: the
+    // relay neither stalls on the input it cannot pass on nor drops output.
+    let mut flood = exec("head -c 3000000 /dev/zero");
+    let mut input = flood.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut input, &vec![b'x'; 4_000_000]));
+    let mut output = flood.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut output, &mut got).map(|_| got.len())
+    });
+    let status = ends_within(flood, "a command that does not read its input");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(reader.join().unwrap().unwrap(), 3_000_000, "output lost");
+    let _ = feeder.join();
+    // Nobody reads the command's output any more: the command learns so
+    // (its pipe breaks), and nsw exec ends rather than waiting for ever.
+    let mut endless = exec("exec yes");
+    let mut output = endless.stdout.take().unwrap();
+    let mut some = [0u8; 4096];
+    std::io::Read::read_exact(&mut output, &mut some).unwrap();
+    drop(output);
+    let status = ends_within(endless, "a command whose reader went away");
+    assert_eq!(status.code(), Some(128 + libc::SIGPIPE), "{status:?}");
+}
+
+/// Wait for `child`, for a minute at most (then kill it and fail).
+fn ends_within(mut child: std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("nsw exec of {what} did not end within a minute");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

@@ -81,11 +81,12 @@ fn reserve_once(state: &StateDir, lab: &str, me: (u32, u64)) -> Result<Option<u3
             if runs(range.reserver) && range.reserver != Some(me) {
                 return Ok(None);
             }
-            // The lab is up (a second run of it, which will find it so):
-            // it keeps its range. Else the record was left by a crash.
-            if journaled {
-                kept = Some(range.first);
-            }
+            // The lab is up (a second run of it, which will find it so),
+            // or an earlier run crashed or could not stop every process of
+            // the range: either way the range is the lab's still, and giving
+            // the lab another would free this one while processes may
+            // have its ids.
+            kept = Some(range.first);
             continue;
         }
         // A range is in use while its lab has a journal or a lock, or the
@@ -144,10 +145,15 @@ fn write_root_file(path: &Path, text: &str) -> Result<()> {
     let mut beside = path.as_os_str().to_owned();
     beside.push("-new");
     let beside = std::path::PathBuf::from(beside);
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&beside).with_context(|| format!("writing {}", beside.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    fs::rename(&beside, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    let written = (|| {
+        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&beside).with_context(|| format!("writing {}", beside.display()))?;
+        std::io::Write::write_all(&mut file, text.as_bytes()).with_context(|| format!("writing {}", beside.display()))?;
+        fs::rename(&beside, path).with_context(|| format!("writing {}", path.display()))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&beside);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -186,6 +192,13 @@ mod tests {
         assert!(state.id_range("d").is_some());
         assert_eq!(reserve(&state, "e").unwrap(), FIRST + 2 * PER_LAB);
         assert_eq!(reserve(&state, "f").unwrap(), FIRST + 4 * PER_LAB);
+        // A range an earlier run of g could not sweep (no journal, no
+        // broker) stays g's: g's next run gets it back, and nobody else.
+        let unswept = FIRST + 6 * PER_LAB;
+        write_root_file(&crate::layout::id_range(&dir, "g"), &IdRange { first: unswept, reserver: None }.line()).unwrap();
+        fs::write(crate::layout::lock(&dir, "g"), "").unwrap();
+        assert_eq!(reserve(&state, "h").unwrap(), FIRST + 5 * PER_LAB);
+        assert_eq!(reserve(&state, "g").unwrap(), unswept);
         assert!(base_of(SLOTS - 1) as u64 + PER_LAB as u64 <= i32::MAX as u64);
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -101,7 +101,15 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
     let parent = std::process::id();
     // SAFETY: nsw has one thread here (see the caller), so the child may do
     // anything the parent could.
-    match unsafe { fork() }.context("starting the lab's side of nsw")? {
+    let forked = match unsafe { fork() } {
+        Ok(forked) => forked,
+        Err(e) => {
+            let swept = ids::finish(&state, &plan.lab, base);
+            give_back(&state, &plan.lab, lock, swept);
+            return Err(e).context("starting the lab's side of nsw");
+        }
+    };
+    match forked {
         ForkResult::Child => {
             drop(ours);
             enter_lab_side(theirs, parent)?;

@@ -39,8 +39,16 @@ fn owner(fd: &OwnedFd) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
-fn open_ns(pid: &str, kind: &str) -> Option<OwnedFd> {
-    File::open(format!("/proc/{pid}/ns/{kind}")).ok().map(OwnedFd::from)
+/// A namespace of the process whose `/proc` directory `process` is: all
+/// opened through one directory, they are one process's, even if its pid
+/// is reused meanwhile (the directory then answers nothing).
+fn open_ns(process: &OwnedFd, kind: &str) -> Option<OwnedFd> {
+    use nix::fcntl::{OFlag, openat};
+    openat(process, format!("ns/{kind}").as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty()).ok()
+}
+
+fn open_process(pid: &str) -> Option<OwnedFd> {
+    File::open(format!("/proc/{pid}")).ok().map(OwnedFd::from)
 }
 
 impl NodeEntry {
@@ -58,7 +66,8 @@ impl NodeEntry {
             }
             None => None,
         };
-        let own = |kind: &str| open_ns("self", kind).context("reading nsw's own namespaces");
+        let me = open_process("self").context("reading nsw's own namespaces")?;
+        let own = |kind: &str| open_ns(&me, kind).context("reading nsw's own namespaces");
         let userns = match &user {
             Some(user) => ino(user)?,
             None => ino(&own("user")?)?,
@@ -73,11 +82,12 @@ impl NodeEntry {
         for entry in std::fs::read_dir("/proc")?.flatten() {
             let pid = entry.file_name();
             let Some(pid) = pid.to_str().filter(|p| p.bytes().all(|b| b.is_ascii_digit())) else { continue };
+            let Some(process) = open_process(pid) else { continue };
             // Most processes are elsewhere: their network namespace first.
-            if open_ns(pid, "net").and_then(|n| ino(&n).ok()) != Some(netns) {
+            if open_ns(&process, "net").and_then(|n| ino(&n).ok()) != Some(netns) {
                 continue;
             }
-            let (Some(puser), Some(puts), Some(pmnt)) = (open_ns(pid, "user"), open_ns(pid, "uts"), open_ns(pid, "mnt")) else {
+            let (Some(puser), Some(puts), Some(pmnt)) = (open_ns(&process, "user"), open_ns(&process, "uts"), open_ns(&process, "mnt")) else {
                 continue;
             };
             let matches = || -> Result<bool> {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, Failure, Status, capture, down, exec, graph, inspect, link, logs, ls, new, plan, run, show, test, wit};
+use crate::commands::{self, Failure, Status, capture, down, exec, graph, inspect, link, logs, ls, new, plan, probe, run, show, test, wit};
 
 #[derive(Parser)]
 #[command(name = "nsw", version, about = "Build Linux network labs from sandboxed WebAssembly scripts")]
@@ -46,6 +46,9 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Run a command inside a lab node, like `ip netns exec`.
     Exec(exec::ExecArgs),
+    /// Probe from a node of a lab that is up: ping, trace, tcp or
+    /// throughput to any address, or pingall (every node pings every other).
+    Probe(probe::ProbeArgs),
     /// Print what a lab's programs printed, named by node and program
     /// (`-f`: follow it until the lab goes down).
     Logs(logs::LogsArgs),
@@ -135,6 +138,7 @@ pub fn main() -> ExitCode {
             Command::Ls(args) => ls::exec(args).await,
             Command::Show(args) => show::exec(args).await,
             Command::Logs(args) => logs::exec(args).await,
+            Command::Probe(args) => probe::exec(args).await,
             Command::Graph(args) => graph::exec(args).await,
             Command::Capture(args) => capture::exec(args).await,
             Command::Link(args) => link::exec(args).await,

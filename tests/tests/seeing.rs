@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use nsw_tests::{Machine, check, guest, in_ns, named_netns, nsw_bin, stdout, text, unique, workspace};
+use nsw_tests::{Machine, check, guest, in_ns, named_netns, nsw_bin, stderr, stdout, text, unique, workspace};
 use serde_json::Value;
 
 #[test]
@@ -199,6 +199,36 @@ fn capture_writes_pcapng_that_tcpdump_reads_with_the_pings() {
     std::io::Write::write_all(&mut tcpdump.stdin.take().unwrap(), &pcapng).unwrap();
     let read = tcpdump.wait_with_output().unwrap();
     assert!(stdout(&read).contains("10.0.0.1 > 10.0.0.10: ICMP echo request"), "{}", text(&read));
+    lab.down_and_check();
+}
+
+#[test]
+fn probe_from_the_command_line_reaches_any_address_and_pingall_covers_every_node() {
+    let machine = Machine::new("prb");
+    let lab = machine.lab("pr");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    let all = machine.nsw(&["probe", &lab.name, "pingall"]);
+    let said = stdout(&all);
+    assert!(all.status.success() && said.contains("nsw: 6 of 6 pings answered"), "{}", text(&all));
+    let row = said.lines().find(|l| l.starts_with("pb ")).unwrap_or_default();
+    assert!(row.contains(" jelly") && row.contains(" host") && !row.contains(" X"), "{said}");
+    let ping = machine.nsw(&["probe", &lab.name, "pb", "ping", "10.0.0.11", "-c", "2"]);
+    assert!(ping.status.success() && stdout(&ping).contains("pb -> 10.0.0.11: 2/2 replies"), "{}", text(&ping));
+    let trace = machine.nsw(&["probe", &lab.name, "pb", "trace", "10.0.0.11", "--json"]);
+    let hops: serde_json::Value = serde_json::from_str(stdout(&trace).trim()).unwrap_or_else(|e| panic!("{e}: {}", text(&trace)));
+    assert_eq!((hops["reached"].as_bool(), hops["hops"][0]["address"].as_str()), (Some(true), Some("10.0.0.11")), "{hops}");
+    // Nothing listens on port 9: refused, and the status says it failed.
+    let tcp = machine.nsw(&["probe", &lab.name, "pb", "tcp", "10.0.0.11", "9"]);
+    assert!(tcp.status.code() == Some(1) && stdout(&tcp).contains("pb -> 10.0.0.11:9: refused"), "{}", text(&tcp));
+    // An address the lab did not give: jelly got it from elsewhere.
+    let added = machine.nsw(&["exec", &lab.name, "jelly", "--", "ip", "address", "add", "10.0.7.7/16", "dev", "veth-jelly"]);
+    assert!(added.status.success(), "{}", text(&added));
+    let run = machine.nsw(&["probe", &lab.name, "pb", "throughput", "10.0.7.7", "--seconds", "1"]);
+    assert!(run.status.success() && stdout(&run).contains("pb -> 10.0.7.7 (in jelly): ") && stdout(&run).contains("Mbit/s"), "{}", text(&run));
+    let nowhere = machine.nsw(&["probe", &lab.name, "pb", "throughput", "10.9.9.9", "--seconds", "1"]);
+    assert!(nowhere.status.code() == Some(2) && stderr(&nowhere).contains("no node of lab"), "{}", text(&nowhere));
+    let unknown = machine.nsw(&["probe", &lab.name, "nope", "ping", "10.0.0.1"]);
+    assert!(unknown.status.code() == Some(2) && stderr(&unknown).contains("has no node \"nope\""), "{}", text(&unknown));
     lab.down_and_check();
 }
 

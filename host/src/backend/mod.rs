@@ -336,6 +336,39 @@ pub fn capture(
     kernel::capture::capture(fd.as_ref(), ifname, index, out, until, stop, ready)
 }
 
+/// The namespace `/run/netns/NAME`, or this process's own if `None`.
+fn open_netns(netns: Option<&str>) -> io::Result<std::os::fd::OwnedFd> {
+    match netns {
+        Some(name) => kernel::netns::open_named(name),
+        None => kernel::netns::open_current(),
+    }
+}
+
+/// The probes of `nsw probe`, from a namespace of a lab that is up
+/// (`/run/netns/NAME`, or this process's own if `None`), as a script's
+/// probes run them. They block.
+pub mod from_netns {
+    use super::*;
+
+    pub fn ping(netns: Option<&str>, target: IpAddr, count: u32, timeout: Duration, interval: Duration, stop: &Stop) -> io::Result<PingStats> {
+        kernel::netns::run_in(&open_netns(netns)?, || kernel::ping::ping_here(target, count, timeout, interval, stop))
+    }
+
+    pub fn trace(netns: Option<&str>, target: IpAddr, stop: &Stop) -> io::Result<Vec<Hop>> {
+        kernel::netns::run_in(&open_netns(netns)?, || kernel::probes::trace_here(target, stop))
+    }
+
+    pub fn tcp_connect(netns: Option<&str>, to: std::net::SocketAddr, timeout: Duration, stop: &Stop) -> io::Result<(ConnectOutcome, Duration)> {
+        kernel::netns::run_in(&open_netns(netns)?, || kernel::probes::tcp_connect_here(to, timeout, stop))
+    }
+
+    /// From `sender` to nsw's receiver on `address` in `receiver`.
+    pub fn throughput(sender: Option<&str>, receiver: Option<&str>, address: IpAddr, duration: Duration, stop: &Stop) -> io::Result<Throughput> {
+        let (from, to) = (std::sync::Arc::new(open_netns(sender)?), std::sync::Arc::new(open_netns(receiver)?));
+        kernel::probes::throughput(from, to, address, duration, stop.clone())
+    }
+}
+
 /// The real thing: the kernel, for building labs and taking them down.
 pub fn system() -> kernel::KernelBackend {
     kernel::KernelBackend::new()

@@ -13,6 +13,7 @@ pub mod logs;
 pub mod ls;
 pub mod new;
 pub mod plan;
+pub mod probe;
 pub mod run;
 pub mod show;
 pub mod test;

@@ -159,66 +159,107 @@ fn total_retransmits(conn: &std::net::TcpStream) -> io::Result<u32> {
     Ok(unsafe { info.assume_init() }.tcpi_total_retrans)
 }
 
+/// Tries of a hop that does not answer: a router answers only so many
+/// probes a second (the kernel's ICMP rate limit), and right after a route
+/// changes the first probe may go unanswered.
+const HOP_TRIES: u16 = 3;
+/// Silent hops in a row after which a trace gives up: the way is lost
+/// (nothing beyond is likely to answer, and each costs [`HOP_TRIES`] s).
+const SILENT_HOPS: u32 = 4;
+
 /// Trace the way from the calling thread's namespace to `target`: ICMP
-/// echo with TTL 1, 2, ... up to 30, until the target answers.
+/// echo with TTL 1, 2, ... up to 30, until the target answers; a hop that
+/// is silent for a second is asked again, up to [`HOP_TRIES`] times, and
+/// is a hop without an address if it never answers. The trace ends at
+/// the target, at a hop that answers "unreachable", or after
+/// [`SILENT_HOPS`] silent hops in a row.
 pub fn trace_here(target: IpAddr, stop: &Stop) -> io::Result<Vec<Hop>> {
     let v6 = target.is_ipv6();
     let socket = super::ping::icmp_socket(target)?;
     let to = SockAddr::from(SocketAddr::new(target, 0));
     let id = super::ping::next_identifier();
     let mut hops = Vec::new();
-    for ttl in 1..=30u8 {
-        if stop.requested() {
-            break;
-        }
+    let mut silent = 0;
+    'hops: for ttl in 1..=30u8 {
         if v6 {
             socket.set_unicast_hops_v6(ttl as u32)?;
         } else {
             socket.set_ttl_v4(ttl as u32)?;
         }
-        let start = Instant::now();
-        let request = super::ping::echo_request(v6, id, ttl as u16);
-        if let Err(e) = socket.send_to(&request, &to) {
-            if matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH)) {
-                hops.push(Hop { ttl, address: None, rtt: Duration::ZERO });
+        // Each try has a sequence number of its own (TTL, try), and an
+        // answer to an earlier try of this hop counts as well.
+        let seq = |try_: u16| (try_ << 8) | ttl as u16;
+        let mut answer = None;
+        for try_ in 0..HOP_TRIES {
+            if stop.requested() {
+                break 'hops;
+            }
+            let start = Instant::now();
+            if let Err(e) = socket.send_to(&super::ping::echo_request(v6, id, seq(try_)), &to) {
+                if matches!(e.raw_os_error(), Some(libc::ENETUNREACH | libc::EHOSTUNREACH)) {
+                    hops.push(Hop { ttl, address: None, rtt: Duration::ZERO });
+                    break 'hops;
+                }
+                return Err(e);
+            }
+            answer = super::ping::receive_until(&socket, start + Duration::from_secs(1), stop, |from, packet| {
+                (0..=try_).find_map(|t| classify_answer(v6, packet, id, seq(t))).map(|answer| (from, answer, start.elapsed()))
+            })?;
+            if answer.is_some() {
                 break;
             }
-            return Err(e);
         }
-        let answer = super::ping::receive_until(&socket, start + Duration::from_secs(1), stop, |from, packet| {
-            classify_answer(v6, packet, id, ttl as u16).map(|reached| (from, reached))
-        })?;
         match answer {
-            Some((from, reached)) => {
-                hops.push(Hop { ttl, address: Some(from), rtt: start.elapsed() });
-                if reached {
+            Some((from, answer, rtt)) => {
+                silent = 0;
+                hops.push(Hop { ttl, address: Some(from), rtt });
+                // The target, or a hop that says nothing gets further.
+                if answer != Answer::OnTheWay {
                     break;
                 }
             }
-            None => hops.push(Hop { ttl, address: None, rtt: Duration::ZERO }),
+            None => {
+                hops.push(Hop { ttl, address: None, rtt: Duration::ZERO });
+                silent += 1;
+                if silent == SILENT_HOPS {
+                    break;
+                }
+            }
         }
     }
     Ok(hops)
 }
 
+/// What an answer to one of a trace's probes says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Answer {
+    /// The target's echo reply.
+    Reached,
+    /// A router on the way: time exceeded.
+    OnTheWay,
+    /// A router (or the target) that cannot deliver it: unreachable.
+    Unreachable,
+}
+
 /// What `packet` (as a raw ICMP socket returns it: with the IPv4 header,
-/// without the IPv6 one) says about our probe (`id`, `seq`): `Some(true)`
-/// the target's echo reply, `Some(false)` a router's time-exceeded for it.
-fn classify_answer(v6: bool, packet: &[u8], id: u16, seq: u16) -> Option<bool> {
+/// without the IPv6 one) says about our probe (`id`, `seq`).
+fn classify_answer(v6: bool, packet: &[u8], id: u16, seq: u16) -> Option<Answer> {
     let icmp = if v6 { packet } else { packet.get(((packet.first()? & 0x0f) as usize) * 4..)? };
     if super::ping::is_reply(v6, packet, id, seq) {
-        return Some(true);
+        return Some(Answer::Reached);
     }
-    let time_exceeded = if v6 { 3 } else { 11 };
-    if *icmp.first()? != time_exceeded {
-        return None;
-    }
+    let (time_exceeded, unreachable) = if v6 { (3, 1) } else { (11, 3) };
+    let answer = match *icmp.first()? {
+        t if t == time_exceeded => Answer::OnTheWay,
+        t if t == unreachable => Answer::Unreachable,
+        _ => return None,
+    };
     // After the 8-byte ICMP header: the original IP header, then the
     // first 8 bytes of our echo request.
-    let original = &icmp[8..];
+    let original = icmp.get(8..)?;
     let echo = if v6 { original.get(40..)? } else { original.get(((original.first()? & 0x0f) as usize) * 4..)? };
     let matches = echo.len() >= 8 && u16::from_be_bytes([echo[4], echo[5]]) == id && u16::from_be_bytes([echo[6], echo[7]]) == seq;
-    matches.then_some(false)
+    matches.then_some(answer)
 }
 
 #[cfg(test)]
@@ -234,7 +275,7 @@ mod tests {
         packet.extend_from_slice(&[0u8; 19]);
         packet.extend_from_slice(&[11, 0, 0, 0, 0, 0, 0, 0]);
         packet.extend_from_slice(&original);
-        assert_eq!(classify_answer(false, &packet, 7, 3), Some(false));
+        assert_eq!(classify_answer(false, &packet, 7, 3), Some(Answer::OnTheWay));
         assert_eq!(classify_answer(false, &packet, 7, 4), None);
     }
 }

@@ -152,4 +152,13 @@ fn the_services_memory_is_bounded_with_the_scripts() {
     let ok = machine.lab("me");
     ok.run_ok(&guest("web"), &["--rm", "--max-memory-total", "200"], &[]);
     ok.assert_gone();
+    // Services that never started give their memory back: four junk
+    // components in a row are each refused for what they are, not for a
+    // memory that only the first could have taken.
+    let junk = machine.lab("mj");
+    let out = junk.run_ok(&guest("misuse"), &["--rm", "--max-memory-total", "150"], &["bad-services"]);
+    let said = stdout(&out);
+    assert_eq!(said.matches("junk service").count(), 4, "{}", text(&out));
+    assert!(!said.contains("--max-memory-total"), "a failed start kept its memory: {}", text(&out));
+    junk.assert_gone();
 }

@@ -5,7 +5,7 @@
 //!
 //! Host errors are returned as they come (`kind: message`).
 
-use nsw_sdk::{Guest, address, nat, route, topology};
+use nsw_sdk::{Guest, address, nat, route, service, topology};
 
 struct Misuse;
 
@@ -54,6 +54,17 @@ impl Guest for Misuse {
             "master-across" => {
                 let bridge = topology::create_bridge("br0", &host)?;
                 topology::set_master(&inner, &bridge).map_err(String::from)
+            }
+            // Services that cannot start (not components): each is
+            // refused for what it is, and gives back the memory it took.
+            "bad-services" => {
+                for i in 0..4 {
+                    match service::start(&base, "junk", &[0u8; 16], &[]) {
+                        Ok(_) => return Err(format!("junk service {i} started")),
+                        Err(e) => println!("junk service {i}: {}", String::from(e)),
+                    }
+                }
+                Ok(())
             }
             "trap" => {
                 let _ = &outer;

@@ -27,13 +27,24 @@ impl service::Host for HostState {
         let ns = self.ns_id(&node)?;
         let label = self.lab.admit_service(ns, &name, component.len()).await?;
         self.services.reserve_memory().map_err(|why| LabError::quota(format!("start service {label}: {why}")))?;
+        // A service that never started gives its memory back.
+        let started = self.start_reserved(ns, label, component, args).await;
+        if started.is_err() {
+            self.services.release_memory();
+        }
+        Ok(self.table.push(ServiceHandle(started?))?)
+    }
+}
+
+impl HostState {
+    /// Compile and start a service whose memory is reserved.
+    async fn start_reserved(&mut self, ns: crate::backend::NsId, label: String, component: Vec<u8>, args: Vec<String>) -> Result<Arc<Service>, LabError> {
         let stop = self.lab.stop().clone();
         let compiled = match self.services.prepare(&label, component, &stop).await {
             None => return Err(LabError::stopped()),
             Some(prepared) => prepared.map_err(|e| LabError::invalid(format!("start service {label}: {e:#}")))?,
         };
-        let service = self.lab.start_service(ns, &mut self.services, label, compiled, args)?;
-        Ok(self.table.push(ServiceHandle(service))?)
+        self.lab.start_service(ns, &mut self.services, label, compiled, args)
     }
 }
 

@@ -133,6 +133,12 @@ impl Services {
         Ok(())
     }
 
+    /// Give back what [`Self::reserve_memory`] took, for a service that
+    /// did not start.
+    pub fn release_memory(&mut self) {
+        self.memory_left += self.limits.memory_bytes;
+    }
+
     /// Start `component` as `label` with `args`; `launch` runs the
     /// service's body on a thread inside the node.
     pub fn start(

@@ -13,7 +13,7 @@ fn an_ospf_triangle_of_bird_routers_converges_and_reroutes() {
     let machine = Machine::new("ospf");
     let lab = machine.lab("os");
     let conf_before = std::fs::read("/etc/bird/bird.conf").ok();
-    let out = lab.run_ok(&guest("ospf"), &["--allow", "exec=sh"], &[]);
+    let out = lab.run_ok(&guest("ospf"), &["--allow", "exec=bird"], &[]);
     let printed = stdout(&out);
     assert!(printed.contains("h1 reaches h3"), "{}", text(&out));
     // Rerouted: r1 (10.1.0.1), then r2 (10.12.0.2), then r3 (10.23.0.2).
@@ -52,6 +52,45 @@ fn an_ospf_triangle_of_bird_routers_converges_and_reroutes() {
     lab.down_and_check();
     assert!(processes_mentioning("bird -f").is_empty(), "bird outlived down");
     assert_eq!(std::fs::read("/etc/bird/bird.conf").ok(), conf_before, "the machine's /etc/bird/bird.conf changed");
+}
+
+/// The same triangle with Debian's FRR (zebra and ospfd), every file
+/// written by the script through `files` at FRR's default paths, the
+/// daemons dropping from root of the lab to FRR's own user as they do on a
+/// machine: it converges and reroutes, `vtysh` reaches the daemons through
+/// `nsw exec`, `down` stops all six, and the machine's `/etc/frr` and
+/// `/run/frr` are as they were.
+#[test]
+fn an_ospf_triangle_of_frr_routers_configured_through_files_converges() {
+    let machine = Machine::new("frr");
+    let lab = machine.lab("fr");
+    let listing = |dir: &str| -> Vec<(String, u64)> {
+        let mut found: Vec<(String, u64)> = std::fs::read_dir(dir)
+            .map(|d| d.flatten().map(|e| (e.file_name().to_string_lossy().into_owned(), e.metadata().map(|m| m.len()).unwrap_or(0))).collect())
+            .unwrap_or_default();
+        found.sort();
+        found
+    };
+    let (etc_before, run_before) = (listing("/etc/frr"), listing("/run/frr"));
+    let out = lab.run_ok(&guest("frr"), &["--allow", "exec=/usr/lib/frr/zebra,/usr/lib/frr/ospfd"], &[]);
+    let printed = stdout(&out);
+    assert!(printed.contains("h1 reaches h3"), "{}", text(&out));
+    assert!(printed.contains("through 10.1.0.1 10.12.0.2 10.23.0.2"), "{}", text(&out));
+    let neighbours = machine.nsw(&["exec", &lab.name, "r2", "--", "vtysh", "-c", "show ip ospf neighbor"]);
+    assert!(neighbours.status.success(), "{}", text(&neighbours));
+    // r2 has its two neighbours, r1 and r3, both adjacent.
+    let said = stdout(&neighbours);
+    for id in ["10.255.0.1", "10.255.0.3"] {
+        assert!(said.lines().any(|l| l.starts_with(id) && l.contains("Full")), "{said}");
+    }
+    // The daemons run as FRR's user of the lab, not as root of anything.
+    // (Nodes share the machine's process list: ps shows the lab's six.)
+    let users = machine.nsw(&["exec", &lab.name, "r1", "--", "ps", "-o", "user=", "-C", "zebra,ospfd"]);
+    assert_eq!(stdout(&users).split_whitespace().collect::<Vec<_>>(), ["frr"; 6], "{}", text(&users));
+    assert_eq!(processes_mentioning("/usr/lib/frr/").len(), 6, "{:?}", processes_mentioning("/usr/lib/frr/"));
+    lab.down_and_check();
+    assert!(processes_mentioning("/usr/lib/frr/").is_empty(), "FRR outlived down");
+    assert_eq!((listing("/etc/frr"), listing("/run/frr")), (etc_before, run_before), "the machine's FRR directories changed");
 }
 
 /// DHCP with Debian's dnsmasq and dhclient, two labs of it at once on one

@@ -264,7 +264,7 @@ fn wasi_reaches_nothing_but_stdout() {
 
 #[test]
 fn an_ungranted_import_is_refused_before_it_runs() {
-    let attack = Attack::run("hostile_ungranted", &[], &[]).refused(2, &["imports nsw:lab/uplink@0.1.2", "was not granted: add --allow uplink"]);
+    let attack = Attack::run("hostile_ungranted", &[], &[]).refused(2, &["imports nsw:lab/uplink@0.1.3", "was not granted: add --allow uplink"]);
     assert!(!stdout(&attack.out).contains("connected"));
     assert!(!nsw_tests::journal_path(&attack.lab).exists());
 }
@@ -575,4 +575,37 @@ fn a_hostile_service_that_floods_or_spins_is_stopped() {
         assert!(stderr(&attack.out).contains("stopped 1 service still running at the end of the run: n/attacker"), "{case}: {}", text(&attack.out));
         assert_no_leak(&attack.lab, &attack.machine, &attack.before);
     }
+}
+
+/// `files` reaches only a node's own files: `..`, `/proc/self/root`, paths
+/// outside the node's directories, symbolic links and a FIFO planted by
+/// the node's own program, setuid modes and the machine's /etc/shadow are
+/// all refused, contained (behind the boundary) and host-net (as root);
+/// the node's /etc/passwd is its own copy; nothing lands in the machine's
+/// directory the attack aims at, and nothing leaks.
+#[test]
+fn files_reach_only_the_nodes_own() {
+    let passwd = std::fs::read("/etc/passwd").unwrap();
+    for mode in [&["--rm", "--allow", "exec=ln,mkfifo"][..], &["--rm", "--allow", "exec=ln,mkfifo", "--allow", "host-net"][..]] {
+        let target = std::env::temp_dir().join(unique("files"));
+        std::fs::create_dir(&target).unwrap();
+        let path = target.to_str().unwrap().to_string();
+        let attack = Attack::run("hostile_files_escape", mode, &[&path, "exec"]);
+        assert!(attack.out.status.success(), "{}", text(&attack.out));
+        let said = stdout(&attack.out);
+        let attempts: Vec<&str> = said.lines().filter(|l| l.contains(": refused: ") || l.ends_with(": written") || l.contains(": read ")).collect();
+        assert_eq!(attempts.len(), 15, "{said}");
+        for line in &attempts {
+            assert!(line.contains(": refused: "), "{mode:?}: {line}");
+        }
+        for (what, why) in [("/tmp/link", "symbolic link"), ("/tmp/dirlink/through-dir-link", "symbolic link"), ("/tmp/fifo", "not a regular file"), ("/etc/shadow", "Permission denied"), ("/tmp/setuid", "setuid")] {
+            assert!(attempts.iter().any(|l| l.contains(&format!("{what}: refused")) && l.contains(why)), "{mode:?}: {what}: {said}");
+        }
+        assert!(said.contains("/etc/passwd: node's copy has"), "{said}");
+        let planted: Vec<_> = std::fs::read_dir(&target).unwrap().flatten().map(|e| e.file_name()).collect();
+        std::fs::remove_dir_all(&target).unwrap();
+        assert!(planted.is_empty(), "{mode:?}: the attack wrote into the machine's directory: {planted:?}");
+        assert_no_leak(&attack.lab, &attack.machine, &attack.before);
+    }
+    assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd, "the machine's /etc/passwd changed");
 }

@@ -46,7 +46,7 @@ fn inspect_works_on_every_guest_without_root() {
         let needs = report["grants_needed"].as_array().unwrap();
         match name {
             "hostile_ungranted" | "hostile_spoof" | "uplink_ping" => assert_eq!(needs, &[serde_json::json!("uplink")], "{name}"),
-            "iperf" | "spawner" | "ospf" | "dhcp" | "hostile_outputs" => assert_eq!(needs, &[serde_json::json!("exec")], "{name}"),
+            "iperf" | "spawner" | "ospf" | "frr" | "dhcp" | "hostile_outputs" | "hostile_files_escape" => assert_eq!(needs, &[serde_json::json!("exec")], "{name}"),
             "hostile_unknown_import" => assert_eq!(report["runnable"], false, "{name}"),
             _ => {
                 assert!(needs.is_empty(), "{name} needs {needs:?}");
@@ -61,5 +61,5 @@ fn inspect_lists_capabilities_not_types() {
     let out = Command::new(nsw_bin()).args(["inspect"]).arg(workspace().join("guests/target/lang/pbj-py.wasm")).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains("nsw:lab/topology@0.1.2") && !printed.contains("nsw:lab/types"), "{printed}");
+    assert!(printed.contains("nsw:lab/topology@0.1.3") && !printed.contains("nsw:lab/types"), "{printed}");
 }

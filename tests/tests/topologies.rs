@@ -65,3 +65,31 @@ fn ipv6_through_two_routers_works_from_the_first_ping() {
         lab.assert_gone();
     }
 }
+
+/// Three switches in a loop, STP set from the script: h1 reaches h3, and
+/// the kernel blocks exactly the port the path costs say (s2's to s3: s1
+/// is the root, s3 reaches it directly for 10, s2 for 100, so the s2–s3
+/// link is s3's to forward on).
+#[test]
+fn a_loop_of_bridges_is_kept_from_flooding_by_stp_set_from_the_script() {
+    let machine = Machine::new("stp");
+    let before = machine.snapshot();
+    let lab = unique("st");
+    let out = machine.nsw(&["run", guest("stp").to_str().unwrap(), "--name", &lab]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("h1 reaches h3 across the loop"), "{}", text(&out));
+    let mut states = Vec::new();
+    for switch in ["s1", "s2", "s3"] {
+        let ports = nsw_tests::check("bridge", &["-j", "-n", &format!("{lab}-{switch}"), "link", "show"]);
+        let ports: serde_json::Value = serde_json::from_str(&ports).unwrap();
+        for port in ports.as_array().unwrap() {
+            states.push((switch, port["ifname"].as_str().unwrap().to_string(), port["state"].as_str().unwrap().to_string(), port["cost"].clone()));
+        }
+    }
+    let blocking: Vec<_> = states.iter().filter(|(_, _, state, _)| state == "blocking").collect();
+    assert_eq!(blocking.len(), 1, "{states:?}");
+    assert_eq!((blocking[0].0, blocking[0].1.as_str()), ("s2", "to-s3"), "{states:?}");
+    assert!(states.iter().any(|(s, port, _, cost)| *s == "s1" && port == "to-s3" && *cost == 10), "{states:?}");
+    assert!(machine.nsw(&["down", &lab]).status.success());
+    assert_no_leak(&lab, &machine, &before);
+}

@@ -3,121 +3,141 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `nsw:lab/types@0.1.2`
+// Imported Functions from `nsw:lab/types@0.1.3`
 
-__attribute__((__import_module__("nsw:lab/types@0.1.2"), __import_name__("[method]netns.name")))
+__attribute__((__import_module__("nsw:lab/types@0.1.3"), __import_name__("[method]netns.name")))
 extern void __wasm_import_nsw_lab_types_method_netns_name(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/types@0.1.2"), __import_name__("[method]link.name")))
+__attribute__((__import_module__("nsw:lab/types@0.1.3"), __import_name__("[method]link.name")))
 extern void __wasm_import_nsw_lab_types_method_link_name(int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/topology@0.1.2`
+// Imported Functions from `nsw:lab/topology@0.1.3`
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("host")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("host")))
 extern int32_t __wasm_import_nsw_lab_topology_host(void);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("create-netns")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("create-netns")))
 extern void __wasm_import_nsw_lab_topology_create_netns(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("create-veth")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("create-veth")))
 extern void __wasm_import_nsw_lab_topology_create_veth(uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("create-bridge")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("create-bridge")))
 extern void __wasm_import_nsw_lab_topology_create_bridge(uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("move-link")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("move-link")))
 extern void __wasm_import_nsw_lab_topology_move_link(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-master")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("set-master")))
 extern void __wasm_import_nsw_lab_topology_set_master(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-up")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("set-up")))
 extern void __wasm_import_nsw_lab_topology_set_up(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-down")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("set-down")))
 extern void __wasm_import_nsw_lab_topology_set_down(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-mtu")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("set-mtu")))
 extern void __wasm_import_nsw_lab_topology_set_mtu(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-mac")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("set-mac")))
 extern void __wasm_import_nsw_lab_topology_set_mac(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.2"), __import_name__("set-ipv6-link-local")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("set-ipv6-link-local")))
 extern void __wasm_import_nsw_lab_topology_set_ipv6_link_local(int32_t);
 
-// Imported Functions from `nsw:lab/address@0.1.2`
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("set-bridge-options")))
+extern void __wasm_import_nsw_lab_topology_set_bridge_options(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/address@0.1.2"), __import_name__("add")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("set-port-cost")))
+extern void __wasm_import_nsw_lab_topology_set_port_cost(int32_t, int32_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/topology@0.1.3"), __import_name__("lab-name")))
+extern void __wasm_import_nsw_lab_topology_lab_name(uint8_t *);
+
+// Imported Functions from `nsw:lab/address@0.1.3`
+
+__attribute__((__import_module__("nsw:lab/address@0.1.3"), __import_name__("add")))
 extern void __wasm_import_nsw_lab_address_add(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/route@0.1.2`
+// Imported Functions from `nsw:lab/route@0.1.3`
 
-__attribute__((__import_module__("nsw:lab/route@0.1.2"), __import_name__("add")))
+__attribute__((__import_module__("nsw:lab/route@0.1.3"), __import_name__("add")))
 extern void __wasm_import_nsw_lab_route_add(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/route@0.1.2"), __import_name__("enable-forwarding")))
+__attribute__((__import_module__("nsw:lab/route@0.1.3"), __import_name__("enable-forwarding")))
 extern void __wasm_import_nsw_lab_route_enable_forwarding(int32_t, int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/nat@0.1.2`
+// Imported Functions from `nsw:lab/nat@0.1.3`
 
-__attribute__((__import_module__("nsw:lab/nat@0.1.2"), __import_name__("masquerade")))
+__attribute__((__import_module__("nsw:lab/nat@0.1.3"), __import_name__("masquerade")))
 extern void __wasm_import_nsw_lab_nat_masquerade(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/probe@0.1.2`
+// Imported Functions from `nsw:lab/probe@0.1.3`
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.2"), __import_name__("ping")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.3"), __import_name__("ping")))
 extern void __wasm_import_nsw_lab_probe_ping(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.2"), __import_name__("tcp-connect")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.3"), __import_name__("tcp-connect")))
 extern void __wasm_import_nsw_lab_probe_tcp_connect(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.2"), __import_name__("throughput")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.3"), __import_name__("throughput")))
 extern void __wasm_import_nsw_lab_probe_throughput(int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.2"), __import_name__("trace")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.3"), __import_name__("trace")))
 extern void __wasm_import_nsw_lab_probe_trace(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/check@0.1.2`
+// Imported Functions from `nsw:lab/check@0.1.3`
 
-__attribute__((__import_module__("nsw:lab/check@0.1.2"), __import_name__("report")))
+__attribute__((__import_module__("nsw:lab/check@0.1.3"), __import_name__("report")))
 extern void __wasm_import_nsw_lab_check_report(uint8_t *, size_t, int32_t, uint8_t *, size_t);
 
-// Imported Functions from `nsw:lab/service@0.1.2`
+// Imported Functions from `nsw:lab/service@0.1.3`
 
-__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[method]service.name")))
+__attribute__((__import_module__("nsw:lab/service@0.1.3"), __import_name__("[method]service.name")))
 extern void __wasm_import_nsw_lab_service_method_service_name(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[method]service.wait")))
+__attribute__((__import_module__("nsw:lab/service@0.1.3"), __import_name__("[method]service.wait")))
 extern void __wasm_import_nsw_lab_service_method_service_wait(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[method]service.stop")))
+__attribute__((__import_module__("nsw:lab/service@0.1.3"), __import_name__("[method]service.stop")))
 extern void __wasm_import_nsw_lab_service_method_service_stop(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[method]service.output")))
+__attribute__((__import_module__("nsw:lab/service@0.1.3"), __import_name__("[method]service.output")))
 extern void __wasm_import_nsw_lab_service_method_service_output(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("start")))
+__attribute__((__import_module__("nsw:lab/service@0.1.3"), __import_name__("start")))
 extern void __wasm_import_nsw_lab_service_start(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/conditions@0.1.2`
+// Imported Functions from `nsw:lab/conditions@0.1.3`
 
-__attribute__((__import_module__("nsw:lab/conditions@0.1.2"), __import_name__("set-conditions")))
+__attribute__((__import_module__("nsw:lab/conditions@0.1.3"), __import_name__("set-conditions")))
 extern void __wasm_import_nsw_lab_conditions_set_conditions(uint8_t *, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/conditions@0.1.2"), __import_name__("clear-conditions")))
+__attribute__((__import_module__("nsw:lab/conditions@0.1.3"), __import_name__("clear-conditions")))
 extern void __wasm_import_nsw_lab_conditions_clear_conditions(int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/firewall@0.1.2`
+// Imported Functions from `nsw:lab/firewall@0.1.3`
 
-__attribute__((__import_module__("nsw:lab/firewall@0.1.2"), __import_name__("add-rule")))
+__attribute__((__import_module__("nsw:lab/firewall@0.1.3"), __import_name__("add-rule")))
 extern void __wasm_import_nsw_lab_firewall_add_rule(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/firewall@0.1.2"), __import_name__("set-policy")))
+__attribute__((__import_module__("nsw:lab/firewall@0.1.3"), __import_name__("set-policy")))
 extern void __wasm_import_nsw_lab_firewall_set_policy(int32_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/firewall@0.1.2"), __import_name__("port-forward")))
+__attribute__((__import_module__("nsw:lab/firewall@0.1.3"), __import_name__("port-forward")))
 extern void __wasm_import_nsw_lab_firewall_port_forward(int32_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
+
+// Imported Functions from `nsw:lab/files@0.1.3`
+
+__attribute__((__import_module__("nsw:lab/files@0.1.3"), __import_name__("write-file")))
+extern void __wasm_import_nsw_lab_files_write_file(int32_t, uint8_t *, size_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/files@0.1.3"), __import_name__("make-dir")))
+extern void __wasm_import_nsw_lab_files_make_dir(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, uint8_t *);
+
+__attribute__((__import_module__("nsw:lab/files@0.1.3"), __import_name__("read-file")))
+extern void __wasm_import_nsw_lab_files_read_file(int32_t, uint8_t *, size_t, uint8_t *);
 
 // Exported Functions from `lab`
 
@@ -181,7 +201,7 @@ void nsw_lab_types_error_free(nsw_lab_types_error_t *ptr) {
   }
 }
 
-__attribute__((__import_module__("nsw:lab/types@0.1.2"), __import_name__("[resource-drop]netns")))
+__attribute__((__import_module__("nsw:lab/types@0.1.3"), __import_name__("[resource-drop]netns")))
 extern void __wasm_import_nsw_lab_types_netns_drop(int32_t handle);
 
 void nsw_lab_types_netns_drop_own(nsw_lab_types_own_netns_t handle) {
@@ -196,7 +216,7 @@ nsw_lab_types_borrow_netns_t nsw_lab_types_borrow_netns(nsw_lab_types_own_netns_
   return (nsw_lab_types_borrow_netns_t) { arg.__handle };
 }
 
-__attribute__((__import_module__("nsw:lab/types@0.1.2"), __import_name__("[resource-drop]link")))
+__attribute__((__import_module__("nsw:lab/types@0.1.3"), __import_name__("[resource-drop]link")))
 extern void __wasm_import_nsw_lab_types_link_drop(int32_t handle);
 
 void nsw_lab_types_link_drop_own(nsw_lab_types_own_link_t handle) {
@@ -213,6 +233,36 @@ nsw_lab_types_borrow_link_t nsw_lab_types_borrow_link(nsw_lab_types_own_link_t a
 
 void nsw_lab_topology_error_free(nsw_lab_topology_error_t *ptr) {
   nsw_lab_types_error_free(ptr);
+}
+
+void lab_option_u16_free(lab_option_u16_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void lab_option_u8_free(lab_option_u8_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void lab_option_u32_free(lab_option_u32_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void lab_option_bool_free(lab_option_bool_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void nsw_lab_topology_bridge_options_free(nsw_lab_topology_bridge_options_t *ptr) {
+  lab_option_u16_free(&ptr->priority);
+  lab_option_u8_free(&ptr->forward_delay_secs);
+  lab_option_u8_free(&ptr->hello_secs);
+  lab_option_u8_free(&ptr->max_age_secs);
+  lab_option_u32_free(&ptr->ageing_secs);
+  lab_option_bool_free(&ptr->multicast_snooping);
+  lab_option_bool_free(&ptr->vlan_filtering);
 }
 
 void nsw_lab_topology_result_own_netns_error_free(nsw_lab_topology_result_own_netns_error_t *ptr) {
@@ -346,7 +396,7 @@ void nsw_lab_service_ending_free(nsw_lab_service_ending_t *ptr) {
   }
 }
 
-__attribute__((__import_module__("nsw:lab/service@0.1.2"), __import_name__("[resource-drop]service")))
+__attribute__((__import_module__("nsw:lab/service@0.1.3"), __import_name__("[resource-drop]service")))
 extern void __wasm_import_nsw_lab_service_service_drop(int32_t handle);
 
 void nsw_lab_service_service_drop_own(nsw_lab_service_own_service_t handle) {
@@ -404,11 +454,6 @@ void lab_option_u64_free(lab_option_u64_t *ptr) {
   }
 }
 
-void lab_option_u32_free(lab_option_u32_t *ptr) {
-  if (ptr->is_some) {
-  }
-}
-
 void lab_option_f32_free(lab_option_f32_t *ptr) {
   if (ptr->is_some) {
   }
@@ -442,11 +487,6 @@ void nsw_lab_firewall_option_protocol_free(nsw_lab_firewall_option_protocol_t *p
   }
 }
 
-void lab_option_u16_free(lab_option_u16_t *ptr) {
-  if (ptr->is_some) {
-  }
-}
-
 void nsw_lab_firewall_rule_free(nsw_lab_firewall_rule_t *ptr) {
   nsw_lab_firewall_option_protocol_free(&ptr->protocol);
   lab_option_string_free(&ptr->source);
@@ -458,6 +498,30 @@ void nsw_lab_firewall_result_void_error_free(nsw_lab_firewall_result_void_error_
   if (!ptr->is_err) {
   } else {
     nsw_lab_firewall_error_free(&ptr->val.err);
+  }
+}
+
+void nsw_lab_files_error_free(nsw_lab_files_error_t *ptr) {
+  nsw_lab_types_error_free(ptr);
+}
+
+void nsw_lab_files_file_options_free(nsw_lab_files_file_options_t *ptr) {
+  lab_option_string_free(&ptr->owner);
+  lab_option_string_free(&ptr->group);
+}
+
+void nsw_lab_files_result_void_error_free(nsw_lab_files_result_void_error_t *ptr) {
+  if (!ptr->is_err) {
+  } else {
+    nsw_lab_files_error_free(&ptr->val.err);
+  }
+}
+
+void nsw_lab_files_result_list_u8_error_free(nsw_lab_files_result_list_u8_error_t *ptr) {
+  if (!ptr->is_err) {
+    lab_list_u8_free(&ptr->val.ok);
+  } else {
+    nsw_lab_files_error_free(&ptr->val.err);
   }
 }
 
@@ -1013,6 +1077,192 @@ bool nsw_lab_topology_set_mac(nsw_lab_topology_borrow_link_t link, lab_string_t 
 
 void nsw_lab_topology_set_ipv6_link_local(bool enabled) {
   __wasm_import_nsw_lab_topology_set_ipv6_link_local(enabled);
+}
+
+bool nsw_lab_topology_set_bridge_options(nsw_lab_topology_borrow_link_t bridge, nsw_lab_topology_bridge_options_t *options, nsw_lab_topology_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  int32_t option;
+  int32_t option1;
+  if (((*options).priority).is_some) {
+    const uint16_t *payload0 = &((*options).priority).val;
+    option = 1;
+    option1 = (int32_t) (*payload0);
+  } else {
+    option = 0;
+    option1 = 0;
+  }
+  int32_t option4;
+  int32_t option5;
+  if (((*options).forward_delay_secs).is_some) {
+    const uint8_t *payload3 = &((*options).forward_delay_secs).val;
+    option4 = 1;
+    option5 = (int32_t) (*payload3);
+  } else {
+    option4 = 0;
+    option5 = 0;
+  }
+  int32_t option8;
+  int32_t option9;
+  if (((*options).hello_secs).is_some) {
+    const uint8_t *payload7 = &((*options).hello_secs).val;
+    option8 = 1;
+    option9 = (int32_t) (*payload7);
+  } else {
+    option8 = 0;
+    option9 = 0;
+  }
+  int32_t option12;
+  int32_t option13;
+  if (((*options).max_age_secs).is_some) {
+    const uint8_t *payload11 = &((*options).max_age_secs).val;
+    option12 = 1;
+    option13 = (int32_t) (*payload11);
+  } else {
+    option12 = 0;
+    option13 = 0;
+  }
+  int32_t option16;
+  int32_t option17;
+  if (((*options).ageing_secs).is_some) {
+    const uint32_t *payload15 = &((*options).ageing_secs).val;
+    option16 = 1;
+    option17 = (int32_t) (*payload15);
+  } else {
+    option16 = 0;
+    option17 = 0;
+  }
+  int32_t option20;
+  int32_t option21;
+  if (((*options).multicast_snooping).is_some) {
+    const bool *payload19 = &((*options).multicast_snooping).val;
+    option20 = 1;
+    option21 = *payload19;
+  } else {
+    option20 = 0;
+    option21 = 0;
+  }
+  int32_t option24;
+  int32_t option25;
+  if (((*options).vlan_filtering).is_some) {
+    const bool *payload23 = &((*options).vlan_filtering).val;
+    option24 = 1;
+    option25 = *payload23;
+  } else {
+    option24 = 0;
+    option25 = 0;
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_topology_set_bridge_options((bridge).__handle, (*options).stp, option, option1, option4, option5, option8, option9, option12, option13, option16, option17, option20, option21, option24, option25, ptr);
+  nsw_lab_topology_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_topology_set_port_cost(nsw_lab_topology_borrow_link_t port, uint32_t cost, nsw_lab_topology_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_topology_set_port_cost((port).__handle, (int32_t) (cost), ptr);
+  nsw_lab_topology_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+void nsw_lab_topology_lab_name(lab_string_t *ret) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(2*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_topology_lab_name(ptr);
+  *ret = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + 0))), (*((size_t*) (ptr + sizeof(void*)))) };
 }
 
 bool nsw_lab_address_add(nsw_lab_address_borrow_link_t link, lab_string_t *cidr, nsw_lab_address_error_t *err) {
@@ -1979,6 +2229,222 @@ bool nsw_lab_firewall_port_forward(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_f
     }
   }
   if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_files_write_file(nsw_lab_files_borrow_netns_t node, lab_string_t *path, lab_list_u8_t *contents, nsw_lab_files_file_options_t *options, nsw_lab_files_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  int32_t option;
+  uint8_t * option1;
+  size_t option2;
+  if (((*options).owner).is_some) {
+    const lab_string_t *payload0 = &((*options).owner).val;
+    option = 1;
+    option1 = (uint8_t *) (*payload0).ptr;
+    option2 = (*payload0).len;
+  } else {
+    option = 0;
+    option1 = 0;
+    option2 = 0;
+  }
+  int32_t option5;
+  uint8_t * option6;
+  size_t option7;
+  if (((*options).group).is_some) {
+    const lab_string_t *payload4 = &((*options).group).val;
+    option5 = 1;
+    option6 = (uint8_t *) (*payload4).ptr;
+    option7 = (*payload4).len;
+  } else {
+    option5 = 0;
+    option6 = 0;
+    option7 = 0;
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_files_write_file((node).__handle, (uint8_t *) (*path).ptr, (*path).len, (uint8_t *) (*contents).ptr, (*contents).len, (int32_t) ((*options).mode), option, option1, option2, option5, option6, option7, ptr);
+  nsw_lab_files_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_files_make_dir(nsw_lab_files_borrow_netns_t node, lab_string_t *path, nsw_lab_files_file_options_t *options, nsw_lab_files_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  int32_t option;
+  uint8_t * option1;
+  size_t option2;
+  if (((*options).owner).is_some) {
+    const lab_string_t *payload0 = &((*options).owner).val;
+    option = 1;
+    option1 = (uint8_t *) (*payload0).ptr;
+    option2 = (*payload0).len;
+  } else {
+    option = 0;
+    option1 = 0;
+    option2 = 0;
+  }
+  int32_t option5;
+  uint8_t * option6;
+  size_t option7;
+  if (((*options).group).is_some) {
+    const lab_string_t *payload4 = &((*options).group).val;
+    option5 = 1;
+    option6 = (uint8_t *) (*payload4).ptr;
+    option7 = (*payload4).len;
+  } else {
+    option5 = 0;
+    option6 = 0;
+    option7 = 0;
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_files_make_dir((node).__handle, (uint8_t *) (*path).ptr, (*path).len, (int32_t) ((*options).mode), option, option1, option2, option5, option6, option7, ptr);
+  nsw_lab_files_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_files_read_file(nsw_lab_files_borrow_netns_t node, lab_string_t *path, lab_list_u8_t *ret, nsw_lab_files_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_files_read_file((node).__handle, (uint8_t *) (*path).ptr, (*path).len, ptr);
+  nsw_lab_files_result_list_u8_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (lab_list_u8_t) { (uint8_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
     return 1;
   } else {
     *err = result.val.err;

@@ -66,6 +66,54 @@ typedef struct nsw_lab_types_borrow_link_t {
 
 typedef nsw_lab_types_error_t nsw_lab_topology_error_t;
 
+typedef struct {
+  bool is_some;
+  uint16_t val;
+} lab_option_u16_t;
+
+typedef struct {
+  bool is_some;
+  uint8_t val;
+} lab_option_u8_t;
+
+typedef struct {
+  bool is_some;
+  uint32_t val;
+} lab_option_u32_t;
+
+typedef struct {
+  bool is_some;
+  bool val;
+} lab_option_bool_t;
+
+// How a bridge forwards (`set-bridge-options`); what is none keeps
+// the kernel's default. (0.1.3)
+typedef struct nsw_lab_topology_bridge_options_t {
+  // The kernel's spanning tree (IEEE 802.1D STP), so that bridges
+  // joined in a loop do not flood it forever: ports a loop would
+  // close are blocked. Off by default, as in the kernel.
+  bool   stp;
+  // STP priority of the bridge, 0-65535 (32768 by default): the
+  // lowest (then the lowest MAC address) becomes the root.
+  lab_option_u16_t   priority;
+  // STP forward delay in seconds, 2-30 (15 by default): a new port
+  // listens, then learns, this long each before it forwards.
+  lab_option_u8_t   forward_delay_secs;
+  // STP hello time in seconds, 1-10 (2 by default).
+  lab_option_u8_t   hello_secs;
+  // STP max age in seconds, 6-40 (20 by default): how long a bridge
+  // keeps the root's last word before it elects anew.
+  lab_option_u8_t   max_age_secs;
+  // How long a learned MAC address is kept, in seconds, 10-1000000
+  // (300 by default).
+  lab_option_u32_t   ageing_secs;
+  // IGMP and MLD snooping: multicast only to ports that joined (on
+  // by default).
+  lab_option_bool_t   multicast_snooping;
+  // 802.1Q VLAN filtering (off by default).
+  lab_option_bool_t   vlan_filtering;
+} nsw_lab_topology_bridge_options_t;
+
 typedef nsw_lab_types_own_netns_t nsw_lab_topology_own_netns_t;
 
 typedef struct {
@@ -307,11 +355,6 @@ typedef struct {
 
 typedef struct {
   bool is_some;
-  uint32_t val;
-} lab_option_u32_t;
-
-typedef struct {
-  bool is_some;
   float val;
 } lab_option_f32_t;
 
@@ -378,11 +421,6 @@ typedef struct {
   nsw_lab_firewall_protocol_t val;
 } nsw_lab_firewall_option_protocol_t;
 
-typedef struct {
-  bool is_some;
-  uint16_t val;
-} lab_option_u16_t;
-
 // A filter rule; what is none matches anything.
 typedef struct nsw_lab_firewall_rule_t {
   nsw_lab_firewall_direction_t   direction;
@@ -405,6 +443,37 @@ typedef struct {
   } val;
 } nsw_lab_firewall_result_void_error_t;
 
+typedef nsw_lab_types_error_t nsw_lab_files_error_t;
+
+// Who owns a file, and its permission bits.
+typedef struct nsw_lab_files_file_options_t {
+  // Permission bits, 0-0o1777 (setuid and setgid are refused):
+  // 0o644 for a configuration file.
+  uint32_t   mode;
+  // A user of the node (its `/etc/passwd`) by name; none: root.
+  lab_option_string_t   owner;
+  // A group of the node (its `/etc/group`) by name; none: the
+  // owner's group.
+  lab_option_string_t   group;
+} nsw_lab_files_file_options_t;
+
+typedef nsw_lab_types_borrow_netns_t nsw_lab_files_borrow_netns_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    nsw_lab_files_error_t err;
+  } val;
+} nsw_lab_files_result_void_error_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    lab_list_u8_t ok;
+    nsw_lab_files_error_t err;
+  } val;
+} nsw_lab_files_result_list_u8_error_t;
+
 typedef struct {
   bool is_err;
   union {
@@ -412,13 +481,13 @@ typedef struct {
   } val;
 } lab_result_void_string_t;
 
-// Imported Functions from `nsw:lab/types@0.1.2`
+// Imported Functions from `nsw:lab/types@0.1.3`
 // The name the script gave it (`pb`), or `host` for the lab's host.
 extern void nsw_lab_types_method_netns_name(nsw_lab_types_borrow_netns_t self, lab_string_t *ret);
 // The interface name, as the kernel shows it (`veth-pb`).
 extern void nsw_lab_types_method_link_name(nsw_lab_types_borrow_link_t self, lab_string_t *ret);
 
-// Imported Functions from `nsw:lab/topology@0.1.2`
+// Imported Functions from `nsw:lab/topology@0.1.3`
 // The lab's host. By default this is a namespace of the lab's own
 // (named after the lab) that stands in for the machine; with the
 // `host-net` grant it is the machine's own network namespace.
@@ -462,14 +531,23 @@ extern bool nsw_lab_topology_set_mac(nsw_lab_topology_borrow_link_t link, lab_st
 // forwarding is turned on) link-local addresses, because Linux
 // resolves the next hop of forwarded IPv6 from one.
 extern void nsw_lab_topology_set_ipv6_link_local(bool enabled);
+// Set a bridge's options. (0.1.3)
+extern bool nsw_lab_topology_set_bridge_options(nsw_lab_topology_borrow_link_t bridge, nsw_lab_topology_bridge_options_t *options, nsw_lab_topology_error_t *err);
+// Set the STP path cost of a bridge's port, 1-65535 (the kernel's
+// default follows the link's speed): STP keeps the cheapest path to
+// the root. (0.1.3)
+extern bool nsw_lab_topology_set_port_cost(nsw_lab_topology_borrow_link_t port, uint32_t cost, nsw_lab_topology_error_t *err);
+// The lab's name (`nsw run --name`, else the script's file name): to
+// tell this lab's files, logs or addresses from another's. (0.1.3)
+extern void nsw_lab_topology_lab_name(lab_string_t *ret);
 
-// Imported Functions from `nsw:lab/address@0.1.2`
+// Imported Functions from `nsw:lab/address@0.1.3`
 // Add an address with its prefix length, IPv4 or IPv6:
 // `10.0.0.10/16`, `fd00::10/64`. IPv6 addresses skip duplicate
 // address detection, so they are usable at once.
 extern bool nsw_lab_address_add(nsw_lab_address_borrow_link_t link, lab_string_t *cidr, nsw_lab_address_error_t *err);
 
-// Imported Functions from `nsw:lab/route@0.1.2`
+// Imported Functions from `nsw:lab/route@0.1.3`
 // Add a route in `ns` to `destination` (a prefix such as `10.1.0.0/16`,
 // or `default`) through the gateway `via`, which must be reachable
 // on one of the namespace's links.
@@ -479,7 +557,7 @@ extern bool nsw_lab_route_add(nsw_lab_route_borrow_netns_t ns, lab_string_t *des
 // the lab goes down.
 extern bool nsw_lab_route_enable_forwarding(nsw_lab_route_borrow_netns_t ns, nsw_lab_route_ip_family_t family, nsw_lab_route_error_t *err);
 
-// Imported Functions from `nsw:lab/nat@0.1.2`
+// Imported Functions from `nsw:lab/nat@0.1.3`
 // Masquerade traffic from the prefix `source` (`10.0.0.0/16`) that
 // leaves `ns` for an address outside it, like `iptables -t nat -A
 // POSTROUTING -s SOURCE ! -d SOURCE -j MASQUERADE`. The rule lives
@@ -487,7 +565,7 @@ extern bool nsw_lab_route_enable_forwarding(nsw_lab_route_borrow_netns_t ns, nsw
 // with the lab.
 extern bool nsw_lab_nat_masquerade(nsw_lab_nat_borrow_netns_t ns, lab_string_t *source, nsw_lab_nat_error_t *err);
 
-// Imported Functions from `nsw:lab/probe@0.1.2`
+// Imported Functions from `nsw:lab/probe@0.1.3`
 // Ping `target` (an IPv4 or IPv6 address) from inside `source` with
 // ICMP echo. Lost replies are not an error: check `received`.
 extern bool nsw_lab_probe_ping(nsw_lab_probe_borrow_netns_t source, lab_string_t *target, nsw_lab_probe_ping_options_t *options, nsw_lab_probe_ping_stats_t *ret, nsw_lab_probe_error_t *err);
@@ -505,13 +583,13 @@ extern bool nsw_lab_probe_throughput(nsw_lab_probe_borrow_netns_t sender, nsw_la
 // second; ends at the target. (0.1.1)
 extern bool nsw_lab_probe_trace(nsw_lab_probe_borrow_netns_t source, lab_string_t *target, nsw_lab_probe_list_hop_t *ret, nsw_lab_probe_error_t *err);
 
-// Imported Functions from `nsw:lab/check@0.1.2`
+// Imported Functions from `nsw:lab/check@0.1.3`
 // Record a check: `name` (1-200 characters), whether it passed, and
 // a detail: what was measured, or why it failed. A name used twice
 // records two checks.
 extern void nsw_lab_check_report(lab_string_t *name, bool passed, lab_string_t *detail);
 
-// Imported Functions from `nsw:lab/service@0.1.2`
+// Imported Functions from `nsw:lab/service@0.1.3`
 // Its name, as its output is prefixed: `<node>/<name>`.
 extern void nsw_lab_service_method_service_name(nsw_lab_service_borrow_service_t self, lab_string_t *ret);
 // Wait up to `timeout-ms` (0-60000) for it to end: how it ended,
@@ -529,13 +607,13 @@ extern void nsw_lab_service_method_service_output(nsw_lab_service_borrow_service
 // host): a service lives inside the lab.
 extern bool nsw_lab_service_start(nsw_lab_service_borrow_netns_t node, lab_string_t *name, lab_list_u8_t *component, lab_list_string_t *args, nsw_lab_service_own_service_t *ret, nsw_lab_service_error_t *err);
 
-// Imported Functions from `nsw:lab/conditions@0.1.2`
+// Imported Functions from `nsw:lab/conditions@0.1.3`
 // Give `link` these conditions, replacing any it had.
 extern bool nsw_lab_conditions_set_conditions(nsw_lab_conditions_borrow_link_t link, nsw_lab_conditions_link_conditions_t *conditions, nsw_lab_conditions_error_t *err);
 // Make `link` a perfect wire again.
 extern bool nsw_lab_conditions_clear_conditions(nsw_lab_conditions_borrow_link_t link, nsw_lab_conditions_error_t *err);
 
-// Imported Functions from `nsw:lab/firewall@0.1.2`
+// Imported Functions from `nsw:lab/firewall@0.1.3`
 // Append `rule` to the filter of `ns` for its direction. The first
 // rule that matches a packet decides; replies to traffic that was
 // allowed always pass (the filter is stateful).
@@ -549,6 +627,22 @@ extern bool nsw_lab_firewall_set_policy(nsw_lab_firewall_borrow_netns_t ns, nsw_
 // is one of the node's own, the node must forward
 // (`route.enable-forwarding`).
 extern bool nsw_lab_firewall_port_forward(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_protocol_t protocol, uint16_t port, lab_string_t *to_address, uint16_t to_port, nsw_lab_firewall_error_t *err);
+
+// Imported Functions from `nsw:lab/files@0.1.3`
+// Write `contents` to the file at `path` (absolute, for example
+// `/etc/bird/bird.conf`) in `node`: a new file, renamed over the
+// old one, so no program reads it half-written. Its directory must
+// exist (see `make-dir`). Every byte written counts
+// against the lab's limit (`--max-node-files`).
+extern bool nsw_lab_files_write_file(nsw_lab_files_borrow_netns_t node, lab_string_t *path, lab_list_u8_t *contents, nsw_lab_files_file_options_t *options, nsw_lab_files_error_t *err);
+// Make the directory `path` in `node`, and any missing directory
+// above it (those owned by root, mode 0o755). One that exists is
+// given the owner and mode asked for, as `install -d` does.
+extern bool nsw_lab_files_make_dir(nsw_lab_files_borrow_netns_t node, lab_string_t *path, nsw_lab_files_file_options_t *options, nsw_lab_files_error_t *err);
+// What the file at `path` in `node` holds, at most 1 MiB (a larger
+// file is refused). The script reads what the node's programs may
+// read: the machine's closed files (`/etc/shadow`) stay closed.
+extern bool nsw_lab_files_read_file(nsw_lab_files_borrow_netns_t node, lab_string_t *path, lab_list_u8_t *ret, nsw_lab_files_error_t *err);
 
 // Exported Functions from `lab`
 bool exports_lab_run(lab_list_string_t *args, lab_string_t *err);
@@ -570,6 +664,16 @@ extern void nsw_lab_types_link_drop_borrow(nsw_lab_types_borrow_link_t handle);
 extern nsw_lab_types_borrow_link_t nsw_lab_types_borrow_link(nsw_lab_types_own_link_t handle);
 
 void nsw_lab_topology_error_free(nsw_lab_topology_error_t *ptr);
+
+void lab_option_u16_free(lab_option_u16_t *ptr);
+
+void lab_option_u8_free(lab_option_u8_t *ptr);
+
+void lab_option_u32_free(lab_option_u32_t *ptr);
+
+void lab_option_bool_free(lab_option_bool_t *ptr);
+
+void nsw_lab_topology_bridge_options_free(nsw_lab_topology_bridge_options_t *ptr);
 
 void nsw_lab_topology_result_own_netns_error_free(nsw_lab_topology_result_own_netns_error_t *ptr);
 
@@ -629,8 +733,6 @@ void nsw_lab_conditions_error_free(nsw_lab_conditions_error_t *ptr);
 
 void lab_option_u64_free(lab_option_u64_t *ptr);
 
-void lab_option_u32_free(lab_option_u32_t *ptr);
-
 void lab_option_f32_free(lab_option_f32_t *ptr);
 
 void nsw_lab_conditions_link_conditions_free(nsw_lab_conditions_link_conditions_t *ptr);
@@ -641,11 +743,17 @@ void nsw_lab_firewall_error_free(nsw_lab_firewall_error_t *ptr);
 
 void nsw_lab_firewall_option_protocol_free(nsw_lab_firewall_option_protocol_t *ptr);
 
-void lab_option_u16_free(lab_option_u16_t *ptr);
-
 void nsw_lab_firewall_rule_free(nsw_lab_firewall_rule_t *ptr);
 
 void nsw_lab_firewall_result_void_error_free(nsw_lab_firewall_result_void_error_t *ptr);
+
+void nsw_lab_files_error_free(nsw_lab_files_error_t *ptr);
+
+void nsw_lab_files_file_options_free(nsw_lab_files_file_options_t *ptr);
+
+void nsw_lab_files_result_void_error_free(nsw_lab_files_result_void_error_t *ptr);
+
+void nsw_lab_files_result_list_u8_error_free(nsw_lab_files_result_list_u8_error_t *ptr);
 
 void lab_result_void_string_free(lab_result_void_string_t *ptr);
 

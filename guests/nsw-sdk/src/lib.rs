@@ -35,7 +35,7 @@ pub mod bindings {
 
 pub use bindings::{Guest, export};
 pub use bindings::nsw::lab::types::{Error, IpFamily, Link, Netns};
-pub use bindings::nsw::lab::{address, check, conditions, firewall, nat, probe, process, route, service, topology, types, uplink};
+pub use bindings::nsw::lab::{address, check, conditions, files, firewall, nat, probe, process, route, service, topology, types, uplink};
 
 /// A perfect link: no condition set. Start from it to set a few:
 /// `LinkConditions { loss_percent: Some(2.0), ..PERFECT_LINK }`.
@@ -50,6 +50,30 @@ pub const PERFECT_LINK: conditions::LinkConditions = conditions::LinkConditions 
     reorder_percent: None,
     queue_packets: None,
 };
+
+/// A veth pair between two nodes, each end given its address and up:
+/// `wire((&r1, "eth-r2", "10.12.0.1/30"), (&r2, "eth-r1", "10.12.0.2/30"))`.
+/// Returns `a`'s end (to take it down later, say).
+pub fn wire(a: (&Netns, &str, &str), b: (&Netns, &str, &str)) -> Result<Link, Error> {
+    let (la, lb) = topology::create_veth(a.1, a.0, b.1, b.0)?;
+    address::add(&la, a.2)?;
+    address::add(&lb, b.2)?;
+    topology::set_up(&la)?;
+    topology::set_up(&lb)?;
+    Ok(la)
+}
+
+/// Ping `to` from `from` with one-second echoes until one comes back,
+/// `tries` at most: whether one did (a routing daemon converging, say).
+pub fn reaches(from: &Netns, to: &str, tries: u32) -> Result<bool, Error> {
+    let options = probe::PingOptions { count: 1, timeout_ms: 1000 };
+    for _ in 0..tries {
+        if probe::ping(from, to, options)?.received > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
 
 impl Error {
     /// The variant's name as the WIT spells it (`invalid`, `exists`, ...).

@@ -6,25 +6,17 @@
 //!             \   /
 //!              r3 -- h3
 //!
-//!     nsw run ospf.wasm --allow exec=sh
+//!     nsw run ospf.wasm --allow exec=bird
 //!
+//! Each router's `bird.conf` is written into its own `/etc/bird` through
+//! `files` (the machine's is not touched), and read back as a check.
 //! Waits for OSPF to carry h1 to h3 (through r1–r3), then cuts r1–r3 and
 //! waits for it to go through r2. The lab stays up with its daemons:
 //! `nsw exec LAB r1 -- birdc show protocols` shows them.
 
-use nsw_sdk::{Guest, IpFamily, Link, Netns, address, probe, process, route, topology};
+use nsw_sdk::{Guest, IpFamily, files, probe, process, reaches, route, topology, wire};
 
 struct Ospf;
-
-/// A veth pair between two nodes, addressed and up; `a`'s end.
-fn wire(a: (&Netns, &str, &str), b: (&Netns, &str, &str)) -> Result<Link, String> {
-    let (la, lb) = topology::create_veth(a.1, a.0, b.1, b.0)?;
-    address::add(&la, a.2)?;
-    address::add(&lb, b.2)?;
-    topology::set_up(&la)?;
-    topology::set_up(&lb)?;
-    Ok(la)
-}
 
 /// BIRD's configuration for router number `n`: OSPF on every interface,
 /// with fast timers, its routes into the kernel.
@@ -40,18 +32,6 @@ fn bird_conf(n: u32) -> String {
     )
 }
 
-/// Ping with one-second echoes until one comes back, `tries` at most:
-/// whether one did.
-fn reaches(from: &Netns, to: &str, tries: u32) -> Result<bool, String> {
-    let options = probe::PingOptions { count: 1, timeout_ms: 1000 };
-    for _ in 0..tries {
-        if probe::ping(from, to, options)?.received > 0 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 impl Guest for Ospf {
     fn run(_args: Vec<String>) -> Result<(), String> {
         let node = |name: &str| topology::create_netns(name);
@@ -65,10 +45,16 @@ impl Guest for Ospf {
         route::add(&h3, "default", "10.3.0.1")?;
         for (n, router) in [(1, &r1), (2, &r2), (3, &r3)] {
             route::enable_forwarding(router, IpFamily::Ipv4)?;
-            // The machine's /etc/bird/bird.conf is not written through:
-            // replaced, in the router's own /etc.
-            let script = "mkdir -p /run/bird && rm -f /etc/bird/bird.conf && printf '%s' \"$0\" > /etc/bird/bird.conf && exec bird -f";
-            process::spawn(router, &["sh".into(), "-c".into(), script.into(), bird_conf(n)])?;
+            // In the router's own /etc and /run: the machine's are not
+            // written through.
+            let conf = bird_conf(n);
+            let bird = |mode| files::FileOptions { mode, owner: Some("bird".into()), group: Some("bird".into()) };
+            files::write_file(router, "/etc/bird/bird.conf", conf.as_bytes(), &bird(0o640))?;
+            files::make_dir(router, "/run/bird", &bird(0o755))?;
+            if files::read_file(router, "/etc/bird/bird.conf")? != conf.as_bytes() {
+                return Err(format!("r{n}'s bird.conf does not read back as written"));
+            }
+            process::spawn(router, &["bird".into(), "-f".into()])?;
         }
         if !reaches(&h1, "10.3.0.2", 40)? {
             return Err("OSPF did not carry h1 to h3 within 40 s".into());

@@ -114,6 +114,18 @@ pub struct ProgramSpec {
     pub node: Option<NodeIdentity>,
 }
 
+/// What to do with a file of a node's own ([`crate::policy::node_files`]).
+#[derive(Debug, Clone)]
+pub enum NodeFileOp {
+    /// Replace its contents; give it this mode and (uid, gid).
+    Write { contents: Vec<u8>, mode: u32, owner: (u32, u32) },
+    /// Make the directory (and those missing above it).
+    MakeDir { mode: u32, owner: (u32, u32) },
+    /// What it holds, if it is at most `max` bytes, read as `reader`
+    /// (uid, gid) would read it.
+    Read { max: usize, reader: (u32, u32) },
+}
+
 /// A node's name (its hostname) and its `/etc/hosts`, from the lab.
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {
@@ -175,6 +187,10 @@ pub trait Backend: Send {
     async fn set_up(&mut self, link: &LinkRef) -> io::Result<()>;
     async fn set_down(&mut self, link: &LinkRef) -> io::Result<()>;
     async fn set_mtu(&mut self, link: &LinkRef, mtu: u32) -> io::Result<()>;
+    /// Set a bridge's options (what is `None` stays as it is).
+    async fn set_bridge_options(&mut self, bridge: &LinkRef, options: &crate::policy::bridges::BridgeOptions) -> io::Result<()>;
+    /// Set the STP path cost of a bridge's port.
+    async fn set_port_cost(&mut self, port: &LinkRef, cost: u32) -> io::Result<()>;
     async fn set_mac(&mut self, link: &LinkRef, mac: [u8; 6]) -> io::Result<()>;
     /// Whether `ns` has a link called `name`.
     async fn link_exists(&mut self, ns: NsId, name: &str) -> io::Result<bool>;
@@ -230,6 +246,9 @@ pub trait Backend: Send {
     async fn netns_alive(&mut self, id: NsId) -> io::Result<bool>;
     /// Start a program inside `ns`.
     fn start_program(&mut self, ns: NsId, spec: &ProgramSpec) -> io::Result<Box<dyn Program>>;
+    /// Do `op` on the file at `path` of node `ns`'s own files (made now,
+    /// with `node`, if it had none yet); what a read found.
+    async fn node_file(&mut self, ns: NsId, node: &NodeIdentity, path: &crate::policy::node_files::NodePath, op: NodeFileOp) -> io::Result<Vec<u8>>;
     /// Run `body` on a thread of its own inside `ns` (a service).
     fn start_thread_in(&mut self, ns: NsId, name: &str, body: Box<dyn FnOnce() + Send>) -> io::Result<()>;
     /// Start the uplink's user-mode NAT for the namespace `ns`.

@@ -6,6 +6,7 @@ pub mod address;
 pub mod bindings;
 pub mod check;
 pub mod conditions;
+pub mod files;
 pub mod firewall;
 pub mod nat;
 pub mod process;

@@ -13,6 +13,30 @@ impl topology::Host for HostState {
         Ok(self.table.push(NetnsHandle(HOST))?)
     }
 
+    async fn set_bridge_options(&mut self, bridge: Resource<LinkHandle>, options: topology::BridgeOptions) -> Result<(), LabError> {
+        let bridge = self.link_id(&bridge)?;
+        let options = crate::policy::bridges::BridgeOptions {
+            stp: options.stp,
+            priority: options.priority,
+            forward_delay_secs: options.forward_delay_secs,
+            hello_secs: options.hello_secs,
+            max_age_secs: options.max_age_secs,
+            ageing_secs: options.ageing_secs,
+            multicast_snooping: options.multicast_snooping,
+            vlan_filtering: options.vlan_filtering,
+        };
+        self.lab.set_bridge_options(bridge, options).await
+    }
+
+    async fn set_port_cost(&mut self, port: Resource<LinkHandle>, cost: u32) -> Result<(), LabError> {
+        let port = self.link_id(&port)?;
+        self.lab.set_port_cost(port, cost).await
+    }
+
+    async fn lab_name(&mut self) -> wasmtime::Result<String> {
+        Ok(self.lab.name().to_string())
+    }
+
     async fn create_netns(&mut self, name: String) -> Result<Resource<NetnsHandle>, LabError> {
         let id = self.lab.create_netns(&name).await?;
         Ok(self.table.push(NetnsHandle(id))?)

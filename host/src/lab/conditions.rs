@@ -73,7 +73,7 @@ impl Lab {
         Ok(f)
     }
 
-    fn describe_link(&self, link: LinkId) -> String {
+    pub(super) fn describe_link(&self, link: LinkId) -> String {
         format!("{} in {}", self.links[link].name, self.describe_ns(self.links[link].ns))
     }
 

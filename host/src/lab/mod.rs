@@ -8,7 +8,9 @@
 //! beside the import module that calls it; this one holds what they share.
 
 mod address;
+mod bridges;
 mod check;
+mod files;
 pub mod conditions;
 pub mod firewall;
 mod nat;
@@ -41,6 +43,7 @@ use crate::policy::{self, Grants, Limits, Quotas};
 use crate::stop::Stop;
 
 pub use check::{CheckRecord, Findings, ProbeRecord};
+pub use files::Wanted;
 
 /// A link, by the lab's index for it.
 pub type LinkId = usize;

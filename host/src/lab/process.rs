@@ -49,7 +49,7 @@ impl Lab {
     /// Node `ns`'s name, and an `/etc/hosts` that names every node of the
     /// lab by the addresses it has so far; `None` for the machine's
     /// namespace, whose programs see the machine's files.
-    fn node_identity(&self, ns: NsId) -> Option<NodeIdentity> {
+    pub(super) fn node_identity(&self, ns: NsId) -> Option<NodeIdentity> {
         if self.is_machine(ns) {
             return None;
         }

@@ -116,3 +116,31 @@ fn repeated_calls_are_refused_before_the_journal_hears_of_them() {
         let _ = std::fs::remove_dir_all(dir);
     });
 }
+
+#[test]
+fn node_files_are_the_nodes_own_counted_and_never_the_machines() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    rt.block_on(async {
+        let (mut lab, plan, dir, _lock) = lab(true).await;
+        let node = lab.create_netns("n").await.unwrap();
+        let root = || super::Wanted { mode: 0o644, owner: None, group: None };
+        lab.write_node_file(node, "/etc/n.conf", b"hello".to_vec(), root()).await.unwrap();
+        assert_eq!(lab.read_node_file(node, "/etc/n.conf").await.unwrap(), b"hello");
+        // The machine's users are the node's (root is in every passwd).
+        let owned = super::Wanted { mode: 0o755, owner: Some("root"), group: Some("root") };
+        lab.make_node_dir(node, "/var/run/n", owned).await.unwrap();
+        assert!(plan.state.lock().unwrap().log.iter().any(|l| l == ": node t-n makes directory /run/n (mode 755, owner 0:0)"));
+        // host-net: the host is the machine, whose files are its own.
+        let refused = lab.write_node_file(HOST, "/etc/n.conf", b"x".to_vec(), root()).await.unwrap_err().to_string();
+        assert!(refused.contains("machine's own namespace"), "{refused}");
+        for (path, why) in [("/usr/bin/x", "a node's own files"), ("/etc/../x", "plainly"), ("/tmp/a\nb", "control character")] {
+            let refused = lab.write_node_file(node, path, b"x".to_vec(), root()).await.unwrap_err().to_string();
+            assert!(refused.contains(why), "{path:?}: {refused}");
+        }
+        // Every byte counts against --max-node-files (16 MiB).
+        let big = vec![b'x'; 16 << 20];
+        let refused = lab.write_node_file(node, "/tmp/big", big, root()).await.unwrap_err().to_string();
+        assert!(refused.contains("--max-node-files"), "{refused}");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

@@ -6,12 +6,12 @@ use super::grants::{Grant, Grants};
 use super::names::quoted;
 
 /// The nsw version of the WIT package this host implements.
-pub const WIT_PACKAGE: &str = "nsw:lab@0.1.2";
+pub const WIT_PACKAGE: &str = "nsw:lab@0.1.3";
 
 /// The versions of the package a script may have been built against: 0.1.x
 /// only adds to 0.1.0, so every earlier one runs unchanged (wasmtime links
-/// an import of `@0.1.0` to the host's `@0.1.2`).
-pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.1.1", "0.1.2"];
+/// an import of `@0.1.0` to the host's `@0.1.3`).
+pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.1.1", "0.1.2", "0.1.3"];
 
 /// One WIT interface: one capability a script may ask for by importing it.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,7 @@ pub const CAPABILITIES: &[Capability] = &[
     Capability { interface: "service", grant: None, what: "WebAssembly services in the lab's nodes (sockets inside the lab only)" },
     Capability { interface: "conditions", grant: None, what: "rate, delay, loss and the like on the lab's own links" },
     Capability { interface: "firewall", grant: None, what: "filter rules and port forwards in the lab's own nftables tables" },
+    Capability { interface: "files", grant: None, what: "files of the lab's nodes (their own /etc, /run, /tmp, /var/lib...), for their programs" },
     Capability { interface: "uplink", grant: Some(Grant::Uplink), what: "a NATed way out through the machine" },
     Capability { interface: "process", grant: Some(Grant::Exec), what: "programs of the machine run inside the lab's nodes" },
 ];

@@ -42,6 +42,8 @@ pub struct Limits {
     pub services: u64,
     /// Programs started (`--allow exec`).
     pub processes: u64,
+    /// Bytes the script writes into its nodes' files, in all.
+    pub node_file_bytes: u64,
     /// Wall-clock time of the run, in seconds.
     pub timeout_secs: u64,
     /// The script's memory, in bytes.
@@ -168,6 +170,16 @@ pub const LIMITS: &[Limit] = &[
         what: "programs the script may start (with --allow exec)",
         shown: plain,
         set: |l, v| l.processes = v,
+    },
+    Limit {
+        flag: "max-node-files",
+        aliases: &[],
+        default: 16384,
+        unit: "KIB",
+        range: ANY,
+        what: "bytes the script may write into its nodes' files in all",
+        shown: kib,
+        set: |l, v| l.node_file_bytes = v.saturating_mul(1024),
     },
     Limit {
         flag: "max-failures",
@@ -304,6 +316,7 @@ impl Default for Limits {
             probes: 0,
             services: 0,
             processes: 0,
+            node_file_bytes: 0,
             timeout_secs: 0,
             memory_bytes: 0,
             output_bytes: 0,

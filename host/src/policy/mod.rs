@@ -2,13 +2,16 @@
 //! the backends bring (backends only do; the lab carries a verdict out). Name and address rules ([`names`]), the grants a
 //! user gave ([`grants`]), which imports a component may have
 //! ([`imports`]), the per-lab limits ([`quota`]) and what may land in the
-//! machine's own namespace ([`host_net`]).
+//! machine's own namespace ([`host_net`]), what of a node's files a script
+//! reaches ([`node_files`]), what a bridge may be set to ([`bridges`]).
 
+pub mod bridges;
 pub mod conditions;
 pub mod grants;
 pub mod host_net;
 pub mod imports;
 pub mod names;
+pub mod node_files;
 pub mod ownership;
 pub mod programs;
 pub mod limits;

@@ -60,6 +60,7 @@ pub struct Quotas {
     pub probes: Quota,
     pub services: Quota,
     pub processes: Quota,
+    pub node_file_bytes: Quota,
 }
 
 impl Quotas {
@@ -77,6 +78,7 @@ impl Quotas {
             probes: Quota::new(limits.probes, "the script has made", "probes", "--max-probes"),
             services: Quota::new(limits.services, "the lab has started", "services", "--max-services"),
             processes: Quota::new(limits.processes, "the lab has started", "processes", "--max-processes"),
+            node_file_bytes: Quota::new(limits.node_file_bytes, "the script has written", "bytes into its nodes' files", "--max-node-files"),
         }
     }
 }

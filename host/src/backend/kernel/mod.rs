@@ -6,6 +6,7 @@ pub mod capture;
 pub mod netlink;
 pub mod netns;
 pub mod node_entry;
+pub mod node_files;
 pub mod node_fs;
 pub mod nft;
 pub mod peers;
@@ -55,6 +56,19 @@ pub struct KernelBackend {
 impl KernelBackend {
     pub fn new() -> KernelBackend {
         KernelBackend::default()
+    }
+
+    /// Node `ns`'s own files and name, made with its first use.
+    fn node_namespaces(&mut self, ns: NsId, identity: &super::NodeIdentity) -> io::Result<Arc<node_fs::NodeNamespaces>> {
+        let entry = self.ns(ns)?;
+        if let Some(made) = &entry.node {
+            return Ok(made.clone());
+        }
+        let made = Arc::new(node_fs::create(&entry.fd, identity)?);
+        if let Some(entry) = self.namespaces.get_mut(&ns) {
+            entry.node = Some(made.clone());
+        }
+        Ok(made)
     }
 
     fn ns(&self, id: NsId) -> io::Result<&Namespace> {
@@ -175,6 +189,14 @@ impl Backend for KernelBackend {
 
     async fn set_mtu(&mut self, link: &LinkRef, mtu: u32) -> io::Result<()> {
         netlink::set_mtu(&self.ns(link.ns)?.netlink, link.index, mtu).await
+    }
+
+    async fn set_bridge_options(&mut self, bridge: &LinkRef, options: &crate::policy::bridges::BridgeOptions) -> io::Result<()> {
+        netlink::set_bridge_options(&self.ns(bridge.ns)?.netlink, bridge.index, options).await
+    }
+
+    async fn set_port_cost(&mut self, port: &LinkRef, cost: u32) -> io::Result<()> {
+        netlink::set_port_cost(&self.ns(port.ns)?.netlink, port.index, cost).await
     }
 
     async fn set_mac(&mut self, link: &LinkRef, mac: [u8; 6]) -> io::Result<()> {
@@ -311,19 +333,19 @@ impl Backend for KernelBackend {
 
     fn start_program(&mut self, ns: NsId, spec: &super::ProgramSpec) -> io::Result<Box<dyn super::Program>> {
         let fd = self.ns(ns)?.fd.clone();
-        let node = match (&spec.node, &self.ns(ns)?.node) {
-            (None, _) => None,
-            (Some(_), Some(made)) => Some(made.clone()),
-            (Some(identity), None) => {
-                let made = Arc::new(node_fs::create(&fd, identity)?);
-                if let Some(entry) = self.namespaces.get_mut(&ns) {
-                    entry.node = Some(made.clone());
-                }
-                Some(made)
-            }
+        let node = match &spec.node {
+            None => None,
+            Some(identity) => Some(self.node_namespaces(ns, identity)?),
         };
         let child = spawn::spawn(fd, node, spec)?;
         Ok(Box::new(spawn::Started::new(child)?))
+    }
+
+    async fn node_file(&mut self, ns: NsId, node: &super::NodeIdentity, path: &crate::policy::node_files::NodePath, op: super::NodeFileOp) -> io::Result<Vec<u8>> {
+        let made = self.node_namespaces(ns, node)?;
+        // A fork and a wait: off the runtime's threads.
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || node_files::act(&made, &path, &op)).await.map_err(io::Error::other)?
     }
 
     fn start_thread_in(&mut self, ns: NsId, name: &str, body: Box<dyn FnOnce() + Send>) -> io::Result<()> {
@@ -392,23 +414,7 @@ impl Teardown for KernelBackend {
 
     async fn stop_processes_in(&mut self, inodes: &[u64], grace: Duration) -> io::Result<Vec<(u64, String)>> {
         let inodes: std::collections::HashSet<u64> = inodes.iter().copied().collect();
-        tokio::task::spawn_blocking(move || -> io::Result<Vec<(u64, String)>> {
-            // Which namespace each was in, for the report.
-            let where_: std::sync::Mutex<std::collections::HashMap<u32, u64>> = Default::default();
-            let find = || -> io::Result<Vec<(ProcessId, String)>> {
-                let found = process::in_netns(&inodes)?;
-                let mut map = where_.lock().unwrap_or_else(|e| e.into_inner());
-                Ok(found.into_iter().map(|(id, inode, comm)| {
-                    map.insert(id.pid, inode);
-                    (id, comm)
-                }).collect())
-            };
-            let stopped = process::stop_all(find, grace)?;
-            let map = where_.lock().unwrap_or_else(|e| e.into_inner());
-            Ok(stopped.into_iter().map(|(id, comm)| (map.get(&id.pid).copied().unwrap_or(0), format!("{comm} (pid {})", id.pid))).collect())
-        })
-        .await
-        .map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || process::stop_all_in_netns(&inodes, grace)).await.map_err(io::Error::other)?
     }
 
     async fn stop_processes_with_uids(&mut self, uids: std::ops::Range<u32>, grace: Duration) -> io::Result<Vec<String>> {

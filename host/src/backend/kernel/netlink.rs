@@ -384,3 +384,35 @@ pub async fn neighbours(handle: &Handle) -> io::Result<Vec<IpAddr>> {
     }
     Ok(found)
 }
+
+/// The flags of an RTM_NEWLINK that changes a link (no create, exclusive
+/// or replace: the kernel refuses those on an existing link).
+const CHANGE: u16 = (libc::NLM_F_REQUEST | libc::NLM_F_ACK) as u16;
+
+/// `ip link set INDEX type bridge ...`: the options given, times in the
+/// kernel's clock_t (hundredths of a second).
+pub async fn set_bridge_options(handle: &Handle, index: u32, options: &crate::policy::bridges::BridgeOptions) -> io::Result<()> {
+    use rtnetlink::packet_route::link::{BridgeStpState, InfoBridge, InfoData, InfoKind, LinkInfo};
+    let centi = |secs: u32| secs.saturating_mul(100);
+    let mut data = vec![InfoBridge::StpState(if options.stp { BridgeStpState::KernelStp } else { BridgeStpState::Disabled })];
+    data.extend(options.priority.map(InfoBridge::Priority));
+    data.extend(options.forward_delay_secs.map(|s| InfoBridge::ForwardDelay(centi(s.into()))));
+    data.extend(options.hello_secs.map(|s| InfoBridge::HelloTime(centi(s.into()))));
+    data.extend(options.max_age_secs.map(|s| InfoBridge::MaxAge(centi(s.into()))));
+    data.extend(options.ageing_secs.map(|s| InfoBridge::AgeingTime(centi(s))));
+    data.extend(options.multicast_snooping.map(InfoBridge::MulticastSnooping));
+    data.extend(options.vlan_filtering.map(InfoBridge::VlanFiltering));
+    let info = LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge), LinkInfo::Data(InfoData::Bridge(data))]);
+    // RTM_NEWLINK on the existing link, as `ip link set ... type` sends:
+    // RTM_SETLINK ignores a link's kind data.
+    handle.link().add(LinkUnspec::new_with_index(index).append_extra_attribute(info).build()).set_flags(CHANGE).execute().await.map_err(os)
+}
+
+/// `ip link set INDEX type bridge_slave cost COST`.
+pub async fn set_port_cost(handle: &Handle, index: u32, cost: u32) -> io::Result<()> {
+    use rtnetlink::packet_route::link::{InfoBridgePort, InfoPortData, InfoPortKind, LinkInfo};
+    let info = LinkAttribute::LinkInfo(vec![LinkInfo::PortKind(InfoPortKind::Bridge), LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::Cost(cost)]))]);
+    // RTM_NEWLINK on the existing link, as `ip link set ... type` sends:
+    // RTM_SETLINK ignores a link's kind data.
+    handle.link().add(LinkUnspec::new_with_index(index).append_extra_attribute(info).build()).set_flags(CHANGE).execute().await.map_err(os)
+}

@@ -38,6 +38,9 @@ pub struct NodeNamespaces {
 const LAYERED: [&str; 4] = ["/etc", "/var/lib", "/var/log", "/var/cache"];
 /// How deep a layered directory's existing directories become the node's.
 const DEPTH: usize = 3;
+/// The id a user namespace shows for one it does not map (the kernel's
+/// `overflowuid`, 65534 unless changed).
+const OVERFLOW_ID: u32 = 65534;
 /// The tmpfs that holds what a node writes.
 const TMPFS_OPTIONS: &str = "size=256m,mode=0755";
 /// Where, inside that tmpfs, the layers' own parts are (hidden once the
@@ -48,6 +51,13 @@ const STAGE: &str = "/run/.nsw-node";
 struct Dir {
     relative: std::path::PathBuf,
     mode: u32,
+    /// The machine's owner, where nsw sees it: the node's is the same uid
+    /// and gid (a daemon that keeps its files in `/etc/frr`, frr's and
+    /// closed to others, finds it its own). Behind the privilege boundary
+    /// the machine's ids are not the lab's and all look like the overflow
+    /// id (nobody): those directories stay root's of the lab, and a script
+    /// gives them their owner (`files.make-dir`).
+    owner: Option<(u32, u32)>,
     /// The machine's is closed to nsw (`/etc/bird`, `/etc/ssl/private`):
     /// the node's starts empty rather than unusable (an overlay that cannot
     /// look into the machine's directory refuses every name in it). An
@@ -58,7 +68,7 @@ struct Dir {
 
 /// Directories under `root` to `depth`, with their modes.
 fn skeleton(root: &Path, depth: usize, into: &mut Vec<Dir>, below: &Path) {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     if depth == 0 {
         return;
     }
@@ -71,7 +81,9 @@ fn skeleton(root: &Path, depth: usize, into: &mut Vec<Dir>, below: &Path) {
         let Ok(meta) = entry.metadata() else { continue };
         let relative = below.join(entry.file_name());
         let opaque = std::fs::read_dir(root.join(&relative)).is_err();
-        into.push(Dir { relative: relative.clone(), mode: meta.permissions().mode() & 0o7777, opaque });
+        let owner = (meta.uid(), meta.gid());
+        let seen = owner != (0, 0) && owner.0 != OVERFLOW_ID && owner.1 != OVERFLOW_ID;
+        into.push(Dir { relative: relative.clone(), mode: meta.permissions().mode() & 0o7777, owner: seen.then_some(owner), opaque });
         if !opaque {
             skeleton(root, depth - 1, into, &relative);
         }
@@ -86,29 +98,31 @@ fn c(path: impl AsRef<std::ffi::OsStr>) -> io::Result<CString> {
 /// Make the node's namespaces, in network namespace `netns`.
 pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces> {
     // Everything the child needs, made before the fork.
-    let mut dirs: Vec<(CString, u32)> = Vec::new();
+    // (path, mode, owner if not root's)
+    let mut dirs: Vec<(CString, u32, Option<(u32, u32)>)> = Vec::new();
     let mut overlays: Vec<(CString, CString)> = Vec::new();
     // (the node's empty directory, the machine's it covers)
     let mut covers: Vec<(CString, CString)> = Vec::new();
-    dirs.push((c(format!("{STAGE}/closed"))?, 0o700));
+    dirs.push((c(format!("{STAGE}/closed"))?, 0o700, None));
     for (i, layer) in LAYERED.iter().enumerate() {
         if !Path::new(layer).is_dir() {
             continue;
         }
         let upper = format!("{STAGE}/{i}/upper");
         let work = format!("{STAGE}/{i}/work");
-        dirs.push((c(format!("{STAGE}/{i}"))?, 0o700));
-        dirs.push((c(&upper)?, 0o755));
-        dirs.push((c(&work)?, 0o700));
+        dirs.push((c(format!("{STAGE}/{i}"))?, 0o700, None));
+        dirs.push((c(&upper)?, 0o755, None));
+        dirs.push((c(&work)?, 0o700, None));
         let mut tree = Vec::new();
         skeleton(Path::new(layer), DEPTH, &mut tree, Path::new(""));
         for dir in tree {
+            let owner = dir.owner;
             if dir.opaque {
                 let empty = format!("{STAGE}/closed/{}", covers.len());
-                dirs.push((c(&empty)?, dir.mode));
+                dirs.push((c(&empty)?, dir.mode, owner));
                 covers.push((c(&empty)?, c(Path::new(layer).join(&dir.relative))?));
             } else {
-                dirs.push((c(Path::new(&upper).join(dir.relative))?, dir.mode));
+                dirs.push((c(Path::new(&upper).join(dir.relative))?, dir.mode, owner));
             }
         }
         overlays.push((c(layer)?, c(format!("lowerdir={layer},upperdir={upper},workdir={work},userxattr"))?));
@@ -138,8 +152,15 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
             libc::umask(0);
             check(libc::mount(tmpfs.as_ptr(), run.as_ptr(), tmpfs.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, tmpfs_options.as_ptr() as *const libc::c_void))?;
             check(libc::mkdir(stage.as_ptr(), 0o700))?;
-            for (dir, mode) in &dirs {
+            for (dir, mode, owner) in &dirs {
                 check(libc::mkdir(dir.as_ptr(), *mode as libc::mode_t))?;
+                if let Some((uid, gid)) = owner {
+                    // Best effort: a user's lab has only root (EINVAL).
+                    if libc::chown(dir.as_ptr(), *uid, *gid) == 0 {
+                        // chown clears setgid on a directory; the mode again.
+                        libc::chmod(dir.as_ptr(), *mode as libc::mode_t);
+                    }
+                }
             }
             for (target, options) in &overlays {
                 check(libc::mount(overlay.as_ptr(), target.as_ptr(), overlay.as_ptr(), 0, options.as_ptr() as *const libc::c_void))?;

@@ -240,3 +240,24 @@ mod tests {
         assert!(!alive(ProcessId { pid: me.pid, since: me.since + 1 }).unwrap());
     }
 }
+
+/// Stop every process in the network namespaces `inodes`, together
+/// ([`stop_all`]); what was stopped, by the namespace it was in.
+pub fn stop_all_in_netns(inodes: &std::collections::HashSet<u64>, grace: Duration) -> io::Result<Vec<(u64, String)>> {
+    // Which namespace each was in, for the report.
+    let where_: std::sync::Mutex<std::collections::HashMap<u32, u64>> = Default::default();
+    let find = || -> io::Result<Vec<(ProcessId, String)>> {
+        let found = in_netns(inodes)?;
+        let mut map = where_.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(found
+            .into_iter()
+            .map(|(id, inode, comm)| {
+                map.insert(id.pid, inode);
+                (id, comm)
+            })
+            .collect())
+    };
+    let stopped = stop_all(find, grace)?;
+    let map = where_.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(stopped.into_iter().map(|(id, comm)| (map.get(&id.pid).copied().unwrap_or(0), format!("{comm} (pid {})", id.pid))).collect())
+}

@@ -229,6 +229,14 @@ impl Backend for PlanBackend {
         Ok(())
     }
 
+    async fn set_bridge_options(&mut self, bridge: &LinkRef, options: &crate::policy::bridges::BridgeOptions) -> io::Result<()> {
+        self.state.lock().unwrap().set_bridge_options(bridge, options)
+    }
+
+    async fn set_port_cost(&mut self, port: &LinkRef, cost: u32) -> io::Result<()> {
+        self.state.lock().unwrap().set_port_cost(port, cost)
+    }
+
     async fn set_mac(&mut self, link: &LinkRef, mac: [u8; 6]) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?.mac = Some(mac);
@@ -420,6 +428,10 @@ impl Backend for PlanBackend {
             space.processes.push((pid, spec.argv.first().cloned().unwrap_or_default()));
         }
         Ok(Box::new(PlannedProgram(id)))
+    }
+
+    async fn node_file(&mut self, ns: NsId, _node: &super::NodeIdentity, path: &crate::policy::node_files::NodePath, op: super::NodeFileOp) -> io::Result<Vec<u8>> {
+        self.state.lock().unwrap().node_file(ns, path, op)
     }
 
     fn start_thread_in(&mut self, ns: NsId, name: &str, _body: Box<dyn FnOnce() + Send>) -> io::Result<()> {

@@ -41,6 +41,8 @@ pub struct PlanNs {
     pub table_changes: Vec<(TableFamily, String, TableChange)>,
     /// Processes running in it: (pid, command).
     pub processes: Vec<(u32, String)>,
+    /// Its node's own files the script wrote, by path.
+    pub files: HashMap<String, Vec<u8>>,
 }
 
 impl PlanNs {
@@ -92,6 +94,56 @@ impl PlanState {
             Some(name) => format!("ip -n {} ", sh(&name)),
             None => "ip ".to_string(),
         }
+    }
+
+    /// `ip link set BRIDGE type bridge ...`, times in hundredths of a
+    /// second as ip takes them.
+    pub(super) fn set_bridge_options(&mut self, bridge: &LinkRef, o: &crate::policy::bridges::BridgeOptions) -> io::Result<()> {
+        self.owned(bridge)?;
+        let mut words = vec![format!("stp_state {}", u8::from(o.stp))];
+        let centi = |v: Option<u8>| v.map(|s| u32::from(s) * 100);
+        let numbers = [("priority", o.priority.map(u32::from)), ("forward_delay", centi(o.forward_delay_secs)), ("hello_time", centi(o.hello_secs)), ("max_age", centi(o.max_age_secs)), ("ageing_time", o.ageing_secs.map(|s| s.saturating_mul(100)))];
+        words.extend(numbers.iter().filter_map(|(name, v)| v.map(|v| format!("{name} {v}"))));
+        words.extend([("mcast_snooping", o.multicast_snooping), ("vlan_filtering", o.vlan_filtering)].iter().filter_map(|(name, v)| v.map(|v| format!("{name} {}", u8::from(v)))));
+        let line = format!("{}link set {} type bridge {}", self.ip(bridge.ns), sh(&bridge.name), words.join(" "));
+        self.log.push(line);
+        Ok(())
+    }
+
+    /// `ip link set PORT type bridge_slave cost N`.
+    pub(super) fn set_port_cost(&mut self, port: &LinkRef, cost: u32) -> io::Result<()> {
+        self.owned(port)?;
+        let line = format!("{}link set {} type bridge_slave cost {cost}", self.ip(port.ns), sh(&port.name));
+        self.log.push(line);
+        Ok(())
+    }
+
+    /// A node's own file: the plan's nodes have none (its programs run in
+    /// the machine's files), so what the script writes is kept, for it to
+    /// read back, and noted with `:`, a command that does nothing, so the
+    /// plan stays a runnable script.
+    pub(super) fn node_file(&mut self, ns: NsId, path: &crate::policy::node_files::NodePath, op: crate::backend::NodeFileOp) -> io::Result<Vec<u8>> {
+        use crate::backend::NodeFileOp;
+        let node = self.ns_name(ns).unwrap_or_default();
+        let shown = path.shown();
+        let space = self.ns(ns)?;
+        let note = match op {
+            NodeFileOp::Write { contents, mode, owner } => {
+                let line = format!("writes {} bytes to {} (mode {mode:o}, owner {}:{})", contents.len(), sh(&shown), owner.0, owner.1);
+                space.files.insert(shown, contents);
+                line
+            }
+            NodeFileOp::MakeDir { mode, owner } => format!("makes directory {} (mode {mode:o}, owner {}:{})", sh(&shown), owner.0, owner.1),
+            NodeFileOp::Read { max, .. } => {
+                // A node starts with the machine's users and groups (which
+                // every user may read); nothing else of the machine's is read.
+                let machine = || ["/etc/passwd", "/etc/group"].contains(&shown.as_str()).then(|| std::fs::read(&shown).ok()).flatten();
+                let found = space.files.get(&shown).cloned().or_else(machine).ok_or_else(|| err(libc::ENOENT))?;
+                return if found.len() > max { Err(err(libc::EFBIG)) } else { Ok(found) };
+            }
+        };
+        self.log.push(format!(": node {} {note}", sh(&node)));
+        Ok(Vec::new())
     }
 
     /// A command run inside namespace `id` (`ip netns exec NAME `).

@@ -29,6 +29,9 @@ fn nsw_test_of_the_web_lab_passes_with_a_junit_report() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(xml.contains("tests=\"4\"") && xml.contains("failures=\"0\""), "{xml}");
     assert!(xml.contains("<testcase name=\"http-get http://10.0.0.1:8080/ from cli\""), "{xml}");
+    // Each testcase says how long it took (CI systems show it).
+    assert_eq!(xml.matches("<testcase ").count(), 4, "{xml}");
+    assert_eq!(xml.lines().filter(|l| l.contains("<testcase ") && l.contains(" time=\"")).count(), 4, "{xml}");
     // The services spoke, prefixed with node and name.
     assert!(stdout(&out).contains("srv/http-server | served GET / to 10.0.0.2:"), "{}", text(&out));
     assert!(stdout(&out).contains("cli/http-get | status 200"), "{}", text(&out));

@@ -37,11 +37,13 @@ pub(crate) struct Verdict {
     name: String,
     passed: bool,
     detail: String,
+    /// What reaching the verdict took, in seconds.
+    seconds: f64,
 }
 
 /// The script's checks alone, as `nsw run` prints them.
 pub(crate) fn checks_of(findings: &crate::lab::Findings) -> Vec<Verdict> {
-    findings.checks.iter().map(|c| Verdict { name: c.name.clone(), passed: c.passed, detail: c.detail.clone() }).collect()
+    findings.checks.iter().map(|c| Verdict { name: c.name.clone(), passed: c.passed, detail: c.detail.clone(), seconds: c.seconds }).collect()
 }
 
 /// How many of `verdicts` failed.
@@ -70,6 +72,7 @@ fn verdicts(built: &Built) -> Vec<Verdict> {
         name: "the script runs to its end".into(),
         passed: built.failure.is_none(),
         detail: built.failure.clone().unwrap_or_else(|| format!("in {:.2} s", built.elapsed.as_secs_f64())),
+        seconds: built.elapsed.as_secs_f64(),
     }];
     all.extend(checks_of(&built.findings));
     all
@@ -98,6 +101,7 @@ fn write_junit(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Resu
         };
         let mut case = TestCase::new(xml(&v.name), status);
         case.set_classname(format!("nsw.{}", xml(&built.lab)));
+        case.set_time(std::time::Duration::from_secs_f64(v.seconds.max(0.0)));
         if v.passed && !v.detail.is_empty() {
             case.set_system_out(xml(&v.detail));
         }
@@ -112,7 +116,7 @@ fn write_junit(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Resu
 
 fn write_json(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Result<()> {
     let checks: Vec<serde_json::Value> =
-        verdicts.iter().map(|v| serde_json::json!({ "name": v.name, "passed": v.passed, "detail": v.detail })).collect();
+        verdicts.iter().map(|v| serde_json::json!({ "name": v.name, "passed": v.passed, "detail": v.detail, "seconds": v.seconds })).collect();
     let value = serde_json::json!({
         "lab": built.lab,
         "passed": verdicts.iter().all(|v| v.passed),

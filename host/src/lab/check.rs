@@ -11,6 +11,9 @@ pub struct CheckRecord {
     pub name: String,
     pub passed: bool,
     pub detail: String,
+    /// Seconds from the script's previous check (or the lab's start) to
+    /// this one: what reaching its verdict took.
+    pub seconds: f64,
 }
 
 /// A probe the script made, as the report shows it.
@@ -76,7 +79,10 @@ impl Lab {
             ));
         }
         self.report_bytes += size;
-        self.findings.checks.push(CheckRecord { name, passed, detail });
+        let now = std::time::Instant::now();
+        let seconds = now.duration_since(self.last_check).as_secs_f64();
+        self.last_check = now;
+        self.findings.checks.push(CheckRecord { name, passed, detail, seconds });
         Ok(())
     }
 

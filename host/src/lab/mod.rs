@@ -137,6 +137,8 @@ pub struct Lab {
     findings: Findings,
     /// Bytes of check names and details kept so far (`--max-report`).
     report_bytes: usize,
+    /// When the last check was recorded (at first, when the lab started).
+    last_check: Instant,
     /// Services started, as `<node>/<name>`.
     service_labels: HashSet<String>,
     /// Objects made so far, for the progress line.
@@ -176,6 +178,7 @@ impl Lab {
             calls: 0,
             findings: Findings::default(),
             report_bytes: 0,
+            last_check: Instant::now(),
             service_labels: HashSet::new(),
             made: Default::default(),
         }

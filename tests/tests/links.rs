@@ -162,7 +162,7 @@ fn netem_conditions_are_measured_where_the_kernel_has_netem_and_unsupported_wher
 }
 
 #[test]
-fn a_port_forward_carries_a_connection_and_a_drop_rule_blocks_it() {
+fn a_port_forward_carries_a_connection_a_drop_rule_blocks_it_and_a_reject_rule_refuses_it() {
     let machine = Machine::new("fw");
     let lab = machine.lab("fw");
     let report = std::env::temp_dir().join(nsw_tests::unique("nsw-fw-")).with_extension("json");
@@ -171,7 +171,14 @@ fn a_port_forward_carries_a_connection_and_a_drop_rule_blocks_it() {
     let json: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     std::fs::remove_file(&report).unwrap();
     let checks = json["checks"].as_array().unwrap_or_else(|| panic!("{json}"));
-    for name in ["tcp 10.0.1.1:80 from cli reaches srv:8080", "http-get http://10.0.1.1/ from cli", "a drop rule on the router blocks it"] {
+    let names = [
+        "tcp 10.0.1.1:80 from cli reaches srv:8080",
+        "http-get http://10.0.1.1/ from cli",
+        "a drop rule on the router blocks it",
+        "a reject rule refuses the router's own connection",
+        "a reject rule of any protocol refuses too",
+    ];
+    for name in names {
         let found = checks.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name}: {json}"));
         assert_eq!(found["passed"], true, "{found}");
     }

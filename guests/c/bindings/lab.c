@@ -122,6 +122,9 @@ extern void __wasm_import_nsw_lab_conditions_clear_conditions(int32_t, uint8_t *
 __attribute__((__import_module__("nsw:lab/firewall@0.1.3"), __import_name__("add-rule")))
 extern void __wasm_import_nsw_lab_firewall_add_rule(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
+__attribute__((__import_module__("nsw:lab/firewall@0.1.3"), __import_name__("add-filter-rule")))
+extern void __wasm_import_nsw_lab_firewall_add_filter_rule(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
+
 __attribute__((__import_module__("nsw:lab/firewall@0.1.3"), __import_name__("set-policy")))
 extern void __wasm_import_nsw_lab_firewall_set_policy(int32_t, int32_t, int32_t, uint8_t *);
 
@@ -488,6 +491,13 @@ void nsw_lab_firewall_option_protocol_free(nsw_lab_firewall_option_protocol_t *p
 }
 
 void nsw_lab_firewall_rule_free(nsw_lab_firewall_rule_t *ptr) {
+  nsw_lab_firewall_option_protocol_free(&ptr->protocol);
+  lab_option_string_free(&ptr->source);
+  lab_option_string_free(&ptr->destination);
+  lab_option_u16_free(&ptr->port);
+}
+
+void nsw_lab_firewall_filter_rule_free(nsw_lab_firewall_filter_rule_t *ptr) {
   nsw_lab_firewall_option_protocol_free(&ptr->protocol);
   lab_option_string_free(&ptr->source);
   lab_option_string_free(&ptr->destination);
@@ -2079,6 +2089,106 @@ bool nsw_lab_firewall_add_rule(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firew
   }
   uint8_t *ptr = (uint8_t *) &ret_area;
   __wasm_import_nsw_lab_firewall_add_rule((ns).__handle, (int32_t) (*rule).direction, (int32_t) (*rule).verdict, option, option1, option4, option5, option6, option9, option10, option11, option14, option15, ptr);
+  nsw_lab_firewall_result_void_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_firewall_add_filter_rule(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_filter_rule_t *rule, nsw_lab_firewall_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  int32_t option;
+  int32_t option1;
+  if (((*rule).protocol).is_some) {
+    const nsw_lab_firewall_protocol_t *payload0 = &((*rule).protocol).val;
+    option = 1;
+    option1 = (int32_t) *payload0;
+  } else {
+    option = 0;
+    option1 = 0;
+  }
+  int32_t option4;
+  uint8_t * option5;
+  size_t option6;
+  if (((*rule).source).is_some) {
+    const lab_string_t *payload3 = &((*rule).source).val;
+    option4 = 1;
+    option5 = (uint8_t *) (*payload3).ptr;
+    option6 = (*payload3).len;
+  } else {
+    option4 = 0;
+    option5 = 0;
+    option6 = 0;
+  }
+  int32_t option9;
+  uint8_t * option10;
+  size_t option11;
+  if (((*rule).destination).is_some) {
+    const lab_string_t *payload8 = &((*rule).destination).val;
+    option9 = 1;
+    option10 = (uint8_t *) (*payload8).ptr;
+    option11 = (*payload8).len;
+  } else {
+    option9 = 0;
+    option10 = 0;
+    option11 = 0;
+  }
+  int32_t option14;
+  int32_t option15;
+  if (((*rule).port).is_some) {
+    const uint16_t *payload13 = &((*rule).port).val;
+    option14 = 1;
+    option15 = (int32_t) (*payload13);
+  } else {
+    option14 = 0;
+    option15 = 0;
+  }
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_firewall_add_filter_rule((ns).__handle, (int32_t) (*rule).direction, (int32_t) (*rule).action, option, option1, option4, option5, option6, option9, option10, option11, option14, option15, ptr);
   nsw_lab_firewall_result_void_error_t result;
   switch ((int32_t) *((uint8_t*) (ptr + 0))) {
     case 0: {

@@ -434,6 +434,26 @@ typedef struct nsw_lab_firewall_rule_t {
   lab_option_u16_t   port;
 } nsw_lab_firewall_rule_t;
 
+// What a rule of `add-filter-rule` does with what it matches. (0.1.3)
+typedef uint8_t nsw_lab_firewall_action_t;
+
+#define NSW_LAB_FIREWALL_ACTION_ALLOW 0
+#define NSW_LAB_FIREWALL_ACTION_DROP 1
+// Refuse, so the sender learns at once: a TCP reset to TCP, an
+// ICMP port unreachable to the rest (a refused connection, not a
+// time-out).
+#define NSW_LAB_FIREWALL_ACTION_REJECT 2
+
+// A filter rule with an action, `reject` among them. (0.1.3)
+typedef struct nsw_lab_firewall_filter_rule_t {
+  nsw_lab_firewall_direction_t   direction;
+  nsw_lab_firewall_action_t   action;
+  nsw_lab_firewall_option_protocol_t   protocol;
+  lab_option_string_t   source;
+  lab_option_string_t   destination;
+  lab_option_u16_t   port;
+} nsw_lab_firewall_filter_rule_t;
+
 typedef nsw_lab_types_borrow_netns_t nsw_lab_firewall_borrow_netns_t;
 
 typedef struct {
@@ -618,6 +638,8 @@ extern bool nsw_lab_conditions_clear_conditions(nsw_lab_conditions_borrow_link_t
 // rule that matches a packet decides; replies to traffic that was
 // allowed always pass (the filter is stateful).
 extern bool nsw_lab_firewall_add_rule(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_rule_t *rule, nsw_lab_firewall_error_t *err);
+// `add-rule`, with an action. (0.1.3)
+extern bool nsw_lab_firewall_add_filter_rule(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_filter_rule_t *rule, nsw_lab_firewall_error_t *err);
 // What becomes of packets no rule of `direction` matched: allowed
 // until set otherwise. Not in the machine's namespace, where it would
 // apply to all of the machine's traffic.
@@ -744,6 +766,8 @@ void nsw_lab_firewall_error_free(nsw_lab_firewall_error_t *ptr);
 void nsw_lab_firewall_option_protocol_free(nsw_lab_firewall_option_protocol_t *ptr);
 
 void nsw_lab_firewall_rule_free(nsw_lab_firewall_rule_t *ptr);
+
+void nsw_lab_firewall_filter_rule_free(nsw_lab_firewall_filter_rule_t *ptr);
 
 void nsw_lab_firewall_result_void_error_free(nsw_lab_firewall_result_void_error_t *ptr);
 

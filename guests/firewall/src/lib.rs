@@ -3,9 +3,10 @@
 //! forwards its TCP port 80 to srv's 8080, where the `http-server` service
 //! listens. Checks: a TCP connection and an HTTP GET through the forward;
 //! then a drop rule on the router's forward path, and the same connection
-//! blocked.
+//! blocked (a time-out); then reject rules, and connections refused at once
+//! (a TCP reset, an ICMP port unreachable).
 
-use nsw_sdk::firewall::{self, Direction, Protocol, Rule, Verdict};
+use nsw_sdk::firewall::{self, Action, Direction, Protocol, Rule, Verdict};
 use nsw_sdk::probe::{self, ConnectOutcome};
 use nsw_sdk::service::{self, Ending};
 use nsw_sdk::{Guest, IpFamily, address, check, route, topology};
@@ -69,6 +70,22 @@ impl Guest for Firewall {
         // The router itself still reaches srv: the rule is on its forward path.
         let direct = probe::tcp_connect(&router, "10.0.2.2", 8080, 1000)?;
         check::report("the router itself still reaches srv:8080", direct.outcome == ConnectOutcome::Connected, outcome(direct.outcome));
+        // A reject rule refuses at once instead: a TCP reset to TCP...
+        let reject = |direction, protocol, destination: &str| firewall::FilterRule {
+            direction,
+            action: Action::Reject,
+            protocol,
+            source: None,
+            destination: Some(destination.into()),
+            port: protocol.map(|_| 8080),
+        };
+        firewall::add_filter_rule(&router, &reject(Direction::Output, Some(Protocol::Tcp), "10.0.2.2"))?;
+        let reset = probe::tcp_connect(&router, "10.0.2.2", 8080, 2000)?;
+        check::report("a reject rule refuses the router's own connection", reset.outcome == ConnectOutcome::Refused, &format!("{} in {:.3} ms", outcome(reset.outcome), reset.ms));
+        // ... and an ICMP port unreachable to anything else.
+        firewall::add_filter_rule(&cli, &reject(Direction::Output, None, "10.0.1.1"))?;
+        let unreachable = probe::tcp_connect(&cli, "10.0.1.1", 80, 2000)?;
+        check::report("a reject rule of any protocol refuses too", unreachable.outcome == ConnectOutcome::Refused, &format!("{} in {:.3} ms", outcome(unreachable.outcome), unreachable.ms));
         Ok(())
     }
 }

@@ -62,6 +62,9 @@ impl Direction {
 pub enum Verdict {
     Allow,
     Drop,
+    /// A TCP reset to TCP, an ICMP port unreachable to the rest (never a
+    /// chain's policy: nftables has only accept and drop there).
+    Reject,
 }
 
 /// A filter rule; what is `None` matches anything.

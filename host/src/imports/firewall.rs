@@ -32,12 +32,33 @@ fn verdict(v: firewall::Verdict) -> Verdict {
     }
 }
 
+fn action(a: firewall::Action) -> Verdict {
+    match a {
+        firewall::Action::Allow => Verdict::Allow,
+        firewall::Action::Drop => Verdict::Drop,
+        firewall::Action::Reject => Verdict::Reject,
+    }
+}
+
 impl firewall::Host for HostState {
     async fn add_rule(&mut self, ns: Resource<NetnsHandle>, rule: firewall::Rule) -> Result<(), LabError> {
         let ns = self.ns_id(&ns)?;
         let request = RuleRequest {
             direction: direction(rule.direction),
             verdict: verdict(rule.verdict),
+            protocol: rule.protocol.map(protocol),
+            source: rule.source,
+            destination: rule.destination,
+            port: rule.port,
+        };
+        self.lab.add_rule(ns, request).await
+    }
+
+    async fn add_filter_rule(&mut self, ns: Resource<NetnsHandle>, rule: firewall::FilterRule) -> Result<(), LabError> {
+        let ns = self.ns_id(&ns)?;
+        let request = RuleRequest {
+            direction: direction(rule.direction),
+            verdict: action(rule.action),
             protocol: rule.protocol.map(protocol),
             source: rule.source,
             destination: rule.destination,

@@ -38,6 +38,7 @@ fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Allow => "allow",
         Verdict::Drop => "drop",
+        Verdict::Reject => "reject",
     }
 }
 

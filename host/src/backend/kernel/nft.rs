@@ -18,8 +18,8 @@ use ipnet::IpNet;
 use nftables::batch::Batch;
 use nftables::expr::{Expression, Meta, MetaKey, NamedExpression, NgMode, Numgen, Payload, PayloadField, Prefix, Range, CT};
 use nftables::schema::{Chain, NfCmd, NfListObject, Rule, Table};
-use nftables::stmt::{Match, NATFamily, Operator, Statement, NAT};
-use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook};
+use nftables::stmt::{Match, NATFamily, Operator, Reject, RejectType, Statement, NAT};
+use nftables::types::{NfChainPolicy, NfChainType, NfFamily, NfHook, RejectCode};
 
 use super::netns;
 use crate::backend::rules::{Direction, FilterRule, LabTable, OnLink, Protocol, TableChange, TableFamily, Verdict};
@@ -127,7 +127,8 @@ fn filter_hook(direction: Direction) -> NfHook {
 fn policy(verdict: Verdict) -> NfChainPolicy {
     match verdict {
         Verdict::Allow => NfChainPolicy::Accept,
-        Verdict::Drop => NfChainPolicy::Drop,
+        // The lab never asks (set-policy takes allow or drop).
+        Verdict::Drop | Verdict::Reject => NfChainPolicy::Drop,
     }
 }
 
@@ -135,6 +136,7 @@ fn verdict(verdict: Verdict) -> Statement<'static> {
     match verdict {
         Verdict::Allow => Statement::Accept(None),
         Verdict::Drop => Statement::Drop(None),
+        Verdict::Reject => Statement::Reject(Some(Reject::new(Some(RejectType::ICMPX), Some(RejectCode::PortUnreach)))),
     }
 }
 
@@ -154,7 +156,11 @@ fn filter_rule(r: &FilterRule) -> Vec<Statement<'static>> {
         (Some(p), _) => expr.push(l4proto(p)),
         (None, _) => {}
     }
-    expr.push(verdict(r.verdict));
+    expr.push(match (r.verdict, r.protocol) {
+        // A reset is TCP's own refusal (the rule matches TCP only).
+        (Verdict::Reject, Some(Protocol::Tcp)) => Statement::Reject(Some(Reject::new(Some(RejectType::TCPReset), None))),
+        (v, _) => verdict(v),
+    });
     expr
 }
 

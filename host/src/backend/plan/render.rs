@@ -89,6 +89,7 @@ fn word(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Allow => "accept",
         Verdict::Drop => "drop",
+        Verdict::Reject => "reject with icmpx port-unreachable",
     }
 }
 
@@ -117,7 +118,10 @@ fn filter(rule: &FilterRule) -> String {
         (Some(p), None) => words += &format!("meta l4proto {} ", p.name()),
         (None, _) => {}
     }
-    words + word(rule.verdict)
+    match (rule.verdict, rule.protocol) {
+        (Verdict::Reject, Some(Protocol::Tcp)) => words + "reject with tcp reset",
+        (v, _) => words + word(v),
+    }
 }
 
 /// `tc` commands that give `ifname` the queue `queue` (or the default).

@@ -587,8 +587,11 @@ fn a_hostile_service_that_floods_or_spins_is_stopped() {
 fn files_reach_only_the_nodes_own() {
     let passwd = std::fs::read("/etc/passwd").unwrap();
     for mode in [&["--rm", "--allow", "exec=ln,mkfifo"][..], &["--rm", "--allow", "exec=ln,mkfifo", "--allow", "host-net"][..]] {
-        let target = std::env::temp_dir().join(unique("files"));
+        // Where a node sees the machine's own directory (a node's /tmp is
+        // its own), open to anyone: a write that got there would land.
+        let target = std::path::Path::new("/var/tmp").join(unique("files"));
         std::fs::create_dir(&target).unwrap();
+        std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
         let path = target.to_str().unwrap().to_string();
         let attack = Attack::run("hostile_files_escape", mode, &[&path, "exec"]);
         assert!(attack.out.status.success(), "{}", text(&attack.out));

@@ -218,3 +218,34 @@ fn the_hostile_suites_contained_attacks_fail_alike_for_an_ordinary_user() {
     all_down(&user, &machine);
     assert_eq!(machine.snapshot(), before, "an attack as a user changed the machine");
 }
+
+/// `files` as an ordinary user: every escape the hostile guest tries is
+/// refused as for root (symbolic links and a FIFO planted by the node's
+/// own program included), the node's /etc/passwd is its own copy, and an
+/// owner the user's one-id lab cannot have is refused by name.
+#[test]
+fn an_ordinary_users_node_files_are_its_own_and_nothing_more() {
+    let machine = Machine::new("rf");
+    let before = machine.snapshot();
+    let user = User::new();
+    // The machine's, as a node sees it (its /tmp is its own), the user's.
+    let target = std::path::Path::new("/var/tmp").join(unique("rf"));
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let attack = user.file(&guest("hostile_files_escape"));
+    let out = user.nsw(&machine, &["run", "--rm", attack.to_str().unwrap(), "--name", &unique("rf"), "--allow", "exec=ln,mkfifo", "--", target.to_str().unwrap(), "exec"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = stdout(&out);
+    assert_eq!(said.lines().filter(|l| l.contains(": refused: ")).count(), 15, "{said}");
+    assert!(!said.contains(": written") && said.contains("/etc/passwd: node's copy has"), "{said}");
+    let planted = std::fs::read_dir(&target).unwrap().count();
+    std::fs::remove_dir_all(&target).unwrap();
+    assert_eq!(planted, 0, "the attack wrote into the machine's directory");
+    // BIRD's lab asks for files owned by bird, whom a user's lab lacks.
+    let ospf = user.file(&guest("ospf"));
+    let out = user.nsw(&machine, &["run", "--rm", ospf.to_str().unwrap(), "--name", &unique("ro"), "--allow", "exec=bird"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(stderr(&out).contains("is not among the lab's ids (an ordinary user's lab has only root)"), "{}", text(&out));
+    all_down(&user, &machine);
+    assert_eq!(machine.snapshot(), before, "a user's files changed the machine");
+}

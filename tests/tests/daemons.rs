@@ -104,11 +104,13 @@ fn dhcp_clients_get_leases_under_their_own_names_in_two_labs_at_once() {
     let leases = "/var/lib/misc/dnsmasq.leases";
     let machine_leases = std::fs::read(leases).ok();
     let labs = [machine.lab("dha"), machine.lab("dhb")];
+    let mut outs = Vec::new();
     for lab in &labs {
         let out = lab.run_ok(&guest("dhcp"), &["--allow", "exec=dnsmasq,dhclient"], &["3"]);
         assert!(stdout(&out).contains("3 clients leased an address and reach the server"), "{}", text(&out));
+        outs.push(out);
     }
-    for lab in &labs {
+    for (lab, out) in labs.iter().zip(&outs) {
         let said = stdout(&machine.nsw(&["exec", &lab.name, "dhcp", "--", "cat", leases]));
         let mut named: Vec<(&str, &str)> = said.lines().filter_map(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
@@ -120,8 +122,11 @@ fn dhcp_clients_get_leases_under_their_own_names_in_two_labs_at_once() {
         let mut addresses: Vec<&str> = named.iter().map(|(_, a)| *a).collect();
         addresses.dedup();
         assert_eq!(addresses.len(), 3, "{said}");
-        // The address the lease names is the client's.
+        // The address the lease names is the client's, as the script read
+        // it back too (address.list-addresses).
+        let printed = stdout(out);
         for (node, address) in &named {
+            assert!(printed.lines().any(|l| l.ends_with(&format!("{node} has {address}/24"))), "{node}: {printed}");
             let has = stdout(&machine.nsw(&["exec", &lab.name, node, "--", "ip", "-4", "-br", "address", "show", "eth0"]));
             assert!(has.contains(&format!("{address}/24")), "{node} of lab {} has not {address}: {has}", lab.name);
         }

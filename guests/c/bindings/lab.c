@@ -60,6 +60,9 @@ extern void __wasm_import_nsw_lab_topology_lab_name(uint8_t *);
 __attribute__((__import_module__("nsw:lab/address@0.1.3"), __import_name__("add")))
 extern void __wasm_import_nsw_lab_address_add(int32_t, uint8_t *, size_t, uint8_t *);
 
+__attribute__((__import_module__("nsw:lab/address@0.1.3"), __import_name__("list-addresses")))
+extern void __wasm_import_nsw_lab_address_list_addresses(int32_t, uint8_t *);
+
 // Imported Functions from `nsw:lab/route@0.1.3`
 
 __attribute__((__import_module__("nsw:lab/route@0.1.3"), __import_name__("add")))
@@ -307,6 +310,25 @@ void nsw_lab_address_result_void_error_free(nsw_lab_address_result_void_error_t 
   }
 }
 
+void lab_list_string_free(lab_list_string_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    lab_string_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      lab_string_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void nsw_lab_address_result_list_string_error_free(nsw_lab_address_result_list_string_error_t *ptr) {
+  if (!ptr->is_err) {
+    lab_list_string_free(&ptr->val.ok);
+  } else {
+    nsw_lab_address_error_free(&ptr->val.err);
+  }
+}
+
 void nsw_lab_route_error_free(nsw_lab_route_error_t *ptr) {
   nsw_lab_types_error_free(ptr);
 }
@@ -425,17 +447,6 @@ void lab_list_u8_free(lab_list_u8_t *ptr) {
   if (list_len > 0) {
     uint8_t *list_ptr = ptr->ptr;
     for (size_t i = 0; i < list_len; i++) {
-    }
-    free(list_ptr);
-  }
-}
-
-void lab_list_string_free(lab_list_string_t *ptr) {
-  size_t list_len = ptr->len;
-  if (list_len > 0) {
-    lab_string_t *list_ptr = ptr->ptr;
-    for (size_t i = 0; i < list_len; i++) {
-      lab_string_free(&list_ptr[i]);
     }
     free(list_ptr);
   }
@@ -1322,6 +1333,62 @@ bool nsw_lab_address_add(nsw_lab_address_borrow_link_t link, lab_string_t *cidr,
     }
   }
   if (!result.is_err) {
+    return 1;
+  } else {
+    *err = result.val.err;
+    return 0;
+  }
+}
+
+bool nsw_lab_address_list_addresses(nsw_lab_address_borrow_link_t link, lab_list_string_t *ret, nsw_lab_address_error_t *err) {
+  __attribute__((__aligned__(sizeof(void*))))
+  uint8_t ret_area[(4*sizeof(void*))];
+  uint8_t *ptr = (uint8_t *) &ret_area;
+  __wasm_import_nsw_lab_address_list_addresses((link).__handle, ptr);
+  nsw_lab_address_result_list_string_error_t result;
+  switch ((int32_t) *((uint8_t*) (ptr + 0))) {
+    case 0: {
+      result.is_err = false;
+      result.val.ok = (lab_list_string_t) { (lab_string_t*)(*((uint8_t **) (ptr + sizeof(void*)))), (*((size_t*) (ptr + (2*sizeof(void*))))) };
+      break;
+    }
+    case 1: {
+      result.is_err = true;
+      nsw_lab_types_error_t variant;
+      variant.tag = (int32_t) *((uint8_t*) (ptr + sizeof(void*)));
+      switch ((int32_t) variant.tag) {
+        case 0: {
+          variant.val.denied = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 1: {
+          variant.val.invalid = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 2: {
+          variant.val.exists = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 3: {
+          variant.val.not_found = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 4: {
+          variant.val.quota = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+        case 5: {
+          variant.val.os = (lab_string_t) { (uint8_t*)(*((uint8_t **) (ptr + (2*sizeof(void*))))), (*((size_t*) (ptr + (3*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      result.val.err = variant;
+      break;
+    }
+  }
+  if (!result.is_err) {
+    *ret = result.val.ok;
     return 1;
   } else {
     *err = result.val.err;

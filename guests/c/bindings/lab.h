@@ -169,6 +169,19 @@ typedef struct {
   } val;
 } nsw_lab_address_result_void_error_t;
 
+typedef struct {
+  lab_string_t *ptr;
+  size_t len;
+} lab_list_string_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    lab_list_string_t ok;
+    nsw_lab_address_error_t err;
+  } val;
+} nsw_lab_address_result_list_string_error_t;
+
 typedef nsw_lab_types_error_t nsw_lab_route_error_t;
 
 typedef nsw_lab_types_ip_family_t nsw_lab_route_ip_family_t;
@@ -332,11 +345,6 @@ typedef struct {
   uint8_t *ptr;
   size_t len;
 } lab_list_u8_t;
-
-typedef struct {
-  lab_string_t *ptr;
-  size_t len;
-} lab_list_string_t;
 
 typedef struct {
   bool is_err;
@@ -566,6 +574,10 @@ extern void nsw_lab_topology_lab_name(lab_string_t *ret);
 // `10.0.0.10/16`, `fd00::10/64`. IPv6 addresses skip duplicate
 // address detection, so they are usable at once.
 extern bool nsw_lab_address_add(nsw_lab_address_borrow_link_t link, lab_string_t *cidr, nsw_lab_address_error_t *err);
+// The addresses `link` has now, as the kernel has them, with their
+// prefix lengths: the lab's, IPv6 link-local ones, and any a program
+// of the node added (a DHCP client's lease). (0.1.3)
+extern bool nsw_lab_address_list_addresses(nsw_lab_address_borrow_link_t link, lab_list_string_t *ret, nsw_lab_address_error_t *err);
 
 // Imported Functions from `nsw:lab/route@0.1.3`
 // Add a route in `ns` to `destination` (a prefix such as `10.1.0.0/16`,
@@ -709,6 +721,10 @@ void nsw_lab_address_error_free(nsw_lab_address_error_t *ptr);
 
 void nsw_lab_address_result_void_error_free(nsw_lab_address_result_void_error_t *ptr);
 
+void lab_list_string_free(lab_list_string_t *ptr);
+
+void nsw_lab_address_result_list_string_error_free(nsw_lab_address_result_list_string_error_t *ptr);
+
 void nsw_lab_route_error_free(nsw_lab_route_error_t *ptr);
 
 void nsw_lab_route_result_void_error_free(nsw_lab_route_result_void_error_t *ptr);
@@ -746,8 +762,6 @@ extern nsw_lab_service_borrow_service_t nsw_lab_service_borrow_service(nsw_lab_s
 void nsw_lab_service_option_ending_free(nsw_lab_service_option_ending_t *ptr);
 
 void lab_list_u8_free(lab_list_u8_t *ptr);
-
-void lab_list_string_free(lab_list_string_t *ptr);
 
 void nsw_lab_service_result_own_service_error_free(nsw_lab_service_result_own_service_error_t *ptr);
 

@@ -42,7 +42,7 @@ impl Guest for Dhcp {
         let sw = topology::create_netns("sw")?;
         let bridge = topology::create_bridge("br0", &sw)?;
         topology::set_up(&bridge)?;
-        let plug = |node: &Netns, port: &str| -> Result<(), String> {
+        let plug = |node: &Netns, port: &str| -> Result<nsw_sdk::Link, String> {
             let (inside, on_switch) = topology::create_veth("eth0", node, port, &sw)?;
             topology::set_master(&on_switch, &bridge)?;
             topology::set_up(&on_switch)?;
@@ -50,7 +50,7 @@ impl Guest for Dhcp {
             if port == "p0" {
                 address::add(&inside, &format!("{SERVER}/24"))?;
             }
-            Ok(())
+            Ok(inside)
         };
         let server = topology::create_netns("dhcp")?;
         plug(&server, "p0")?;
@@ -69,14 +69,17 @@ impl Guest for Dhcp {
         let mut nodes = Vec::new();
         for i in 1..=clients {
             let client = topology::create_netns(&format!("c{i}"))?;
-            plug(&client, &format!("p{i}"))?;
+            let eth0 = plug(&client, &format!("p{i}"))?;
             process::spawn(&client, &["dhclient", "-4", "-d", "-v", "eth0"].map(String::from))?;
-            nodes.push((i, client));
+            nodes.push((i, client, eth0));
         }
-        for (i, client) in &nodes {
+        for (i, client, eth0) in &nodes {
             if !reaches(client, &dnsmasq, 40)? {
                 return Err(format!("c{i} got no address from dnsmasq within 40 s"));
             }
+            // What dhclient gave it, read back from the kernel.
+            let leased: Vec<String> = address::list_addresses(eth0)?.into_iter().filter(|a| a.starts_with("10.0.50.")).collect();
+            println!("c{i} has {}", leased.join(" "));
         }
         println!("{clients} clients leased an address and reach the server");
         Ok(())

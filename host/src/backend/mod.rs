@@ -211,6 +211,8 @@ pub trait Backend: Send {
     /// eui64`), with one made at once if the link is up already.
     async fn enable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()>;
     async fn add_address(&mut self, link: &LinkRef, cidr: IpNet) -> io::Result<()>;
+    /// The addresses `link` has now.
+    async fn link_addresses(&mut self, link: &LinkRef) -> io::Result<Vec<IpNet>>;
     async fn add_route(&mut self, ns: NsId, destination: IpNet, via: IpAddr) -> io::Result<()>;
     async fn read_sysctl(&mut self, ns: NsId, key: &str) -> io::Result<String>;
     async fn write_sysctl(&mut self, ns: NsId, key: &str, value: &str) -> io::Result<()>;

@@ -12,4 +12,9 @@ impl address::Host for HostState {
         let link = self.link_id(&link)?;
         self.lab.add_address(link, &cidr).await
     }
+
+    async fn list_addresses(&mut self, link: Resource<LinkHandle>) -> Result<Vec<String>, LabError> {
+        let link = self.link_id(&link)?;
+        Ok(self.lab.link_addresses(link).await?.iter().map(|a| a.to_string()).collect())
+    }
 }

@@ -30,6 +30,15 @@ impl Lab {
         self.quotas.addresses.take(1, "")
     }
 
+    /// The addresses `link` has now, as the kernel has them.
+    pub async fn link_addresses(&mut self, link: LinkId) -> LabResult<Vec<IpNet>> {
+        self.refuse_if_stopped()?;
+        let what = format!("list the addresses of {} in {}", self.links[link].name, self.describe_ns(self.links[link].ns));
+        self.materialize(link).await?;
+        self.alive_link(link).await?;
+        self.backend.link_addresses(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))
+    }
+
     /// An address the policy has cleared (or that nsw itself adds).
     pub(super) async fn add_address_unchecked(&mut self, link: LinkId, cidr: IpNet, what: String) -> LabResult<()> {
         let l = &self.links[link];

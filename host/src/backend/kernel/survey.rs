@@ -122,6 +122,11 @@ async fn addresses(handle: &Handle) -> io::Result<Vec<AddressView>> {
     Ok(found)
 }
 
+/// The addresses of link `index`, in the kernel's order.
+pub async fn addresses_of(handle: &Handle, index: u32) -> io::Result<Vec<IpNet>> {
+    Ok(addresses(handle).await?.into_iter().filter(|a| a.link == index).map(|a| a.cidr).collect())
+}
+
 async fn routes(handle: &Handle) -> io::Result<Vec<RouteView>> {
     const LOCAL: u32 = 255;
     let mut found = Vec::new();

@@ -283,6 +283,10 @@ impl Backend for PlanBackend {
         Ok(())
     }
 
+    async fn link_addresses(&mut self, link: &LinkRef) -> io::Result<Vec<IpNet>> {
+        Ok(self.state.lock().unwrap().owned(link)?.addresses.clone())
+    }
+
     async fn add_address(&mut self, link: &LinkRef, cidr: IpNet) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         let owned = s.owned(link)?;

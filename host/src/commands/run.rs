@@ -145,6 +145,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         }
     }
     grants.exec_user = args.exec_identity(&grants, rootless, crate::access::inside())?;
+    grants.node_files_refused = policy::node_files::refusal(rootless.is_some(), crate::access::inside(), grants.exec_user);
     let limits = args.limits.0.clone();
     let run_limits = crate::build::run_limits(&limits, false);
     // Read once: the import check and the loader share the bytes.

@@ -26,6 +26,9 @@ impl Lab {
         if self.is_machine(ns) {
             return Err(LabError::denied(format!("{what}: that is the machine's own namespace, whose files are the machine's")));
         }
+        if let Some(why) = &self.grants.node_files_refused {
+            return Err(LabError::denied(format!("{what}: {why}")));
+        }
         let parsed = node_files::node_path(path).map_err(|e| e.context(&format!("({call} in {})", self.describe_ns(ns))))?;
         Ok((parsed, what))
     }

@@ -85,6 +85,10 @@ pub struct Grants {
     /// Who those programs run as (uid, gid): `nobody` unless
     /// `--exec-user` says otherwise.
     pub exec_user: Option<(u32, u32)>,
+    /// Why this run may not write its nodes' files, if it may not
+    /// ([`super::node_files::refusal`], settled where the run knows which
+    /// side of the boundary it is on).
+    pub node_files_refused: Option<String>,
 }
 
 impl Grants {

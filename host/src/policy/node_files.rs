@@ -56,6 +56,27 @@ pub fn node_path(path: &str) -> LabResult<NodePath> {
     Ok(NodePath { root, rest: rest.to_string() })
 }
 
+/// Why a run may not write its nodes' files, if it may not. What a script
+/// writes there is read by the node's programs and by the commands `nsw
+/// exec` runs in the node, so a script may write only where those hold no
+/// more than the lab's programs do: behind the privilege boundary (both
+/// are root of the lab), in an ordinary user's lab whose programs run as
+/// the user anyway (`--allow exec`), or where the lab's programs are the
+/// machine's root already (`--exec-user root`). Elsewhere nsw would write
+/// as the machine's root (or as the user) files that `nsw exec` then runs
+/// in: an `/etc/ld.so.preload`, a shell's profile.
+pub fn refusal(rootless: bool, behind_boundary: bool, programs_as: Option<(u32, u32)>) -> Option<String> {
+    if behind_boundary || programs_as == Some((0, 0)) {
+        return None;
+    }
+    if rootless {
+        return programs_as.is_none().then(|| {
+            "an ordinary user's lab writes its nodes' files only with --allow exec (what a script writes there, `nsw exec` runs in as you)".to_string()
+        });
+    }
+    Some("a lab outside the privilege boundary (host-net, uplink) cannot write its nodes' files: nsw would write them as the machine's root, and `nsw exec` runs in them as root".to_string())
+}
+
 /// Check permission bits: no setuid or setgid (the node's `/etc` is on a
 /// mount that honours them), nothing beyond the sticky bit.
 pub fn check_mode(what: &str, mode: u32) -> LabResult<()> {
@@ -103,6 +124,14 @@ mod tests {
             assert!(node_path(refused).is_err(), "{refused:?} was taken");
         }
         assert!(node_path(&format!("/tmp/{}", "a".repeat(5000))).is_err());
+    }
+
+    #[test]
+    fn files_are_written_only_where_they_give_no_more_than_the_labs_programs_have() {
+        assert!(refusal(false, true, None).is_none() && refusal(false, true, Some((0, 0))).is_none());
+        assert!(refusal(true, false, Some((0, 0))).is_none() && refusal(true, false, None).unwrap().contains("--allow exec"));
+        assert!(refusal(false, false, Some((65534, 65534))).unwrap().contains("privilege boundary"));
+        assert!(refusal(false, false, Some((0, 0))).is_none(), "--exec-user root gave the machine already");
     }
 
     #[test]

@@ -64,11 +64,16 @@ impl Guest for Attack {
             read(&n, "/tmp/dirlink");
         }
         // The node's own /etc/passwd: its own copy, the machine's unchanged.
-        let passwd = files::read_file(&n, "/etc/passwd")?;
-        let mut mine = passwd.clone();
-        mine.extend_from_slice(b"planted:x:0:0::/:/bin/sh\n");
-        files::write_file(&n, "/etc/passwd", &mine, &root())?;
-        println!("/etc/passwd: node's copy has {} bytes", files::read_file(&n, "/etc/passwd")?.len());
+        let own_copy = || -> Result<usize, nsw_sdk::Error> {
+            let mut mine = files::read_file(&n, "/etc/passwd")?;
+            mine.extend_from_slice(b"planted:x:0:0::/:/bin/sh\n");
+            files::write_file(&n, "/etc/passwd", &mine, &root())?;
+            Ok(files::read_file(&n, "/etc/passwd")?.len())
+        };
+        match own_copy() {
+            Ok(bytes) => println!("/etc/passwd: node's copy has {bytes} bytes"),
+            Err(e) => println!("/etc/passwd: refused: {e}"),
+        }
         Ok(())
     }
 }

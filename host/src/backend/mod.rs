@@ -121,9 +121,8 @@ pub enum NodeFileOp {
     Write { contents: Vec<u8>, mode: u32, owner: (u32, u32) },
     /// Make the directory (and those missing above it).
     MakeDir { mode: u32, owner: (u32, u32) },
-    /// What it holds, if it is at most `max` bytes, read as `reader`
-    /// (uid, gid) would read it.
-    Read { max: usize, reader: (u32, u32) },
+    /// What it holds, if it is at most `max` bytes.
+    Read { max: usize },
 }
 
 /// A node's name (its hostname) and its `/etc/hosts`, from the lab.

@@ -42,16 +42,13 @@ fn action(a: firewall::Action) -> Verdict {
 
 impl firewall::Host for HostState {
     async fn add_rule(&mut self, ns: Resource<NetnsHandle>, rule: firewall::Rule) -> Result<(), LabError> {
-        let ns = self.ns_id(&ns)?;
-        let request = RuleRequest {
-            direction: direction(rule.direction),
-            verdict: verdict(rule.verdict),
-            protocol: rule.protocol.map(protocol),
-            source: rule.source,
-            destination: rule.destination,
-            port: rule.port,
+        // A 0.1.2 rule is a filter rule whose action is its verdict.
+        let action = match rule.verdict {
+            firewall::Verdict::Allow => firewall::Action::Allow,
+            firewall::Verdict::Drop => firewall::Action::Drop,
         };
-        self.lab.add_rule(ns, request).await
+        let rule = firewall::FilterRule { direction: rule.direction, action, protocol: rule.protocol, source: rule.source, destination: rule.destination, port: rule.port };
+        self.add_filter_rule(ns, rule).await
     }
 
     async fn add_filter_rule(&mut self, ns: Resource<NetnsHandle>, rule: firewall::FilterRule) -> Result<(), LabError> {

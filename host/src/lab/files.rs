@@ -45,21 +45,10 @@ impl Lab {
         node_files::owner_ids(what, &passwd, &group, wanted.owner, wanted.group)
     }
 
-    /// Who a script reads a node's files as: whom its programs run as. On
-    /// the privileged path (a root run outside the boundary, host-net) the
-    /// node's `/etc` is the machine's seen as root, so the script reads as
-    /// the programs' user (`--exec-user`, `nobody` by default), never more.
-    /// Behind the boundary and as an ordinary user, nsw is root of the lab
-    /// already: the machine's closed files are closed to it.
-    fn file_reader(&self) -> (u32, u32) {
-        let privileged = crate::places::get().rootless.is_none() && !crate::access::inside();
-        if privileged { self.grants.exec_as().unwrap_or((65534, 65534)) } else { (0, 0) }
-    }
-
     /// A file of the node's, as text (its user and group lists).
     async fn read_text(&mut self, ns: NsId, file: &str, what: &str) -> LabResult<String> {
         let path = node_files::node_path(file)?;
-        let bytes = self.reach(ns, &path, NodeFileOp::Read { max: READ_CAP, reader: self.file_reader() }, what).await?;
+        let bytes = self.reach(ns, &path, NodeFileOp::Read { max: READ_CAP }, what).await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
@@ -92,6 +81,6 @@ impl Lab {
     /// What the file at `path` in node `ns` holds.
     pub async fn read_node_file(&mut self, ns: NsId, path: &str) -> LabResult<Vec<u8>> {
         let (parsed, what) = self.node_path("read-file", ns, path)?;
-        self.reach(ns, &parsed, NodeFileOp::Read { max: READ_CAP, reader: self.file_reader() }, &what).await
+        self.reach(ns, &parsed, NodeFileOp::Read { max: READ_CAP }, &what).await
     }
 }

@@ -64,7 +64,10 @@ pub fn node_path(path: &str) -> LabResult<NodePath> {
 /// the user anyway (`--allow exec`), or where the lab's programs are the
 /// machine's root already (`--exec-user root`). Elsewhere nsw would write
 /// as the machine's root (or as the user) files that `nsw exec` then runs
-/// in: an `/etc/ld.so.preload`, a shell's profile.
+/// in: an `/etc/ld.so.preload`, a shell's profile. So nsw reaches a node's
+/// files only as root of the lab (or as a root given away): it reads what
+/// the node's programs may read, and the machine's closed files
+/// (`/etc/shadow`) stay closed to it.
 pub fn refusal(rootless: bool, behind_boundary: bool, programs_as: Option<(u32, u32)>) -> Option<String> {
     if behind_boundary || programs_as == Some((0, 0)) {
         return None;

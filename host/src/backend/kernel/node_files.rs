@@ -63,7 +63,7 @@ pub fn act(node: &NodeNamespaces, path: &NodePath, op: &NodeFileOp) -> io::Resul
     let new_name = cstring(&format!(".{}.nsw-new", path.rest.rsplit('/').next().unwrap_or_default()))?;
     let (mode, uid, gid, max) = match op {
         NodeFileOp::Write { mode, owner, .. } | NodeFileOp::MakeDir { mode, owner } => (*mode, owner.0, owner.1, 0),
-        NodeFileOp::Read { max, reader } => (0, reader.0, reader.1, *max),
+        NodeFileOp::Read { max } => (0, 0, 0, *max),
     };
     if parts.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "a node path names a file"));
@@ -175,13 +175,8 @@ unsafe fn child(mnt: i32, root: &CString, parts: &[CString], new_name: &CString,
                 }
                 0
             }
-            // read-file, as the reader (uid, gid) would
+            // read-file
             2 => {
-                libc::setfsgid(gid);
-                libc::setfsuid(uid);
-                if libc::setfsuid(u32::MAX) as u32 != uid || libc::setfsgid(u32::MAX) as u32 != gid {
-                    return libc::EPERM;
-                }
                 if !exists {
                     return libc::ENOENT;
                 }

@@ -134,7 +134,7 @@ impl PlanState {
                 line
             }
             NodeFileOp::MakeDir { mode, owner } => format!("makes directory {} (mode {mode:o}, owner {}:{})", sh(&shown), owner.0, owner.1),
-            NodeFileOp::Read { max, .. } => {
+            NodeFileOp::Read { max } => {
                 // A node starts with the machine's users and groups (which
                 // every user may read); nothing else of the machine's is read.
                 let machine = || ["/etc/passwd", "/etc/group"].contains(&shown.as_str()).then(|| std::fs::read(&shown).ok()).flatten();

@@ -149,6 +149,51 @@ fn the_plan_run_as_a_script_builds_what_nsw_run_builds() {
     lab.down_and_check();
 }
 
+#[test]
+fn the_plan_builds_links_named_as_ips_keywords_or_holding_equals() {
+    // `ip link set up up` and `sysctl -w .../a=b/accept_dad=0` would fail
+    // or do something else: run for real, with the real ip and sysctl.
+    for link in ["up", "help", "type", "a=b"] {
+        let name = unique("pk");
+        let plan = Command::new(nsw_bin())
+            .args(["plan", guest("hostile_ifname").to_str().unwrap(), "--name", &name, "--allow", "host-net=10.0.0.0/8", "--", "up", link])
+            .output()
+            .unwrap();
+        assert!(plan.status.success(), "{}", text(&plan));
+        let machine = Machine::new("plk");
+        let _planned_lab = PlannedLab(name.clone());
+        let out = in_ns(&machine.name, "sh", &["-c", &stdout(&plan)]);
+        assert!(out.status.success(), "{link:?}: the plan failed as a script: {}\n{}", text(&out), stdout(&plan));
+        let shown = nsw_tests::ip_in(&machine.name, &["-j", "link", "show", "dev", link]);
+        assert!(shown.contains(&format!("\"ifname\":\"{link}\"")) && shown.contains("\"UP\""), "{link:?}: {shown}");
+        let dad = in_ns(&machine.name, "cat", &[&format!("/proc/sys/net/ipv6/conf/{link}/accept_dad")]);
+        assert_eq!(stdout(&dad).trim(), "0", "{link:?}: {}", text(&dad));
+    }
+}
+
+#[test]
+fn the_plan_runs_programs_as_the_run_would_never_as_more() {
+    let plan = |extra: &[&str]| {
+        let out = Command::new(nsw_bin()).arg("plan").arg(guest("spawner")).args(["--allow", "exec=sleep"]).args(extra).output().unwrap();
+        assert!(out.status.success(), "{extra:?}: {}", text(&out));
+        stdout(&out)
+    };
+    // Root of the lab's own user namespace: a plan has none, and says so
+    // rather than giving the program the machine's root.
+    let lab_root = plan(&[]);
+    assert!(lab_root.contains("# nsw runs this as root of the lab's own user namespace"), "{lab_root}");
+    assert!(lab_root.contains("setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs -- sleep 1000"), "{lab_root}");
+    // The machine's root, asked for by name: shown as it is.
+    let root = plan(&["--exec-user", "root"]);
+    assert!(root.contains("setpriv --reuid=0 --regid=0") && !root.contains("own user namespace"), "{root}");
+    // A user by name: that user's ids.
+    let daemon = plan(&["--exec-user", "daemon"]);
+    assert!(daemon.contains("setpriv --reuid=1 --regid=1 "), "{daemon}");
+    // A mistake is said as run says it.
+    let out = Command::new(nsw_bin()).args(["plan", guest("spawner").to_str().unwrap(), "--exec-user", "root"]).output().unwrap();
+    assert!(!out.status.success() && stderr(&out).contains("the lab runs no programs without --allow exec"), "{}", text(&out));
+}
+
 /// The namespaces a plan made when run as a script, deleted on drop.
 struct PlannedLab(String);
 

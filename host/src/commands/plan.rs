@@ -25,7 +25,11 @@ pub struct PlanArgs {
 pub async fn exec(args: PlanArgs) -> CommandResult {
     let args = args.run;
     let lab_name = args.lab_name()?;
-    let grants = Grants::parse(&args.allow, args.allow_all)?;
+    let mut grants = Grants::parse(&args.allow, args.allow_all)?;
+    // Programs are shown run as root's `nsw run` would run them.
+    let (exec_user, behind_boundary) = args.as_root(&grants)?;
+    grants.exec_user = exec_user;
+    grants.node_files_refused = crate::policy::node_files::refusal(false, behind_boundary, exec_user);
     let wasm = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
     crate::build::check_script(&args.file, &wasm, &grants, &args.limits.0)?;
     let engine = runtime::engine()?;
@@ -46,7 +50,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
         started_unix: 0,
     };
     let journal = state.create_journal(&lock, info)?;
-    let plan = PlanBackend::new();
+    let plan = PlanBackend { lab_root: behind_boundary, ..PlanBackend::new() };
     let log = plan.state.clone();
     let limits = args.limits.0.clone();
     let run = crate::build::Run {

@@ -78,15 +78,22 @@ impl RunArgs {
     pub(crate) fn boundary_plan(&self, writes: Vec<PathBuf>) -> anyhow::Result<Option<crate::boundary::Plan>> {
         let lab = self.lab_name()?;
         let grants = Grants::parse(&self.allow, self.allow_all)?;
-        // Programs that run as the machine's root need the privileged path;
-        // any other user (or none) goes behind the boundary.
-        let exec_uid = self.exec_identity(&grants, None, false)?.map_or(u32::MAX, |(uid, _)| uid);
-        if !grants.behind_boundary(exec_uid) {
+        if !self.as_root(&grants)?.1 {
             return Ok(None);
         }
         #[cfg(feature = "test-hooks")]
         let writes: Vec<PathBuf> = writes.into_iter().chain(crate::test_hooks::timings_path()).collect();
         Ok(Some(crate::boundary::Plan { lab, replace: self.replace, reads: vec![self.file.clone()], writes }))
+    }
+
+    /// Who the lab's programs run as when root runs the lab, and whether
+    /// it goes behind the boundary, where uid 0 is root of the lab's own
+    /// user namespace: programs that run as the machine's root need the
+    /// privileged path; any other user (or none) goes behind it.
+    pub(crate) fn as_root(&self, grants: &Grants) -> anyhow::Result<(Option<(u32, u32)>, bool)> {
+        let exec_uid = self.exec_identity(grants, None, false)?.map_or(u32::MAX, |(uid, _)| uid);
+        let behind = grants.behind_boundary(exec_uid);
+        Ok((self.exec_identity(grants, None, behind)?, behind))
     }
 
     /// Who the lab's programs run as (uid, gid), or `None` if it may run

@@ -17,18 +17,28 @@ use crate::policy::{Grants, Limits, MAX_IFNAME_LEN};
 use crate::stop::Stop;
 
 /// An interface name the policy accepts: 1-15 printable ASCII bytes but
-/// `/`, `:`, `%`, not `.` or `..`.
+/// `/`, `:`, `%`, not `.` or `..`; often one of `ip`'s own words, or one
+/// holding the `=` sysctl splits at, which random bytes rarely are.
 fn ifname() -> impl Strategy<Value = String> {
+    const WORDS: &[&str] = &["up", "down", "help", "type", "dev", "name", "mtu", "master", "netns", "address", "peer", "a=b", "x=1=0", "=", "-n"];
+    prop_oneof![proptest::sample::select(WORDS).prop_map(str::to_string), any_ifname()]
+}
+
+fn any_ifname() -> impl Strategy<Value = String> {
     proptest::collection::vec(proptest::char::range('!', '~').prop_filter("allowed", |c| !matches!(c, '/' | ':' | '%')), 1..=MAX_IFNAME_LEN)
         .prop_map(|chars| chars.into_iter().collect::<String>())
         .prop_filter("not . or ..", |n| n != "." && n != "..")
 }
 
 /// Recorders for the tools a plan runs: each appends its name, its
-/// arguments (NUL-separated) and, for nft, what it read, to `log`.
+/// arguments (NUL-separated) and, for nft and tee, what it read, to `log`.
 fn recorders(dir: &Path, log: &Path) {
-    for tool in ["ip", "nft", "sysctl", "tc", "setpriv"] {
-        let stdin = if tool == "nft" { "printf 'stdin=' >> \"$LOG\"; /bin/cat >> \"$LOG\"; printf '\\n' >> \"$LOG\"\n" } else { "" };
+    for tool in TOOLS {
+        let stdin = match tool {
+            "nft" => "printf 'stdin=' >> \"$LOG\"; /bin/cat >> \"$LOG\"; printf '\\n' >> \"$LOG\"\n",
+            "tee" => "printf 'tee-stdin=' >> \"$LOG\"; /bin/cat >> \"$LOG\"\n",
+            _ => "",
+        };
         let script = format!("#!/bin/bash\nprintf '%s\\0' {tool} \"$@\" >> \"$LOG\"; printf '\\n' >> \"$LOG\"\n{stdin}");
         let path = dir.join(tool);
         std::fs::write(&path, script).unwrap();
@@ -37,6 +47,9 @@ fn recorders(dir: &Path, log: &Path) {
     }
     let _ = log;
 }
+
+/// The tools a plan may run.
+const TOOLS: [&str; 6] = ["ip", "nft", "sysctl", "tc", "setpriv", "tee"];
 
 /// Build a small lab with `a` and `b` as interface names in a host-net
 /// lab (so the names reach sysctl keys and firewall rules of the
@@ -102,21 +115,36 @@ proptest! {
         let text = String::from_utf8_lossy(&recorded).into_owned();
         let calls: Vec<Vec<String>> = text
             .lines()
-            .filter(|l| !l.starts_with("stdin="))
+            .filter(|l| !l.starts_with("stdin=") && !l.starts_with("tee-stdin="))
             .map(|l| l.split('\0').filter(|w| !w.is_empty()).map(str::to_string).collect::<Vec<_>>())
             .filter(|call| !call.is_empty())
             .collect();
         for call in &calls {
-            prop_assert!(["ip", "nft", "sysctl", "tc", "setpriv"].contains(&call[0].as_str()), "ran {call:?}");
+            prop_assert!(TOOLS.contains(&call[0].as_str()), "ran {call:?}");
+        }
+        // ip reads a link's name only after `dev` or `name`: in its place
+        // `up` or `help` would be read as ip's own words.
+        for call in calls.iter().filter(|c| c[0] == "ip") {
+            let link = call.iter().position(|w| w == "link");
+            if let Some(at) = link.filter(|at| call.get(at + 1).is_some_and(|w| ["set", "add", "delete"].contains(&w.as_str()))) {
+                prop_assert!(["dev", "name"].contains(&call[at + 2].as_str()), "a name in the place of ip's keywords: {call:?}");
+            }
         }
         // Each name reached ip as one word (link add NAME ...).
         for name in [&a, &b] {
             prop_assert!(calls.iter().any(|c| c[0] == "ip" && c.contains(name)), "{name:?} never reached ip whole: {calls:?}");
         }
-        // The sysctl keys are the backend's, one word each, slash form.
+        // The sysctl keys are the backend's, one word each, slash form; a
+        // key holding `=` (which sysctl would split at) goes through tee.
         for name in [&a, &b] {
-            let key = format!("net/ipv6/conf/{name}/accept_dad=0");
-            prop_assert!(calls.iter().any(|c| c[0] == "sysctl" && c.contains(&key)), "no sysctl {key:?}: {calls:?}");
+            if name.contains('=') {
+                let file = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+                prop_assert!(calls.iter().any(|c| c[0] == "tee" && c.len() == 2 && c[1] == file), "no tee {file:?}: {calls:?}");
+                prop_assert!(text.lines().any(|l| l == "tee-stdin=0"), "tee was not given the value: {text}");
+            } else {
+                let key = format!("net/ipv6/conf/{name}/accept_dad=0");
+                prop_assert!(calls.iter().any(|c| c[0] == "sysctl" && c.contains(&key)), "no sysctl {key:?}: {calls:?}");
+            }
         }
         // nft read exactly the batches the kernel backend would send.
         let read: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("stdin=")).collect();

@@ -2,6 +2,7 @@
 //!
 //!     nsw run hostile_ifname.wasm -- bridge NAME   # a bridge on the host
 //!     nsw run hostile_ifname.wasm -- peer NAME     # a veth peer on the host
+//!     nsw run hostile_ifname.wasm -- up NAME       # the same, kept and up
 
 use nsw_sdk::{Guest, topology};
 
@@ -18,6 +19,13 @@ impl Guest for Attack {
             }
             "peer" => {
                 topology::create_veth("inside", &node, &name, &host)?;
+            }
+            "up" => {
+                // A name the policy takes, built for real (for `nsw plan`).
+                let (inside, outside) = topology::create_veth("inside", &node, &name, &host)?;
+                topology::set_up(&inside)?;
+                topology::set_up(&outside)?;
+                return Ok(());
             }
             other => return Err(format!("unknown case {other}")),
         }

@@ -6,6 +6,10 @@
 //! logic, rollback and `down` run against it without root, and the
 //! property tests use it to check that a lab never touches an object it
 //! did not create and that teardown leaves the machine as it was.
+//!
+//! Every link name reaches `ip` after `dev` or `name`: a link may be
+//! called `up`, `help` or `type`, which `ip link set NAME` would read as
+//! its keywords.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -34,11 +38,14 @@ pub struct PlanBackend {
     /// The kernel the plan models: one with every queueing discipline and
     /// nftables hook nsw uses, unless a test says otherwise.
     pub features: QueueFeatures,
+    /// Programs of uid 0 run as root of the lab's own user namespace (root's
+    /// contained lab), which a plan run as a script has not.
+    pub lab_root: bool,
 }
 
 impl Default for PlanBackend {
     fn default() -> PlanBackend {
-        PlanBackend { state: Arc::default(), features: QueueFeatures { netem: true, tbf: true, nft_loss: true } }
+        PlanBackend { state: Arc::default(), features: QueueFeatures { netem: true, tbf: true, nft_loss: true }, lab_root: false }
     }
 }
 
@@ -130,7 +137,7 @@ impl Backend for PlanBackend {
         };
         s.namespaces.insert(id, PlanNs { name: Some(name.to_string()), links: vec![lo], ..PlanNs::default() });
         s.log.push(format!("ip netns add {}", sh(name)));
-        s.log.push(format!("ip -n {} link set lo up", sh(name)));
+        s.log.push(format!("ip -n {} link set dev lo up", sh(name)));
         s.log.push(format!("ip netns exec {} sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0", sh(name)));
         Ok(inode_of(id))
     }
@@ -159,7 +166,7 @@ impl Backend for PlanBackend {
             Some((i, j)) => (format!(" index {i}"), format!(" index {j}")),
             None => (String::new(), String::new()),
         };
-        let line = format!("{}link add {}{index} type veth peer name {}{peer_index}{peer_where}", s.ip(ns), sh(name), sh(peer));
+        let line = format!("{}link add name {}{index} type veth peer name {}{peer_index}{peer_where}", s.ip(ns), sh(name), sh(peer));
         s.log.push(line);
         Ok((a, b))
     }
@@ -167,7 +174,7 @@ impl Backend for PlanBackend {
     async fn create_bridge(&mut self, name: &str, ns: NsId, index: Option<u32>) -> io::Result<u32> {
         let mut s = self.state.lock().unwrap();
         let index = s.add_link(ns, name, "bridge", index)?;
-        let line = format!("{}link add {} type bridge", s.ip(ns), sh(name));
+        let line = format!("{}link add name {} type bridge", s.ip(ns), sh(name));
         s.log.push(line);
         Ok(index)
     }
@@ -188,7 +195,7 @@ impl Backend for PlanBackend {
         // A moved link arrives down, without addresses or master.
         s.ns(to)?.links.push(PlanLink { up: false, master: None, addresses: Vec::new(), index: new_index, queue: None, ..moved });
         let target = s.ns_name(to).map(|n| sh(&n)).unwrap_or_else(|| "$$".into());
-        let line = format!("{}link set {} netns {target}", s.ip(link.ns), sh(&link.name));
+        let line = format!("{}link set dev {} netns {target}", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(new_index)
     }
@@ -200,7 +207,7 @@ impl Backend for PlanBackend {
             return Err(err(libc::EOPNOTSUPP));
         }
         s.owned(port)?.master = Some(bridge.index);
-        let line = format!("{}link set {} master {}", s.ip(port.ns), sh(&port.name), sh(&bridge.name));
+        let line = format!("{}link set dev {} master {}", s.ip(port.ns), sh(&port.name), sh(&bridge.name));
         s.log.push(line);
         Ok(())
     }
@@ -208,7 +215,7 @@ impl Backend for PlanBackend {
     async fn set_up(&mut self, link: &LinkRef) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?.up = true;
-        let line = format!("{}link set {} up", s.ip(link.ns), sh(&link.name));
+        let line = format!("{}link set dev {} up", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(())
     }
@@ -216,7 +223,7 @@ impl Backend for PlanBackend {
     async fn set_down(&mut self, link: &LinkRef) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?.up = false;
-        let line = format!("{}link set {} down", s.ip(link.ns), sh(&link.name));
+        let line = format!("{}link set dev {} down", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(())
     }
@@ -224,7 +231,7 @@ impl Backend for PlanBackend {
     async fn set_mtu(&mut self, link: &LinkRef, mtu: u32) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?.mtu = mtu;
-        let line = format!("{}link set {} mtu {mtu}", s.ip(link.ns), sh(&link.name));
+        let line = format!("{}link set dev {} mtu {mtu}", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(())
     }
@@ -241,7 +248,7 @@ impl Backend for PlanBackend {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?.mac = Some(mac);
         let text = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-        let line = format!("{}link set {} address {text}", s.ip(link.ns), sh(&link.name));
+        let line = format!("{}link set dev {} address {text}", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(())
     }
@@ -270,7 +277,7 @@ impl Backend for PlanBackend {
     async fn disable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?;
-        let line = format!("{}link set {} addrgenmode none", s.ip(link.ns), sh(&link.name));
+        let line = format!("{}link set dev {} addrgenmode none", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(())
     }
@@ -278,7 +285,7 @@ impl Backend for PlanBackend {
     async fn enable_ipv6_link_local(&mut self, link: &LinkRef) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         s.owned(link)?;
-        let line = format!("{}link set {} addrgenmode eui64", s.ip(link.ns), sh(&link.name));
+        let line = format!("{}link set dev {} addrgenmode eui64", s.ip(link.ns), sh(&link.name));
         s.log.push(line);
         Ok(())
     }
@@ -329,7 +336,7 @@ impl Backend for PlanBackend {
     async fn write_sysctl(&mut self, ns: NsId, key: &str, value: &str) -> io::Result<()> {
         let mut s = self.state.lock().unwrap();
         write_modelled_sysctl(s.ns(ns)?, key, value);
-        let line = format!("{}{}", s.inside(ns), render::sysctl_line(key, value));
+        let line = render::sysctl_line(&s.inside(ns), key, value);
         s.log.push(line);
         Ok(())
     }
@@ -423,9 +430,7 @@ impl Backend for PlanBackend {
 
     fn start_program(&mut self, ns: NsId, spec: &super::ProgramSpec) -> io::Result<Box<dyn super::Program>> {
         let mut s = self.state.lock().unwrap();
-        let words: Vec<String> = spec.argv.iter().map(|w| sh(w)).collect();
-        let line = format!("{}setpriv --reuid={} --regid={} --clear-groups --no-new-privs -- {}", s.inside(ns), spec.uid, spec.gid, words.join(" "));
-        s.log.push(line);
+        s.program_lines(ns, spec, self.lab_root);
         let pid = 200_000 + s.started.len() as u32;
         let id = ProcessId { pid, since: 1 };
         if let Some(space) = s.namespaces.get_mut(&ns) {

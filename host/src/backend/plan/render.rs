@@ -77,8 +77,15 @@ fn readable_nft(t: &LabTable, changes: &[TableChange]) -> Vec<String> {
 /// `sysctl -qw KEY=VALUE` with the key in its slash form, which sysctl
 /// takes as it is: an interface name may hold dots (`r2v.100`), and the
 /// dotted form would turn them into directories. One word for the shell.
-pub fn sysctl_line(key: &str, value: &str) -> String {
-    format!("sysctl -qw {}", sh(&format!("{key}={value}")))
+/// sysctl splits its word at the first `=`, and a name may hold one
+/// (`a=b`): such a key is written through `/proc/sys` with `tee`, inside
+/// the namespace (`inside`), where the key is the namespace's.
+pub fn sysctl_line(inside: &str, key: &str, value: &str) -> String {
+    if key.contains('=') {
+        format!("printf '%s\\n' {} | {inside}tee {} >/dev/null", sh(value), sh(&format!("/proc/sys/{key}")))
+    } else {
+        format!("{inside}sysctl -qw {}", sh(&format!("{key}={value}")))
+    }
 }
 
 fn ip(v4: bool) -> &'static str {

@@ -105,7 +105,7 @@ impl PlanState {
         let numbers = [("priority", o.priority.map(u32::from)), ("forward_delay", centi(o.forward_delay_secs)), ("hello_time", centi(o.hello_secs)), ("max_age", centi(o.max_age_secs)), ("ageing_time", o.ageing_secs.map(|s| s.saturating_mul(100)))];
         words.extend(numbers.iter().filter_map(|(name, v)| v.map(|v| format!("{name} {v}"))));
         words.extend([("mcast_snooping", o.multicast_snooping), ("vlan_filtering", o.vlan_filtering)].iter().filter_map(|(name, v)| v.map(|v| format!("{name} {}", u8::from(v)))));
-        let line = format!("{}link set {} type bridge {}", self.ip(bridge.ns), sh(&bridge.name), words.join(" "));
+        let line = format!("{}link set dev {} type bridge {}", self.ip(bridge.ns), sh(&bridge.name), words.join(" "));
         self.log.push(line);
         Ok(())
     }
@@ -113,7 +113,7 @@ impl PlanState {
     /// `ip link set PORT type bridge_slave cost N`.
     pub(super) fn set_port_cost(&mut self, port: &LinkRef, cost: u32) -> io::Result<()> {
         self.owned(port)?;
-        let line = format!("{}link set {} type bridge_slave cost {cost}", self.ip(port.ns), sh(&port.name));
+        let line = format!("{}link set dev {} type bridge_slave cost {cost}", self.ip(port.ns), sh(&port.name));
         self.log.push(line);
         Ok(())
     }
@@ -144,6 +144,21 @@ impl PlanState {
         };
         self.log.push(format!(": node {} {note}", sh(&node)));
         Ok(Vec::new())
+    }
+
+    /// The line that starts a program: `setpriv` to its user. Uid 0 of the
+    /// lab's own user namespace (`lab_root`) is never the machine's root in
+    /// its place: the plan says so and runs the program as nobody.
+    pub(super) fn program_lines(&mut self, ns: NsId, spec: &crate::backend::ProgramSpec, lab_root: bool) {
+        let words: Vec<String> = spec.argv.iter().map(|w| sh(w)).collect();
+        let (uid, gid) = if lab_root && spec.uid == 0 {
+            self.log.push("# nsw runs this as root of the lab's own user namespace (capabilities over the lab's namespaces only); a plan has none, so here it runs as nobody".into());
+            (65534, 65534)
+        } else {
+            (spec.uid, spec.gid)
+        };
+        let line = format!("{}setpriv --reuid={uid} --regid={gid} --clear-groups --no-new-privs -- {}", self.inside(ns), words.join(" "));
+        self.log.push(line);
     }
 
     /// A command run inside namespace `id` (`ip netns exec NAME `).

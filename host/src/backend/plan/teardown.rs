@@ -71,7 +71,7 @@ impl Teardown for PlanBackend {
         if !link.owned {
             s.violations.push(format!("teardown deleted {}, which the lab did not create", link.name));
         }
-        s.log.push(format!("ip link delete {}", sh(&link.name)));
+        s.log.push(format!("ip link delete dev {}", sh(&link.name)));
         Ok(())
     }
 
@@ -112,7 +112,7 @@ impl Teardown for PlanBackend {
         let mut s = self.state.lock().unwrap();
         let Some(machine) = s.machine_ns() else { return Err(err(libc::ENOENT)) };
         write_modelled_sysctl(machine, key, value);
-        s.log.push(super::render::sysctl_line(key, value));
+        s.log.push(super::render::sysctl_line("", key, value));
         Ok(())
     }
 

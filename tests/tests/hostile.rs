@@ -499,6 +499,20 @@ fn every_wait_ends_at_the_deadline() {
     }
 }
 
+#[test]
+fn a_service_that_compiles_past_the_deadline_ends_the_run_at_it() {
+    // About 27 s of compiling on a 2-core machine; new to the compiled
+    // cache (the salt), so it is compiled, not loaded.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let salt = (now.subsec_nanos() ^ std::process::id()).to_string();
+    let started = Instant::now();
+    let attack = Attack::run("hostile_exhaust", &["--timeout", "2"], &["slow-service", "4", "300000", &salt])
+        .refused(4, &["compiling service svc/slow was abandoned", "ran out of time (2 s"]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(8), "nsw run --timeout 2 took {took:?}");
+    drop(attack);
+}
+
 // --- the machine's networks, all of them ------------------------------------------
 
 #[test]

@@ -41,7 +41,11 @@ impl HostState {
     async fn start_reserved(&mut self, ns: crate::backend::NsId, label: String, component: Vec<u8>, args: Vec<String>) -> Result<Arc<Service>, LabError> {
         let stop = self.lab.stop().clone();
         let compiled = match self.services.prepare(&label, component, &stop).await {
-            None => return Err(LabError::stopped()),
+            None => {
+                // Said, because compiling goes on unseen until nsw exits.
+                crate::tell::say!("nsw: compiling service {label} was abandoned: the run was told to stop");
+                return Err(LabError::stopped());
+            }
             Some(prepared) => prepared.map_err(|e| LabError::invalid(format!("start service {label}: {e:#}")))?,
         };
         self.lab.start_service(ns, &mut self.services, label, compiled, args)

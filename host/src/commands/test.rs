@@ -88,9 +88,15 @@ pub(crate) fn print_table(verdicts: &[Verdict]) {
 }
 
 fn write_junit(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Result<()> {
+    let document = junit(&built.lab, built.elapsed, verdicts)?;
+    crate::access::write_output(path, document.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The JUnit report of lab `lab`'s checks.
+fn junit(lab: &str, elapsed: std::time::Duration, verdicts: &[Verdict]) -> anyhow::Result<String> {
     // Every text through the XML encoder: a name may hold what XML forbids.
     let xml = crate::encode::xml::text;
-    let mut suite = TestSuite::new(xml(&built.lab));
+    let mut suite = TestSuite::new(xml(lab));
     for v in verdicts {
         let status = if v.passed {
             TestCaseStatus::success()
@@ -100,18 +106,17 @@ fn write_junit(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Resu
             failure
         };
         let mut case = TestCase::new(xml(&v.name), status);
-        case.set_classname(format!("nsw.{}", xml(&built.lab)));
+        case.set_classname(format!("nsw.{}", xml(lab)));
         case.set_time(std::time::Duration::from_secs_f64(v.seconds.max(0.0)));
         if v.passed && !v.detail.is_empty() {
             case.set_system_out(xml(&v.detail));
         }
         suite.add_test_case(case);
     }
-    suite.set_time(built.elapsed);
+    suite.set_time(elapsed);
     let mut report = Report::new("nsw test");
     report.add_test_suite(suite);
-    let document = report.to_string().context("writing the JUnit report")?;
-    crate::access::write_output(path, document.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    report.to_string().context("writing the JUnit report")
 }
 
 fn write_json(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Result<()> {
@@ -126,4 +131,38 @@ fn write_json(path: &Path, built: &Built, verdicts: &[Verdict]) -> anyhow::Resul
         "probes": built.findings.probes,
     });
     crate::access::write_output(path, serde_json::to_string_pretty(&value)?.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod junit_props {
+    use proptest::prelude::*;
+
+    use super::{Verdict, junit};
+
+    proptest! {
+        /// Any name and detail a script reports (every character, XML's
+        /// forbidden ones among them) gives a document XML 1.0 allows,
+        /// which an XML reader reads back, each name as the encoder wrote it.
+        #[test]
+        fn the_junit_report_is_xml_for_any_check(checks in proptest::collection::vec((any::<String>(), any::<String>(), any::<bool>()), 1..8)) {
+            let verdicts: Vec<Verdict> = checks.iter().map(|(name, detail, passed)| Verdict { name: name.clone(), passed: *passed, detail: detail.clone(), seconds: 0.5 }).collect();
+            let document = junit("lab", std::time::Duration::from_secs(1), &verdicts).unwrap();
+            prop_assert!(document.chars().all(crate::encode::xml::allowed), "a character XML forbids: {document:?}");
+            let mut reader = quick_xml::Reader::from_str(&document);
+            let mut names = Vec::new();
+            loop {
+                match reader.read_event() {
+                    Ok(quick_xml::events::Event::Eof) => break,
+                    Ok(quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e)) if e.name().as_ref() == b"testcase" => {
+                        let name = e.try_get_attribute("name").unwrap().expect("a testcase without a name");
+                        names.push(name.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().into_owned());
+                    }
+                    Ok(_) => {}
+                    Err(e) => prop_assert!(false, "not XML: {e}: {document:?}"),
+                }
+            }
+            let wanted: Vec<String> = checks.iter().map(|(name, _, _)| crate::encode::xml::text(name)).collect();
+            prop_assert_eq!(names, wanted);
+        }
+    }
 }

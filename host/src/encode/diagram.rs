@@ -65,4 +65,24 @@ mod tests {
         assert_eq!(dot_string(r#"a"b\N"#), r#"a\"b\\N"#);
         assert_eq!(mermaid_text("a#quot;<b>"), "a#35;quot;#lt;b#gt;");
     }
+
+    /// Any text, or (often, so that near misses are tried) a short one of
+    /// the characters the encoding itself writes.
+    fn part() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof![".*", "[a_.1g2e]{0,4}"]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2048, ..Default::default() })]
+        /// Two different names (of one part or several, any characters)
+        /// never share an identifier, and every identifier is one dot and
+        /// Mermaid take as it is.
+        #[test]
+        fn identifiers_are_injective(a in proptest::collection::vec(part(), 1..3), b in proptest::collection::vec(part(), 1..3)) {
+            let (parts_a, parts_b): (Vec<&str>, Vec<&str>) = (a.iter().map(String::as_str).collect(), b.iter().map(String::as_str).collect());
+            let (id_a, id_b) = (ident("n", &parts_a), ident("n", &parts_b));
+            proptest::prop_assert!(id_a.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{id_a}");
+            proptest::prop_assert_eq!(a == b, id_a == id_b, "{:?} and {:?} gave {} and {}", a, b, id_a, id_b);
+        }
+    }
 }

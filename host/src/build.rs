@@ -46,6 +46,7 @@ pub fn run_limits(limits: &Limits, dry: bool) -> RunLimits {
         memory_bytes: limits.memory_bytes,
         memory_total_bytes: limits.memory_total_bytes,
         output_bytes: limits.output_bytes,
+        compile_memory_bytes: limits.compile_memory_bytes,
         dry,
     }
 }

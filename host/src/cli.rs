@@ -68,6 +68,10 @@ impl Command {
 
 /// Entry point of the `nsw` binary.
 pub fn main() -> ExitCode {
+    // nsw as its own compiler's process (see runtime::compiler).
+    if std::env::args_os().nth(1).is_some_and(|a| a == crate::runtime::compiler::CHILD_ARG) {
+        return crate::runtime::compiler::child();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

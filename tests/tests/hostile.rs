@@ -511,6 +511,30 @@ fn a_service_that_compiles_past_the_deadline_ends_the_run_at_it() {
     let took = started.elapsed();
     assert!(took < Duration::from_secs(8), "nsw run --timeout 2 took {took:?}");
     drop(attack);
+    // The compiler's process went with the run, not on at a core.
+    assert_eq!(compilers_orphaned(), 0, "a compiler process outlived the run");
+    // Its memory is bounded too: past --max-compile-memory it is refused.
+    let salt = (now.subsec_nanos() ^ 0x5a5a).to_string();
+    Attack::run("hostile_exhaust", &["--max-compile-memory", "100"], &["slow-service", "2", "200000", &salt])
+        .refused(1, &["start service svc/slow: compiling svc/slow needed more than 100 MiB (raise it with --max-compile-memory)"]);
+    assert_eq!(compilers_orphaned(), 0, "a compiler process outlived the run");
+}
+
+/// nsw's compiler processes whose nsw is gone (other tests' runs compile
+/// too, each in a child of its own nsw).
+fn compilers_orphaned() -> usize {
+    let read = |pid: &str, file: &str| std::fs::read(format!("/proc/{pid}/{file}")).unwrap_or_default();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|pid| read(pid, "cmdline").split(|b| *b == 0).any(|arg| arg == b"--nsw-compile-child"))
+        .filter(|pid| {
+            let status = String::from_utf8_lossy(&read(pid, "status")).into_owned();
+            let parent = status.lines().find_map(|l| l.strip_prefix("PPid:")).unwrap_or("").trim().to_string();
+            !read(&parent, "comm").starts_with(b"nsw")
+        })
+        .count()
 }
 
 // --- the machine's networks, all of them ------------------------------------------

@@ -34,7 +34,8 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     crate::build::check_script(&args.file, &wasm, &grants, &args.limits.0)?;
     let engine = runtime::engine()?;
     // Compiled afresh: the cache is root's, and a plan needs no root.
-    let component = wasmtime::component::Component::new(&engine, &wasm).map_err(|e| anyhow::anyhow!("{}: {e:#}", args.file.display()))?;
+    let bounds = runtime::compiler::Bounds { memory_bytes: args.limits.0.compile_memory_bytes, abandon: &|| false };
+    let component = runtime::compiler::compile(&engine, &wasm, &args.file, &bounds)?;
     let linker = crate::build::linker_for(&engine, &args.file, &component)?;
     // The journal of a plan: in a directory of its own, gone at the end.
     let dir = std::env::temp_dir().join(format!("nsw-plan-{}", std::process::id()));

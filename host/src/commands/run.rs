@@ -176,7 +176,8 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
             say!("nsw: compiling {} ({} MB; once: later runs load it from the cache)", args.file.display(), wasm.len() >> 20);
         }
     };
-    let mut loaded = runtime::load(&engine, &args.file, &wasm, announce)?;
+    let bounds = runtime::compiler::Bounds { memory_bytes: limits.compile_memory_bytes, abandon: &|| stop.requested() };
+    let mut loaded = runtime::load(&engine, &args.file, &wasm, &bounds, announce)?;
     loaded.load_time += read_time;
     if let Some(warning) = &loaded.cache_warning {
         say!("nsw: warning: {warning}");

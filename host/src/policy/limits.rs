@@ -55,6 +55,9 @@ pub struct Limits {
     /// Largest component (the script, or a service it starts), in bytes:
     /// what compiling it takes grows with it.
     pub component_bytes: usize,
+    /// What compiling one component may take, in bytes (in a process of
+    /// its own).
+    pub compile_memory_bytes: usize,
     /// The compiled cache in all, in bytes: past it, the least recently
     /// used components go.
     pub cache_bytes: u64,
@@ -242,6 +245,16 @@ pub const LIMITS: &[Limit] = &[
         set: |l, v| l.component_bytes = (v as usize).saturating_mul(1 << 20),
     },
     Limit {
+        flag: "max-compile-memory",
+        aliases: &[],
+        default: 2048,
+        unit: "MIB",
+        range: (64, u64::MAX),
+        what: "memory compiling one component may take (the script's or a service's, in a process of its own)",
+        shown: |v| format!("{v} MiB"),
+        set: |l, v| l.compile_memory_bytes = (v as usize).saturating_mul(1 << 20),
+    },
+    Limit {
         flag: "max-cache",
         aliases: &[],
         default: 1024,
@@ -322,6 +335,7 @@ impl Default for Limits {
             output_bytes: 0,
             memory_total_bytes: 0,
             component_bytes: 0,
+            compile_memory_bytes: 0,
             cache_bytes: 0,
             cache_run_bytes: 0,
         };
@@ -379,6 +393,7 @@ mod tests {
             (l.output_bytes as u64, "output_bytes"),
             (l.memory_total_bytes as u64, "memory_total_bytes"),
             (l.component_bytes as u64, "component_bytes"),
+            (l.compile_memory_bytes as u64, "compile_memory_bytes"),
             (l.cache_bytes, "cache_bytes"),
             (l.cache_run_bytes.max(1), "cache_run_bytes"),
         ] {

@@ -4,13 +4,14 @@
 //! lab's imports is [`crate::script`]'s.
 
 pub mod cache;
+pub mod compiler;
 pub mod output;
 pub mod service;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
 
@@ -22,6 +23,8 @@ pub struct RunLimits {
     /// The script's and its services' memory together.
     pub memory_total_bytes: usize,
     pub output_bytes: usize,
+    /// What compiling one component may take.
+    pub compile_memory_bytes: usize,
     /// A plan (`nsw plan`): nothing runs in the lab, services included, and
     /// the script's output goes to stderr (stdout is the plan's).
     pub dry: bool,
@@ -29,7 +32,7 @@ pub struct RunLimits {
 
 impl Default for RunLimits {
     fn default() -> Self {
-        RunLimits { timeout: Duration::from_secs(60), memory_bytes: 64 << 20, memory_total_bytes: 1 << 30, output_bytes: 1 << 20, dry: false }
+        RunLimits { timeout: Duration::from_secs(60), memory_bytes: 64 << 20, memory_total_bytes: 1 << 30, output_bytes: 1 << 20, compile_memory_bytes: 2 << 30, dry: false }
     }
 }
 
@@ -53,8 +56,9 @@ pub struct Loaded {
 
 /// Load the component `wasm` (read from `path`), from the compiled cache
 /// when possible, else compiling it (and caching the result). `before`
-/// is told, before any work, whether the cache has it.
-pub fn load(engine: &Engine, path: &Path, wasm: &[u8], before: impl FnOnce(bool)) -> Result<Loaded> {
+/// is told, before any work, whether the cache has it; a compile is
+/// bounded by `bounds`.
+pub fn load(engine: &Engine, path: &Path, wasm: &[u8], bounds: &compiler::Bounds, before: impl FnOnce(bool)) -> Result<Loaded> {
     let start = Instant::now();
     let (cache, mut cache_warning) = match cache::Cache::open_default() {
         Ok(cache) => (Some(cache), None),
@@ -69,7 +73,7 @@ pub fn load(engine: &Engine, path: &Path, wasm: &[u8], before: impl FnOnce(bool)
             Err(e) => cache_warning = Some(format!("not using the compiled cache: {e:#}")),
         }
     }
-    let component = compile(engine, wasm, path)?;
+    let component = compiler::compile(engine, wasm, path, bounds)?;
     if let (Some((cache, file)), None) = (&cached, &cache_warning) {
         match cache.store(file, &component) {
             Ok(true) => {}
@@ -78,9 +82,5 @@ pub fn load(engine: &Engine, path: &Path, wasm: &[u8], before: impl FnOnce(bool)
         }
     }
     Ok(Loaded { component, from_cache: false, load_time: start.elapsed(), cache_warning })
-}
-
-fn compile(engine: &Engine, wasm: &[u8], path: &Path) -> Result<Component> {
-    Component::new(engine, wasm).map_err(anyhow::Error::from).with_context(|| format!("{} is not a valid WebAssembly component", path.display()))
 }
 

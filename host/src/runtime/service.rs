@@ -91,15 +91,18 @@ impl Services {
 
     /// Compile (or load from the cache) a service's component, and check
     /// that it is a command nsw can run. Compiling takes seconds for a big
-    /// component: it runs on a thread of its own, off the guest's call,
-    /// and is abandoned (`None`) once the run is told to stop (the
+    /// component: it runs on a thread of its own, off the guest's call, in
+    /// a process of its own (see [`super::compiler`]), and is abandoned
+    /// (`None`, the process killed) once the run is told to stop (the
     /// deadline, a signal), so that the deadline holds through it.
     pub async fn prepare(&self, label: &str, wasm: Vec<u8>, stop: &Stop) -> Option<Result<Prepared>> {
         let asked = Instant::now();
         let (engine, linker, name) = (self.engine.clone(), self.linker.clone(), label.to_string());
+        let (memory_bytes, abandon) = (self.limits.compile_memory_bytes, stop.clone());
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         let spawned = std::thread::Builder::new().name("nsw-compile".into()).spawn(move || {
-            let prepared = super::load(&engine, Path::new(&name), &wasm, |_| {}).and_then(|loaded| {
+            let bounds = super::compiler::Bounds { memory_bytes, abandon: &|| abandon.requested() };
+            let prepared = super::load(&engine, Path::new(&name), &wasm, &bounds, |_| {}).and_then(|loaded| {
                 linker.instantiate_pre(&loaded.component).map_err(|e| anyhow::anyhow!("{name} cannot run as a service: {e:#}"))?;
                 Ok(loaded.component)
             });

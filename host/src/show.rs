@@ -32,6 +32,19 @@ pub struct NodeView {
     pub routes: Vec<RouteOut>,
     /// The lab's nftables table there, as `nft -j` lists it.
     pub nft: Option<serde_json::Value>,
+    /// The same in nft's words (for the text; `nft` is the JSON's).
+    #[serde(skip)]
+    pub nft_text: Option<String>,
+    /// The programs the lab started there.
+    pub processes: Vec<ProcessOut>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessOut {
+    pub program: String,
+    pub pid: u32,
+    /// Still running (the same process: pid and start time).
+    pub running: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -50,6 +63,9 @@ pub struct LinkOut {
     pub mtu: u32,
     pub mac: Option<String>,
     pub qdisc: Option<String>,
+    /// Its conditions: each queueing discipline but the default ones, as
+    /// `tc qdisc show` words it (`netem 1: limit 1000 delay 50ms loss 1%`).
+    pub conditions: Vec<String>,
     /// Its bridge, if it is a bridge port.
     pub master: Option<String>,
     /// A veth's other end.
@@ -57,6 +73,11 @@ pub struct LinkOut {
     pub addresses: Vec<String>,
     /// The lab made it (the journal has it).
     pub owned: bool,
+    /// A bridge's spanning tree: on or off (null for other links).
+    pub stp: Option<bool>,
+    /// A bridge port's spanning-tree state and path cost.
+    pub port_state: Option<String>,
+    pub port_cost: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -147,12 +168,29 @@ pub async fn read(record: &LabRecord, kernel: &mut dyn Survey) -> anyhow::Result
         };
         let Some(view) = view else {
             flagged.push(format!("netns {netns} (node {node}) is gone"));
-            nodes.push(NodeView { node: node.clone(), netns, present: false, forwarding: Forwarding::default(), links: vec![], routes: vec![], nft: None });
+            nodes.push(NodeView { node: node.clone(), netns, present: false, forwarding: Forwarding::default(), links: vec![], routes: vec![], nft: None, nft_text: None, processes: vec![] });
             continue;
         };
-        nodes.push(node_view(record, place, node, netns, view, &node_of, &mut flagged));
+        let mut shown = node_view(record, place, node, netns, view, &node_of, &mut flagged);
+        shown.processes = processes(record, place, kernel).await;
+        nodes.push(shown);
     }
     Ok(LabView { lab: record.info.name.clone(), mode: record.info.mode, nodes, flagged })
+}
+
+/// The programs the journal says the lab started in `place`, and whether
+/// each still runs.
+async fn processes(record: &LabRecord, place: &NetnsRef, kernel: &mut dyn Survey) -> Vec<ProcessOut> {
+    let mut found = Vec::new();
+    for owned in &record.objects {
+        if let (Object::Process { netns, program }, Some(pid), Some(since)) = (&owned.object, owned.ident, owned.since) {
+            if netns == place {
+                let running = kernel.process_running(crate::backend::ProcessId { pid: pid as u32, since }).await;
+                found.push(ProcessOut { program: program.clone(), pid: pid as u32, running });
+            }
+        }
+    }
+    found
 }
 
 fn node_view(
@@ -199,10 +237,14 @@ fn node_view(
             mtu: link.mtu,
             mac: link.mac.clone(),
             qdisc: link.qdisc.clone(),
+            conditions: view.queues.iter().filter(|(dev, _)| *dev == link.name).map(|(_, said)| said.clone()).collect(),
             master: link.master.and_then(|m| name_of.get(&m)).map(|n| n.to_string()),
             peer,
             addresses: view.addresses.iter().filter(|a| a.link == link.index).map(|a| a.cidr.to_string()).collect(),
             owned: mine.is_some(),
+            stp: link.stp,
+            port_state: link.port_state.clone(),
+            port_cost: link.port_cost,
         });
     }
     for name in owned.keys() {
@@ -237,5 +279,7 @@ fn node_view(
         links,
         routes,
         nft: view.nft.clone(),
+        nft_text: view.nft_text.clone(),
+        processes: Vec::new(),
     }
 }

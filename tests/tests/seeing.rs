@@ -120,6 +120,44 @@ fn state_of(ns: &str, lab: &str) -> Vec<String> {
 }
 
 #[test]
+fn show_says_the_programs_the_conditions_and_the_firewall_as_they_are() {
+    let machine = Machine::new("shw");
+    // Programs: running, then ended.
+    let lab = machine.lab("sp");
+    lab.run_ok(&guest("spawner"), &["--allow", "exec=sleep"], &[]);
+    let view: Value = serde_json::from_slice(&machine.nsw(&["show", &lab.name, "--json"]).stdout).unwrap();
+    let node = view["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "a").unwrap().clone();
+    let process = &node["processes"][0];
+    assert_eq!((&process["program"], &process["running"]), (&Value::from("sleep"), &Value::from(true)), "{node}");
+    let pid = process["pid"].as_u64().unwrap();
+    assert!(stdout(&machine.nsw(&["show", &lab.name])).contains(&format!("process sleep (pid {pid}) running")));
+    check("kill", &["-KILL", &pid.to_string()]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(stdout(&machine.nsw(&["show", &lab.name])).contains(&format!("process sleep (pid {pid}) ended")));
+    lab.down_and_check();
+    // Conditions: tc's words for the queue nsw gave the link.
+    let lab = machine.lab("sc");
+    lab.run_ok(&guest("impair"), &[], &["rate=20000000"]);
+    let view: Value = serde_json::from_slice(&machine.nsw(&["show", &lab.name, "--json"]).stdout).unwrap();
+    let a = view["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "a").unwrap();
+    let eth0 = a["links"].as_array().unwrap().iter().find(|l| l["name"] == "eth0").unwrap();
+    let said = eth0["conditions"][0].as_str().unwrap_or_default();
+    assert!(said.starts_with("tbf ") && said.contains("rate 20Mbit"), "{eth0}");
+    let kernel = nsw_tests::check("tc", &["-n", &format!("{}-a", lab.name), "qdisc", "show", "dev", "eth0"]);
+    assert!(kernel.contains(said.split_once(' ').unwrap().1), "{said:?} is not what tc says: {kernel}");
+    lab.down_and_check();
+    // The firewall and NAT in nft's words, the owner's marker left out.
+    let lab = machine.lab("sf");
+    lab.run_ok(&guest("pbj"), &[], &[]);
+    let shown = stdout(&machine.nsw(&["show", &lab.name]));
+    assert!(shown.contains(&format!("  | table inet nsw-{}", lab.name)) && shown.contains("masquerade") && !shown.contains("nsw-owner-"), "{shown}");
+    lab.down_and_check();
+}
+
+#[test]
 fn the_plan_run_as_a_script_builds_what_nsw_run_builds() {
     // No root: nsw plan as nobody.
     let name = unique("pl");

@@ -90,6 +90,18 @@ fn a_loop_of_bridges_is_kept_from_flooding_by_stp_set_from_the_script() {
     assert_eq!(blocking.len(), 1, "{states:?}");
     assert_eq!((blocking[0].0, blocking[0].1.as_str()), ("s2", "to-s3"), "{states:?}");
     assert!(states.iter().any(|(s, port, _, cost)| *s == "s1" && port == "to-s3" && *cost == 10), "{states:?}");
+    // nsw show says each port's state and cost as the kernel has them.
+    let shown = machine.nsw(&["show", &lab, "--json"]);
+    let view: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    for (switch, port, state, cost) in &states {
+        let node = view["nodes"].as_array().unwrap().iter().find(|n| n["node"] == *switch).unwrap();
+        let link = node["links"].as_array().unwrap().iter().find(|l| l["name"] == port.as_str()).unwrap();
+        assert_eq!((&link["port_state"], &link["port_cost"]), (&serde_json::Value::from(state.as_str()), cost), "{switch} {port}: {link}");
+        let bridge = node["links"].as_array().unwrap().iter().find(|l| l["name"] == "br0").unwrap();
+        assert_eq!(bridge["stp"], true, "{switch}: {bridge}");
+    }
+    let text_shown = stdout(&machine.nsw(&["show", &lab]));
+    assert!(text_shown.contains("stp on") && text_shown.contains("stp blocking, cost 100"), "{text_shown}");
     assert!(machine.nsw(&["down", &lab]).status.success());
     assert_no_leak(&lab, &machine, &before);
 }

@@ -335,6 +335,8 @@ pub trait Survey: Send {
     /// The namespace `/run/netns/NAME` (the machine's if `None`), with the
     /// lab's nftables table `table` if it has one; `None` if it is gone.
     async fn survey(&mut self, netns: Option<&str>, table: Option<&str>) -> io::Result<Option<survey::NetnsView>>;
+    /// Whether the process `id` (pid and start time) still runs.
+    async fn process_running(&mut self, id: ProcessId) -> bool;
 }
 
 pub use kernel::capture::{Captured, Until};

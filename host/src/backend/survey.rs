@@ -24,6 +24,12 @@ pub struct LinkView {
     pub master: Option<u32>,
     /// A veth's other end: its index in its own namespace.
     pub peer_index: Option<u32>,
+    /// A bridge's spanning tree: on or off.
+    pub stp: Option<bool>,
+    /// A bridge port's spanning-tree state (`forwarding`, `blocking`...)
+    /// and path cost.
+    pub port_state: Option<String>,
+    pub port_cost: Option<u32>,
 }
 
 /// An address on a link.
@@ -68,4 +74,8 @@ pub struct NetnsView {
     /// The lab's nftables table there, as `nft -j` lists it, if asked for
     /// and present.
     pub nft: Option<serde_json::Value>,
+    /// The same, as `nft list table` prints it.
+    pub nft_text: Option<String>,
+    /// Queueing disciplines but the default ones: (link name, tc's words).
+    pub queues: Vec<(String, String)>,
 }

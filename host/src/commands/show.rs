@@ -4,6 +4,7 @@ use clap::Args;
 
 use super::{CommandResult, Status, require_root, show};
 use crate::backend;
+use crate::encode::terminal::one_line;
 use crate::journal::StateDir;
 use crate::show::{LabView, NodeView};
 
@@ -58,6 +59,7 @@ fn print_node(node: &NodeView) {
         about.push("GONE".into());
     }
     show!("{}  ({})", node.node, about.join(", "));
+    let spanning: Vec<&String> = node.links.iter().filter(|l| l.stp == Some(true)).map(|l| &l.name).collect();
     let mut rows = vec![["LINK", "KIND", "STATE", "ADDRESSES", "MTU", "DETAILS"].map(String::from).to_vec()];
     for link in &node.links {
         let state = if link.state == "up" && !link.carrier { "up, no carrier".to_string() } else { link.state.to_string() };
@@ -69,8 +71,18 @@ fn print_node(node: &NodeView) {
         if let Some(peer) = &link.peer {
             details.push(format!("peer {}:{}", peer.node, peer.link));
         }
-        if let Some(qdisc) = link.qdisc.as_deref().filter(|q| *q != "noqueue") {
-            details.push(format!("qdisc {qdisc}"));
+        match (link.conditions.is_empty(), link.qdisc.as_deref().filter(|q| *q != "noqueue")) {
+            (false, _) => details.extend(link.conditions.iter().cloned()),
+            (true, Some(qdisc)) => details.push(format!("qdisc {qdisc}")),
+            (true, None) => {}
+        }
+        // A port's state means something only under a spanning tree.
+        match (link.stp, &link.port_state) {
+            (Some(true), _) => details.push("stp on".into()),
+            (_, Some(state)) if link.master.as_ref().is_some_and(|m| spanning.contains(&m)) => {
+                details.push(format!("stp {state}{}", link.port_cost.map(|c| format!(", cost {c}")).unwrap_or_default()))
+            }
+            _ => {}
         }
         if let Some(mac) = link.mac.as_deref().filter(|m| *m != "00:00:00:00:00:00") {
             details.push(mac.to_string());
@@ -102,5 +114,20 @@ fn print_node(node: &NodeView) {
         let metric = route.metric.map(|m| format!(" metric {m}")).unwrap_or_default();
         let hops: String = route.nexthops.iter().map(|h| format!(" nexthop{} weight {}", hop(&h.via, &h.dev), h.weight)).collect();
         show!("  route {}{} proto {}{metric}{table}{hops}", route.destination, hop(&route.via, &route.dev), route.protocol);
+    }
+    for p in &node.processes {
+        show!("  process {} (pid {}) {}", one_line(&p.program), p.pid, if p.running { "running" } else { "ended" });
+    }
+    // The lab's firewall and NAT in nft's own words, its marker chain
+    // (which only says whose the table is) left out.
+    if let Some(text) = &node.nft_text {
+        let mut marker = false;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            marker = marker || line.trim_start().starts_with("chain nsw-owner-");
+            if !marker {
+                show!("  | {}", one_line(&line.trim_end().replace('\t', "    ")));
+            }
+            marker = marker && line.trim() != "}";
+        }
     }
 }

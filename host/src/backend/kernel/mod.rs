@@ -390,4 +390,8 @@ impl super::Survey for KernelBackend {
         };
         survey::survey(&fd, table).await.map(Some)
     }
+
+    async fn process_running(&mut self, id: ProcessId) -> bool {
+        process::identify(id.pid).is_ok_and(|now| now == id)
+    }
 }

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, State};
+use rtnetlink::packet_route::link::{BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoPortData, LinkAttribute, LinkFlags, LinkInfo, State};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
@@ -21,6 +21,8 @@ struct Inside {
     socket: OwnedFd,
     forwarding: (bool, bool),
     nft: Option<serde_json::Value>,
+    nft_text: Option<String>,
+    queues: Vec<(String, String)>,
 }
 
 /// Read the namespace `ns` (its fd); `table`: the lab's nftables table,
@@ -31,11 +33,11 @@ pub async fn survey(ns: &OwnedFd, table: Option<&str>) -> io::Result<NetnsView> 
         let socket = netlink::socket_here()?;
         let switch = |path: &str| std::fs::read_to_string(path).map(|v| v.trim() == "1").unwrap_or(false);
         let forwarding = (switch("/proc/sys/net/ipv4/ip_forward"), switch("/proc/sys/net/ipv6/conf/all/forwarding"));
-        let nft = match &table {
-            Some(table) => list_table(table),
-            None => None,
+        let (nft, nft_text) = match &table {
+            Some(table) => (list_table(table), list_table_text(table)),
+            None => (None, None),
         };
-        Ok(Inside { socket, forwarding, nft })
+        Ok(Inside { socket, forwarding, nft, nft_text, queues: queues() })
     })?;
     let handle = netlink::drive(inside.socket);
     Ok(NetnsView {
@@ -45,6 +47,8 @@ pub async fn survey(ns: &OwnedFd, table: Option<&str>) -> io::Result<NetnsView> 
         forwarding_ipv4: inside.forwarding.0,
         forwarding_ipv6: inside.forwarding.1,
         nft: inside.nft,
+        nft_text: inside.nft_text,
+        queues: inside.queues,
     })
 }
 
@@ -53,6 +57,41 @@ pub async fn survey(ns: &OwnedFd, table: Option<&str>) -> io::Result<NetnsView> 
 fn list_table(table: &str) -> Option<serde_json::Value> {
     let raw = nftables::helper::get_current_ruleset_raw(Some(super::tools::program("nft").as_os_str()), ["list", "table", "inet", table]).ok()?;
     serde_json::from_str(&raw).ok()
+}
+
+/// The same table in nft's own words, for people.
+fn list_table_text(table: &str) -> Option<String> {
+    let out = std::process::Command::new(super::tools::program("nft")).args(["list", "table", "inet", table]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Each link's queueing disciplines but the default ones, as `tc qdisc
+/// show` says them (`netem ... delay 50ms loss 1%`, `tbf rate 10Mbit ...`):
+/// (link name, its words after `dev NAME`). tc's words, because the
+/// kernel's netem options have no parser in netlink-packet-route.
+fn queues() -> Vec<(String, String)> {
+    let Ok(out) = std::process::Command::new(super::tools::program("tc")).args(["qdisc", "show"]).output() else { return Vec::new() };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut found = Vec::new();
+    for line in text.lines() {
+        // qdisc KIND HANDLE dev NAME [root|parent P] ...
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (Some(kind), Some(at)) = (words.get(1), words.iter().position(|w| *w == "dev")) else { continue };
+        if ["noqueue", "noop"].contains(kind) || words.get(at + 1).is_none() {
+            continue;
+        }
+        let mut said = vec![*kind];
+        let mut rest = words[at + 2..].iter();
+        while let Some(word) = rest.next() {
+            match *word {
+                "root" => {}
+                "refcnt" => drop(rest.next()),
+                other => said.push(other),
+            }
+        }
+        found.push((words[at + 1].to_string(), said.join(" ")));
+    }
+    found
 }
 
 fn os(err: rtnetlink::Error) -> io::Error {
@@ -77,6 +116,9 @@ async fn links(handle: &Handle) -> io::Result<Vec<LinkView>> {
             qdisc: None,
             master: None,
             peer_index: None,
+            stp: None,
+            port_state: None,
+            port_cost: None,
         };
         for attribute in msg.attributes {
             match attribute {
@@ -91,8 +133,24 @@ async fn links(handle: &Handle) -> io::Result<Vec<LinkView>> {
                 }
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
-                        if let LinkInfo::Kind(kind) = info {
-                            view.kind = Some(kind.to_string());
+                        match info {
+                            LinkInfo::Kind(kind) => view.kind = Some(kind.to_string()),
+                            LinkInfo::Data(InfoData::Bridge(options)) => {
+                                view.stp = options.iter().find_map(|o| match o {
+                                    InfoBridge::StpState(state) => Some(*state != BridgeStpState::Disabled),
+                                    _ => None,
+                                });
+                            }
+                            LinkInfo::PortData(InfoPortData::BridgePort(port)) => {
+                                for o in port {
+                                    match o {
+                                        InfoBridgePort::State(state) => view.port_state = Some(port_state(state)),
+                                        InfoBridgePort::Cost(cost) => view.port_cost = Some(cost),
+                                        _ => {}
+                                    }
+                                }
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -103,6 +161,18 @@ async fn links(handle: &Handle) -> io::Result<Vec<LinkView>> {
     }
     found.sort_by_key(|l| l.index);
     Ok(found)
+}
+
+/// A bridge port's spanning-tree state, as `bridge link` names it.
+fn port_state(state: BridgePortState) -> String {
+    match state {
+        BridgePortState::Disabled => "disabled".into(),
+        BridgePortState::Listening => "listening".into(),
+        BridgePortState::Learning => "learning".into(),
+        BridgePortState::Forwarding => "forwarding".into(),
+        BridgePortState::Blocking => "blocking".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
 }
 
 async fn addresses(handle: &Handle) -> io::Result<Vec<AddressView>> {

@@ -1,6 +1,6 @@
-import { host, createNetns, createVeth, setUp } from 'nsw:lab/topology@0.1.3';
-import { add } from 'nsw:lab/address@0.1.3';
-import { ping } from 'nsw:lab/probe@0.1.3';
+import { host, createNetns, createVeth, setUp } from 'nsw:lab/topology@0.1.4';
+import { add } from 'nsw:lab/address@0.1.4';
+import { ping } from 'nsw:lab/probe@0.1.4';
 
 export function run(args) {
   try {

@@ -1,7 +1,7 @@
 //! The scalable lab scripts besides the star: a chain of routers and a
 //! tree of bridges, checked from the kernel's side.
 
-use nsw_tests::{Machine, assert_no_leak, guest, in_ns, named_netns, stdout, text, unique};
+use nsw_tests::{Machine, assert_no_leak, guest, in_ns, named_netns, stderr, stdout, text, unique};
 
 #[test]
 fn a_chain_of_routers_forwards_across_every_one() {
@@ -103,5 +103,48 @@ fn a_loop_of_bridges_is_kept_from_flooding_by_stp_set_from_the_script() {
     let text_shown = stdout(&machine.nsw(&["show", &lab]));
     assert!(text_shown.contains("stp on") && text_shown.contains("stp blocking, cost 100"), "{text_shown}");
     assert!(machine.nsw(&["down", &lab]).status.success());
+    assert_no_leak(&lab, &machine, &before);
+}
+
+/// One route of two gateways (weights 1 and 3), as the kernel has it, as
+/// `nsw show` says it, and as `nsw plan` writes it (run by the real ip).
+#[test]
+fn a_route_of_two_weighted_gateways_reaches_over_both_routers() {
+    let machine = Machine::new("ecmp");
+    let before = machine.snapshot();
+    let lab = unique("ec");
+    let out = machine.nsw(&["run", guest("ecmp").to_str().unwrap(), "--name", &lab]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(stdout(&out).contains("a reaches 10.0.5.1 through r1 (weight 1) and r2 (weight 3)"), "{}", text(&out));
+    let hops = |routes: &str| -> Vec<(String, String, u64)> {
+        let routes: serde_json::Value = serde_json::from_str(routes).unwrap();
+        let route = routes.as_array().unwrap().iter().find(|r| r["dst"] == "10.0.5.0/24").unwrap_or_else(|| panic!("no route: {routes}")).clone();
+        route["nexthops"].as_array().unwrap().iter().map(|h| (h["gateway"].as_str().unwrap().into(), h["dev"].as_str().unwrap().into(), h["weight"].as_u64().unwrap())).collect()
+    };
+    let wanted = vec![("10.0.1.2".to_string(), "eth1".to_string(), 1), ("10.0.2.2".to_string(), "eth2".to_string(), 3)];
+    assert_eq!(hops(&nsw_tests::ip_in(&format!("{lab}-a"), &["-j", "route", "show"])), wanted);
+    let view: serde_json::Value = serde_json::from_slice(&machine.nsw(&["show", &lab, "--json"]).stdout).unwrap();
+    let a = view["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "a").unwrap();
+    let route = a["routes"].as_array().unwrap().iter().find(|r| r["destination"] == "10.0.5.0/24").unwrap();
+    let shown: Vec<(String, String, u64)> =
+        route["nexthops"].as_array().unwrap().iter().map(|h| (h["via"].as_str().unwrap().into(), h["dev"].as_str().unwrap().into(), h["weight"].as_u64().unwrap())).collect();
+    assert_eq!(shown, wanted, "{route}");
+    assert_eq!(route["protocol"], "static", "{route}");
+    assert!(machine.nsw(&["down", &lab]).status.success());
+    assert_no_leak(&lab, &machine, &before);
+    // The plan builds the same route with the real ip.
+    let planned = unique("ep");
+    let plan = machine.nsw(&["plan", guest("ecmp").to_str().unwrap(), "--name", &planned]);
+    assert!(plan.status.success() && stdout(&plan).contains("nexthop via 10.0.1.2 weight 1 nexthop via 10.0.2.2 weight 3"), "{}", text(&plan));
+    let ran = in_ns(&machine.name, "sh", &["-c", &stdout(&plan)]);
+    let built = nsw_tests::ip_in(&format!("{planned}-a"), &["-j", "route", "show"]);
+    for ns in named_netns(&planned).into_iter().filter(|n| *n == planned || n.starts_with(&format!("{planned}-"))) {
+        nsw_tests::check("ip", &["netns", "del", &ns]);
+    }
+    assert!(ran.status.success(), "{}", text(&ran));
+    assert_eq!(hops(&built), wanted);
+    // Bad gateways are refused by name, before anything is built.
+    let refused = machine.nsw(&["run", guest("ecmp").to_str().unwrap(), "--name", &lab, "--", "0", "1"]);
+    assert!(!refused.status.success() && stderr(&refused).contains("the weight of 10.0.1.2 is 0; a weight is 1 to 256"), "{}", text(&refused));
     assert_no_leak(&lab, &machine, &before);
 }

@@ -213,6 +213,8 @@ pub trait Backend: Send {
     /// The addresses `link` has now.
     async fn link_addresses(&mut self, link: &LinkRef) -> io::Result<Vec<IpNet>>;
     async fn add_route(&mut self, ns: NsId, destination: IpNet, via: IpAddr) -> io::Result<()>;
+    /// A route through several gateways, each with its weight.
+    async fn add_multipath_route(&mut self, ns: NsId, destination: IpNet, hops: &[crate::policy::routes::NextHop]) -> io::Result<()>;
     async fn read_sysctl(&mut self, ns: NsId, key: &str) -> io::Result<String>;
     async fn write_sysctl(&mut self, ns: NsId, key: &str, value: &str) -> io::Result<()>;
     /// Every readable sysctl under `roots` in `ns`, by key.

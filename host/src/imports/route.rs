@@ -15,6 +15,12 @@ impl route::Host for HostState {
         self.lab.add_route(ns, &destination, &via).await
     }
 
+    async fn add_multipath(&mut self, ns: Resource<NetnsHandle>, destination: String, hops: Vec<route::NextHop>) -> Result<(), LabError> {
+        let ns = self.ns_id(&ns)?;
+        let hops: Vec<(String, u16)> = hops.into_iter().map(|h| (h.via, h.weight)).collect();
+        self.lab.add_multipath_route(ns, &destination, &hops).await
+    }
+
     async fn enable_forwarding(&mut self, ns: Resource<NetnsHandle>, family: IpFamily) -> Result<(), LabError> {
         let ns = self.ns_id(&ns)?;
         let family = match family {

@@ -155,19 +155,29 @@ impl Lab {
                 _ => None,
             })
             .collect();
-        let routes: Vec<(ipnet::IpNet, std::net::IpAddr)> = record
+        // Each route with its gateways (one, or a multipath route's all).
+        let routes: Vec<(ipnet::IpNet, Vec<crate::policy::routes::NextHop>)> = record
             .objects
             .iter()
             .filter(|o| o.confirmed)
             .filter_map(|o| match &o.object {
-                Object::Route { netns, destination, via } if *netns == place => Some((destination.parse().ok()?, via.parse().ok()?)),
+                Object::Route { netns, destination, via } if *netns == place => {
+                    let hops = crate::policy::routes::from_journal_via(via)
+                        .or_else(|| Some(vec![crate::policy::routes::NextHop { via: via.parse().ok()?, weight: 1 }]))?;
+                    Some((destination.parse().ok()?, hops))
+                }
                 _ => None,
             })
-            .filter(|(_, via): &(ipnet::IpNet, std::net::IpAddr)| subnets.iter().any(|s| s.contains(via)))
+            .filter(|(_, hops)| hops.iter().any(|h| subnets.iter().any(|s| s.contains(&h.via))))
             .collect();
-        for (destination, via) in routes {
+        for (destination, hops) in routes {
+            let via = hops.iter().map(|h| h.via.to_string()).collect::<Vec<_>>().join(", ");
             let what = format!("restore the route to {destination} via {via} in {}", self.describe_ns(l.ns));
-            match self.backend.add_route(l.ns, destination, via).await {
+            let restored = match hops.as_slice() {
+                [one] => self.backend.add_route(l.ns, destination, one.via).await,
+                many => self.backend.add_multipath_route(l.ns, destination, many).await,
+            };
+            match restored {
                 Err(e) if e.raw_os_error() != Some(libc::EEXIST) => return Err(LabError::os(&what, &e)),
                 _ => {}
             }

@@ -32,6 +32,35 @@ impl Lab {
         self.add_route_unchecked(ns, destination, via).await
     }
 
+    /// A route through several gateways (ECMP, weighted), in one of the
+    /// lab's own namespaces; each gateway checked as `add_route`'s one.
+    pub async fn add_multipath_route(&mut self, ns: NsId, destination: &str, hops: &[(String, u16)]) -> LabResult<()> {
+        self.refuse_if_stopped()?;
+        let mut strings = vec![destination];
+        strings.extend(hops.iter().take(policy::routes::MAX_NEXT_HOPS + 1).map(|(via, _)| via.as_str()));
+        self.check_strings("route.add-multipath", &strings)?;
+        let (destination, hops) = policy::routes::parse_multipath(destination, hops)?;
+        let shown = if destination.prefix_len() == 0 { "default".to_string() } else { destination.to_string() };
+        let gateways: Vec<String> = hops.iter().map(|h| format!("{} (weight {})", h.via, h.weight)).collect();
+        let what = format!("add route to {shown} via {} in {}", gateways.join(", "), self.describe_ns(ns));
+        if self.is_machine(ns) {
+            return Err(LabError::denied(format!("{what}: a route of several gateways goes in the lab's own namespaces; on the machine's, add one gateway per route")));
+        }
+        for hop in &hops {
+            self.check_gateway(ns, hop.via, &what)?;
+        }
+        if self.routes.contains(&(ns, destination)) {
+            return Err(LabError::exists(format!("{what}: the lab already has a route to {shown} there")));
+        }
+        self.quotas.routes.check(1, "")?;
+        self.alive(ns).await?;
+        let id = self.record_intent(Object::Route { netns: self.netns[ns].kernel.clone(), destination: destination.to_string(), via: policy::routes::journal_via(&hops) })?;
+        let outcome = self.backend.add_multipath_route(ns, destination, &hops).await;
+        self.confirm(&[id], outcome, || what)?;
+        self.routes.insert((ns, destination));
+        self.quotas.routes.take(1, "")
+    }
+
     /// Refuse, before the journal or the kernel hears of it, a gateway the
     /// kernel would find unreachable: on none of the namespace's subnets,
     /// or behind a link that is down. (A link-local IPv6 gateway needs a

@@ -3,7 +3,8 @@
 //! user gave ([`grants`]), which imports a component may have
 //! ([`imports`]), the per-lab limits ([`quota`]) and what may land in the
 //! machine's own namespace ([`host_net`]), what of a node's files a script
-//! reaches ([`node_files`]), what a bridge may be set to ([`bridges`]).
+//! reaches ([`node_files`]), what a bridge may be set to ([`bridges`]), a route of several gateways
+//! ([`routes`]).
 
 pub mod bridges;
 pub mod conditions;
@@ -16,6 +17,7 @@ pub mod ownership;
 pub mod programs;
 pub mod limits;
 pub mod quota;
+pub mod routes;
 
 pub use grants::{Grant, Grants, Mode};
 pub use imports::{CAPABILITIES, Capability, ImportVerdict, WASI, WIT_PACKAGE, check_imports, judge_import};

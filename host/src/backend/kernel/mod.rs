@@ -262,6 +262,10 @@ impl Backend for KernelBackend {
         netlink::add_route(&self.ns(ns)?.netlink, destination, via).await
     }
 
+    async fn add_multipath_route(&mut self, ns: NsId, destination: IpNet, hops: &[crate::policy::routes::NextHop]) -> io::Result<()> {
+        netlink::add_multipath_route(&self.ns(ns)?.netlink, destination, hops).await
+    }
+
     async fn read_sysctl(&mut self, ns: NsId, key: &str) -> io::Result<String> {
         sysctl::read(&self.ns(ns)?.fd, key)
     }

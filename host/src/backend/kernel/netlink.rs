@@ -299,6 +299,26 @@ pub async fn add_route(handle: &Handle, destination: IpNet, via: IpAddr) -> io::
     handle.route().add(route_message(destination, via)?).execute().await.map_err(os)
 }
 
+/// A route through several gateways (`RTA_MULTIPATH`): the kernel finds
+/// each one's link, and keeps its weight less one.
+pub async fn add_multipath_route(handle: &Handle, destination: IpNet, hops: &[crate::policy::routes::NextHop]) -> io::Result<()> {
+    use rtnetlink::packet_route::route::RouteNextHop;
+    let next_hops = hops
+        .iter()
+        .map(|hop| {
+            let mut next = RouteNextHop::default();
+            next.hops = (hop.weight - 1) as u8;
+            next.attributes.push(RouteAttribute::Gateway(match hop.via {
+                IpAddr::V4(a) => RouteAddress::Inet(a),
+                IpAddr::V6(a) => RouteAddress::Inet6(a),
+            }));
+            next
+        })
+        .collect();
+    let message = RouteMessageBuilder::<IpAddr>::new().destination_prefix(destination.addr(), destination.prefix_len()).map_err(invalid)?.multipath(next_hops).build();
+    handle.route().add(message).execute().await.map_err(os)
+}
+
 /// Destinations of the routes in every table, IPv4 and IPv6, and the
 /// destination prefixes of the policy rules (`ip rule ... to PREFIX`): all
 /// the networks the machine routes somewhere, in whatever table (a VPN's

@@ -312,20 +312,11 @@ impl Backend for PlanBackend {
     }
 
     async fn add_route(&mut self, ns: NsId, destination: IpNet, via: IpAddr) -> io::Result<()> {
-        let mut s = self.state.lock().unwrap();
-        let space = s.ns(ns)?;
-        if !space.links.iter().flat_map(|l| &l.addresses).any(|a| a.trunc().contains(&via)) {
-            return Err(err(libc::ENETUNREACH));
-        }
-        if space.routes.iter().any(|(d, _, _)| *d == destination) {
-            return Err(err(libc::EEXIST));
-        }
-        space.routes.push((destination, Some(via), true));
-        let shown = if destination.prefix_len() == 0 { "default".to_string() } else { destination.to_string() };
-        // proto static: what the kernel backend marks its routes with.
-        let line = format!("{}route add {shown} via {via} proto static", s.ip(ns));
-        s.log.push(line);
-        Ok(())
+        self.state.lock().unwrap().add_route(ns, destination, via)
+    }
+
+    async fn add_multipath_route(&mut self, ns: NsId, destination: IpNet, hops: &[crate::policy::routes::NextHop]) -> io::Result<()> {
+        self.state.lock().unwrap().add_multipath_route(ns, destination, hops)
     }
 
     async fn read_sysctl(&mut self, ns: NsId, key: &str) -> io::Result<String> {

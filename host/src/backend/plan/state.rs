@@ -146,6 +146,36 @@ impl PlanState {
         Ok(Vec::new())
     }
 
+    /// `ip route add DESTINATION via A proto static` (proto static: what
+    /// the kernel backend marks its routes with).
+    pub(super) fn add_route(&mut self, ns: NsId, destination: IpNet, via: IpAddr) -> io::Result<()> {
+        let line = format!("{}route add {} via {via} proto static", self.ip(ns), shown(destination));
+        self.add_planned_route(ns, destination, &[via], line)
+    }
+
+    /// `ip route add DESTINATION proto static nexthop via A weight W ...`.
+    pub(super) fn add_multipath_route(&mut self, ns: NsId, destination: IpNet, hops: &[crate::policy::routes::NextHop]) -> io::Result<()> {
+        let words: String = hops.iter().map(|h| format!(" nexthop via {} weight {}", h.via, h.weight)).collect();
+        let line = format!("{}route add {} proto static{words}", self.ip(ns), shown(destination));
+        let vias: Vec<IpAddr> = hops.iter().map(|h| h.via).collect();
+        self.add_planned_route(ns, destination, &vias, line)
+    }
+
+    /// A route whose every gateway is on one of the namespace's subnets, as
+    /// the kernel wants them, and its plan's `line`.
+    fn add_planned_route(&mut self, ns: NsId, destination: IpNet, vias: &[IpAddr], line: String) -> io::Result<()> {
+        let space = self.ns(ns)?;
+        if !vias.iter().all(|via| space.links.iter().flat_map(|l| &l.addresses).any(|a| a.trunc().contains(via))) {
+            return Err(err(libc::ENETUNREACH));
+        }
+        if space.routes.iter().any(|(d, _, _)| *d == destination) {
+            return Err(err(libc::EEXIST));
+        }
+        space.routes.push((destination, vias.first().copied(), true));
+        self.log.push(line);
+        Ok(())
+    }
+
     /// The line that starts a program: `setpriv` to its user. Uid 0 of the
     /// lab's own user namespace (`lab_root`) is never the machine's root in
     /// its place: the plan says so and runs the program as nobody.
@@ -218,4 +248,9 @@ impl crate::backend::Program for PlannedProgram {
         Some((Box::new(std::io::empty()), Box::new(std::io::empty())))
     }
     fn signal(&self, _signal: nix::sys::signal::Signal) {}
+}
+
+/// A route's destination as ip takes it: a prefix, or `default`.
+fn shown(destination: IpNet) -> String {
+    if destination.prefix_len() == 0 { "default".to_string() } else { destination.to_string() }
 }

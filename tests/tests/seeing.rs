@@ -219,6 +219,9 @@ fn the_plan_runs_programs_as_the_run_would_never_as_more() {
     // Root of the lab's own user namespace: a plan has none, and says so
     // rather than giving the program the machine's root.
     let lab_root = plan(&[]);
+    // A program in the background runs on, in the plan too: its line does
+    // not hold the script, and a check that it runs passes.
+    assert!(lab_root.contains("-- sleep 1000 &\n"), "{lab_root}");
     assert!(lab_root.contains("# nsw runs this as root of the lab's own user namespace"), "{lab_root}");
     assert!(lab_root.contains("setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs -- sleep 1000"), "{lab_root}");
     // The machine's root, asked for by name: shown as it is.

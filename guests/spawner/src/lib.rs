@@ -11,6 +11,11 @@ impl Guest for Spawner {
     fn run(args: Vec<String>) -> Result<(), String> {
         let a = topology::create_netns("a")?;
         let sleeper = process::spawn(&a, &["sleep".into(), "1000".into()])?;
+        // A daemon's liveness check, as a lab with BIRD would make it (a
+        // plan must model the program as running too).
+        if let Some(ended) = sleeper.wait(50) {
+            return Err(format!("sleep ended at once: {ended:?}"));
+        }
         println!("sleep runs as pid {}", sleeper.pid());
         if args.iter().any(|a| a == "hang") {
             loop {

@@ -422,12 +422,15 @@ impl Backend for PlanBackend {
     fn start_program(&mut self, ns: NsId, spec: &super::ProgramSpec) -> io::Result<Box<dyn super::Program>> {
         let mut s = self.state.lock().unwrap();
         s.program_lines(ns, spec, self.lab_root);
-        let pid = 200_000 + s.started.len() as u32;
-        let id = ProcessId { pid, since: 1 };
+        s.programs += 1;
+        let id = ProcessId { pid: 200_000 + s.programs, since: 1 };
         if let Some(space) = s.namespaces.get_mut(&ns) {
-            space.processes.push((pid, spec.argv.first().cloned().unwrap_or_default()));
+            space.processes.push((id.pid, spec.argv.first().cloned().unwrap_or_default()));
         }
-        Ok(Box::new(PlannedProgram(id)))
+        // A program run to its end ends at once (a plan assumes it
+        // succeeds); one started in the background (logged: a daemon) runs
+        // until it is stopped, as the lab's teardown stops it.
+        Ok(Box::new(PlannedProgram { id, daemon: spec.log.is_some(), stopped: std::sync::Mutex::new(None) }))
     }
 
     async fn node_file(&mut self, ns: NsId, _node: &super::NodeIdentity, path: &crate::policy::node_files::NodePath, op: super::NodeFileOp) -> io::Result<Vec<u8>> {

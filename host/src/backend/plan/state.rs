@@ -72,6 +72,8 @@ pub struct PlanState {
     /// Processes the lab started (the uplink's pasta): pid to namespace.
     pub started: Vec<(ProcessId, Option<String>)>,
     pub(super) next_index: u32,
+    /// Programs started so far (their pids are 200001 and up).
+    pub(super) programs: u32,
 }
 
 impl PlanState {
@@ -187,7 +189,9 @@ impl PlanState {
         } else {
             (spec.uid, spec.gid)
         };
-        let line = format!("{}setpriv --reuid={uid} --regid={gid} --clear-groups --no-new-privs -- {}", self.inside(ns), words.join(" "));
+        // A program in the background (a daemon) must not hold the script.
+        let background = if spec.log.is_some() { " &" } else { "" };
+        let line = format!("{}setpriv --reuid={uid} --regid={gid} --clear-groups --no-new-privs -- {}{background}", self.inside(ns), words.join(" "));
         self.log.push(line);
     }
 
@@ -235,19 +239,31 @@ impl PlanState {
 
 
 /// A program in a plan: it ran (nothing did), and ended at once.
-pub(super) struct PlannedProgram(pub(super) crate::backend::ProcessId);
+pub(super) struct PlannedProgram {
+    pub(super) id: crate::backend::ProcessId,
+    /// Started in the background: it runs until signalled.
+    pub(super) daemon: bool,
+    pub(super) stopped: std::sync::Mutex<Option<i32>>,
+}
 
 impl crate::backend::Program for PlannedProgram {
     fn id(&self) -> crate::backend::ProcessId {
-        self.0
+        self.id
     }
     fn try_wait(&mut self) -> std::io::Result<Option<crate::backend::Exit>> {
-        Ok(Some(crate::backend::Exit::Code(0)))
+        let stopped = *self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(match (self.daemon, stopped) {
+            (_, Some(signal)) => Some(crate::backend::Exit::Signal(signal)),
+            (true, None) => None,
+            (false, None) => Some(crate::backend::Exit::Code(0)),
+        })
     }
     fn take_pipes(&mut self) -> Option<(Box<dyn std::io::Read + Send>, Box<dyn std::io::Read + Send>)> {
         Some((Box::new(std::io::empty()), Box::new(std::io::empty())))
     }
-    fn signal(&self, _signal: nix::sys::signal::Signal) {}
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        *self.stopped.lock().unwrap_or_else(|e| e.into_inner()) = Some(signal as i32);
+    }
 }
 
 /// A route's destination as ip takes it: a prefix, or `default`.

@@ -158,6 +158,35 @@ fn show_says_the_programs_the_conditions_and_the_firewall_as_they_are() {
 }
 
 #[test]
+fn graph_reads_at_size_switches_down_links_and_conditions_marked() {
+    let machine = Machine::new("grs");
+    let lab = machine.lab("gs");
+    lab.run_ok(&guest("stp"), &[], &[]);
+    assert!(machine.nsw(&["link", &lab.name, "s1:to-s3", "--down"]).status.success());
+    let graph: Value = serde_json::from_slice(&machine.nsw(&["graph", &lab.name, "--format", "json"]).stdout).unwrap();
+    let kinds: Vec<(String, String)> =
+        graph["vertices"].as_array().unwrap().iter().map(|v| (v["label"].as_str().unwrap().into(), v["kind"].as_str().unwrap().into())).collect();
+    // Three switches, two hosts; no bridge drawn apart, no unused host.
+    let want: Vec<(String, String)> = [("h1", "node"), ("h3", "node"), ("s1", "switch"), ("s2", "switch"), ("s3", "switch")].iter().map(|(l, k)| (l.to_string(), k.to_string())).collect();
+    assert_eq!(kinds, want, "{graph}");
+    let down: Vec<&Value> = graph["edges"].as_array().unwrap().iter().filter(|e| e["down"] == true).collect();
+    assert_eq!(down.len(), 1, "{graph}");
+    assert!(down[0]["label"].as_str().unwrap().contains("to-s3 — to-s1"), "{graph}");
+    let dot = stdout(&machine.nsw(&["graph", &lab.name]));
+    assert!(dot.contains("(down)\", style=dotted") && dot.contains("shape=box3d"), "{dot}");
+    lab.down_and_check();
+    // A link with conditions says them.
+    let lab = machine.lab("gc");
+    lab.run_ok(&guest("impair"), &[], &["rate=20000000"]);
+    let graph: Value = serde_json::from_slice(&machine.nsw(&["graph", &lab.name, "--format", "json"]).stdout).unwrap();
+    let edge = graph["edges"].as_array().unwrap().iter().find(|e| e["kind"] == "veth").unwrap();
+    assert!(edge["conditions"][0].as_str().unwrap().contains("rate 20Mbit"), "{graph}");
+    let mermaid = stdout(&machine.nsw(&["graph", &lab.name, "--format", "mermaid"]));
+    assert!(mermaid.contains("===|") && mermaid.contains("[tbf rate 20Mbit"), "{mermaid}");
+    lab.down_and_check();
+}
+
+#[test]
 fn the_plan_run_as_a_script_builds_what_nsw_run_builds() {
     // No root: nsw plan as nobody.
     let name = unique("pl");

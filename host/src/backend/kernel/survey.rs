@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute};
-use rtnetlink::packet_route::link::{BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoPortData, LinkAttribute, LinkFlags, LinkInfo, State};
+use rtnetlink::packet_route::link::{BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoPortData, LinkAttribute, LinkFlags, LinkInfo};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
@@ -110,7 +110,10 @@ async fn links(handle: &Handle) -> io::Result<Vec<LinkView>> {
             name: String::new(),
             kind: None,
             up: msg.header.flags.contains(LinkFlags::Up),
-            carrier: false,
+            // The carrier itself (IFF_LOWER_UP), not the operational state,
+            // which the kernel's link watch sets up to a second later: a
+            // lab just built would show its links without carrier.
+            carrier: msg.header.flags.contains(LinkFlags::LowerUp),
             mtu: 0,
             mac: None,
             qdisc: None,
@@ -127,7 +130,6 @@ async fn links(handle: &Handle) -> io::Result<Vec<LinkView>> {
                 LinkAttribute::Qdisc(qdisc) => view.qdisc = Some(qdisc),
                 LinkAttribute::Controller(master) => view.master = Some(master),
                 LinkAttribute::Link(peer) => view.peer_index = Some(peer),
-                LinkAttribute::OperState(state) => view.carrier = matches!(state, State::Up | State::Unknown) && msg.header.flags.contains(LinkFlags::LowerUp),
                 LinkAttribute::Address(mac) if mac.len() == 6 => {
                     view.mac = Some(mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"));
                 }

@@ -49,6 +49,19 @@ fn an_ospf_triangle_of_bird_routers_converges_and_reroutes() {
     let text_view = stdout(&machine.nsw(&["show", &lab.name]));
     assert!(text_view.lines().any(|l| l.contains("route 10.23.0.0/30 proto bird") && l.contains("nexthop via 10.12.0.2 dev eth-r2 weight 1") && l.contains("nexthop via 10.13.0.2 dev eth-r3 weight 1")), "{text_view}");
     assert!(text_view.contains("route 10.1.0.0/24 dev eth-h1 proto kernel"), "{text_view}");
+    // Driven from the command line, as a user of a lab left up would.
+    let trace = machine.nsw(&["probe", &lab.name, "h1", "trace", "10.3.0.2"]);
+    let said = stdout(&trace);
+    assert!(trace.status.success() && said.contains("10.1.0.1") && (said.contains("10.13.0.2") || said.contains("10.23.0.2")) && said.contains("10.3.0.2"), "{}", text(&trace));
+    let all = machine.nsw(&["probe", &lab.name, "pingall"]);
+    assert!(all.status.success(), "{}", text(&all));
+    let logs = stdout(&machine.nsw(&["logs", &lab.name, "r1"]));
+    assert!(logs.contains("Started") || logs.contains("ospf1"), "bird's log is not in nsw logs: {logs}");
+    let down = machine.nsw(&["link", &lab.name, "r1:eth-r3", "--down"]);
+    assert!(down.status.success(), "{}", text(&down));
+    let graph: serde_json::Value = serde_json::from_slice(&machine.nsw(&["graph", &lab.name, "--format", "json"]).stdout).unwrap();
+    let cut: Vec<&serde_json::Value> = graph["edges"].as_array().unwrap().iter().filter(|e| e["down"] == true).collect();
+    assert!(cut.len() == 1 && cut[0]["label"].as_str().unwrap().contains("eth-r3 10.13.0.1/30"), "{graph}");
     lab.down_and_check();
     assert!(processes_mentioning("bird -f").is_empty(), "bird outlived down");
     assert_eq!(std::fs::read("/etc/bird/bird.conf").ok(), conf_before, "the machine's /etc/bird/bird.conf changed");

@@ -19,10 +19,12 @@ use nsw_sdk::{Guest, IpFamily, files, probe, process, reaches, route, topology, 
 struct Ospf;
 
 /// BIRD's configuration for router number `n`: OSPF on every interface,
-/// with fast timers, its routes into the kernel.
+/// with fast timers, its routes into the kernel, its log on stderr (which
+/// `nsw logs` shows).
 fn bird_conf(n: u32) -> String {
     format!(
-        "router id 10.255.0.{n};\n\
+        "log stderr all;\n\
+         router id 10.255.0.{n};\n\
          protocol device {{ }}\n\
          protocol kernel {{ ipv4 {{ export all; }}; }}\n\
          protocol ospf v2 {{\n\

@@ -171,3 +171,20 @@ fn dhcp_clients_get_leases_under_their_own_names_in_two_labs_at_once() {
     assert!(processes_mentioning("dhclient -4 -d").is_empty(), "dhclient outlived down");
     assert_eq!(std::fs::read(leases).ok(), machine_leases, "the machine's {leases} changed");
 }
+
+/// A node's `/etc/hosts` names the lab's nodes by the addresses they have
+/// when a program starts, even when the node's files were made earlier
+/// (a file written before any address).
+#[test]
+fn a_nodes_hosts_file_names_nodes_addressed_after_its_files_were_made() {
+    let machine = Machine::new("hosts");
+    let lab = machine.lab("hf");
+    lab.run_ok(&guest("spawner"), &["--allow", "exec=sleep"], &["files-first"]);
+    let hosts = machine.nsw(&["exec", &lab.name, "a", "--", "cat", "/etc/hosts"]);
+    assert!(hosts.status.success(), "{}", text(&hosts));
+    let said = stdout(&hosts);
+    assert!(said.lines().any(|l| l == "10.0.0.2\tb") && said.lines().any(|l| l == "10.0.0.1\ta"), "{said}");
+    let first = machine.nsw(&["exec", &lab.name, "a", "--", "cat", "/tmp/first"]);
+    assert_eq!(stdout(&first), "written before any address\n", "{}", text(&first));
+    lab.down_and_check();
+}

@@ -1,7 +1,11 @@
 //! Start `sleep 1000` in node `a` and leave it running (the lab stays up
 //! with it), or, with `hang`, then wait forever (for a test to kill nsw).
 //!
-//!     nsw run spawner.wasm --allow exec=sleep [-- hang]
+//!     nsw run spawner.wasm --allow exec=sleep [-- hang|files-first]
+//!
+//! `files-first`: a file of `a` written before the lab has addresses,
+//! then `b` wired to `a` (10.0.0.1, 10.0.0.2): `a`'s `/etc/hosts` must
+//! still name `b` once sleep runs.
 
 use nsw_sdk::{Guest, process, topology};
 
@@ -10,6 +14,11 @@ struct Spawner;
 impl Guest for Spawner {
     fn run(args: Vec<String>) -> Result<(), String> {
         let a = topology::create_netns("a")?;
+        if args.iter().any(|a| a == "files-first") {
+            nsw_sdk::files::write_file(&a, "/tmp/first", b"written before any address\n", &nsw_sdk::files::FileOptions { mode: 0o644, owner: None, group: None })?;
+            let b = topology::create_netns("b")?;
+            nsw_sdk::wire((&a, "eth0", "10.0.0.1/24"), (&b, "eth0", "10.0.0.2/24"))?;
+        }
         let sleeper = process::spawn(&a, &["sleep".into(), "1000".into()])?;
         // A daemon's liveness check, as a lab with BIRD would make it (a
         // plan must model the program as running too).

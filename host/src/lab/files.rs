@@ -58,6 +58,10 @@ impl Lab {
         self.alive(ns).await?;
         self.flush().await?;
         let node = self.node_identity(ns).ok_or_else(|| LabError::denied(format!("{what}: the machine's namespace has no files of a node")))?;
+        if path.shown() == "/etc/hosts" && matches!(op, NodeFileOp::Write { .. }) {
+            self.hosts_own.insert(ns);
+        }
+        self.refresh_hosts(ns, &node).await?;
         self.backend.node_file(ns, &node, path, op).await.map_err(|e| LabError::os(what, &e))
     }
 

@@ -141,6 +141,10 @@ pub struct Lab {
     last_check: Instant,
     /// Services started, as `<node>/<name>`.
     service_labels: HashSet<String>,
+    /// The `/etc/hosts` each node's files were last given, and the nodes
+    /// whose `/etc/hosts` the script wrote itself (left as it wrote it).
+    hosts_given: HashMap<NsId, String>,
+    hosts_own: HashSet<NsId>,
     /// Objects made so far, for the progress line.
     made: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -180,6 +184,8 @@ impl Lab {
             report_bytes: 0,
             last_check: Instant::now(),
             service_labels: HashSet::new(),
+            hosts_given: HashMap::new(),
+            hosts_own: HashSet::new(),
             made: Default::default(),
         }
     }

@@ -73,6 +73,21 @@ impl Lab {
         Some(NodeIdentity { hostname, hosts })
     }
 
+    /// Bring node `ns`'s `/etc/hosts` up to `node`'s (the lab's nodes by the
+    /// addresses they have now) if its files were made with fewer, unless
+    /// the script wrote it itself. Files not yet made get it when made.
+    pub(super) async fn refresh_hosts(&mut self, ns: NsId, node: &NodeIdentity) -> LabResult<()> {
+        let stale = self.hosts_given.get(&ns).is_some_and(|given| *given != node.hosts);
+        if stale && !self.hosts_own.contains(&ns) {
+            let path = crate::policy::node_files::node_path("/etc/hosts")?;
+            let op = crate::backend::NodeFileOp::Write { contents: node.hosts.clone().into_bytes(), mode: 0o644, owner: (0, 0) };
+            let what = format!("bring /etc/hosts of {} up to date", self.describe_ns(ns));
+            self.backend.node_file(ns, node, &path, op).await.map_err(|e| LabError::os(&what, &e))?;
+        }
+        self.hosts_given.insert(ns, node.hosts.clone());
+        Ok(())
+    }
+
     /// Start an admitted program, journaled first; with `logged`, its
     /// output goes to the file named by its journal id (`nsw logs`).
     async fn start_program(&mut self, ns: NsId, spec: &mut ProgramSpec, logged: bool) -> LabResult<(Box<dyn Program>, u32)> {
@@ -83,6 +98,11 @@ impl Lab {
         let id = self.record_intent(Object::Process { netns: self.netns[ns].kernel.clone(), program: spec.argv[0].clone() })?;
         if logged {
             spec.log = Some((crate::layout::program_log(&self.state_dir(), &self.name, id as u64), OUTPUT_CAP));
+        }
+        // The node as it is now: addresses made since it was admitted too.
+        spec.node = self.node_identity(ns);
+        if let Some(node) = spec.node.clone() {
+            self.refresh_hosts(ns, &node).await?;
         }
         match self.backend.start_program(ns, spec) {
             Ok(program) => {

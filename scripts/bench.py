@@ -277,6 +277,28 @@ def doing(a):
     return out
 
 
+def programs(a):
+    """Programs in a node: starting 100 (per program, timed by the script
+    itself), and `nsw down` of a lab running them: 100 that end on SIGTERM,
+    and 100 that ignore it (one grace period for all, then SIGKILL)."""
+    spawner = os.path.join(GUESTS, 'spawner.wasm')
+    out = {'spawn_ms': [], 'down_s': [], 'down_stubborn_s': []}
+    for _ in range(a.doing_runs):
+        for extra, key in (([], 'down_s'), (['stubborn'], 'down_stubborn_s')):
+            p = subprocess.run([NSW, 'run', spawner, '--name', 'bxprog', '--allow', 'exec=sleep,sh', '--', 'many', '100'] + extra,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if p.returncode != 0:
+                subprocess.run([NSW, 'down', 'bxprog'], stderr=subprocess.DEVNULL)
+                raise SystemExit('the spawner lab failed:\n' + p.stdout)
+            for line in p.stdout.splitlines():
+                if 'programs started in' in line:
+                    out['spawn_ms'].append(float(line.split('started in ')[1].split()[0]) / 100)
+            t0 = now()
+            subprocess.run([NSW, 'down', 'bxprog'], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            out[key].append(now() - t0)
+    return out
+
+
 def med(recs, method, n, key):
     xs = [r[key] for r in recs if r['method'] == method and r.get('n') == n and r.get(key) is not None]
     return median(xs) if xs else None
@@ -294,7 +316,7 @@ def ratio(x, ref):
     return '%.2f×' % (x / ref) if x is not None and ref else '-'
 
 
-def report(star_recs, pbj_recs, start_recs, doing_recs, previous):
+def report(star_recs, pbj_recs, start_recs, doing_recs, previous, program_recs=None):
     lines = []
     p = lines.append
     ns = sorted(set(r['n'] for r in star_recs))
@@ -382,6 +404,13 @@ def report(star_recs, pbj_recs, start_recs, doing_recs, previous):
     target('nsw peak RSS at N=%d < 100 MiB' % top, (rss or 0) / 1024, 100.0, fmt(rss, 'kB'))
     target('service start-up from the compiled cache < 5 ms', svc_ms, 5.0, '%.2f ms' % svc_ms)
     target('probe.throughput within 2× of iperf3', max(iperf / probe, probe / iperf), 2.0, '%.2f× iperf3' % (probe / iperf))
+    if program_recs and program_recs['spawn_ms']:
+        spawn = median(program_recs['spawn_ms'])
+        target('start a program in a node < 10 ms', spawn, 10.0, '%.2f ms' % spawn)
+        d = median(program_recs['down_s'])
+        target('nsw down of a lab of 100 programs < 3 s', d, 3.0, '%.2f s' % d)
+        ds = median(program_recs['down_stubborn_s'])
+        target('  ... 100 programs that ignore SIGTERM < 3 s', ds, 3.0, '%.2f s' % ds)
     show = med(star_recs, 'nsw', top, 'show_s')
     target('nsw show --json at N=%d < 1 s' % top, show, 1.0, '%.3f s' % show if show is not None else '-')
     graph = med(star_recs, 'nsw', top, 'graph_s')
@@ -419,7 +448,7 @@ def main():
         raise SystemExit('run as root')
     if a.inner_out:
         return star(a)
-    for f in (NSW, NSW_TESTING, *(os.path.join(GUESTS, g + '.wasm') for g in ('star', 'noop', 'web', 'iperf'))):
+    for f in (NSW, NSW_TESTING, *(os.path.join(GUESTS, g + '.wasm') for g in ('star', 'noop', 'web', 'iperf', 'spawner'))):
         if not os.path.exists(f):
             raise SystemExit('%s is missing: run scripts/build first' % f)
     # The star runs inside an outer namespace bxhost, as the baselines need.
@@ -448,20 +477,23 @@ def main():
     start_recs = startup(a)
     print('== labs that do things (%d runs each)' % a.doing_runs, flush=True)
     doing_recs = doing(a)
+    print('== programs in a node (%d runs each)' % a.doing_runs, flush=True)
+    program_recs = programs(a)
     os.makedirs(RESULTS, exist_ok=True)
     previous = None
     prev_path = os.path.join(RESULTS, 'results.json')
     if os.path.exists(prev_path):
         with open(prev_path) as f:
             previous = json.load(f)
-    table = report(star_recs, pbj_recs, start_recs, doing_recs, previous)
+    table = report(star_recs, pbj_recs, start_recs, doing_recs, previous, program_recs)
     print()
     print(table)
     when = time.strftime('%Y-%m-%d %H:%M:%S')
     with open(os.path.join(RESULTS, 'results.md'), 'w') as f:
         f.write('# nsw beside the baselines (%s)\n\nWritten by `scripts/bench`.\n\n' % when + table)
     with open(prev_path, 'w') as f:
-        json.dump({'when': when, 'host': bl.host_info(), 'star': star_recs, 'pbj': pbj_recs, 'startup': start_recs, 'doing': doing_recs}, f, indent=1)
+        json.dump({'when': when, 'host': bl.host_info(), 'star': star_recs, 'pbj': pbj_recs, 'startup': start_recs, 'doing': doing_recs,
+                   'programs': program_recs}, f, indent=1)
     print('written: bench/results.md, bench/results.json')
 
 

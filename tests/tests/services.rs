@@ -345,3 +345,23 @@ fn ends_within(mut child: std::process::Child, what: &str) -> std::process::Exit
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A program starts with no signal blocked (nsw blocks SIGTERM in its own
+/// threads for its signal thread; a child would keep that mask across
+/// exec, never see `down`'s SIGTERM, and be killed after the grace period
+/// instead of ending cleanly).
+#[test]
+fn programs_start_with_no_signal_blocked() {
+    let machine = Machine::new("sigmask");
+    let lab = machine.lab("sm");
+    lab.run_ok(&guest("spawner"), &["--allow", "exec=sleep"], &[]);
+    let view: serde_json::Value = serde_json::from_slice(&machine.nsw(&["show", &lab.name, "--json"]).stdout).unwrap();
+    let node = view["nodes"].as_array().unwrap().iter().find(|n| n["node"] == "a").unwrap();
+    let pid = node["processes"][0]["pid"].as_u64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).unwrap().trim();
+    assert_eq!(blocked, "0000000000000000", "{status}");
+    let down = machine.nsw(&["down", &lab.name]);
+    assert!(down.status.success() && stderr(&down).contains("stopped 1 process inside"), "{}", text(&down));
+    lab.assert_gone();
+}

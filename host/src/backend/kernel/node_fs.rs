@@ -143,6 +143,7 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
         command.pre_exec(move || {
             let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
             let none = std::ptr::null::<libc::c_char>();
+            super::spawn::unblock_signals();
             check(libc::setns(netns_fd, libc::CLONE_NEWNET))?;
             check(libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWUTS))?;
             check(libc::mount(none, root.as_ptr(), none, libc::MS_SLAVE | libc::MS_REC, std::ptr::null()))?;

@@ -186,6 +186,13 @@ pub fn start_pasta(netns_path: &Path, uplink: &Uplink) -> io::Result<ProcessId> 
     }
     let _ = fs::remove_file(&uplink.pid_file);
     let mut command = Command::new(super::tools::program("pasta"));
+    // SAFETY: between fork and exec, only the signal mask is set.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            super::spawn::unblock_signals();
+            Ok(())
+        });
+    }
     command
         .arg("--quiet")
         // This passt (Debian 12's) cannot join a namespace after dropping

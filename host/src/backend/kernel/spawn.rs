@@ -74,6 +74,7 @@ pub fn spawn(netns: Arc<OwnedFd>, node: Option<Arc<super::node_fs::NodeNamespace
                     check(libc::mount(sysfs.as_ptr(), sys.as_ptr(), sysfs.as_ptr(), 0, std::ptr::null()))?;
                 }
             }
+            unblock_signals();
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
@@ -136,5 +137,22 @@ impl Program for Started {
     fn signal(&self, signal: nix::sys::signal::Signal) {
         // Its session's group is its pid (setsid above).
         let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.id.pid as i32), signal);
+    }
+}
+
+/// Between fork and exec: no signal blocked, as a program expects. nsw
+/// blocks SIGINT, SIGTERM and SIGHUP in its threads (its signal thread
+/// takes them, see `commands::catch_signals`), and a child keeps the mask
+/// across exec: a daemon would never see `down`'s SIGTERM, and `down` would
+/// wait out its grace period for SIGKILL.
+///
+/// # Safety
+/// Async-signal-safe: call it between fork and exec.
+pub(super) unsafe fn unblock_signals() {
+    // SAFETY: sigemptyset and pthread_sigmask on a set of our own.
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
     }
 }

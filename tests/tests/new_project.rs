@@ -8,8 +8,12 @@ use nsw_tests::{Machine, nsw_bin, text, unique};
 
 /// Make a project, build it as its README says, run what it built.
 fn new_build_run(lang: &str, build: &[&str], wasm: &str) {
+    new_build_run_saying(lang, &[], build, wasm, "3/3 replies");
+}
+
+fn new_build_run_saying(lang: &str, flags: &[&str], build: &[&str], wasm: &str, said: &str) {
     let dir = std::env::temp_dir().join(unique(&format!("nsw-new-{lang}-")));
-    let made = Command::new(nsw_bin()).args(["new", "lab", "--lang", lang, "--dir"]).arg(&dir).output().unwrap();
+    let made = Command::new(nsw_bin()).args(["new", "lab", "--lang", lang]).args(flags).arg("--dir").arg(&dir).output().unwrap();
     assert!(made.status.success(), "{lang}: {}", text(&made));
     assert!(dir.join("wit/nsw.wit").exists() && dir.join("README.md").exists(), "{lang}");
     let built = Command::new(build[0]).args(&build[1..]).current_dir(&dir).env("CARGO_TARGET_DIR", dir.join("target")).output().unwrap();
@@ -19,7 +23,7 @@ fn new_build_run(lang: &str, build: &[&str], wasm: &str) {
     let machine = Machine::new("new");
     let lab = machine.lab("n");
     let out = lab.run_ok(&wasm, &["--rm"], &[]);
-    assert!(nsw_tests::stdout(&out).contains("3/3 replies"), "{lang}: {}", text(&out));
+    assert!(nsw_tests::stdout(&out).contains(said), "{lang}: {}", text(&out));
     lab.assert_gone();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -27,6 +31,14 @@ fn new_build_run(lang: &str, build: &[&str], wasm: &str) {
 #[test]
 fn a_new_rust_lab_builds_and_runs() {
     new_build_run("rust", &["cargo", "build", "--release"], "target/wasm32-wasip2/release/lab.wasm");
+}
+
+/// With the stock services: their source in services/, built first, then
+/// carried by the lab, which serves and fetches a page with them.
+#[test]
+fn a_new_rust_lab_with_the_stock_services_builds_and_serves() {
+    let build = "(cd services && cargo build --release --target-dir target) && cargo build --release";
+    new_build_run_saying("rust", &["--services"], &["sh", "-c", build], "target/wasm32-wasip2/release/lab.wasm", "the host got a's page over HTTP");
 }
 
 #[test]

@@ -28,6 +28,11 @@ pub struct NewArgs {
     /// Where to make it [default: ./NAME].
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// With nsw's stock services (http-server, http-get, tcp-echo) as
+    /// source in services/, and a lab that serves and fetches a page with
+    /// them (Rust projects).
+    #[arg(long)]
+    services: bool,
 }
 
 const PYTHON_LAB: &str = include_str!("../../../guests/python/two_hosts.py");
@@ -37,7 +42,36 @@ const C_LAB_H: &str = include_str!("../../../guests/c/bindings/lab.h");
 const C_LAB_C: &str = include_str!("../../../guests/c/bindings/lab.c");
 const C_TYPE_O: &[u8] = include_bytes!("../../../guests/c/bindings/lab_component_type.o");
 const RUST_LAB: &str = include_str!("../../templates/rust-lib.rs");
-/// The tools the repository pins (scripts/build-python, guests/js).
+const RUST_WEB_LAB: &str = include_str!("../../templates/rust-web-lib.rs");
+/// One stock service, as source: the very code the tests build here
+/// (guests/services), and where a project keeps it.
+struct StockService {
+    name: &'static str,
+    cargo: &'static str,
+    main: &'static str,
+    source: &'static str,
+}
+
+const SERVICES: [StockService; 3] = [
+    StockService {
+        name: "http-server",
+        cargo: "services/http-server/Cargo.toml",
+        main: "services/http-server/src/main.rs",
+        source: include_str!("../../../guests/services/http-server/src/main.rs"),
+    },
+    StockService {
+        name: "http-get",
+        cargo: "services/http-get/Cargo.toml",
+        main: "services/http-get/src/main.rs",
+        source: include_str!("../../../guests/services/http-get/src/main.rs"),
+    },
+    StockService {
+        name: "tcp-echo",
+        cargo: "services/tcp-echo/Cargo.toml",
+        main: "services/tcp-echo/src/main.rs",
+        source: include_str!("../../../guests/services/tcp-echo/src/main.rs"),
+    },
+];/// The tools the repository pins (scripts/build-python, guests/js).
 const COMPONENTIZE_PY: &str = "0.25.1";
 const COMPONENTIZE_JS: &str = "0.23.0";
 const PREVIEW2_SHIM: &str = "0.25.0";
@@ -53,7 +87,11 @@ pub async fn exec(args: NewArgs) -> CommandResult {
     if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(anyhow::anyhow!("{} exists and is not empty", dir.display()).into());
     }
+    if args.services && !matches!(args.lang, Lang::Rust) {
+        return Err(anyhow::anyhow!("--services: the stock services come with Rust projects only, not with a {} one", lang_name(args.lang)).into());
+    }
     let files = match args.lang {
+        Lang::Rust if args.services => rust_with_services(name),
         Lang::Rust => rust(name),
         Lang::Python => python(name),
         Lang::Js => js(name),
@@ -63,7 +101,8 @@ pub async fn exec(args: NewArgs) -> CommandResult {
         write(&dir.join(path), contents, *executable)?;
     }
     write(&dir.join("wit/nsw.wit"), WIT.as_bytes(), false)?;
-    say!("nsw: made {} ({} lab); build it with:  cd {} && {}", dir.display(), lang_name(args.lang), dir.display(), build_command(args.lang));
+    let build = if args.services { RUST_SERVICES_BUILD } else { build_command(args.lang) };
+    say!("nsw: made {} ({} lab); build it with:  cd {} && {}", dir.display(), lang_name(args.lang), dir.display(), build);
     Ok(Status::Success)
 }
 
@@ -119,6 +158,48 @@ fn rust(name: &str) -> Files {
         ("README.md", readme(name, "cargo build --release", &wasm, "Rust and its wasm32-wasip2 target (rustup target add wasm32-wasip2)"), false),
     ]
 }
+
+/// Build the services, then the lab that carries them.
+/// (`--target-dir`: the lab finds them there whatever CARGO_TARGET_DIR says.)
+const RUST_SERVICES_BUILD: &str = "(cd services && cargo build --release --target-dir target) && cargo build --release";
+
+/// A Rust lab with the stock services in `services/`, a workspace of their
+/// own (they build as WASI commands, the lab as a library).
+fn rust_with_services(name: &str) -> Files {
+    let crate_name = name.replace('-', "_");
+    let wasm = format!("target/wasm32-wasip2/release/{crate_name}.wasm");
+    let mut text = readme(name, RUST_SERVICES_BUILD, &wasm, "Rust and its wasm32-wasip2 target (rustup target add wasm32-wasip2)");
+    text.extend_from_slice(SERVICES_README.as_bytes());
+    let mut files = rust(name);
+    for (path, contents, _) in files.iter_mut() {
+        match *path {
+            "src/lib.rs" => *contents = RUST_WEB_LAB.replace("NAME", &crate_name).into_bytes(),
+            "README.md" => *contents = text.clone(),
+            // The lab's own workspace leaves services/ to theirs.
+            "Cargo.toml" => contents.extend_from_slice(b"\n[workspace]\nexclude = [\"services\"]\n"),
+            _ => {}
+        }
+    }
+    let members: Vec<String> = SERVICES.iter().map(|s| format!("\"{}\"", s.name)).collect();
+    let workspace = format!(
+        "# nsw's stock services: WASI command components (std only).\n[workspace]\nresolver = \"3\"\nmembers = [{}]\n\n\
+         [profile.release]\nopt-level = \"s\"\nlto = true\ncodegen-units = 1\nstrip = true\n",
+        members.join(", ")
+    );
+    files.push(("services/Cargo.toml", workspace.into_bytes(), false));
+    files.push(("services/.cargo/config.toml", b"[build]\ntarget = \"wasm32-wasip2\"\n".to_vec(), false));
+    for service in SERVICES {
+        let cargo = format!("[package]\nname = \"{0}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[[bin]]\nname = \"{0}\"\npath = \"src/main.rs\"\n", service.name);
+        files.push((service.cargo, cargo.into_bytes(), false));
+        files.push((service.main, service.source.as_bytes().to_vec(), false));
+    }
+    files
+}
+
+const SERVICES_README: &str = "\nThe lab serves a page from node `a` with `http-server` and fetches it from the host with `http-get`.\n\
+`services/` holds nsw's stock services (`http-server PORT [BODY]`, `http-get URL [BODY]`, `tcp-echo PORT`):\n\
+WASI command components in Rust, std only. Build them, `include_bytes!` their .wasm, and start them with\n\
+`service::start(node, name, bytes, args)`.\n";
 
 fn python(name: &str) -> Files {
     let build = format!(

@@ -95,14 +95,15 @@ impl Lab {
         self.alive(ns).await?;
         self.flush().await?;
         self.wait_for_carriers().await?;
-        let id = self.record_intent(Object::Process { netns: self.netns[ns].kernel.clone(), program: spec.argv[0].clone() })?;
-        if logged {
-            spec.log = Some((crate::layout::program_log(&self.state_dir(), &self.name, id as u64), OUTPUT_CAP));
-        }
-        // The node as it is now: addresses made since it was admitted too.
+        // The node as it is now (addresses made since it was admitted too),
+        // before the journal hears of the program.
         spec.node = self.node_identity(ns);
         if let Some(node) = spec.node.clone() {
             self.refresh_hosts(ns, &node).await?;
+        }
+        let id = self.record_intent(Object::Process { netns: self.netns[ns].kernel.clone(), program: spec.argv[0].clone() })?;
+        if logged {
+            spec.log = Some((crate::layout::program_log(&self.state_dir(), &self.name, id as u64), OUTPUT_CAP));
         }
         match self.backend.start_program(ns, spec) {
             Ok(program) => {

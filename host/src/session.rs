@@ -54,6 +54,7 @@ impl Session {
             None => {
                 // A lock file left by a crash, or kept for ids a run could
                 // not sweep: nothing else is.
+                crate::teardown::end_lab_tasks(lab).with_context(|| format!("stopping the processes of lab {lab}'s cgroup"))?;
                 forget_id_range(&state, lab, false)?;
                 state.remove(lock, lab)?;
                 Ok(None)

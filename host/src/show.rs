@@ -18,6 +18,18 @@ pub struct LabView {
     /// What the journal says the lab owns but the kernel lacks, or has
     /// someone else's in its place.
     pub flagged: Vec<String>,
+    /// The lab's programs' processes and threads, against `--max-tasks`,
+    /// if the lab has a cgroup.
+    pub tasks: Option<TasksOut>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TasksOut {
+    /// Processes and threads of the lab's programs now.
+    pub current: u64,
+    pub max: u64,
+    /// Forks the limit refused so far.
+    pub refused: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,7 +187,8 @@ pub async fn read(record: &LabRecord, kernel: &mut dyn Survey) -> anyhow::Result
         shown.processes = processes(record, place, kernel).await;
         nodes.push(shown);
     }
-    Ok(LabView { lab: record.info.name.clone(), mode: record.info.mode, nodes, flagged })
+    let tasks = kernel.lab_tasks(&record.info.name).await.map(|(current, max, refused)| TasksOut { current, max, refused });
+    Ok(LabView { lab: record.info.name.clone(), mode: record.info.mode, nodes, flagged, tasks })
 }
 
 /// The programs the journal says the lab started in `place`, and whether

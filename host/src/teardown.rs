@@ -109,6 +109,12 @@ fn gone_is_fine(outcome: io::Result<()>) -> io::Result<Removal> {
 /// network namespace of its own), and all of them stop first, together.
 pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: bool, state_dir: &Path, inside: Option<u64>, lab_ids: Option<u32>) -> Result<Report> {
     let mut report = Report::default();
+    // Every process in the lab's cgroup, wherever it went; then those of
+    // its ids (started before the lab had a cgroup, or where there is none).
+    match machine.end_lab_tasks(&record.info.name, GRACE).await {
+        Ok(stopped) => report.stopped.extend(stopped.into_iter().map(|p| format!("{p}, of the lab's cgroup"))),
+        Err(e) => report.failed.push(format!("the lab's cgroup: {}", crate::error::errno_text(&e))),
+    }
     if let Some(first) = lab_ids {
         match machine.stop_processes_with_uids(crate::naming::lab_ids(first), GRACE).await {
             Ok(stopped) => report.stopped.extend(stopped.into_iter().map(|p| format!("{p}, of the lab's ids"))),
@@ -389,6 +395,16 @@ pub fn sweep_ids(first: u32) -> std::io::Result<()> {
     if !stopped.is_empty() {
         let names: Vec<String> = stopped.iter().map(|(id, comm)| format!("{comm} (pid {})", id.pid)).collect();
         crate::tell::say!("nsw: stopped {} process{} of the lab's ids left outside its namespaces: {}", names.len(), if names.len() == 1 { "" } else { "es" }, names.join(", "));
+    }
+    Ok(())
+}
+
+/// End lab `lab`'s cgroup (root, in place): every process in it stopped,
+/// then the cgroup removed, saying which were found.
+pub fn end_lab_tasks(lab: &str) -> std::io::Result<()> {
+    let stopped = crate::backend::kernel::cgroup::end(lab, GRACE)?;
+    if !stopped.is_empty() {
+        crate::tell::say!("nsw: stopped {} process{} of the lab's cgroup: {}", stopped.len(), if stopped.len() == 1 { "" } else { "es" }, stopped.join(", "));
     }
     Ok(())
 }

@@ -388,6 +388,10 @@ pub fn assert_no_leak(lab: &str, machine: &Machine, before: &Snapshot) {
     }
     // No output of the lab's programs.
     assert!(!std::path::Path::new(&format!("/run/nsw/{lab}.d")).exists(), "/run/nsw/{lab}.d leaked");
+    // No cgroup of its programs.
+    if let Some(dir) = lab_cgroup(lab) {
+        assert!(!dir.exists(), "{} leaked", dir.display());
+    }
     let after = machine.snapshot();
     assert_eq!(before.links, after.links, "the machine's links changed");
     assert_eq!(before.addresses, after.addresses, "the machine's addresses changed");
@@ -395,6 +399,19 @@ pub fn assert_no_leak(lab: &str, machine: &Machine, before: &Snapshot) {
     assert_eq!(before.rules, after.rules, "the machine's rules changed");
     assert_eq!(before.nft, after.nft, "the machine's nftables ruleset changed");
     assert_eq!(before.sysctl, after.sysctl, "the machine's sysctls changed");
+}
+
+/// Where lab `lab`'s pids cgroup is (or would be): `nsw/LAB` in the
+/// machine's cgroup v1 pids hierarchy, if it has one.
+pub fn lab_cgroup(lab: &str) -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mounts.lines().find_map(|line| {
+        let (mine, theirs) = line.split_once(" - ")?;
+        let theirs: Vec<&str> = theirs.split(' ').collect();
+        let pids = theirs.first() == Some(&"cgroup") && theirs.get(2)?.split(',').any(|o| o == "pids");
+        let point = mine.split(' ').nth(4)?;
+        pids.then(|| PathBuf::from(point).join("nsw").join(lab))
+    })
 }
 
 /// The pid the `spawner` guest says its `sleep` has, from what it printed.

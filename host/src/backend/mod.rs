@@ -112,6 +112,16 @@ pub struct ProgramSpec {
     /// The node it runs in, for the node's own files and name (`None` in
     /// the machine's namespace, whose programs see the machine's).
     pub node: Option<NodeIdentity>,
+    /// The lab it belongs to, and how many tasks the lab's programs may
+    /// have at once (`--max-tasks`).
+    pub tasks: TaskLimit,
+}
+
+/// The lab's cap on its programs' processes and threads together.
+#[derive(Debug, Clone)]
+pub struct TaskLimit {
+    pub lab: String,
+    pub max: u64,
 }
 
 /// What to do with a file of a node's own ([`crate::policy::node_files`]).
@@ -297,6 +307,13 @@ pub trait Teardown: Send {
     async fn stop_processes_with_uids(&mut self, _uids: std::ops::Range<u32>, _grace: Duration) -> io::Result<Vec<String>> {
         Ok(Vec::new())
     }
+    /// End lab `lab`'s cgroup ([`kernel::cgroup`]): every process in it
+    /// stopped together, then the cgroup removed. What was stopped. Only
+    /// root in place can; elsewhere (behind the boundary, a user's lab)
+    /// nothing is done, and root's `nsw down` or the broker does it.
+    async fn end_lab_tasks(&mut self, _lab: &str, _grace: Duration) -> io::Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// Stop one process, if it is still the one of that identity.
     async fn stop_process(&mut self, id: ProcessId, grace: Duration) -> io::Result<Removal>;
     /// The link called `name` in the machine's namespace, if any.
@@ -339,6 +356,10 @@ pub trait Survey: Send {
     async fn survey(&mut self, netns: Option<&str>, table: Option<&str>) -> io::Result<Option<survey::NetnsView>>;
     /// Whether the process `id` (pid and start time) still runs.
     async fn process_running(&mut self, id: ProcessId) -> bool;
+    /// Lab `lab`'s cgroup: tasks now, their limit, forks refused.
+    async fn lab_tasks(&mut self, _lab: &str) -> Option<(u64, u64, u64)> {
+        None
+    }
 }
 
 pub use kernel::capture::{Captured, Until};

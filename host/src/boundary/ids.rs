@@ -127,7 +127,7 @@ pub fn finish(state: &StateDir, lab: &str, first: u32) -> bool {
         }
         return true;
     }
-    if let Err(e) = crate::teardown::sweep_ids(first) {
+    if let Err(e) = crate::teardown::end_lab_tasks(lab).and_then(|()| crate::teardown::sweep_ids(first)) {
         // Kept, with no broker: the lab's lock file (kept too) holds the
         // range until `nsw down` of the lab sweeps it again.
         crate::tell::say!("nsw: could not stop every process of the lab's ids ({e}): `nsw down {lab}` tries again");

@@ -50,6 +50,9 @@ pub struct Plan {
     /// root: the lab's side may not be able to reach them.
     pub reads: Vec<PathBuf>,
     pub writes: Vec<PathBuf>,
+    /// `--max-tasks`: the cap of the lab's cgroup, made here for the lab's
+    /// side, which may only move its programs into it.
+    pub max_tasks: u64,
 }
 
 /// Split the run: returns `None` on the lab's side, which goes on with the
@@ -77,6 +80,9 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
         }
     };
     let before_fork = (|| -> Result<_> {
+        // The lab's root (its first id) may move its programs into the
+        // lab's cgroup, and do nothing else with it.
+        crate::backend::kernel::cgroup::prepare(&plan.lab, plan.max_tasks, Some(base)).context("making the lab's cgroup")?;
         let mut opened = HashMap::new();
         for path in &plan.reads {
             if let Ok(file) = File::open(path) {

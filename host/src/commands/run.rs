@@ -83,7 +83,8 @@ impl RunArgs {
         }
         #[cfg(feature = "test-hooks")]
         let writes: Vec<PathBuf> = writes.into_iter().chain(crate::test_hooks::timings_path()).collect();
-        Ok(Some(crate::boundary::Plan { lab, replace: self.replace, reads: vec![self.file.clone()], writes }))
+        let max_tasks = self.limits.0.tasks;
+        Ok(Some(crate::boundary::Plan { lab, replace: self.replace, reads: vec![self.file.clone()], writes, max_tasks }))
     }
 
     /// Who the lab's programs run as when root runs the lab, and whether

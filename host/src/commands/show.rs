@@ -35,6 +35,10 @@ pub async fn exec(args: ShowArgs) -> CommandResult {
     for node in &view.nodes {
         print_node(node);
     }
+    if let Some(tasks) = &view.tasks {
+        let refused = if tasks.refused > 0 { format!(", {} forks refused", tasks.refused) } else { String::new() };
+        show!("the lab's programs: {} of {} tasks (--max-tasks){refused}", tasks.current, tasks.max);
+    }
     for problem in &view.flagged {
         show!("! {problem}");
     }

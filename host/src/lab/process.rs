@@ -43,7 +43,8 @@ impl Lab {
             .ok_or_else(|| LabError::not_found(format!("{what}: there is no program {} (in PATH)", crate::policy::quoted(first))))?;
         policy::programs::check_granted_program(&self.grants, &what, &program, crate::backend::kernel_resolve)?;
         self.quotas.processes.take(1, &what)?;
-        Ok(ProgramSpec { program, argv: argv.to_vec(), uid, gid, log: None, node: self.node_identity(ns) })
+        let tasks = crate::backend::TaskLimit { lab: self.name.clone(), max: self.limits.tasks };
+        Ok(ProgramSpec { program, argv: argv.to_vec(), uid, gid, log: None, node: self.node_identity(ns), tasks })
     }
 
     /// Node `ns`'s name, and an `/etc/hosts` that names every node of the

@@ -42,6 +42,9 @@ pub struct Limits {
     pub services: u64,
     /// Programs started (`--allow exec`).
     pub processes: u64,
+    /// Processes and threads the lab's programs may have at once (the
+    /// lab's pids cgroup, where the machine has one to give).
+    pub tasks: u64,
     /// Bytes the script writes into its nodes' files, in all.
     pub node_file_bytes: u64,
     /// Wall-clock time of the run, in seconds.
@@ -173,6 +176,16 @@ pub const LIMITS: &[Limit] = &[
         what: "programs the script may start (with --allow exec)",
         shown: plain,
         set: |l, v| l.processes = v,
+    },
+    Limit {
+        flag: "max-tasks",
+        aliases: &[],
+        default: 4096,
+        unit: N,
+        range: (1, 4_194_304),
+        what: "processes and threads the lab's programs may have at once (a fork bomb stops there)",
+        shown: plain,
+        set: |l, v| l.tasks = v,
     },
     Limit {
         flag: "max-node-files",
@@ -329,6 +342,7 @@ impl Default for Limits {
             probes: 0,
             services: 0,
             processes: 0,
+            tasks: 0,
             node_file_bytes: 0,
             timeout_secs: 0,
             memory_bytes: 0,
@@ -388,6 +402,7 @@ mod tests {
             (l.probes, "probes"),
             (l.services, "services"),
             (l.processes, "processes"),
+            (l.tasks, "tasks"),
             (l.timeout_secs, "timeout_secs"),
             (l.memory_bytes as u64, "memory_bytes"),
             (l.output_bytes as u64, "output_bytes"),

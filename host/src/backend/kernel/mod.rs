@@ -3,6 +3,7 @@
 //! uplink's user-mode NAT.
 
 pub mod capture;
+pub mod cgroup;
 pub mod netlink;
 pub mod netns;
 pub mod node_entry;
@@ -52,6 +53,9 @@ pub struct KernelBackend {
     /// The machine's namespace (the one nsw runs in), opened when teardown
     /// first needs it.
     machine: Option<(Arc<OwnedFd>, Handle)>,
+    /// The lab's cgroup's `cgroup.procs`, opened with the first program
+    /// (`Some(None)`: the lab has none).
+    tasks: Option<Option<Arc<OwnedFd>>>,
 }
 
 impl KernelBackend {
@@ -70,6 +74,19 @@ impl KernelBackend {
             entry.node = Some(made.clone());
         }
         Ok(made)
+    }
+
+    /// The entry to the lab's cgroup, made (by root, in place) or opened
+    /// (behind the boundary, where root made it before the split) with
+    /// the first program. None for an ordinary user's lab.
+    fn task_entry(&mut self, limit: &super::TaskLimit) -> io::Result<Option<Arc<OwnedFd>>> {
+        if let Some(entry) = &self.tasks {
+            return Ok(entry.clone());
+        }
+        cgroup::prepare(&limit.lab, limit.max, None)?;
+        let entry = cgroup::entry(&limit.lab)?.map(Arc::new);
+        self.tasks = Some(entry.clone());
+        Ok(entry)
     }
 
     fn ns(&self, id: NsId) -> io::Result<&Namespace> {
@@ -346,7 +363,8 @@ impl Backend for KernelBackend {
             None => None,
             Some(identity) => Some(self.node_namespaces(ns, identity)?),
         };
-        let child = spawn::spawn(fd, node, spec)?;
+        let tasks = self.task_entry(&spec.tasks)?;
+        let child = spawn::spawn(fd, node, tasks, spec)?;
         Ok(Box::new(spawn::Started::new(child)?))
     }
 
@@ -397,5 +415,9 @@ impl super::Survey for KernelBackend {
 
     async fn process_running(&mut self, id: ProcessId) -> bool {
         process::identify(id.pid).is_ok_and(|now| now == id)
+    }
+
+    async fn lab_tasks(&mut self, lab: &str) -> Option<(u64, u64, u64)> {
+        cgroup::usage(lab)
     }
 }

@@ -40,6 +40,14 @@ pub fn identify(pid: u32) -> io::Result<ProcessId> {
     }
 }
 
+/// The identity of a process that runs (not a zombie), if it does.
+pub fn identify_live(pid: u32) -> Option<ProcessId> {
+    match stat(pid) {
+        Ok(Some((since, false))) => Some(ProcessId { pid, since }),
+        _ => None,
+    }
+}
+
 /// Whether `id` still runs (not exited, not reaped and replaced).
 fn alive(id: ProcessId) -> io::Result<bool> {
     // Our own child (a rollback in the run that started it) stays a zombie

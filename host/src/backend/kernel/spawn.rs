@@ -31,8 +31,10 @@ pub fn resolve(program: &str) -> Option<PathBuf> {
 }
 
 /// Start `spec` inside the namespace `netns`, and the node's own mount
-/// and UTS namespaces if it has them ([`super::node_fs`]).
-pub fn spawn(netns: Arc<OwnedFd>, node: Option<Arc<super::node_fs::NodeNamespaces>>, spec: &Spec) -> io::Result<Child> {
+/// and UTS namespaces if it has them ([`super::node_fs`]); first of all
+/// into the lab's cgroup through `tasks`, its `cgroup.procs`
+/// ([`super::cgroup`]), if it has one.
+pub fn spawn(netns: Arc<OwnedFd>, node: Option<Arc<super::node_fs::NodeNamespaces>>, tasks: Option<Arc<OwnedFd>>, spec: &Spec) -> io::Result<Child> {
     let mut command = Command::new(&spec.program);
     command.arg0(spec.argv.first().map(String::as_str).unwrap_or_default()).args(spec.argv.iter().skip(1));
     command.env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").env("HOME", "/").env("LANG", "C.UTF-8");
@@ -55,11 +57,18 @@ pub fn spawn(netns: Arc<OwnedFd>, node: Option<Arc<super::node_fs::NodeNamespace
     let cap = spec.log.as_ref().map(|(_, cap)| *cap);
     let fd = netns.as_raw_fd();
     let node_fds = node.as_ref().map(|n| (n.mnt.as_raw_fd(), n.uts.as_raw_fd()));
+    let tasks_fd = tasks.as_ref().map(|f| f.as_raw_fd());
     // SAFETY: the closure runs in the child between fork and exec, and
     // calls only async-signal-safe system calls on data made before.
     unsafe {
         command.pre_exec(move || {
             let check = |rc: libc::c_int| if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) };
+            // Before it can fork: "0" moves the writer itself.
+            if let Some(tasks) = tasks_fd
+                && libc::write(tasks, b"0".as_ptr().cast(), 1) != 1
+            {
+                return Err(io::Error::last_os_error());
+            }
             check(libc::setns(fd, libc::CLONE_NEWNET))?;
             match node_fds {
                 Some((mnt, uts)) => {
@@ -98,6 +107,7 @@ pub fn spawn(netns: Arc<OwnedFd>, node: Option<Arc<super::node_fs::NodeNamespace
     let child = command.spawn();
     // The descriptors the child joined stay open until it has.
     drop(node);
+    drop(tasks);
     child
 }
 

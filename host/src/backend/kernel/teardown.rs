@@ -65,6 +65,11 @@ impl Teardown for KernelBackend {
         Ok(stopped.into_iter().map(|(id, comm)| format!("{comm} (pid {})", id.pid)).collect())
     }
 
+    async fn end_lab_tasks(&mut self, lab: &str, grace: Duration) -> io::Result<Vec<String>> {
+        let lab = lab.to_string();
+        tokio::task::spawn_blocking(move || super::cgroup::end(&lab, grace)).await.map_err(io::Error::other)?
+    }
+
     async fn stop_process(&mut self, id: ProcessId, grace: Duration) -> io::Result<Removal> {
         let stopped = tokio::task::spawn_blocking(move || process::stop(id, grace)).await.map_err(io::Error::other)??;
         Ok(if stopped { Removal::Removed } else { Removal::Gone })

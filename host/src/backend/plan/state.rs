@@ -189,6 +189,12 @@ impl PlanState {
         } else {
             (spec.uid, spec.gid)
         };
+        if self.programs == 0 {
+            self.log.push(format!(
+                "# nsw puts the lab's programs in a pids cgroup of their own (nsw/{}, where the machine has a cgroup v1 pids hierarchy): at most {} processes and threads at once (--max-tasks), all of them stopped by down",
+                spec.tasks.lab, spec.tasks.max
+            ));
+        }
         // A program in the background (a daemon) must not hold the script.
         let background = if spec.log.is_some() { " &" } else { "" };
         let line = format!("{}setpriv --reuid={uid} --regid={gid} --clear-groups --no-new-privs -- {}{background}", self.inside(ns), words.join(" "));

@@ -5,11 +5,11 @@
 //     nsw run pbj-js.wasm                                   # contained
 //     nsw run pbj-js.wasm --allow host-net -- 203.0.113.1   # tutorial-exact
 
-import { host, createNetns, createVeth, createBridge, moveLink, setMaster, setUp } from 'nsw:lab/topology@0.1.4';
-import { add as addAddress } from 'nsw:lab/address@0.1.4';
-import { add as addRoute, enableForwarding } from 'nsw:lab/route@0.1.4';
-import { masquerade } from 'nsw:lab/nat@0.1.4';
-import { ping } from 'nsw:lab/probe@0.1.4';
+import { host, createNetns, createVeth, createBridge, moveLink, setMaster, setUp } from 'nsw:lab/topology@0.1.5';
+import { add as addAddress } from 'nsw:lab/address@0.1.5';
+import { add as addRoute, enableForwarding } from 'nsw:lab/route@0.1.5';
+import { masquerade } from 'nsw:lab/nat@0.1.5';
+import { ping } from 'nsw:lab/probe@0.1.5';
 
 const SUBNET = '10.0.0.0/16';
 const GATEWAY = '10.0.0.1';

@@ -1,6 +1,6 @@
-import { host, createNetns, createVeth, setUp } from 'nsw:lab/topology@0.1.4';
-import { add } from 'nsw:lab/address@0.1.4';
-import { ping } from 'nsw:lab/probe@0.1.4';
+import { host, createNetns, createVeth, setUp } from 'nsw:lab/topology@0.1.5';
+import { add } from 'nsw:lab/address@0.1.5';
+import { ping } from 'nsw:lab/probe@0.1.5';
 
 export function run(args) {
   try {

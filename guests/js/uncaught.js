@@ -1,6 +1,6 @@
 // A newcomer's first lab: nsw's error is not caught (the address is bad).
-import { host, createNetns, createVeth } from 'nsw:lab/topology@0.1.4';
-import { add } from 'nsw:lab/address@0.1.4';
+import { host, createNetns, createVeth } from 'nsw:lab/topology@0.1.5';
+import { add } from 'nsw:lab/address@0.1.5';
 
 export function run(args) {
   const inside = createNetns('inside');

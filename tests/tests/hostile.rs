@@ -264,7 +264,7 @@ fn wasi_reaches_nothing_but_stdout() {
 
 #[test]
 fn an_ungranted_import_is_refused_before_it_runs() {
-    let attack = Attack::run("hostile_ungranted", &[], &[]).refused(2, &["imports nsw:lab/uplink@0.1.4", "was not granted: add --allow uplink"]);
+    let attack = Attack::run("hostile_ungranted", &[], &[]).refused(2, &["imports nsw:lab/uplink@0.1.5", "was not granted: add --allow uplink"]);
     assert!(!stdout(&attack.out).contains("connected"));
     assert!(!nsw_tests::journal_path(&attack.lab).exists());
 }

@@ -61,5 +61,5 @@ fn inspect_lists_capabilities_not_types() {
     let out = Command::new(nsw_bin()).args(["inspect"]).arg(workspace().join("guests/target/lang/pbj-py.wasm")).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains("nsw:lab/topology@0.1.4") && !printed.contains("nsw:lab/types"), "{printed}");
+    assert!(printed.contains("nsw:lab/topology@0.1.5") && !printed.contains("nsw:lab/types"), "{printed}");
 }

@@ -81,7 +81,7 @@ fn iperf_and_nsws_own_throughput_probe_on_one_path() {
     // Without the grant it is refused before anything runs.
     let refused = lab.run(&wasm, &[], &["1"]);
     assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
-    assert!(stderr(&refused).contains("it imports nsw:lab/process@0.1.4") && stderr(&refused).contains("add --allow exec"), "{}", text(&refused));
+    assert!(stderr(&refused).contains("it imports nsw:lab/process@0.1.5") && stderr(&refused).contains("add --allow exec"), "{}", text(&refused));
     lab.assert_gone();
     let out = lab.run_ok(&wasm, &["--rm", "--allow", "exec=iperf3"], &["1"]);
     let printed = stdout(&out);

@@ -3,149 +3,149 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Imported Functions from `nsw:lab/types@0.1.4`
+// Imported Functions from `nsw:lab/types@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/types@0.1.4"), __import_name__("[method]netns.name")))
+__attribute__((__import_module__("nsw:lab/types@0.1.5"), __import_name__("[method]netns.name")))
 extern void __wasm_import_nsw_lab_types_method_netns_name(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/types@0.1.4"), __import_name__("[method]link.name")))
+__attribute__((__import_module__("nsw:lab/types@0.1.5"), __import_name__("[method]link.name")))
 extern void __wasm_import_nsw_lab_types_method_link_name(int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/topology@0.1.4`
+// Imported Functions from `nsw:lab/topology@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("host")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("host")))
 extern int32_t __wasm_import_nsw_lab_topology_host(void);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("create-netns")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("create-netns")))
 extern void __wasm_import_nsw_lab_topology_create_netns(uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("create-veth")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("create-veth")))
 extern void __wasm_import_nsw_lab_topology_create_veth(uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("create-bridge")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("create-bridge")))
 extern void __wasm_import_nsw_lab_topology_create_bridge(uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("move-link")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("move-link")))
 extern void __wasm_import_nsw_lab_topology_move_link(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("set-master")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("set-master")))
 extern void __wasm_import_nsw_lab_topology_set_master(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("set-up")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("set-up")))
 extern void __wasm_import_nsw_lab_topology_set_up(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("set-down")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("set-down")))
 extern void __wasm_import_nsw_lab_topology_set_down(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("set-mtu")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("set-mtu")))
 extern void __wasm_import_nsw_lab_topology_set_mtu(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("set-mac")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("set-mac")))
 extern void __wasm_import_nsw_lab_topology_set_mac(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("set-ipv6-link-local")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("set-ipv6-link-local")))
 extern void __wasm_import_nsw_lab_topology_set_ipv6_link_local(int32_t);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("set-bridge-options")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("set-bridge-options")))
 extern void __wasm_import_nsw_lab_topology_set_bridge_options(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("set-port-cost")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("set-port-cost")))
 extern void __wasm_import_nsw_lab_topology_set_port_cost(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/topology@0.1.4"), __import_name__("lab-name")))
+__attribute__((__import_module__("nsw:lab/topology@0.1.5"), __import_name__("lab-name")))
 extern void __wasm_import_nsw_lab_topology_lab_name(uint8_t *);
 
-// Imported Functions from `nsw:lab/address@0.1.4`
+// Imported Functions from `nsw:lab/address@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/address@0.1.4"), __import_name__("add")))
+__attribute__((__import_module__("nsw:lab/address@0.1.5"), __import_name__("add")))
 extern void __wasm_import_nsw_lab_address_add(int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/address@0.1.4"), __import_name__("list-addresses")))
+__attribute__((__import_module__("nsw:lab/address@0.1.5"), __import_name__("list-addresses")))
 extern void __wasm_import_nsw_lab_address_list_addresses(int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/route@0.1.4`
+// Imported Functions from `nsw:lab/route@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/route@0.1.4"), __import_name__("add")))
+__attribute__((__import_module__("nsw:lab/route@0.1.5"), __import_name__("add")))
 extern void __wasm_import_nsw_lab_route_add(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/route@0.1.4"), __import_name__("add-multipath")))
+__attribute__((__import_module__("nsw:lab/route@0.1.5"), __import_name__("add-multipath")))
 extern void __wasm_import_nsw_lab_route_add_multipath(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/route@0.1.4"), __import_name__("enable-forwarding")))
+__attribute__((__import_module__("nsw:lab/route@0.1.5"), __import_name__("enable-forwarding")))
 extern void __wasm_import_nsw_lab_route_enable_forwarding(int32_t, int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/nat@0.1.4`
+// Imported Functions from `nsw:lab/nat@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/nat@0.1.4"), __import_name__("masquerade")))
+__attribute__((__import_module__("nsw:lab/nat@0.1.5"), __import_name__("masquerade")))
 extern void __wasm_import_nsw_lab_nat_masquerade(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/probe@0.1.4`
+// Imported Functions from `nsw:lab/probe@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.4"), __import_name__("ping")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.5"), __import_name__("ping")))
 extern void __wasm_import_nsw_lab_probe_ping(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.4"), __import_name__("tcp-connect")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.5"), __import_name__("tcp-connect")))
 extern void __wasm_import_nsw_lab_probe_tcp_connect(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.4"), __import_name__("throughput")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.5"), __import_name__("throughput")))
 extern void __wasm_import_nsw_lab_probe_throughput(int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/probe@0.1.4"), __import_name__("trace")))
+__attribute__((__import_module__("nsw:lab/probe@0.1.5"), __import_name__("trace")))
 extern void __wasm_import_nsw_lab_probe_trace(int32_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/check@0.1.4`
+// Imported Functions from `nsw:lab/check@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/check@0.1.4"), __import_name__("report")))
+__attribute__((__import_module__("nsw:lab/check@0.1.5"), __import_name__("report")))
 extern void __wasm_import_nsw_lab_check_report(uint8_t *, size_t, int32_t, uint8_t *, size_t);
 
-// Imported Functions from `nsw:lab/service@0.1.4`
+// Imported Functions from `nsw:lab/service@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/service@0.1.4"), __import_name__("[method]service.name")))
+__attribute__((__import_module__("nsw:lab/service@0.1.5"), __import_name__("[method]service.name")))
 extern void __wasm_import_nsw_lab_service_method_service_name(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.4"), __import_name__("[method]service.wait")))
+__attribute__((__import_module__("nsw:lab/service@0.1.5"), __import_name__("[method]service.wait")))
 extern void __wasm_import_nsw_lab_service_method_service_wait(int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.4"), __import_name__("[method]service.stop")))
+__attribute__((__import_module__("nsw:lab/service@0.1.5"), __import_name__("[method]service.stop")))
 extern void __wasm_import_nsw_lab_service_method_service_stop(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.4"), __import_name__("[method]service.output")))
+__attribute__((__import_module__("nsw:lab/service@0.1.5"), __import_name__("[method]service.output")))
 extern void __wasm_import_nsw_lab_service_method_service_output(int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/service@0.1.4"), __import_name__("start")))
+__attribute__((__import_module__("nsw:lab/service@0.1.5"), __import_name__("start")))
 extern void __wasm_import_nsw_lab_service_start(int32_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *, size_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/conditions@0.1.4`
+// Imported Functions from `nsw:lab/conditions@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/conditions@0.1.4"), __import_name__("set-conditions")))
+__attribute__((__import_module__("nsw:lab/conditions@0.1.5"), __import_name__("set-conditions")))
 extern void __wasm_import_nsw_lab_conditions_set_conditions(uint8_t *, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/conditions@0.1.4"), __import_name__("clear-conditions")))
+__attribute__((__import_module__("nsw:lab/conditions@0.1.5"), __import_name__("clear-conditions")))
 extern void __wasm_import_nsw_lab_conditions_clear_conditions(int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/firewall@0.1.4`
+// Imported Functions from `nsw:lab/firewall@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/firewall@0.1.4"), __import_name__("add-rule")))
+__attribute__((__import_module__("nsw:lab/firewall@0.1.5"), __import_name__("add-rule")))
 extern void __wasm_import_nsw_lab_firewall_add_rule(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/firewall@0.1.4"), __import_name__("add-filter-rule")))
+__attribute__((__import_module__("nsw:lab/firewall@0.1.5"), __import_name__("add-filter-rule")))
 extern void __wasm_import_nsw_lab_firewall_add_filter_rule(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/firewall@0.1.4"), __import_name__("set-policy")))
+__attribute__((__import_module__("nsw:lab/firewall@0.1.5"), __import_name__("set-policy")))
 extern void __wasm_import_nsw_lab_firewall_set_policy(int32_t, int32_t, int32_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/firewall@0.1.4"), __import_name__("port-forward")))
+__attribute__((__import_module__("nsw:lab/firewall@0.1.5"), __import_name__("port-forward")))
 extern void __wasm_import_nsw_lab_firewall_port_forward(int32_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *);
 
-// Imported Functions from `nsw:lab/files@0.1.4`
+// Imported Functions from `nsw:lab/files@0.1.5`
 
-__attribute__((__import_module__("nsw:lab/files@0.1.4"), __import_name__("write-file")))
+__attribute__((__import_module__("nsw:lab/files@0.1.5"), __import_name__("write-file")))
 extern void __wasm_import_nsw_lab_files_write_file(int32_t, uint8_t *, size_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/files@0.1.4"), __import_name__("make-dir")))
+__attribute__((__import_module__("nsw:lab/files@0.1.5"), __import_name__("make-dir")))
 extern void __wasm_import_nsw_lab_files_make_dir(int32_t, uint8_t *, size_t, int32_t, int32_t, uint8_t *, size_t, int32_t, uint8_t *, size_t, uint8_t *);
 
-__attribute__((__import_module__("nsw:lab/files@0.1.4"), __import_name__("read-file")))
+__attribute__((__import_module__("nsw:lab/files@0.1.5"), __import_name__("read-file")))
 extern void __wasm_import_nsw_lab_files_read_file(int32_t, uint8_t *, size_t, uint8_t *);
 
 // Exported Functions from `lab`
@@ -210,7 +210,7 @@ void nsw_lab_types_error_free(nsw_lab_types_error_t *ptr) {
   }
 }
 
-__attribute__((__import_module__("nsw:lab/types@0.1.4"), __import_name__("[resource-drop]netns")))
+__attribute__((__import_module__("nsw:lab/types@0.1.5"), __import_name__("[resource-drop]netns")))
 extern void __wasm_import_nsw_lab_types_netns_drop(int32_t handle);
 
 void nsw_lab_types_netns_drop_own(nsw_lab_types_own_netns_t handle) {
@@ -225,7 +225,7 @@ nsw_lab_types_borrow_netns_t nsw_lab_types_borrow_netns(nsw_lab_types_own_netns_
   return (nsw_lab_types_borrow_netns_t) { arg.__handle };
 }
 
-__attribute__((__import_module__("nsw:lab/types@0.1.4"), __import_name__("[resource-drop]link")))
+__attribute__((__import_module__("nsw:lab/types@0.1.5"), __import_name__("[resource-drop]link")))
 extern void __wasm_import_nsw_lab_types_link_drop(int32_t handle);
 
 void nsw_lab_types_link_drop_own(nsw_lab_types_own_link_t handle) {
@@ -439,7 +439,7 @@ void nsw_lab_service_ending_free(nsw_lab_service_ending_t *ptr) {
   }
 }
 
-__attribute__((__import_module__("nsw:lab/service@0.1.4"), __import_name__("[resource-drop]service")))
+__attribute__((__import_module__("nsw:lab/service@0.1.5"), __import_name__("[resource-drop]service")))
 extern void __wasm_import_nsw_lab_service_service_drop(int32_t handle);
 
 void nsw_lab_service_service_drop_own(nsw_lab_service_own_service_t handle) {

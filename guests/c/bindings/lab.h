@@ -522,13 +522,13 @@ typedef struct {
   } val;
 } lab_result_void_string_t;
 
-// Imported Functions from `nsw:lab/types@0.1.4`
+// Imported Functions from `nsw:lab/types@0.1.5`
 // The name the script gave it (`pb`), or `host` for the lab's host.
 extern void nsw_lab_types_method_netns_name(nsw_lab_types_borrow_netns_t self, lab_string_t *ret);
 // The interface name, as the kernel shows it (`veth-pb`).
 extern void nsw_lab_types_method_link_name(nsw_lab_types_borrow_link_t self, lab_string_t *ret);
 
-// Imported Functions from `nsw:lab/topology@0.1.4`
+// Imported Functions from `nsw:lab/topology@0.1.5`
 // The lab's host. By default this is a namespace of the lab's own
 // (named after the lab) that stands in for the machine; with the
 // `host-net` grant it is the machine's own network namespace.
@@ -582,7 +582,7 @@ extern bool nsw_lab_topology_set_port_cost(nsw_lab_topology_borrow_link_t port, 
 // tell this lab's files, logs or addresses from another's. (0.1.3)
 extern void nsw_lab_topology_lab_name(lab_string_t *ret);
 
-// Imported Functions from `nsw:lab/address@0.1.4`
+// Imported Functions from `nsw:lab/address@0.1.5`
 // Add an address with its prefix length, IPv4 or IPv6:
 // `10.0.0.10/16`, `fd00::10/64`. IPv6 addresses skip duplicate
 // address detection, so they are usable at once.
@@ -592,7 +592,7 @@ extern bool nsw_lab_address_add(nsw_lab_address_borrow_link_t link, lab_string_t
 // of the node added (a DHCP client's lease). (0.1.3)
 extern bool nsw_lab_address_list_addresses(nsw_lab_address_borrow_link_t link, lab_list_string_t *ret, nsw_lab_address_error_t *err);
 
-// Imported Functions from `nsw:lab/route@0.1.4`
+// Imported Functions from `nsw:lab/route@0.1.5`
 // Add a route in `ns` to `destination` (a prefix such as `10.1.0.0/16`,
 // or `default`) through the gateway `via`, which must be reachable
 // on one of the namespace's links.
@@ -609,7 +609,7 @@ extern bool nsw_lab_route_add_multipath(nsw_lab_route_borrow_netns_t ns, lab_str
 // the lab goes down.
 extern bool nsw_lab_route_enable_forwarding(nsw_lab_route_borrow_netns_t ns, nsw_lab_route_ip_family_t family, nsw_lab_route_error_t *err);
 
-// Imported Functions from `nsw:lab/nat@0.1.4`
+// Imported Functions from `nsw:lab/nat@0.1.5`
 // Masquerade traffic from the prefix `source` (`10.0.0.0/16`) that
 // leaves `ns` for an address outside it, like `iptables -t nat -A
 // POSTROUTING -s SOURCE ! -d SOURCE -j MASQUERADE`. The rule lives
@@ -617,7 +617,7 @@ extern bool nsw_lab_route_enable_forwarding(nsw_lab_route_borrow_netns_t ns, nsw
 // with the lab.
 extern bool nsw_lab_nat_masquerade(nsw_lab_nat_borrow_netns_t ns, lab_string_t *source, nsw_lab_nat_error_t *err);
 
-// Imported Functions from `nsw:lab/probe@0.1.4`
+// Imported Functions from `nsw:lab/probe@0.1.5`
 // Ping `target` (an IPv4 or IPv6 address) from inside `source` with
 // ICMP echo. Lost replies are not an error: check `received`.
 extern bool nsw_lab_probe_ping(nsw_lab_probe_borrow_netns_t source, lab_string_t *target, nsw_lab_probe_ping_options_t *options, nsw_lab_probe_ping_stats_t *ret, nsw_lab_probe_error_t *err);
@@ -635,13 +635,13 @@ extern bool nsw_lab_probe_throughput(nsw_lab_probe_borrow_netns_t sender, nsw_la
 // second; ends at the target. (0.1.1)
 extern bool nsw_lab_probe_trace(nsw_lab_probe_borrow_netns_t source, lab_string_t *target, nsw_lab_probe_list_hop_t *ret, nsw_lab_probe_error_t *err);
 
-// Imported Functions from `nsw:lab/check@0.1.4`
+// Imported Functions from `nsw:lab/check@0.1.5`
 // Record a check: `name` (1-200 characters), whether it passed, and
 // a detail: what was measured, or why it failed. A name used twice
 // records two checks.
 extern void nsw_lab_check_report(lab_string_t *name, bool passed, lab_string_t *detail);
 
-// Imported Functions from `nsw:lab/service@0.1.4`
+// Imported Functions from `nsw:lab/service@0.1.5`
 // Its name, as its output is prefixed: `<node>/<name>`.
 extern void nsw_lab_service_method_service_name(nsw_lab_service_borrow_service_t self, lab_string_t *ret);
 // Wait up to `timeout-ms` (0-60000) for it to end: how it ended,
@@ -659,13 +659,13 @@ extern void nsw_lab_service_method_service_output(nsw_lab_service_borrow_service
 // host): a service lives inside the lab.
 extern bool nsw_lab_service_start(nsw_lab_service_borrow_netns_t node, lab_string_t *name, lab_list_u8_t *component, lab_list_string_t *args, nsw_lab_service_own_service_t *ret, nsw_lab_service_error_t *err);
 
-// Imported Functions from `nsw:lab/conditions@0.1.4`
+// Imported Functions from `nsw:lab/conditions@0.1.5`
 // Give `link` these conditions, replacing any it had.
 extern bool nsw_lab_conditions_set_conditions(nsw_lab_conditions_borrow_link_t link, nsw_lab_conditions_link_conditions_t *conditions, nsw_lab_conditions_error_t *err);
 // Make `link` a perfect wire again.
 extern bool nsw_lab_conditions_clear_conditions(nsw_lab_conditions_borrow_link_t link, nsw_lab_conditions_error_t *err);
 
-// Imported Functions from `nsw:lab/firewall@0.1.4`
+// Imported Functions from `nsw:lab/firewall@0.1.5`
 // Append `rule` to the filter of `ns` for its direction. The first
 // rule that matches a packet decides; replies to traffic that was
 // allowed always pass (the filter is stateful).
@@ -682,7 +682,7 @@ extern bool nsw_lab_firewall_set_policy(nsw_lab_firewall_borrow_netns_t ns, nsw_
 // (`route.enable-forwarding`).
 extern bool nsw_lab_firewall_port_forward(nsw_lab_firewall_borrow_netns_t ns, nsw_lab_firewall_protocol_t protocol, uint16_t port, lab_string_t *to_address, uint16_t to_port, nsw_lab_firewall_error_t *err);
 
-// Imported Functions from `nsw:lab/files@0.1.4`
+// Imported Functions from `nsw:lab/files@0.1.5`
 // Write `contents` to the file at `path` (absolute, for example
 // `/etc/bird/bird.conf`) in `node`: a new file, renamed over the
 // old one, so no program reads it half-written. Its directory must

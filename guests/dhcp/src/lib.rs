@@ -66,6 +66,8 @@ impl Guest for Dhcp {
             "--log-dhcp",
         ];
         let dnsmasq = process::spawn(&server, &dnsmasq.map(String::from))?;
+        // Its DHCP socket, before any client asks.
+        dnsmasq.wait_ready(&process::Readiness::UdpBound(67), 10_000)?;
         let mut nodes = Vec::new();
         for i in 1..=clients {
             let client = topology::create_netns(&format!("c{i}"))?;

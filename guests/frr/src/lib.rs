@@ -53,7 +53,10 @@ impl Guest for Frr {
             files::write_file(router, "/etc/frr/vtysh.conf", b"", &files::FileOptions { mode: 0o640, owner: Some("frr".into()), group: Some("frrvty".into()) })?;
             for daemon in ["zebra", "ospfd"] {
                 let argv = [format!("/usr/lib/frr/{daemon}"), "-f".into(), format!("/etc/frr/{daemon}.conf")];
-                process::spawn(router, &argv)?;
+                let started = process::spawn(router, &argv)?;
+                // Ready once its vty socket is there (vtysh's way in);
+                // ospfd needs zebra's.
+                started.wait_ready(&process::Readiness::PathExists(format!("/run/frr/{daemon}.vty")), 10_000)?;
             }
         }
         if !reaches(&h1, "10.3.0.2", 60)? {

@@ -56,7 +56,10 @@ impl Guest for Ospf {
             if files::read_file(router, "/etc/bird/bird.conf")? != conf.as_bytes() {
                 return Err(format!("r{n}'s bird.conf does not read back as written"));
             }
-            process::spawn(router, &["bird".into(), "-f".into()])?;
+            let bird = process::spawn(router, &["bird".into(), "-f".into()])?;
+            // Ready once its control socket is there (birdc's, at its
+            // default path in the router's own /run).
+            bird.wait_ready(&process::Readiness::PathExists("/run/bird/bird.ctl".into()), 10_000)?;
         }
         if !reaches(&h1, "10.3.0.2", 40)? {
             return Err("OSPF did not carry h1 to h3 within 40 s".into());

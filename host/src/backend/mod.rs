@@ -124,6 +124,17 @@ pub struct TaskLimit {
     pub max: u64,
 }
 
+/// What shows that a daemon is ready ([`Backend::program_ready`]).
+#[derive(Debug, Clone)]
+pub enum ReadyProbe {
+    /// A socket of the node on this port: listening (TCP) or bound (UDP).
+    Port { udp: bool, port: u16 },
+    /// Something (a file, a socket) at this path of the node's own files.
+    Path(crate::policy::node_files::NodePath),
+    /// A line of the program's output (its log) holds this text.
+    Output { log: std::path::PathBuf, text: String },
+}
+
 /// What to do with a file of a node's own ([`crate::policy::node_files`]).
 #[derive(Debug, Clone)]
 pub enum NodeFileOp {
@@ -133,6 +144,8 @@ pub enum NodeFileOp {
     MakeDir { mode: u32, owner: (u32, u32) },
     /// What it holds, if it is at most `max` bytes.
     Read { max: usize },
+    /// Whether anything is there (`NotFound` if not), without opening it.
+    Exists,
 }
 
 /// A node's name (its hostname) and its `/etc/hosts`, from the lab.
@@ -262,6 +275,9 @@ pub trait Backend: Send {
     /// Do `op` on the file at `path` of node `ns`'s own files (made now,
     /// with `node`, if it had none yet); what a read found.
     async fn node_file(&mut self, ns: NsId, node: &NodeIdentity, path: &crate::policy::node_files::NodePath, op: NodeFileOp) -> io::Result<Vec<u8>>;
+    /// Whether a program of node `ns` (whose files and name are `node`;
+    /// `None` in the machine's namespace) is ready as `probe` says.
+    async fn program_ready(&mut self, ns: NsId, node: Option<&NodeIdentity>, probe: &ReadyProbe) -> io::Result<bool>;
     /// Run `body` on a thread of its own inside `ns` (a service).
     fn start_thread_in(&mut self, ns: NsId, name: &str, body: Box<dyn FnOnce() + Send>) -> io::Result<()>;
     /// Start the uplink's user-mode NAT for the namespace `ns`.

@@ -9,13 +9,12 @@ use super::HostState;
 use super::types::NetnsHandle;
 use crate::backend::Exit;
 use crate::error::LabError;
-use crate::imports::bindings::nsw::lab::process::{self, Completed, ExitStatus, RunOptions};
+use crate::imports::bindings::nsw::lab::process::{self, Completed, ExitStatus, Readiness, RunOptions};
 use crate::lab::process::{Background, OUTPUT_CAP};
 
 /// What a guest's `process` handle stands for.
 pub struct ProcessHandle {
     running: Background,
-    ended: Option<Exit>,
 }
 
 fn status(exit: Exit) -> ExitStatus {
@@ -29,14 +28,7 @@ impl HostState {
     /// Whether the process behind `handle` ended (journaled once it has).
     fn poll_process(&mut self, handle: &Resource<ProcessHandle>) -> wasmtime::Result<Option<Exit>> {
         let entry = self.table.get_mut(handle)?;
-        if entry.ended.is_none() {
-            if let Some(exit) = entry.running.program.try_wait()? {
-                entry.ended = Some(exit);
-                let id = entry.running.journal_id;
-                self.lab.program_ended(id).map_err(|e| wasmtime::Error::msg(e.to_string()))?;
-            }
-        }
-        Ok(self.table.get(handle)?.ended)
+        self.lab.poll_background(&mut entry.running).map_err(|e| wasmtime::Error::msg(e.message()))
     }
 }
 
@@ -50,7 +42,7 @@ impl process::Host for HostState {
     async fn spawn(&mut self, node: Resource<NetnsHandle>, argv: Vec<String>) -> Result<Resource<ProcessHandle>, LabError> {
         let ns = self.ns_id(&node)?;
         let running = self.lab.spawn_program(ns, &argv).await?;
-        Ok(self.table.push(ProcessHandle { running, ended: None })?)
+        Ok(self.table.push(ProcessHandle { running })?)
     }
 }
 
@@ -73,14 +65,19 @@ impl process::HostProcess for HostState {
     }
 
     async fn kill(&mut self, handle: Resource<ProcessHandle>) -> wasmtime::Result<()> {
-        if self.poll_process(&handle)?.is_none() {
-            let entry = self.table.get_mut(&handle)?;
-            let exit = crate::lab::process::stop(entry.running.program.as_mut()).await;
-            entry.ended = Some(exit);
-            let id = entry.running.journal_id;
-            self.lab.program_ended(id).map_err(|e| wasmtime::Error::msg(e.to_string()))?;
-        }
-        Ok(())
+        let entry = self.table.get_mut(&handle)?;
+        self.lab.stop_background(&mut entry.running).await.map_err(|e| wasmtime::Error::msg(e.message()))
+    }
+
+    async fn wait_ready(&mut self, handle: Resource<ProcessHandle>, ready: Readiness, timeout_ms: u32) -> Result<(), LabError> {
+        let ready = match ready {
+            Readiness::TcpListening(port) => crate::lab::readiness::Readiness::TcpListening(port),
+            Readiness::UdpBound(port) => crate::lab::readiness::Readiness::UdpBound(port),
+            Readiness::PathExists(path) => crate::lab::readiness::Readiness::PathExists(path),
+            Readiness::OutputContains(text) => crate::lab::readiness::Readiness::OutputContains(text),
+        };
+        let entry = self.table.get_mut(&handle)?;
+        self.lab.wait_ready(&mut entry.running, &ready, timeout_ms).await
     }
 
     async fn output(&mut self, handle: Resource<ProcessHandle>) -> wasmtime::Result<String> {

@@ -19,7 +19,7 @@ pub struct Wanted<'a> {
 
 impl Lab {
     /// The node's path behind `path`, with the words messages use.
-    fn node_path(&mut self, call: &str, ns: NsId, path: &str) -> LabResult<(node_files::NodePath, String)> {
+    pub(super) fn node_path(&mut self, call: &str, ns: NsId, path: &str) -> LabResult<(node_files::NodePath, String)> {
         self.refuse_if_stopped()?;
         self.check_strings(call, &[path])?;
         let what = format!("{call} {} in {}", crate::policy::quoted(path), self.describe_ns(ns));

@@ -18,6 +18,7 @@ mod nat;
 mod plan_props;
 mod probe;
 pub mod process;
+pub mod readiness;
 mod route;
 mod reopen;
 mod service;

@@ -28,6 +28,11 @@ pub struct Background {
     pub program: Box<dyn Program>,
     pub log: std::path::PathBuf,
     pub journal_id: u32,
+    /// The node it runs in, and its `argv[0]`, for what is said of it.
+    pub ns: NsId,
+    pub name: String,
+    /// How it ended, once it has (and the journal was told).
+    pub ended: Option<Exit>,
 }
 
 impl Lab {
@@ -124,6 +129,27 @@ impl Lab {
         self.record(Entry::Gone { id: journal_id })
     }
 
+    /// How a program in the background ended, if it has (the journal is
+    /// told once).
+    pub fn poll_background(&mut self, running: &mut Background) -> LabResult<Option<Exit>> {
+        if running.ended.is_none()
+            && let Some(exit) = running.program.try_wait().map_err(|e| LabError::os("wait for a program", &e))?
+        {
+            running.ended = Some(exit);
+            self.program_ended(running.journal_id)?;
+        }
+        Ok(running.ended)
+    }
+
+    /// Stop a program in the background, if it still runs.
+    pub async fn stop_background(&mut self, running: &mut Background) -> LabResult<()> {
+        if self.poll_background(running)?.is_none() {
+            running.ended = Some(stop(running.program.as_mut()).await);
+            self.program_ended(running.journal_id)?;
+        }
+        Ok(())
+    }
+
     /// Run `argv` in `ns` to its end (or `timeout`), with what it printed.
     pub async fn run_program(&mut self, ns: NsId, argv: &[String], timeout_ms: u32) -> LabResult<Completed> {
         if !(1..=600_000).contains(&timeout_ms) {
@@ -159,7 +185,7 @@ impl Lab {
         crate::access::files::create_dir_all(&dir).map_err(|e| LabError::os(&format!("create {}", dir.display()), &e))?;
         let (program, journal_id) = self.start_program(ns, &mut spec, true).await?;
         let log = spec.log.map(|(log, _)| log).expect("a logged program has a log");
-        Ok(Background { program, log, journal_id })
+        Ok(Background { program, log, journal_id, ns, name: argv[0].clone(), ended: None })
     }
 }
 

@@ -6,12 +6,12 @@ use super::grants::{Grant, Grants};
 use super::names::quoted;
 
 /// The nsw version of the WIT package this host implements.
-pub const WIT_PACKAGE: &str = "nsw:lab@0.1.4";
+pub const WIT_PACKAGE: &str = "nsw:lab@0.1.5";
 
 /// The versions of the package a script may have been built against: 0.1.x
 /// only adds to 0.1.0, so every earlier one runs unchanged (wasmtime links
 /// an import of `@0.1.0` to the host's `@0.1.4`).
-pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.1.1", "0.1.2", "0.1.3", "0.1.4"];
+pub const WIT_VERSIONS: &[&str] = &["0.1.0", "0.1.1", "0.1.2", "0.1.3", "0.1.4", "0.1.5"];
 
 /// One WIT interface: one capability a script may ask for by importing it.
 #[derive(Debug, Clone, Copy)]

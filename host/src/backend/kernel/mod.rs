@@ -375,6 +375,31 @@ impl Backend for KernelBackend {
         tokio::task::spawn_blocking(move || node_files::act(&made, &path, &op)).await.map_err(io::Error::other)?
     }
 
+    async fn program_ready(&mut self, ns: NsId, node: Option<&super::NodeIdentity>, probe: &super::ReadyProbe) -> io::Result<bool> {
+        match probe {
+            super::ReadyProbe::Port { udp, port } => {
+                let (fd, udp, port) = (self.ns(ns)?.fd.clone(), *udp, *port);
+                netns::run_in_async(fd, move || probes::port_bound_here(udp, port)).await
+            }
+            super::ReadyProbe::Path(path) => {
+                let Some(node) = node else { return Ok(false) };
+                match self.node_file(ns, node, path, super::NodeFileOp::Exists).await {
+                    Ok(_) => Ok(true),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+            super::ReadyProbe::Output { log, text } => {
+                let bytes = match crate::access::files::read(log) {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+                    Err(e) => return Err(e),
+                };
+                Ok(String::from_utf8_lossy(&bytes).lines().any(|line| line.contains(text.as_str())))
+            }
+        }
+    }
+
     fn start_thread_in(&mut self, ns: NsId, name: &str, body: Box<dyn FnOnce() + Send>) -> io::Result<()> {
         let fd = self.ns(ns)?.fd.clone();
         let (tx, rx) = std::sync::mpsc::channel();

@@ -3,7 +3,8 @@
 //! path beneath the node's directory with `openat2(RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)`, so no `..`, symbolic
 //! link or `/proc` trick reaches past it, and a file that is not a regular
-//! one (a device, a FIFO) is never opened for writing.
+//! one (a device, a FIFO) is never opened for writing. Whether a path
+//! exists (a daemon's socket: `process.wait-ready`) is asked the same way.
 //!
 //! A fork rather than a thread: a thread of a threaded process cannot join
 //! another mount namespace (setns refuses a shared filesystem context).
@@ -64,6 +65,7 @@ pub fn act(node: &NodeNamespaces, path: &NodePath, op: &NodeFileOp) -> io::Resul
     let (mode, uid, gid, max) = match op {
         NodeFileOp::Write { mode, owner, .. } | NodeFileOp::MakeDir { mode, owner } => (*mode, owner.0, owner.1, 0),
         NodeFileOp::Read { max } => (0, 0, 0, *max),
+        NodeFileOp::Exists => (0, 0, 0, 0),
     };
     if parts.is_empty() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "a node path names a file"));
@@ -72,6 +74,7 @@ pub fn act(node: &NodeNamespaces, path: &NodePath, op: &NodeFileOp) -> io::Resul
         NodeFileOp::Write { .. } => 0,
         NodeFileOp::MakeDir { .. } => 1,
         NodeFileOp::Read { .. } => 2,
+        NodeFileOp::Exists => 3,
     };
     let mut buffer = vec![0u8; 64 << 10];
     let (mnt, data_fd) = (node.mnt.as_raw_fd(), data.as_raw_fd());
@@ -156,6 +159,14 @@ unsafe fn child(mnt: i32, root: &CString, parts: &[CString], new_name: &CString,
             return A_LINK;
         }
         match kind {
+            // exists (a symbolic link is refused above, as everywhere)
+            3 => {
+                if exists {
+                    0
+                } else {
+                    libc::ENOENT
+                }
+            }
             // make-dir
             // (one that exists gets the owner and mode asked for, as
             // `install -d` gives them)

@@ -64,6 +64,37 @@ fn classify(e: io::Error) -> io::Result<ConnectOutcome> {
 /// Send TCP from `sender` to a receiver in `receiver` listening on
 /// `address` for `duration`; what the receiver got, and the sender's
 /// retransmissions. Blocks: run it off the async runtime.
+/// Whether a socket of this thread's network namespace listens on TCP
+/// `port` (or, `udp`, is bound to UDP `port`), IPv4 or IPv6: what
+/// `/proc/thread-self/net` lists (`/proc/self/net` would be the main
+/// thread's namespace, not this one's). A plain text table the kernel
+/// keeps stable; sock_diag over netlink would say the same at more cost.
+pub fn port_bound_here(udp: bool, port: u16) -> io::Result<bool> {
+    let tables: [&str; 2] = if udp { ["udp", "udp6"] } else { ["tcp", "tcp6"] };
+    for table in tables {
+        let text = match std::fs::read_to_string(format!("/proc/thread-self/net/{table}")) {
+            Ok(text) => text,
+            // No IPv6 in this kernel.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if bound_in(&text, udp, port) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether a table of `/proc/net/{tcp,udp}[6]` has a socket on local
+/// `port`: listening (state 0A) for TCP, any for UDP.
+fn bound_in(table: &str, udp: bool, port: u16) -> bool {
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let local_port = fields.get(1).and_then(|l| l.rsplit_once(':')).and_then(|(_, p)| u16::from_str_radix(p, 16).ok());
+        local_port == Some(port) && (udp || fields.get(3) == Some(&"0A"))
+    })
+}
+
 pub fn throughput(sender: Arc<OwnedFd>, receiver: Arc<OwnedFd>, address: IpAddr, duration: Duration, stop: Stop) -> io::Result<Throughput> {
     // The receiver's socket, bound in its namespace; then served by a
     // thread of its own.
@@ -277,5 +308,17 @@ mod tests {
         packet.extend_from_slice(&original);
         assert_eq!(classify_answer(false, &packet, 7, 3), Some(Answer::OnTheWay));
         assert_eq!(classify_answer(false, &packet, 7, 4), None);
+    }
+
+    #[test]
+    fn a_listening_port_is_found_in_the_kernels_table() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
+                   1: 0100007F:1F90 0100007F:C350 01 00000000:00000000 00:00000000 00000000     0        0 2 1\n";
+        assert!(bound_in(tcp, false, 80));
+        // 8080 is only a connection's end there, not a listener.
+        assert!(!bound_in(tcp, false, 8080));
+        assert!(bound_in(tcp, true, 8080));
+        assert!(!bound_in(tcp, false, 443));
     }
 }

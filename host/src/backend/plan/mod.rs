@@ -437,6 +437,12 @@ impl Backend for PlanBackend {
         self.state.lock().unwrap().node_file(ns, path, op)
     }
 
+    async fn program_ready(&mut self, ns: NsId, _node: Option<&super::NodeIdentity>, probe: &super::ReadyProbe) -> io::Result<bool> {
+        // A plan's programs are ready at once.
+        self.state.lock().unwrap().ready_line(ns, probe);
+        Ok(true)
+    }
+
     fn start_thread_in(&mut self, ns: NsId, name: &str, _body: Box<dyn FnOnce() + Send>) -> io::Result<()> {
         // A plan runs nothing: the service is only noted.
         let mut s = self.state.lock().unwrap();

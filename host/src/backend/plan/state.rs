@@ -136,6 +136,7 @@ impl PlanState {
                 line
             }
             NodeFileOp::MakeDir { mode, owner } => format!("makes directory {} (mode {mode:o}, owner {}:{})", sh(&shown), owner.0, owner.1),
+            NodeFileOp::Exists => return Ok(Vec::new()),
             NodeFileOp::Read { max } => {
                 // A node starts with the machine's users and groups (which
                 // every user may read); nothing else of the machine's is read.
@@ -199,6 +200,20 @@ impl PlanState {
         let background = if spec.log.is_some() { " &" } else { "" };
         let line = format!("{}setpriv --reuid={uid} --regid={gid} --clear-groups --no-new-privs -- {}{background}", self.inside(ns), words.join(" "));
         self.log.push(line);
+    }
+
+    /// What a real run would wait for before a program is ready, as a
+    /// command that does nothing.
+    pub(super) fn ready_line(&mut self, ns: NsId, probe: &crate::backend::ReadyProbe) {
+        use crate::backend::ReadyProbe;
+        let node = self.ns_name(ns).unwrap_or_else(|| "machine".into());
+        let until = match probe {
+            ReadyProbe::Port { udp: false, port } => format!("a TCP socket listens on port {port}"),
+            ReadyProbe::Port { udp: true, port } => format!("a UDP socket is bound to port {port}"),
+            ReadyProbe::Path(path) => format!("{} exists", sh(&path.shown())),
+            ReadyProbe::Output { text, .. } => format!("the program's output holds {}", sh(text)),
+        };
+        self.log.push(format!(": node {} waits until {until}", sh(&node)));
     }
 
     /// A command run inside namespace `id` (`ip netns exec NAME `).

@@ -3,7 +3,10 @@
 //! with no privilege over the machine at all.
 //!
 //! Per user, one small *keeper* process holds a user namespace (the user's
-//! uid mapped to 0, nothing else) and a mount namespace whose private tmpfs
+//! uid mapped to 0; with a range of the user's in `/etc/subuid` and
+//! `/etc/subgid`, mapped through `newuidmap`/`newgidmap` as rootless
+//! Podman maps it, ids 1-65535 too, so daemons can drop to users of their
+//! own) and a mount namespace whose private tmpfs
 //! carries the labs' namespace mounts, as rootless Podman keeps its pause
 //! process: labs outlive the `nsw run` that built them. Every nsw command of
 //! that user joins the keeper's namespaces first, while it still has one
@@ -107,16 +110,33 @@ fn start_keeper(places: &Places, uid: u32, gid: u32) -> Result<ProcessId> {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let (mut ready, told) = std::io::pipe().context("a pipe for the keeper")?;
+    let (mapped_wait, mapped_tell) = std::io::pipe().context("a pipe for the keeper")?;
     // SAFETY: nsw has one thread here (see `enter`), so the child may do
     // anything the parent could.
     match unsafe { fork() }.context("starting nsw's keeper")? {
         ForkResult::Child => {
             drop(ready);
-            keep(netns_dir, uid, gid, told)
+            drop(mapped_tell);
+            keep(netns_dir, told, mapped_wait)
         }
         ForkResult::Parent { child } => {
             drop(told);
-            let mut said = String::new();
+            drop(mapped_wait);
+            // The keeper made its user namespace (one byte), or failed.
+            let mut first = [0u8; 1];
+            let unshared = ready.read(&mut first).ok() == Some(1) && first[0] == UNSHARED;
+            if unshared {
+                let mapping = map_ids(child.as_raw() as u32, uid, gid);
+                let mut mapped_tell = mapped_tell;
+                let _ = mapped_tell.write_all(if mapping.is_ok() { b"m" } else { b"x" });
+                if let Err(e) = mapping {
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    return Err(e.context("mapping the ids of the user's namespace"));
+                }
+            } else {
+                drop(mapped_tell);
+            }
+            let mut said = if unshared { String::new() } else { String::from_utf8_lossy(&first).trim_matches('\0').to_string() };
             let _ = ready.read_to_string(&mut said);
             if said != "ok" {
                 let _ = nix::sys::wait::waitpid(child, None);
@@ -132,18 +152,74 @@ fn start_keeper(places: &Places, uid: u32, gid: u32) -> Result<ProcessId> {
     }
 }
 
-/// The keeper's life: never returns.
-fn keep(netns_dir: &Path, uid: u32, gid: u32, mut told: std::io::PipeWriter) -> ! {
+/// A range of subordinate ids: its first and how many.
+type Range = (u32, u32);
+
+/// The first range `/etc/subuid` (or `/etc/subgid`) gives the user `name`
+/// (or its number, which the file may name instead), at most 65535 ids:
+/// inside the lab they are 1-65535.
+fn sub_range(table: &str, name: Option<&str>, id: u32) -> Option<Range> {
+    table.lines().find_map(|line| {
+        let mut fields = line.trim().split(':');
+        let (who, first, count) = (fields.next()?, fields.next()?.parse::<u32>().ok()?, fields.next()?.parse::<u32>().ok()?);
+        let mine = Some(who) == name || who == id.to_string();
+        (mine && count > 0).then_some((first, count.min(65_535)))
+    })
+}
+
+/// Map the keeper's user namespace from outside it: the user's uid and
+/// gid to 0; with a range of the user's and Debian's `uidmap`, 1-65535 to
+/// it through the setuid `newuidmap`/`newgidmap` (which check
+/// `/etc/subuid` and `/etc/subgid` themselves). Without one of them, one
+/// id, written by this process, as an unprivileged process may.
+fn map_ids(keeper: u32, uid: u32, gid: u32) -> Result<()> {
+    let name = nix::unistd::User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|u| u.name);
+    let range = |file: &str, id: u32| fs::read_to_string(file).ok().and_then(|t| sub_range(&t, name.as_deref(), id));
+    let helper = |tool: &str, id: u32, (first, count): Range| {
+        let path = ["/usr/bin", "/bin", "/usr/sbin"].iter().map(|d| Path::new(d).join(tool)).find(|p| p.exists())?;
+        let done = std::process::Command::new(path)
+            .args([keeper.to_string(), "0".into(), id.to_string(), "1".into(), "1".into(), first.to_string(), count.to_string()])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        if !done.status.success() {
+            tracing::debug!("{tool}: {}", String::from_utf8_lossy(&done.stderr).trim());
+        }
+        done.status.success().then_some(())
+    };
+    let proc = |file: &str| format!("/proc/{keeper}/{file}");
+    let uids = range("/etc/subuid", uid).and_then(|r| helper("newuidmap", uid, r));
+    if uids.is_none() {
+        fs::write(proc("uid_map"), format!("0 {uid} 1")).context("writing the keeper's uid_map")?;
+    }
+    // Groups only with a range of the user's own: one gid needs setgroups
+    // denied first.
+    let gids = uids.and_then(|()| range("/etc/subgid", gid)).and_then(|r| helper("newgidmap", gid, r));
+    if gids.is_none() {
+        fs::write(proc("setgroups"), "deny").context("writing the keeper's setgroups")?;
+        fs::write(proc("gid_map"), format!("0 {gid} 1")).context("writing the keeper's gid_map")?;
+    }
+    Ok(())
+}
+
+/// What the keeper says first once its user namespace is made: no text
+/// (an error) starts with it.
+const UNSHARED: u8 = 1;
+
+/// The keeper's life: never returns. `told` says when its user namespace
+/// is made ([`UNSHARED`]), then `ok` or why not; `mapped` says when its ids are
+/// mapped (`m`), from outside.
+fn keep(netns_dir: &Path, mut told: std::io::PipeWriter, mut mapped: std::io::PipeReader) -> ! {
     let made = (|| -> Result<()> {
         nix::unistd::setsid()?;
         // `nsw-keeper` in ps and top, not the command that started it.
         nix::sys::prctl::set_name(c"nsw-keeper")?;
         unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWUSER)")?;
-        // One uid and one gid, the user's own, as root inside: what an
-        // unprivileged process may map for itself.
-        fs::write("/proc/self/setgroups", "deny")?;
-        fs::write("/proc/self/uid_map", format!("0 {uid} 1"))?;
-        fs::write("/proc/self/gid_map", format!("0 {gid} 1"))?;
+        told.write_all(&[UNSHARED])?;
+        let mut answer = [0u8; 1];
+        if mapped.read(&mut answer)? != 1 || answer[0] != b'm' {
+            bail!("its ids were not mapped");
+        }
         // Nothing mounted here reaches the user's other processes.
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)?;
         mount(Some("nsw"), netns_dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0700"))
@@ -203,7 +279,9 @@ fn others_inside(keeper: ProcessId) -> Result<bool> {
     let me = std::process::id();
     for entry in fs::read_dir("/proc")?.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
-        if pid == me || pid == keeper.pid {
+        // A zombie (a program of a lab just ended, not reaped yet) is no
+        // one that joined.
+        if pid == me || pid == keeper.pid || process::identify_live(pid).is_none() {
             continue;
         }
         if fs::metadata(entry.path().join("ns/user")).is_ok_and(|m| m.ino() == ours) {
@@ -238,4 +316,18 @@ pub fn stop_keeper_if_idle() -> Result<bool> {
     }
     let _ = fs::remove_file(root.join(KEEPER_FILE));
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sub_range;
+
+    #[test]
+    fn a_users_range_is_found_by_name_or_number() {
+        let table = "alice:100000:65536\n# a comment\n61001:200000:1000\nbob:300000:0\n";
+        assert_eq!(sub_range(table, Some("alice"), 1000), Some((100000, 65535)));
+        assert_eq!(sub_range(table, None, 61001), Some((200000, 1000)));
+        assert_eq!(sub_range(table, Some("bob"), 1002), None);
+        assert_eq!(sub_range(table, Some("carol"), 1003), None);
+    }
 }

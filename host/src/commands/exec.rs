@@ -53,7 +53,15 @@ pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
     let node = backend::open_node(&name, state.boundary(&args.lab)?)?;
     if !node.as_lab_root() {
         node.enter().with_context(|| format!("entering node {}", args.node))?;
-        let err = Command::new(program).args(rest).exec();
+        let mut err = Command::new(program).args(rest).exec();
+        // Not in the caller's PATH (an ordinary user's has no sbin, where
+        // birdc and vtysh are): in the node's, as its programs find it.
+        if err.kind() == std::io::ErrorKind::NotFound
+            && !program.contains('/')
+            && let Some(found) = crate::backend::kernel_resolve(program)
+        {
+            err = Command::new(found).arg0(program).args(rest).exec();
+        }
         return Err(err).with_context(|| format!("running {program}"));
     }
     // Nothing of the machine's user goes into the lab: not the terminal
@@ -73,4 +81,4 @@ pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
 }
 
 /// The PATH of a command run as root of a lab.
-const LAB_ROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const LAB_ROOT_PATH: &str = crate::backend::kernel::spawn::NODE_PATH;

@@ -101,7 +101,7 @@ pub fn act(node: &NodeNamespaces, path: &NodePath, op: &NodeFileOp) -> io::Resul
     match code {
         0 => {}
         NOT_REGULAR => return Err(io::Error::new(io::ErrorKind::InvalidInput, if kind == 1 { "that is not a directory" } else { "that is not a regular file" })),
-        NO_SUCH_ID => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("uid {uid} or gid {gid} is not among the lab's ids (an ordinary user's lab has only root)"))),
+        NO_SUCH_ID => return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("uid {uid} or gid {gid} is not among the lab's ids (an ordinary user's lab has only root, unless /etc/subuid and /etc/subgid give the user a range)"))),
         A_LINK => return Err(io::Error::new(io::ErrorKind::InvalidInput, "that is a symbolic link, which nsw never follows")),
         TOO_LARGE => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("the file is larger than {max} bytes"))),
         255 => return Err(io::Error::other("the helper that reaches the node's files died")),

@@ -17,14 +17,19 @@ use std::sync::Arc;
 
 use crate::backend::{Exit, Program, ProcessId, ProgramSpec as Spec};
 
-/// Find `program` as a shell would: a path as it is, a name in PATH.
+/// The PATH a node's programs get, and in which their names are found:
+/// the node's, not that of whoever runs nsw (an ordinary user's has no
+/// sbin, where daemons live).
+pub const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Find `program` as a shell in the node would: a path as it is, a name in
+/// [`NODE_PATH`].
 pub fn resolve(program: &str) -> Option<PathBuf> {
     if program.contains('/') {
         let path = Path::new(program);
         return path.is_file().then(|| path.to_path_buf());
     }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| {
+    std::env::split_paths(NODE_PATH).map(|dir| dir.join(program)).find(|p| {
         use std::os::unix::fs::PermissionsExt;
         p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
     })
@@ -37,7 +42,7 @@ pub fn resolve(program: &str) -> Option<PathBuf> {
 pub fn spawn(netns: Arc<OwnedFd>, node: Option<Arc<super::node_fs::NodeNamespaces>>, tasks: Option<Arc<OwnedFd>>, spec: &Spec) -> io::Result<Child> {
     let mut command = Command::new(&spec.program);
     command.arg0(spec.argv.first().map(String::as_str).unwrap_or_default()).args(spec.argv.iter().skip(1));
-    command.env_clear().env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").env("HOME", "/").env("LANG", "C.UTF-8");
+    command.env_clear().env("PATH", NODE_PATH).env("HOME", "/").env("LANG", "C.UTF-8");
     command.current_dir("/").stdin(Stdio::null());
     match &spec.log {
         None => {

@@ -79,3 +79,34 @@ fn a_user_runs_an_ospf_triangle_of_bird_routers_and_dhcp() {
     }
     all_down(&user, &machine);
 }
+
+/// A program of a node binds port 80 and turns on a bridge's spanning
+/// tree (`ip link ... stp_state 1`, as root of the lab), for root and for
+/// an ordinary user alike.
+#[test]
+fn port_80_and_stp_by_a_program_as_root_and_as_a_user() {
+    let machine = Machine::new("p80");
+    let user = User::with_ids();
+    let server = ["ready", "tcp", "80", "10000", "python3", "-m", "http.server", "--bind", "0.0.0.0", "80"];
+    let stp = ["run", "sh", "-c", "ip link add br0 type bridge && ip link set br0 type bridge stp_state 1 && cat /sys/class/net/br0/bridge/stp_state"];
+    // As root.
+    let lab = machine.lab("pr");
+    let out = lab.run(&guest("spawner"), &["--rm", "--allow", "exec"], &server);
+    assert!(stdout(&out).contains("tcp 80: ConnectOutcome::Connected"), "{}", text(&out));
+    lab.assert_gone();
+    let lab = machine.lab("sr");
+    let out = lab.run(&guest("hostile_outputs"), &["--rm", "--allow", "exec"], &stp);
+    assert!(stdout(&out).contains("stdout: 1"), "{}", text(&out));
+    lab.assert_gone();
+    // As a user.
+    let (spawner, outputs) = (user.file(&guest("spawner")), user.file(&guest("hostile_outputs")));
+    let mut args = vec!["run", "--rm", spawner.to_str().unwrap(), "--name", "pu", "--allow", "exec", "--"];
+    args.extend_from_slice(&server);
+    let out = user.nsw(&machine, &args);
+    assert!(stdout(&out).contains("tcp 80: ConnectOutcome::Connected"), "{}", text(&out));
+    let mut args = vec!["run", "--rm", outputs.to_str().unwrap(), "--name", "su", "--allow", "exec", "--"];
+    args.extend_from_slice(&stp);
+    let out = user.nsw(&machine, &args);
+    assert!(stdout(&out).contains("stdout: 1"), "{}", text(&out));
+    all_down(&user, &machine);
+}

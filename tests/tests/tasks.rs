@@ -124,3 +124,25 @@ fn a_labs_programs_cannot_leave_their_cgroup_nor_raise_its_limit() {
     assert!(done && said.contains(&format!(":pids:/nsw/{}", lab.name)), "{said}");
     lab.down_and_check();
 }
+
+/// `nsw exec` joins the lab's cgroup too: what a command run there starts
+/// counts against the lab's limit and ends with `down`, even run as the
+/// machine's root in a host-net lab and gone into namespaces of its own.
+#[test]
+fn what_nsw_exec_starts_is_the_labs_and_ends_with_down() {
+    let machine = Machine::new("execcg");
+    let lab = machine.lab("xc");
+    lab.run_ok(&guest("hostile_outputs"), &["--allow", "exec", "--allow", "host-net"], &["spawn", "exec sleep 7013"]);
+    let exec = machine.nsw(&["exec", &lab.name, "a", "--", "sh", "-c", "cat /proc/self/cgroup; setsid unshare -n sleep 7027 > /dev/null 2>&1 < /dev/null &"]);
+    assert!(exec.status.success(), "{}", text(&exec));
+    assert!(stdout(&exec).contains(&format!(":pids:/nsw/{}\n", lab.name)), "nsw exec is not in the lab's cgroup: {}", text(&exec));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while processes_mentioning("sleep 7027").is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!processes_mentioning("sleep 7027").is_empty(), "unshare did not start");
+    lab.down_and_check();
+    for left in ["sleep 7013", "sleep 7027"] {
+        assert!(processes_mentioning(left).is_empty(), "{left} escaped down");
+    }
+}

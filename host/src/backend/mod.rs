@@ -437,8 +437,8 @@ pub fn system() -> kernel::KernelBackend {
 
 /// The namespaces of node `/run/netns/NAME`, opened and checked, for `nsw
 /// exec` to join: its network, and its files and name while its programs
-/// run; `lab_userns`: the user namespace of a lab behind the boundary,
-/// joined as the lab's root.
-pub fn open_node(name: &str, lab_userns: Option<u64>) -> anyhow::Result<kernel::node_entry::NodeEntry> {
-    kernel::node_entry::NodeEntry::open(name, lab_userns)
+/// run, and lab `lab`'s cgroup if it has one; `lab_userns`: the user
+/// namespace of a lab behind the boundary, joined as the lab's root.
+pub fn open_node(lab: &str, name: &str, lab_userns: Option<u64>) -> anyhow::Result<kernel::node_entry::NodeEntry> {
+    kernel::node_entry::NodeEntry::open(lab, name, lab_userns)
 }

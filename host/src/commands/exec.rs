@@ -50,7 +50,7 @@ pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
     let (program, rest) = command.split_first().expect("a command or the shell");
     let state = StateDir::system();
     let name = resolve(&state, &args.lab, &args.node)?;
-    let node = backend::open_node(&name, state.boundary(&args.lab)?)?;
+    let node = backend::open_node(&args.lab, &name, state.boundary(&args.lab)?)?;
     if !node.as_lab_root() {
         node.enter().with_context(|| format!("entering node {}", args.node))?;
         let mut err = Command::new(program).args(rest).exec();

@@ -1,7 +1,9 @@
 //! Entering a node from outside it (`nsw exec`): the namespaces to join
 //! are opened and checked first, by what the descriptors are (never by a
 //! pid, which a lab can reuse or a decoy can answer to); joining them is
-//! system calls alone, so it may run between fork and exec.
+//! system calls alone, so it may run between fork and exec. The command
+//! joins the lab's cgroup too ([`super::cgroup`]): what it starts counts
+//! against `--max-tasks` and ends with `down`, as the lab's programs do.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -21,6 +23,8 @@ pub struct NodeEntry {
     /// with the node's /sys.
     files_and_name: Option<(OwnedFd, OwnedFd)>,
     sysfs_source: CString,
+    /// The lab's cgroup's `cgroup.procs`, if it has one.
+    tasks: Option<OwnedFd>,
 }
 
 /// The inode of the namespace a descriptor is.
@@ -54,7 +58,7 @@ fn open_process(pid: &str) -> Option<OwnedFd> {
 impl NodeEntry {
     /// Open node `name` (`/run/netns/NAME`). `lab_userns`: the user
     /// namespace of a lab behind the boundary, which must own the node.
-    pub fn open(name: &str, lab_userns: Option<u64>) -> Result<Self> {
+    pub fn open(lab: &str, name: &str, lab_userns: Option<u64>) -> Result<Self> {
         let net = super::netns::open_named(name).with_context(|| format!("opening netns {name}"))?;
         let user = match lab_userns {
             Some(expected) => {
@@ -101,7 +105,8 @@ impl NodeEntry {
                 break;
             }
         }
-        Ok(NodeEntry { net, user, files_and_name, sysfs_source: CString::new(name).context("a netns name with a NUL byte")? })
+        let tasks = super::cgroup::entry(lab).context("opening the lab's cgroup")?;
+        Ok(NodeEntry { net, user, files_and_name, sysfs_source: CString::new(name).context("a netns name with a NUL byte")?, tasks })
     }
 
     /// Whether the command runs as root of a lab behind the boundary.
@@ -120,6 +125,12 @@ impl NodeEntry {
             // user namespace root made would leave this process dumpable
             // (exec makes it dumpable again, as the lab's).
             if self.user.is_some() && libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // "0": this process, while still the machine's root.
+            if let Some(tasks) = &self.tasks
+                && libc::write(tasks.as_raw_fd(), c"0".as_ptr().cast(), 1) != 1
+            {
                 return Err(std::io::Error::last_os_error());
             }
             check(libc::setns(self.net.as_raw_fd(), libc::CLONE_NEWNET))?;

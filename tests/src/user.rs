@@ -155,6 +155,14 @@ impl User {
             .collect()
     }
 
+    /// `nsw down --all` as the user, which must succeed; then nothing of
+    /// the user's may be left, the keeper included.
+    pub fn down_all(&self, machine: &Machine) {
+        let out = self.nsw(machine, &["down", "--all"]);
+        assert!(out.status.success(), "{}", crate::text(&out));
+        self.assert_nothing_left();
+    }
+
     /// Nothing of the user's is left: no process, nothing in its state
     /// directory.
     pub fn assert_nothing_left(&self) {

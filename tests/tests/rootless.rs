@@ -9,14 +9,6 @@ use std::os::unix::process::ExitStatusExt;
 use nsw_tests::user::User;
 use nsw_tests::{Machine, guest, lang_guest, named_netns, nsw_testing_bin, stderr, stdout, text, unique};
 
-/// `nsw down --all` as the user: nothing of the user's may be left, the
-/// keeper included.
-fn all_down(user: &User, machine: &Machine) {
-    let out = user.nsw(machine, &["down", "--all"]);
-    assert!(out.status.success(), "{}", text(&out));
-    user.assert_nothing_left();
-}
-
 #[test]
 fn an_ordinary_user_builds_pbj_uses_it_and_takes_it_down() {
     let machine = Machine::new("rl");
@@ -74,7 +66,7 @@ fn pbj_in_every_language_runs_for_an_ordinary_user() {
         nsw_tests::pbj::check_progress(&stdout(&out));
         user.assert_nothing_left();
     }
-    all_down(&user, &machine);
+    user.down_all(&machine);
     assert_eq!(machine.snapshot(), before);
 }
 
@@ -91,7 +83,7 @@ fn what_needs_root_says_so_and_leaves_nothing() {
     let out = user.nsw(&machine, &["run", pbj.to_str().unwrap(), "--allow", "exec", "--exec-user", "daemon"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(stderr(&out).contains("--exec-user needs root"), "{}", text(&out));
-    all_down(&user, &machine);
+    user.down_all(&machine);
 }
 
 #[test]
@@ -116,7 +108,7 @@ fn kill_9_of_a_users_nsw_mid_build_then_down_leaves_nothing() {
         // The lab was the user's last: its keeper went with it.
         user.assert_nothing_left();
     }
-    all_down(&user, &machine);
+    user.down_all(&machine);
     assert_eq!(machine.snapshot(), before);
 }
 
@@ -144,8 +136,8 @@ fn two_users_never_see_each_others_labs() {
     // Alice's lab is still whole.
     let ls = alice.nsw(&machine, &["ls"]);
     assert!(stdout(&ls).contains(&lab), "{}", text(&ls));
-    all_down(&bob, &machine);
-    all_down(&alice, &machine);
+    bob.down_all(&machine);
+    alice.down_all(&machine);
 }
 
 #[test]
@@ -161,7 +153,7 @@ fn a_users_contained_lab_reaches_the_outside_through_pasta() {
     if tun & 0o006 != 0o006 {
         assert_eq!(out.status.code(), Some(1), "{}", text(&out));
         assert!(stderr(&out).contains("pasta needs /dev/net/tun, which this machine lets only root open"), "{}", text(&out));
-        all_down(&user, &machine);
+        user.down_all(&machine);
         assert_eq!(machine.snapshot(), before);
         return;
     }
@@ -169,7 +161,7 @@ fn a_users_contained_lab_reaches_the_outside_through_pasta() {
     assert!(stdout(&out).contains("a -> 203.0.113.1: reply"), "{}", text(&out));
     let (from_machine, from_lab) = machine.outside_counts();
     assert!(from_machine >= 1 && from_lab == 0, "{from_machine} {from_lab}");
-    all_down(&user, &machine);
+    user.down_all(&machine);
     assert_eq!(machine.snapshot(), before);
 }
 
@@ -215,7 +207,7 @@ fn the_hostile_suites_contained_attacks_fail_alike_for_an_ordinary_user() {
     for what in ["read /etc/passwd", "tcp 127.0.0.1:22", "environment"] {
         assert!(stdout(&out).contains(&format!("{what}: denied")), "{what}: {}", text(&out));
     }
-    all_down(&user, &machine);
+    user.down_all(&machine);
     assert_eq!(machine.snapshot(), before, "an attack as a user changed the machine");
 }
 
@@ -247,6 +239,6 @@ fn an_ordinary_users_node_files_are_its_own_and_nothing_more() {
     let out = user.nsw(&machine, &["run", "--rm", ospf.to_str().unwrap(), "--name", &unique("ro"), "--allow", "exec=bird"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(stderr(&out).contains("is not among the lab's ids (an ordinary user's lab has only root, unless /etc/subuid"), "{}", text(&out));
-    all_down(&user, &machine);
+    user.down_all(&machine);
     assert_eq!(machine.snapshot(), before, "a user's files changed the machine");
 }

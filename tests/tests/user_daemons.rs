@@ -7,14 +7,6 @@
 use nsw_tests::user::User;
 use nsw_tests::{Machine, guest, stdout, text, unique};
 
-/// `nsw down --all` as the user; nothing of the user's (nor of its range
-/// of ids) may be left.
-fn all_down(user: &User, machine: &Machine) {
-    let out = user.nsw(machine, &["down", "--all"]);
-    assert!(out.status.success(), "{}", text(&out));
-    user.assert_nothing_left();
-}
-
 #[test]
 fn a_users_range_of_ids_is_mapped_into_its_labs() {
     let machine = Machine::new("uids");
@@ -34,7 +26,7 @@ fn a_users_range_of_ids_is_mapped_into_its_labs() {
     // A program of the lab becomes a user of the node's own.
     let setpriv = user.nsw(&machine, &["exec", &lab, "a", "--", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "id", "-u"]);
     assert_eq!(stdout(&setpriv).trim(), "65534", "{}", text(&setpriv));
-    all_down(&user, &machine);
+    user.down_all(&machine);
 }
 
 #[test]
@@ -55,7 +47,7 @@ fn a_user_runs_an_ospf_triangle_of_frr_routers() {
     let users = user.nsw(&machine, &["exec", &lab, "r1", "--", "ps", "-o", "user=", "-C", "zebra,ospfd"]);
     let names = stdout(&users);
     assert!(!names.is_empty() && names.split_whitespace().all(|u| u == "frr"), "{}", text(&users));
-    all_down(&user, &machine);
+    user.down_all(&machine);
 }
 
 #[test]
@@ -77,7 +69,7 @@ fn a_user_runs_an_ospf_triangle_of_bird_routers_and_dhcp() {
     for client in ["c1", "c2"] {
         assert!(said.lines().any(|l| l.split_whitespace().nth(3) == Some(client)), "no lease for {client}: {}", text(&table));
     }
-    all_down(&user, &machine);
+    user.down_all(&machine);
 }
 
 /// A program of a node binds port 80 and turns on a bridge's spanning
@@ -108,5 +100,5 @@ fn port_80_and_stp_by_a_program_as_root_and_as_a_user() {
     args.extend_from_slice(&stp);
     let out = user.nsw(&machine, &args);
     assert!(stdout(&out).contains("stdout: 1"), "{}", text(&out));
-    all_down(&user, &machine);
+    user.down_all(&machine);
 }

@@ -1,10 +1,13 @@
 //! A lab's programs share a pids cgroup of their own (`--max-tasks`): a
 //! fork bomb in a node stops at the limit, and `down` ends everything in
 //! the cgroup, whatever namespaces a program made, host-net labs too.
+//! An ordinary user's labs, which have no cgroup, bound it by the limit on
+//! a uid's tasks.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nsw_tests::user::User;
 use nsw_tests::{Machine, guest, lab_cgroup, processes_mentioning, stdout, text};
 
 /// A number from a file of the lab's cgroup (`pids.current`), or the
@@ -145,4 +148,31 @@ fn what_nsw_exec_starts_is_the_labs_and_ends_with_down() {
     for left in ["sleep 7013", "sleep 7027"] {
         assert!(processes_mentioning(left).is_empty(), "{left} escaped down");
     }
+}
+
+#[test]
+fn a_fork_bomb_in_an_ordinary_users_lab_stops_at_its_limit_too() {
+    let machine = Machine::new("ubomb");
+    let user = User::new();
+    let outputs = user.file(&guest("hostile_outputs"));
+    let counted = "for i in $(seq 300); do sleep 4419 & done 2>/dev/null; wait";
+    let bomb = "b() { b | b & }; b";
+    let out = user.nsw(&machine, &["run", outputs.to_str().unwrap(), "--name", "ub", "--allow", "exec", "--max-tasks", "64", "--", "spawn", counted, bomb]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out).matches("spawned pid").count(), 2, "{}", text(&out));
+    // The user's processes (the keeper's and nsw's among them, which the
+    // limit counts but does not bind) stay near the limit while the bomb
+    // keeps trying.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut most = 0;
+    while Instant::now() < deadline {
+        most = most.max(user.processes().len());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(most <= 70, "the user's lab had {most} processes, over --max-tasks 64");
+    let sleeps = processes_mentioning("sleep 4419").len();
+    assert!(sleeps > 0 && sleeps < 64, "{sleeps} sleeps run: the limit is 64 tasks for the lab's programs");
+    // Down ends all of it, and nothing of the user's is left.
+    user.down_all(&machine);
+    assert!(processes_mentioning("sleep 4419").is_empty(), "sleeps survived down");
 }

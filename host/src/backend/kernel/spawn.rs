@@ -63,6 +63,12 @@ pub fn spawn(netns: Arc<OwnedFd>, node: Option<Arc<super::node_fs::NodeNamespace
     let fd = netns.as_raw_fd();
     let node_fds = node.as_ref().map(|n| (n.mnt.as_raw_fd(), n.uts.as_raw_fd()));
     let tasks_fd = tasks.as_ref().map(|f| f.as_raw_fd());
+    // Where the lab has no cgroup (an ordinary user's labs, a machine with
+    // no cgroup v1 pids hierarchy), `--max-tasks` still bounds a fork bomb:
+    // as the most tasks the program's uid may have, counted in its user
+    // namespace (RLIMIT_NPROC binds anyone without CAP_SYS_RESOURCE or
+    // CAP_SYS_ADMIN over the machine, which no lab's program has).
+    let nproc = tasks.is_none().then(|| libc::rlimit { rlim_cur: spec.tasks.max, rlim_max: spec.tasks.max });
     // SAFETY: the closure runs in the child between fork and exec, and
     // calls only async-signal-safe system calls on data made before.
     unsafe {
@@ -100,6 +106,9 @@ pub fn spawn(netns: Arc<OwnedFd>, node: Option<Arc<super::node_fs::NodeNamespace
             check(libc::setgid(gid))?;
             check(libc::setuid(uid))?;
             check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))?;
+            if let Some(nproc) = &nproc {
+                check(libc::setrlimit(libc::RLIMIT_NPROC, nproc))?;
+            }
             if let Some(cap) = cap {
                 let limit = libc::rlimit { rlim_cur: cap, rlim_max: cap };
                 check(libc::setrlimit(libc::RLIMIT_FSIZE, &limit))?;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """nsw beside the baselines, in one run (see scripts/bench; run as root).
 
-  scripts/bench [--ns 2,10,50,200,1000] [--runs 5] [--full] [--quick]
+  scripts/bench [--ns 2,10,50,200,1000] [--runs 5] [--runs-200 3] [--full] [--quick]
 
 Star topology: nsw (IPv6 link-local on, and off with `nov6`; run by root
 without the privilege boundary (`nsw-testing` with `NSW_NO_BOUNDARY=1`), as `nsw-open`; and run by an
@@ -200,7 +200,7 @@ def star(a):
     recs = []
     for n in [int(x) for x in a.ns.split(',')]:
         methods = ['nsw', 'nsw-open', 'nsw-nov6', 'nsw-user', 'batch', 'batch-nov6', 'pyroute2', 'ip', 'mininet']
-        runs = a.runs if n <= 50 else (3 if n <= 200 else 1)
+        runs = a.runs if n <= 50 else (a.runs_200 if n <= 200 else 1)
         if a.quick:
             runs = 1
         if n >= 1000 and not a.full:
@@ -436,7 +436,8 @@ def report(star_recs, pbj_recs, start_recs, doing_recs, previous, program_recs=N
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--ns', default='2,10,50,200,1000')
-    ap.add_argument('--runs', type=int, default=5, help='repetitions for N <= 50 (N=200: 3, N=1000: 1)')
+    ap.add_argument('--runs', type=int, default=5, help='repetitions for N <= 50 (N=200: --runs-200, N=1000: 1)')
+    ap.add_argument('--runs-200', type=int, default=3, help='repetitions for 50 < N <= 200 (more for a steadier boundary ratio)')
     ap.add_argument('--full', action='store_true', help='at N=1000 also the ip-per-step and Mininet methods (80 s each)')
     ap.add_argument('--quick', action='store_true', help='one repetition of everything')
     ap.add_argument('--pbj-runs', type=int, default=15)
@@ -457,7 +458,7 @@ def main():
     inner = tempfile.NamedTemporaryFile(suffix='.json', delete=False).name
     subprocess.run(['ip', 'netns', 'add', 'bxhost'], check=True)
     try:
-        argv = [sys.executable, os.path.abspath(__file__), '--inner-out', inner, '--ns', a.ns, '--runs', str(a.runs)]
+        argv = [sys.executable, os.path.abspath(__file__), '--inner-out', inner, '--ns', a.ns, '--runs', str(a.runs), '--runs-200', str(a.runs_200)]
         argv += ['--full'] if a.full else []
         argv += ['--quick'] if a.quick else []
         rc = subprocess.run(['ip', 'netns', 'exec', 'bxhost'] + argv).returncode

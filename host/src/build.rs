@@ -76,6 +76,8 @@ pub struct Ran {
     pub journal: Journal,
     pub findings: Findings,
     pub times: RunTimes,
+    /// The services still running in a lab left up (see `Run::keep_services`).
+    pub services: Option<crate::runtime::service::Services>,
 }
 
 /// What a run is made of.
@@ -89,6 +91,9 @@ pub struct Run<'a> {
     pub run_limits: RunLimits,
     pub args: Vec<String>,
     pub stop: Stop,
+    /// The lab stays up if the script succeeds: its services keep running
+    /// after the run, until the lab goes down.
+    pub keep_services: bool,
 }
 
 impl Run<'_> {
@@ -99,13 +104,18 @@ impl Run<'_> {
     pub async fn go(self, journal: Journal, backend: Box<dyn Backend>, before: impl FnOnce(&Lab) -> Option<Box<dyn std::any::Any>>) -> Ran {
         let stop = self.stop.clone();
         match Lab::start(self.lab, self.grants, journal, backend, self.limits, self.stop).await {
-            Err((e, journal)) => Ran { ending: Ending::Setup(e), journal, findings: Findings::default(), times: RunTimes::default() },
-            Ok(lab) if stop.requested() => {
-                Ran { ending: Ending::Guest(script::stopped_outcome(&stop, &self.run_limits)), journal: lab.finish(), findings: Findings::default(), times: RunTimes::default() }
-            }
+            Err((e, journal)) => Ran { ending: Ending::Setup(e), journal, findings: Findings::default(), times: RunTimes::default(), services: None },
+            Ok(lab) if stop.requested() => Ran {
+                ending: Ending::Guest(script::stopped_outcome(&stop, &self.run_limits)),
+                journal: lab.finish(),
+                findings: Findings::default(),
+                times: RunTimes::default(),
+                services: None,
+            },
             Ok(lab) => {
                 let held = before(&lab);
-                let (outcome, lab, times) = script::run(self.engine, self.linker, self.component, lab, self.args, &self.run_limits, &stop).await;
+                let (outcome, lab, times, services) =
+                    script::run(self.engine, self.linker, self.component, lab, self.args, &self.run_limits, &stop, self.keep_services).await;
                 drop(held);
                 let ending = match (outcome, lab.refused_last_call()) {
                     (Outcome::Trap(e), Some(refusal)) => Ending::CrashedAfterRefusal(e, refusal.to_string()),
@@ -113,7 +123,7 @@ impl Run<'_> {
                 };
                 let findings = lab.findings().clone();
                 // Closes the lab's namespace fds and netlink sockets.
-                Ran { ending, journal: lab.finish(), findings, times }
+                Ran { ending, journal: lab.finish(), findings, times, services }
             }
         }
     }

@@ -110,6 +110,16 @@ pub fn main() -> ExitCode {
             }
         }
     }
+    // A lab left up keeps its services in the process that ran the script,
+    // which must outlive nsw's answer to its caller: split off the front
+    // now, while nsw still has one thread (and before joining a user's
+    // keeper: the front, which only waits, keeps no keeper up).
+    if let Command::Run(args) = &cli.command
+        && !args.rm
+        && let Err(e) = crate::front::split()
+    {
+        return commands::fail(Failure::new(Status::Usage, e));
+    }
     // An ordinary user's labs live in a user namespace of the user's own:
     // join it now, while nsw still has one thread.
     if cli.command.works_on_labs() {

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod commands;
 pub mod encode;
 pub mod error;
+pub mod front;
 pub mod graph;
 pub mod imports;
 pub mod inspect;

@@ -111,7 +111,9 @@ fn is_deadline_trap(e: &wasmtime::Error) -> bool {
 
 /// Instantiate `component` around `lab` and call its `run(args)`, until it
 /// returns or traps, or `stop` is raised (by the deadline, or by the caller
-/// on a signal). Returns how it ended, and the lab back.
+/// on a signal). Returns how it ended, and the lab back. Its services end
+/// with it, unless it succeeded and `keep_services` (a lab left up): then
+/// those still running come back with it, running.
 pub async fn run(
     engine: &Engine,
     linker: &Linker<HostState>,
@@ -120,7 +122,8 @@ pub async fn run(
     args: Vec<String>,
     limits: &RunLimits,
     stop: &Stop,
-) -> (Outcome, Lab, RunTimes) {
+    keep_services: bool,
+) -> (Outcome, Lab, RunTimes, Option<service::Services>) {
     let (stdout, stderr) = GuestOutput::pair(lab.name(), limits.output_bytes);
     let stdout = if limits.dry { stdout.to_stderr() } else { stdout };
     let output = stdout.clone();
@@ -143,7 +146,7 @@ pub async fn run(
         .build();
     let services = match service::Services::new(engine, limits) {
         Ok(services) => services,
-        Err(e) => return (Outcome::Trap(wasmtime::Error::from_anyhow(e)), lab, RunTimes::default()),
+        Err(e) => return (Outcome::Trap(wasmtime::Error::from_anyhow(e)), lab, RunTimes::default(), None),
     };
     let state = HostState { lab, table: ResourceTable::new(), wasi, limits: store_limits, services };
     let mut store = Store::new(engine, state);
@@ -190,18 +193,28 @@ pub async fn run(
         other => other,
     };
     let HostState { mut lab, mut services, .. } = store.into_data();
-    // Services end with the run.
-    let stopped = services.stop_all().await;
-    if !stopped.is_empty() {
-        crate::tell::say!("nsw: stopped {} service{} still running at the end of the run: {}", stopped.len(), if stopped.len() == 1 { "" } else { "s" }, stopped.join(", "));
-    }
-    if let Outcome::Success = outcome {
+    let outcome = match outcome {
         // Links the script left for the kernel to make later: make them now.
-        if let Err(e) = lab.flush().await {
-            return (Outcome::GuestError(e.to_string()), lab, times);
+        Outcome::Success => match lab.flush().await {
+            Ok(()) => Outcome::Success,
+            Err(e) => Outcome::GuestError(e.to_string()),
+        },
+        other => other,
+    };
+    let keep = keep_services && matches!(outcome, Outcome::Success) && !services.running().is_empty();
+    if !keep {
+        // Services end with the run.
+        let stopped = services.stop_all().await;
+        if !stopped.is_empty() {
+            crate::tell::say!("nsw: stopped {} service{} still running at the end of the run: {}", stopped.len(), if stopped.len() == 1 { "" } else { "s" }, stopped.join(", "));
         }
     }
-    (outcome, lab, times)
+    if let Err(e) = lab.note_ended_services(&services) {
+        // A journal that cannot be written: nothing is left running.
+        services.stop_all().await;
+        return (Outcome::GuestError(e.to_string()), lab, times, None);
+    }
+    (outcome, lab, times, keep.then_some(services))
 }
 
 /// How a run that was told to stop ended, by the reason it was told.

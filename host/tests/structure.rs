@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// only (and its own); ARCHITECTURE.md explains each.
 const LAYERS: &[&[&str]] = &[
     &["stop", "progress", "places", "naming", "layout", "encode", "access", "relay"],
-    &["tell", "error", "shared_settings"],
+    &["tell", "error", "shared_settings", "front"],
     &["policy", "test_hooks"],
     &["journal", "inspect"],
     &["backend"],

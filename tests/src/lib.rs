@@ -349,6 +349,25 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
+/// Processes with an argument that names lab `lab`: the lab's name itself
+/// (`nsw run ... --name LAB`), or a path to one of its namespaces
+/// (`/run/netns/LAB`, `/run/netns/LAB-NODE`, as pasta has). Not a longer
+/// name that starts with it (another test's lab).
+pub fn processes_naming_lab(lab: &str) -> Vec<String> {
+    let (own, node) = (format!("/{lab}"), format!("/{lab}-"));
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if entry.file_name().to_str().is_some_and(|n| n.parse::<u32>().is_ok()) {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.split('\0').any(|arg| arg == lab || arg.ends_with(&own) || arg.contains(&node)) {
+                found.push(cmdline.replace('\0', " "));
+            }
+        }
+    }
+    found
+}
+
 /// Named namespaces under /run/netns whose name starts with `prefix`.
 pub fn named_netns(prefix: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir("/run/netns")
@@ -388,6 +407,16 @@ pub fn assert_no_leak(lab: &str, machine: &Machine, before: &Snapshot) {
     }
     // No output of the lab's programs.
     assert!(!std::path::Path::new(&format!("/run/nsw/{lab}.d")).exists(), "/run/nsw/{lab}.d leaked");
+    // No process that names it: the nsw that ran it (holding its
+    // services), its pasta, a program given its name.
+    // (`nsw logs -f` of it ends by itself within moments.)
+    let waited = std::time::Instant::now();
+    let mut named = processes_naming_lab(lab);
+    while !named.is_empty() && waited.elapsed() < std::time::Duration::from_secs(3) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        named = processes_naming_lab(lab);
+    }
+    assert!(named.is_empty(), "processes of lab {lab} run on: {named:?}");
     // No cgroup of its programs.
     if let Some(dir) = lab_cgroup(lab) {
         assert!(!dir.exists(), "{} leaked", dir.display());

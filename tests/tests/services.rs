@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use nsw_tests::{Machine, TestLab, guest, lang_guest, processes_mentioning, running, sleeper_pid, stderr, stdout, text, unique};
+use nsw_tests::user::User;
+use nsw_tests::{Machine, TestLab, guest, in_ns, lang_guest, processes_mentioning, running, sleeper_pid, stderr, stdout, text, unique};
 
 /// `nsw test` a web lab; the JUnit XML it wrote.
 fn test_web(wasm: &std::path::Path, args: &[&str]) -> (std::process::Output, String) {
@@ -36,6 +37,70 @@ fn nsw_test_of_the_web_lab_passes_with_a_junit_report() {
     assert!(stdout(&out).contains("srv/http-server | served GET / to 10.0.0.2:"), "{}", text(&out));
     assert!(stdout(&out).contains("cli/http-get | status 200"), "{}", text(&out));
     assert!(stderr(&out).contains("stopped 1 service still running at the end of the run: srv/http-server"), "{}", text(&out));
+}
+
+/// What the web lab's http-server answers to `GET /`, asked from node
+/// `cli` of lab `lab` (whose namespace is `<lab>-cli`).
+fn page_from_cli(lab: &str) -> String {
+    let get = "exec 3<>/dev/tcp/10.0.0.1/8080 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && timeout 5 cat <&3";
+    let out = in_ns(&format!("{lab}-cli"), "bash", &["-c", get]);
+    text(&out)
+}
+
+/// The lab's processes as `nsw show --json` lists them: (program, running).
+fn shown_processes(out: &std::process::Output) -> Vec<(String, bool)> {
+    let view: serde_json::Value = serde_json::from_str(&stdout(out)).unwrap_or_else(|e| panic!("{e}: {}", text(out)));
+    let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
+    nodes
+        .iter()
+        .flat_map(|n| n["processes"].as_array().cloned().unwrap_or_default())
+        .map(|p| (p["program"].as_str().unwrap_or_default().to_string(), p["running"].as_bool().unwrap_or(false)))
+        .collect()
+}
+
+#[test]
+fn services_of_a_lab_left_up_serve_after_the_run_and_end_with_down() {
+    let machine = Machine::new("kept");
+    let lab = machine.lab("kp");
+    // A deadline of 3 s: the service outlives the run's deadline too.
+    let run = lab.run_ok(&guest("web"), &["--timeout", "3"], &[]);
+    assert!(stderr(&run).contains("nsw: 1 service keeps running until the lab goes down: srv/http-server"), "{}", text(&run));
+    assert!(!stderr(&run).contains("stopped"), "{}", text(&run));
+    std::thread::sleep(Duration::from_secs(4));
+    let page = page_from_cli(&lab.name);
+    assert!(page.contains("200 OK") && page.contains("hello from nsw"), "{page}");
+    // Its output, from the run and after it, in its log.
+    let logs = machine.nsw(&["logs", &lab.name, "srv/http-server"]);
+    assert!(logs.status.success(), "{}", text(&logs));
+    assert!(stdout(&logs).matches("served GET / to 10.0.0.2:").count() >= 2, "{}", text(&logs));
+    // Listed among the lab's processes, running; held by the nsw that ran it.
+    let show = machine.nsw(&["show", &lab.name, "--json"]);
+    assert!(shown_processes(&show).contains(&("http-server".to_string(), true)), "{}", text(&show));
+    assert!(!nsw_tests::processes_naming_lab(&lab.name).is_empty(), "nothing holds the service");
+    let down = lab.down_and_check();
+    assert!(stderr(&down).contains("stopped 1 process"), "{}", text(&down));
+    assert!(nsw_tests::processes_naming_lab(&lab.name).is_empty(), "still running");
+
+    // With --rm, or a failure, they stop with the run (as they always did).
+    let lab = machine.lab("kr");
+    let run = lab.run_ok(&guest("web"), &["--rm"], &[]);
+    assert!(stderr(&run).contains("stopped 1 service still running at the end of the run: srv/http-server"), "{}", text(&run));
+    lab.assert_gone();
+}
+
+#[test]
+fn an_ordinary_users_lab_keeps_its_services_after_the_run_too() {
+    let machine = Machine::new("ukept");
+    let user = User::new();
+    let web = user.file(&guest("web"));
+    let run = user.nsw(&machine, &["run", web.to_str().unwrap(), "--name", "uweb"]);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(stderr(&run).contains("1 service keeps running until the lab goes down: srv/http-server"), "{}", text(&run));
+    let probe = user.nsw(&machine, &["probe", "uweb", "cli", "tcp", "10.0.0.1", "8080"]);
+    assert!(probe.status.success() && stdout(&probe).contains("connected"), "{}", text(&probe));
+    let logs = user.nsw(&machine, &["logs", "uweb", "srv/http-server"]);
+    assert!(stdout(&logs).contains("served GET / to 10.0.0.2:"), "{}", text(&logs));
+    user.down_all(&machine);
 }
 
 #[test]

@@ -38,6 +38,19 @@ pub fn hand_over(opened: HashMap<PathBuf, File>) {
     let _ = OPENED.set(Mutex::new(opened));
 }
 
+/// The run is over and this process goes on alone (see [`crate::front`]):
+/// its end of the broker's socket closes, so the broker ends with the
+/// run; asking it anything from now on fails.
+pub fn let_go() {
+    let Some(sock) = BROKER.get() else { return };
+    let Ok(sock) = sock.lock() else { return };
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        // The socket's descriptor now names /dev/null: the socket closes.
+        // SAFETY: dup2 onto a descriptor this static owns; it stays open.
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), std::os::fd::AsRawFd::as_raw_fd(&*sock)) };
+    }
+}
+
 /// Whether this process is the lab's side of a boundary.
 pub fn inside() -> bool {
     BROKER.get().is_some()

@@ -280,6 +280,12 @@ pub trait Backend: Send {
     async fn program_ready(&mut self, ns: NsId, node: Option<&NodeIdentity>, probe: &ReadyProbe) -> io::Result<bool>;
     /// Run `body` on a thread of its own inside `ns` (a service).
     fn start_thread_in(&mut self, ns: NsId, name: &str, body: Box<dyn FnOnce() + Send>) -> io::Result<()>;
+    /// The process those threads run in (this one), as the journal
+    /// records a process: `down` ends it, and with it the services it
+    /// holds. `None` where services are only noted (a plan).
+    fn services_process(&self) -> Option<ProcessId> {
+        None
+    }
     /// Start the uplink's user-mode NAT for the namespace `ns`.
     async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId>;
 }

@@ -150,7 +150,7 @@ pub fn split(plan: Plan) -> Result<Option<ExitCode>> {
             if let Err(e) = served {
                 tracing::debug!("broker: {e:#}");
             }
-            Ok(Some(exit_like(status)))
+            Ok(Some(crate::front::exit_like(status)))
         }
     }
 }
@@ -249,24 +249,6 @@ fn map_child(sock: &OwnedFd, child: u32, base: u32) -> Result<u64> {
     };
     protocol::send(sock.as_fd(), &reply, None)?;
     result
-}
-
-/// The broker exits as its child did: the same code, or killed by the
-/// same signal.
-fn exit_like(status: nix::Result<nix::sys::wait::WaitStatus>) -> ExitCode {
-    use nix::sys::wait::WaitStatus;
-    match status {
-        Ok(WaitStatus::Exited(_, code)) => ExitCode::from(code as u8),
-        Ok(WaitStatus::Signaled(_, signal, _)) => {
-            // SAFETY: back to the default action, then the same signal.
-            unsafe {
-                libc::signal(signal as libc::c_int, libc::SIG_DFL);
-                libc::kill(libc::getpid(), signal as libc::c_int);
-            }
-            ExitCode::from(128 + signal as u8)
-        }
-        _ => ExitCode::from(1),
-    }
 }
 
 static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);

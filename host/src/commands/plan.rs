@@ -64,6 +64,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
         limits,
         args: args.args.clone(),
         stop: Stop::new(),
+        keep_services: false,
     };
     let outcome = match run.go(journal, Box::new(plan), |_| None).await.ending {
         Ending::Guest(outcome) => outcome,

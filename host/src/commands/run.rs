@@ -27,7 +27,7 @@ pub struct RunArgs {
     name: Option<String>,
     /// Take the lab down when the script ends, instead of leaving it up.
     #[arg(long)]
-    rm: bool,
+    pub(crate) rm: bool,
     /// If the script fails, keep what it built (for debugging) instead of
     /// removing it.
     #[arg(long)]
@@ -119,7 +119,7 @@ impl RunArgs {
 }
 
 pub async fn exec(args: RunArgs) -> CommandResult {
-    let built = build(&args, args.rm).await?;
+    let mut built = build(&args, args.rm).await?;
     // A script's checks are seen under `run` too (only `nsw test` fails on
     // them): the table, then how many failed, as the last thing said.
     let checks = super::test::checks_of(&built.findings);
@@ -128,6 +128,9 @@ pub async fn exec(args: RunArgs) -> CommandResult {
         let failed = super::test::failed(&checks);
         let outcome = if failed == 0 { String::new() } else { format!(", {failed} failed (nsw test fails on them)") };
         say!("nsw: {} of {} checks passed{outcome}", checks.len() - failed, checks.len());
+    }
+    if let Some(kept) = built.services.take() {
+        kept.serve_after(&built.lab, built.status.code()).await;
     }
     Ok(built.status)
 }
@@ -140,6 +143,40 @@ pub struct Built {
     pub findings: crate::lab::Findings,
     pub lab: String,
     pub elapsed: Duration,
+    /// Services the script left running in the lab it left up.
+    pub services: Option<KeptServices>,
+}
+
+/// Services a run left running, and the run's stop flag (`nsw down`'s
+/// SIGTERM raises it).
+pub struct KeptServices {
+    services: runtime::service::Services,
+    stop: Stop,
+}
+
+impl KeptServices {
+    /// Go on holding the services once nsw's caller has its answer: tell
+    /// the front the run's `status` (it exits with it), leave the terminal,
+    /// and serve until the lab goes down. Where there is no front (nothing
+    /// to detach from) the services stop now, as a run's always did.
+    async fn serve_after(mut self, lab: &str, status: u8) {
+        let names: Vec<String> = self.services.running().iter().map(|s| s.label.clone()).collect();
+        let count = names.len();
+        let plural = if count == 1 { "" } else { "s" };
+        if !crate::front::present() {
+            self.services.stop_all().await;
+            say!("nsw: stopped {count} service{plural} still running at the end of the run: {}", names.join(", "));
+            return;
+        }
+        say!("nsw: {count} service{plural} keep{} running until the lab goes down: {} (nsw logs {lab})", if count == 1 { "s" } else { "" }, names.join(", "));
+        self.services.outlive_run();
+        if let Err(e) = crate::front::detach(status) {
+            say!("nsw: cannot leave the services running ({e:#}): stopping them");
+            self.services.stop_all().await;
+            return;
+        }
+        self.services.serve_until(&self.stop).await;
+    }
 }
 
 /// Build the lab `args` describe; take it down at the end if `rm`.
@@ -232,6 +269,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         run_limits,
         args: args.args.clone(),
         stop: stop.clone(),
+        keep_services: !rm,
     };
     let ran = run
         .go(journal, Box::new(backend::system()), |lab| {
@@ -240,10 +278,10 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
             Some(Box::new(crate::progress::Progress::start(lab.made())) as Box<dyn std::any::Any>)
         })
         .await;
-    let crate::build::Ran { ending, mut journal, findings, times: run_times } = ran;
+    let crate::build::Ran { ending, mut journal, findings, times: run_times, services } = ran;
     let elapsed = started.elapsed();
 
-    let built = |status, failure| Built { status, failure, findings, lab: lab_name.clone(), elapsed };
+    let built = |status, failure, services| Built { status, failure, findings, lab: lab_name.clone(), elapsed, services };
     let Some((why, status)) = failure(ending) else {
         session.mark_up(&mut journal)?;
         let mut timings = (loaded.load_time, loaded.from_cache, run_times, elapsed, None::<Duration>);
@@ -258,7 +296,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
             write_timings(timings)?;
             print_summary(journal.record(), elapsed);
         }
-        return Ok(built(Status::Success, None));
+        return Ok(built(Status::Success, None, services.map(|services| KeptServices { services, stop })));
     };
     say!("nsw: {why}");
     if args.keep {
@@ -269,7 +307,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         tell_problems(&report);
         say!("nsw: rolled back: {} (run with --keep to leave them for a look)", report.summary());
     }
-    Ok(built(status, Some(why)))
+    Ok(built(status, Some(why), None))
 }
 
 /// `--exec-user`'s default: root of the lab.

@@ -28,7 +28,7 @@ impl service::Host for HostState {
         let label = self.lab.admit_service(ns, &name, component.len()).await?;
         self.services.reserve_memory().map_err(|why| LabError::quota(format!("start service {label}: {why}")))?;
         // A service that never started gives its memory back.
-        let started = self.start_reserved(ns, label, component, args).await;
+        let started = self.start_reserved(ns, label, &name, component, args).await;
         if started.is_err() {
             self.services.release_memory();
         }
@@ -38,7 +38,7 @@ impl service::Host for HostState {
 
 impl HostState {
     /// Compile and start a service whose memory is reserved.
-    async fn start_reserved(&mut self, ns: crate::backend::NsId, label: String, component: Vec<u8>, args: Vec<String>) -> Result<Arc<Service>, LabError> {
+    async fn start_reserved(&mut self, ns: crate::backend::NsId, label: String, name: &str, component: Vec<u8>, args: Vec<String>) -> Result<Arc<Service>, LabError> {
         let stop = self.lab.stop().clone();
         let compiled = match self.services.prepare(&label, component, &stop).await {
             None => {
@@ -48,7 +48,7 @@ impl HostState {
             }
             Some(prepared) => prepared.map_err(|e| LabError::invalid(format!("start service {label}: {e:#}")))?,
         };
-        self.lab.start_service(ns, &mut self.services, label, compiled, args)
+        self.lab.start_service(ns, &mut self.services, label, name, compiled, args)
     }
 }
 
@@ -60,12 +60,18 @@ impl service::HostService for HostState {
     async fn wait(&mut self, handle: Resource<ServiceHandle>, timeout_ms: u32) -> wasmtime::Result<Option<Ending>> {
         let service = self.table.get(&handle)?.0.clone();
         let timeout = Duration::from_millis(timeout_ms.min(60_000) as u64);
-        Ok(service.wait(timeout, self.lab.stop()).await.map(ending))
+        let ended = service.wait(timeout, self.lab.stop()).await;
+        if ended.is_some() {
+            self.lab.note_ended_services(&self.services).map_err(|e| wasmtime::format_err!("{e}"))?;
+        }
+        Ok(ended.map(ending))
     }
 
     async fn stop(&mut self, handle: Resource<ServiceHandle>) -> wasmtime::Result<Ending> {
         let service = self.table.get(&handle)?.0.clone();
-        Ok(ending(service.stop().await))
+        let ended = service.stop().await;
+        self.lab.note_ended_services(&self.services).map_err(|e| wasmtime::format_err!("{e}"))?;
+        Ok(ending(ended))
     }
 
     async fn output(&mut self, handle: Resource<ServiceHandle>) -> wasmtime::Result<String> {
@@ -73,7 +79,8 @@ impl service::HostService for HostState {
     }
 
     async fn drop(&mut self, handle: Resource<ServiceHandle>) -> wasmtime::Result<()> {
-        // The handle goes; the service runs on until it ends or the run does.
+        // The handle goes; the service runs on until it ends, or the run
+        // or the lab does.
         self.table.delete(handle)?;
         Ok(())
     }

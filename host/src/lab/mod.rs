@@ -142,6 +142,9 @@ pub struct Lab {
     last_check: Instant,
     /// Services started, as `<node>/<name>`.
     service_labels: HashSet<String>,
+    /// The journal's entry of each service still running, by label: the
+    /// process that holds it, which `down` ends.
+    service_entries: HashMap<String, u32>,
     /// The `/etc/hosts` each node's files were last given, and the nodes
     /// whose `/etc/hosts` the script wrote itself (left as it wrote it).
     hosts_given: HashMap<NsId, String>,
@@ -185,6 +188,7 @@ impl Lab {
             report_bytes: 0,
             last_check: Instant::now(),
             service_labels: HashSet::new(),
+            service_entries: HashMap::new(),
             hosts_given: HashMap::new(),
             hosts_own: HashSet::new(),
             made: Default::default(),

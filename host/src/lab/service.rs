@@ -1,10 +1,13 @@
 //! `service`: WebAssembly services in the lab's nodes (the running itself
 //! is [`crate::runtime::service`]'s).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::Lab;
+use super::process::OUTPUT_CAP;
 use crate::backend::NsId;
+use crate::journal::{Entry, Object};
 use crate::error::{LabError, LabResult};
 use crate::policy;
 use crate::runtime::service::{Prepared, Service, Services};
@@ -29,21 +32,72 @@ impl Lab {
         Ok(label)
     }
 
-    /// Start an admitted service on a thread inside `ns`.
+    /// Start an admitted service on a thread inside `ns`. It is journaled
+    /// as a process of its node, the one that holds it (so `down` ends it
+    /// where the run left it running), and its output is kept beside the
+    /// journal as a program's is (`nsw logs NODE/NAME`).
     pub fn start_service(
         &mut self,
         ns: NsId,
         services: &mut Services,
         label: String,
+        name: &str,
         prepared: Prepared,
         args: Vec<String>,
     ) -> LabResult<Arc<Service>> {
         let what = format!("start service {label} in {}", self.describe_ns(ns));
+        let holder = self.backend.services_process();
+        let mut journaled = None;
+        let mut log = None;
+        if holder.is_some() {
+            let id = self.record_intent(Object::Process { netns: self.netns[ns].kernel.clone(), program: name.to_string() })?;
+            journaled = Some(id);
+            match self.open_service_log(id) {
+                Ok(file) => log = Some((file, OUTPUT_CAP as usize)),
+                Err(e) => {
+                    self.record(Entry::Failed { id })?;
+                    return Err(LabError::os(&what, &e));
+                }
+            }
+        }
         let backend = &mut self.backend;
-        let service = services
-            .start(label.clone(), prepared, args, |body| backend.start_thread_in(ns, &label, body))
-            .map_err(|e| LabError::os(&what, &e))?;
-        self.service_labels.insert(label);
-        Ok(service)
+        let started = services.start(label.clone(), prepared, args, log, |body| backend.start_thread_in(ns, &label, body));
+        match (started, journaled, holder) {
+            (Ok(service), Some(id), Some(holder)) => {
+                self.record(Entry::Created { id, ident: Some(holder.pid as u64), since: Some(holder.since) })?;
+                self.service_entries.insert(label.clone(), id);
+                self.service_labels.insert(label);
+                Ok(service)
+            }
+            (Ok(service), _, _) => {
+                self.service_labels.insert(label);
+                Ok(service)
+            }
+            (Err(e), journaled, _) => {
+                if let Some(id) = journaled {
+                    self.record(Entry::Failed { id })?;
+                }
+                Err(LabError::os(&what, &e))
+            }
+        }
+    }
+
+    /// The services that have ended leave the journal (their process goes
+    /// on: it is nsw's own).
+    pub fn note_ended_services(&mut self, services: &Services) -> LabResult<()> {
+        let running: HashSet<String> = services.running().iter().map(|s| s.label.clone()).collect();
+        let ended: Vec<(String, u32)> = self.service_entries.iter().filter(|(label, _)| !running.contains(*label)).map(|(l, id)| (l.clone(), *id)).collect();
+        for (label, id) in ended {
+            self.record(Entry::Gone { id })?;
+            self.service_entries.remove(&label);
+        }
+        Ok(())
+    }
+
+    /// A file beside the journal for a service's output.
+    fn open_service_log(&self, id: u32) -> std::io::Result<std::fs::File> {
+        let dir = crate::layout::outputs(&self.state_dir(), &self.name);
+        crate::access::files::create_dir_all(&dir)?;
+        crate::access::files::open(&crate::layout::program_log(&self.state_dir(), &self.name, id as u64), crate::access::protocol::How::Append)
     }
 }

@@ -32,6 +32,12 @@ struct Shared {
     /// The last bytes printed, kept for whoever asks (a service's
     /// `output()`), if anyone will.
     tail: Option<String>,
+    /// A file it goes to as well (a service's log, for `nsw logs`), and
+    /// how many bytes that may still take.
+    log: Option<(std::fs::File, usize)>,
+    /// Nobody is at nsw's terminal any more (the run returned and left the
+    /// lab's services running): the log alone gets it, without a budget.
+    detached: bool,
 }
 
 /// How much of a service's output is kept for `output()`.
@@ -56,7 +62,7 @@ impl GuestOutput {
     /// The same, keeping the last [`TAIL_BYTES`] printed (see [`Self::tail`]).
     pub fn pair_keeping(label: &str, cap: usize, keep: bool) -> (GuestOutput, GuestOutput) {
         let tail = keep.then(String::new);
-        let shared = Arc::new(Mutex::new(Shared { budget: cap, cap, truncated: false, closed: false, tail }));
+        let shared = Arc::new(Mutex::new(Shared { budget: cap, cap, truncated: false, closed: false, tail, log: None, detached: false }));
         let prefix: Arc<str> = format!("{label} | ").into();
         (
             GuestOutput { sink: Sink::Stdout, prefix: prefix.clone(), shared: shared.clone() },
@@ -77,6 +83,23 @@ impl GuestOutput {
     /// The last bytes printed, if they are kept.
     pub fn tail(&self) -> String {
         self.shared.lock().ok().and_then(|s| s.tail.clone()).unwrap_or_default()
+    }
+
+    /// Write it to `file` as well, `cap` bytes at most (then a line saying
+    /// it was cut off).
+    pub fn log_to(&self, file: std::fs::File, cap: usize) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.log = Some((file, cap));
+        }
+    }
+
+    /// The run is over and nobody reads nsw's terminal: from now on it goes
+    /// to its log only, and the run's budget no longer ends it (the log's
+    /// cap keeps its size; what passes it is dropped, not refused).
+    pub fn detach(&self) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.detached = true;
+        }
     }
 
     /// Whether a write found nsw's own output closed.
@@ -121,6 +144,10 @@ impl Writer {
         self.pending = rest;
 
         let Ok(mut shared) = self.out.shared.lock() else { return false };
+        if shared.detached {
+            write_log(&mut shared.log, &text);
+            return true;
+        }
         if shared.truncated || shared.closed {
             return false;
         }
@@ -153,6 +180,7 @@ impl Writer {
             }
             lines.push_str(&format!("[nsw: guest output cut off after {} bytes]\n", shared.cap));
         }
+        write_log(&mut shared.log, text);
         let over = shared.truncated;
         let written = crate::progress::suspend(|| match self.out.sink {
             Sink::Stdout => write_all(&mut std::io::stdout().lock(), lines.as_bytes()),
@@ -166,6 +194,26 @@ impl Writer {
             }
         }
         !over
+    }
+}
+
+/// Append `text` to a log that may take `left` bytes more; the write that
+/// reaches the cap says so in the log.
+fn write_log(log: &mut Option<(std::fs::File, usize)>, text: &str) {
+    let Some((file, left)) = log.as_mut() else { return };
+    if *left == 0 || text.is_empty() {
+        return;
+    }
+    let cut = (0..=text.len().min(*left)).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    let mut bytes = text[..cut].as_bytes().to_vec();
+    *left -= cut;
+    if cut < text.len() {
+        *left = 0;
+        bytes.extend_from_slice(b"\n[nsw: output cut off: the log is full]\n");
+    }
+    // A log that cannot be written is given up: the service goes on.
+    if file.write_all(&bytes).is_err() {
+        *left = 0;
     }
 }
 

@@ -52,8 +52,10 @@ pub struct Services {
     /// Memory the services may still take in all (`--max-memory-total`
     /// less the script's own and each service's cap).
     memory_left: usize,
-    /// When the run's deadline passes: services end with it.
+    /// When the run's deadline passes: services end with it, unless the
+    /// run has left them running in a lab that stays up (`unbounded`).
     deadline: Instant,
+    unbounded: Arc<AtomicBool>,
     started: Vec<Arc<Service>>,
 }
 
@@ -85,6 +87,7 @@ impl Services {
             limits: limits.clone(),
             memory_left: limits.memory_total_bytes.saturating_sub(limits.memory_bytes),
             deadline: Instant::now() + limits.timeout,
+            unbounded: Arc::new(AtomicBool::new(false)),
             started: Vec::new(),
         })
     }
@@ -142,16 +145,21 @@ impl Services {
         self.memory_left += self.limits.memory_bytes;
     }
 
-    /// Start `component` as `label` with `args`; `launch` runs the
-    /// service's body on a thread inside the node.
+    /// Start `component` as `label` with `args`, its output to `log` too
+    /// (at most `log_cap` bytes); `launch` runs the service's body on a
+    /// thread inside the node.
     pub fn start(
         &mut self,
         label: String,
         prepared: Prepared,
         args: Vec<String>,
+        log: Option<(std::fs::File, usize)>,
         launch: impl FnOnce(Box<dyn FnOnce() + Send>) -> std::io::Result<()>,
     ) -> std::io::Result<Arc<Service>> {
         let (stdout, stderr) = GuestOutput::pair_keeping(&label, self.limits.output_bytes, true);
+        if let Some((file, cap)) = log {
+            stdout.log_to(file, cap);
+        }
         let (done_tx, done) = tokio::sync::watch::channel(false);
         let service = Arc::new(Service {
             label: label.clone(),
@@ -163,7 +171,8 @@ impl Services {
         });
         let body = {
             let (engine, linker, memory) = (self.engine.clone(), self.linker.clone(), self.limits.memory_bytes);
-            let (stop, wake, ending, deadline) = (service.stop.clone(), service.wake.clone(), service.ending.clone(), self.deadline);
+            let (stop, wake, ending) = (service.stop.clone(), service.wake.clone(), service.ending.clone());
+            let deadline = Deadline { at: self.deadline, lifted: self.unbounded.clone() };
             move || {
                 let wasi = WasiCtxBuilder::new()
                     .args(&args)
@@ -196,6 +205,32 @@ impl Services {
         Ok(service)
     }
 
+    /// The services still running.
+    pub fn running(&self) -> Vec<Arc<Service>> {
+        self.started.iter().filter(|s| s.ending().is_none()).cloned().collect()
+    }
+
+    /// The run is over and the lab stays up: the services still running
+    /// go on past the run's deadline, their output to their logs only.
+    pub fn outlive_run(&self) {
+        self.unbounded.store(true, Ordering::Relaxed);
+        for service in &self.started {
+            service.output.detach();
+        }
+    }
+
+    /// Keep the services running (after [`Self::outlive_run`]) until
+    /// `stop` is raised (`nsw down`'s SIGTERM) or every one has ended;
+    /// then stop the rest. The epoch ticks on meanwhile, so that a service
+    /// busy computing still sees its stop.
+    pub async fn serve_until(&mut self, stop: &Stop) {
+        while !stop.requested() && self.started.iter().any(|s| s.ending().is_none()) {
+            tokio::time::sleep(TICK).await;
+            self.engine.increment_epoch();
+        }
+        self.stop_all().await;
+    }
+
     /// Stop every service still running (the run is over); their labels.
     pub async fn stop_all(&mut self) -> Vec<String> {
         let mut stopped = Vec::new();
@@ -218,7 +253,7 @@ async fn run(
     state: ServiceState,
     stop: Arc<AtomicBool>,
     wake: Arc<tokio::sync::Notify>,
-    deadline: Instant,
+    deadline: Deadline,
 ) -> Ending {
     let mut store = Store::new(&engine, state);
     store.limiter(|s| &mut s.limits);
@@ -226,9 +261,9 @@ async fn run(
     // executor, so that a stop is seen even while it computes, and it
     // traps once stopped or past the deadline.
     store.set_epoch_deadline(1);
-    let flag = stop.clone();
+    let (flag, passed) = (stop.clone(), deadline.clone());
     store.epoch_deadline_callback(move |_| {
-        if flag.load(Ordering::Relaxed) || Instant::now() >= deadline {
+        if flag.load(Ordering::Relaxed) || passed.passed() {
             Err(wasmtime::Error::new(wasmtime::Trap::Interrupt))
         } else {
             Ok(UpdateDeadline::Yield(1))
@@ -252,11 +287,29 @@ async fn run(
             Err(e) => match e.downcast_ref::<I32Exit>() {
                 Some(exit) => Ending::Exited(exit.0),
                 None if stop.load(Ordering::Relaxed) => Ending::Stopped,
-                None if Instant::now() >= deadline => Ending::Crashed("it ran out of time (the run's --timeout)".into()),
+                None if deadline.passed() => Ending::Crashed("it ran out of time (the run's --timeout)".into()),
                 None => Ending::Crashed(crate::encode::terminal::one_line(&format!("{:#}", e.root_cause()))),
             },
         },
         () = stopped => Ending::Stopped,
+    }
+}
+
+/// How often a service that computes looks at its stop flag, once the
+/// run's own epoch thread is gone.
+const TICK: Duration = Duration::from_millis(10);
+
+/// The run's deadline, as a service sees it: lifted once the run has left
+/// the service running in a lab that stays up.
+#[derive(Clone)]
+struct Deadline {
+    at: Instant,
+    lifted: Arc<AtomicBool>,
+}
+
+impl Deadline {
+    fn passed(&self) -> bool {
+        !self.lifted.load(Ordering::Relaxed) && Instant::now() >= self.at
     }
 }
 

@@ -414,6 +414,10 @@ impl Backend for KernelBackend {
         rx.recv().map_err(|_| io::Error::other("the service thread died"))?
     }
 
+    fn services_process(&self) -> Option<ProcessId> {
+        process::identify_live(std::process::id())
+    }
+
     async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId> {
         let Some((name, _)) = &self.ns(ns)?.named else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "an uplink connects a namespace of the lab's own"));

@@ -59,7 +59,10 @@ fn alive(id: ProcessId) -> io::Result<bool> {
 /// Stop `id`: SIGTERM, then SIGKILL if it is still there after `grace`.
 /// `false` if it was gone already.
 pub fn stop(id: ProcessId, grace: Duration) -> io::Result<bool> {
-    if !alive(id)? {
+    // This very process holds a lab's services while it runs the script
+    // (journaled so that `down` ends them once the run has left them
+    // running): its own teardown stops them first, and never itself.
+    if !alive(id)? || id.pid == std::process::id() {
         return Ok(false);
     }
     let pid = Pid::from_raw(id.pid as i32);

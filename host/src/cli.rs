@@ -72,6 +72,10 @@ pub fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == crate::runtime::compiler::CHILD_ARG) {
         return crate::runtime::compiler::child();
     }
+    // nsw as a lab's init (see backend::kernel::pid_ns).
+    if std::env::args_os().nth(1).is_some_and(|a| a == crate::backend::kernel::pid_ns::INIT_ARG) {
+        return crate::backend::kernel::pid_ns::init();
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -6,6 +6,10 @@
 /// after the lab itself, or the machine's in a host-net lab.
 pub const HOST: &str = "host";
 
+/// How the journal names a lab's init, the PID 1 of the lab's PID
+/// namespace (a process of its host): `down` stops it first.
+pub const LAB_INIT: &str = "nsw-init";
+
 /// The namespace of node `node` of lab `lab` (`pbj-pb`); the lab's host is
 /// [`host_netns`]. A lab name has no `-`, so no two (lab, node) pairs meet
 /// in one name.

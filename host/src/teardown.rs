@@ -121,8 +121,12 @@ pub async fn remove_all(machine: &mut dyn Teardown, record: &LabRecord, force: b
             Err(e) => report.failed.push(format!("the lab's processes: {}", crate::error::errno_text(&e))),
         }
     }
-    // Processes first: pasta goes before the namespace it serves.
-    for owned in record.objects.iter().rev() {
+    // Processes first: pasta goes before the namespace it serves. The
+    // lab's init first of them: everything in the lab's PID namespace ends
+    // with it, in one grace period (the rest are gone by then).
+    let mut processes: Vec<&OwnedObject> = record.objects.iter().rev().filter(|o| matches!(o.object, Object::Process { .. })).collect();
+    processes.sort_by_key(|o| !matches!(&o.object, Object::Process { program, .. } if program == crate::naming::LAB_INIT));
+    for owned in processes {
         if let Object::Process { program, .. } = &owned.object {
             let what = owned.object.to_string();
             match (owned.ident, owned.since) {

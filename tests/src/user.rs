@@ -166,6 +166,12 @@ impl User {
     /// Nothing of the user's is left: no process, nothing in its state
     /// directory.
     pub fn assert_nothing_left(&self) {
+        // A lab's init that has ended waits in the kernel until the last
+        // of its lab is reaped, by the machine's init when it gets to it.
+        let waited = std::time::Instant::now();
+        while !self.processes().is_empty() && waited.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         assert!(self.processes().is_empty(), "uid {} still runs: {:?}", self.uid, self.processes());
         let left: Vec<_> = std::fs::read_dir(self.state_dir()).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
         assert!(left.is_empty(), "left in {}: {left:?}", self.state_dir().display());

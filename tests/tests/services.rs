@@ -238,12 +238,13 @@ fn programs_are_root_of_their_lab_and_of_nothing_else() {
     );
     assert!(out.contains("stdout: 10.77.0.0/16 via 10.0.9.2") && out.contains("stdout: raw=ok") && out.contains("stdout: bound=80"), "{out}");
     lab.assert_gone();
-    // Another lab's program, and the machine's processes: not even a
-    // signal 0 reaches them.
+    // Another lab's program, and the machine's processes (this test's):
+    // not even a signal 0 reaches them.
     let other = machine.lab("lr");
     let spawned = other.run_ok(&guest("spawner"), &["--allow", "exec=sleep"], &[]);
     let pid = sleeper_pid(&stdout(&spawned));
-    let (lab, out) = in_a_node(&machine, &format!("kill -0 {pid}; echo other=$?; kill -0 1; echo machine=$?; id -u"));
+    let me = std::process::id();
+    let (lab, out) = in_a_node(&machine, &format!("kill -0 {pid}; echo other=$?; kill -0 {me}; echo machine=$?; id -u"));
     assert!(out.contains("stdout: other=1") && out.contains("stdout: machine=1"), "{out}");
     // Root inside (uid 0), which is not the machine's root.
     assert!(out.contains("stdout: 0"), "{out}");
@@ -427,6 +428,7 @@ fn programs_start_with_no_signal_blocked() {
     let blocked = status.lines().find_map(|l| l.strip_prefix("SigBlk:")).unwrap().trim();
     assert_eq!(blocked, "0000000000000000", "{status}");
     let down = machine.nsw(&["down", &lab.name]);
-    assert!(down.status.success() && stderr(&down).contains("stopped 1 process inside"), "{}", text(&down));
+    // The sleep, and the lab's init.
+    assert!(down.status.success() && stderr(&down).contains("stopped 2 processes inside"), "{}", text(&down));
     lab.assert_gone();
 }

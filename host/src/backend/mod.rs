@@ -286,6 +286,13 @@ pub trait Backend: Send {
     fn services_process(&self) -> Option<ProcessId> {
         None
     }
+    /// Make the lab's PID namespace, in which its programs, its nodes'
+    /// files and `nsw exec` are born, and start its init, which `down`
+    /// ends and everything in the namespace with it. `None` where nothing
+    /// runs (a plan).
+    fn start_lab_init(&mut self) -> io::Result<Option<ProcessId>> {
+        Ok(None)
+    }
     /// Start the uplink's user-mode NAT for the namespace `ns`.
     async fn start_uplink(&mut self, ns: NsId, uplink: &Uplink) -> io::Result<ProcessId>;
 }

@@ -51,6 +51,16 @@ pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
     let state = StateDir::system();
     let name = resolve(&state, &args.lab, &args.node)?;
     let node = backend::open_node(&args.lab, &name, state.boundary(&args.lab)?)?;
+    let born_in_lab = node.join_pids().with_context(|| format!("entering the PID namespace of lab {}", args.lab))?;
+    if !node.as_lab_root() && born_in_lab {
+        // A child of this process is born in the lab's PID namespace; this
+        // one relays its terminal and ends as it does.
+        let found = if program.contains('/') { None } else { crate::backend::kernel_resolve(program).filter(|_| !in_callers_path(program)) };
+        let mut command = Command::new(found.as_deref().unwrap_or(std::path::Path::new(program)));
+        command.arg0(program).args(rest);
+        let status = crate::relay::run(command, move || node.enter()).with_context(|| format!("running {program} in node {}", args.node))?;
+        std::process::exit(status)
+    }
     if !node.as_lab_root() {
         node.enter().with_context(|| format!("entering node {}", args.node))?;
         let mut err = Command::new(program).args(rest).exec();
@@ -78,6 +88,15 @@ pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
     }
     let status = crate::relay::run(command, move || node.enter()).with_context(|| format!("running {program} in node {}", args.node))?;
     std::process::exit(status)
+}
+
+/// Whether `program` is found in the caller's PATH (else the node's, as
+/// its programs find it: an ordinary user's PATH has no sbin).
+fn in_callers_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).any(|d| d.join(program).metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)))
+        .unwrap_or(false)
 }
 
 /// The PATH of a command run as root of a lab.

@@ -55,6 +55,8 @@ impl Lab {
     /// Do `op` on the node's file, made settled first (the node's files are
     /// made with its name and the addresses it has).
     async fn reach(&mut self, ns: NsId, path: &node_files::NodePath, op: NodeFileOp, what: &str) -> LabResult<Vec<u8>> {
+        // A node's files are made in the lab's PID namespace, whose /proc they show.
+        self.ensure_lab_init()?;
         self.alive(ns).await?;
         self.flush().await?;
         let node = self.node_identity(ns).ok_or_else(|| LabError::denied(format!("{what}: the machine's namespace has no files of a node")))?;

@@ -149,6 +149,8 @@ pub struct Lab {
     /// whose `/etc/hosts` the script wrote itself (left as it wrote it).
     hosts_given: HashMap<NsId, String>,
     hosts_own: HashSet<NsId>,
+    /// Whether the lab's PID namespace and its init were asked for.
+    init_started: bool,
     /// Objects made so far, for the progress line.
     made: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
@@ -191,6 +193,7 @@ impl Lab {
             service_entries: HashMap::new(),
             hosts_given: HashMap::new(),
             hosts_own: HashSet::new(),
+            init_started: false,
             made: Default::default(),
         }
     }

@@ -98,6 +98,7 @@ impl Lab {
     /// output goes to the file named by its journal id (`nsw logs`).
     async fn start_program(&mut self, ns: NsId, spec: &mut ProgramSpec, logged: bool) -> LabResult<(Box<dyn Program>, u32)> {
         let what = format!("run {} in {}", crate::policy::quoted(&spec.argv[0]), self.describe_ns(ns));
+        self.ensure_lab_init()?;
         self.alive(ns).await?;
         self.flush().await?;
         self.wait_for_carriers().await?;
@@ -122,6 +123,27 @@ impl Lab {
                 Err(LabError::os(&what, &e))
             }
         }
+    }
+
+    /// The lab's PID namespace and its init, made (journaled first, as a
+    /// process of the lab's host) before the lab's first program or node:
+    /// everything they start is born in it, and ends with the init.
+    pub(super) fn ensure_lab_init(&mut self) -> LabResult<()> {
+        if self.init_started {
+            return Ok(());
+        }
+        let id = self.record_intent(Object::Process { netns: self.netns[super::HOST].kernel.clone(), program: crate::naming::LAB_INIT.into() })?;
+        match self.backend.start_lab_init() {
+            Ok(Some(init)) => self.record(Entry::Created { id, ident: Some(init.pid as u64), since: Some(init.since) })?,
+            // Nothing runs in a plan.
+            Ok(None) => self.record(Entry::Failed { id })?,
+            Err(e) => {
+                self.record(Entry::Failed { id })?;
+                return Err(LabError::os("make the lab's PID namespace", &e));
+            }
+        }
+        self.init_started = true;
+        Ok(())
     }
 
     /// A process of the lab ended: the journal forgets it.

@@ -11,6 +11,7 @@ pub mod node_files;
 pub mod node_fs;
 pub mod nft;
 pub mod peers;
+pub mod pid_ns;
 pub mod ping;
 pub mod probes;
 pub mod process;
@@ -56,6 +57,8 @@ pub struct KernelBackend {
     /// The lab's cgroup's `cgroup.procs`, opened with the first program
     /// (`Some(None)`: the lab has none).
     tasks: Option<Option<Arc<OwnedFd>>>,
+    /// The lab's PID namespace, made before its first program or node.
+    pids: Option<pid_ns::LabPids>,
 }
 
 impl KernelBackend {
@@ -69,7 +72,8 @@ impl KernelBackend {
         if let Some(made) = &entry.node {
             return Ok(made.clone());
         }
-        let made = Arc::new(node_fs::create(&entry.fd, identity)?);
+        let (fd, identity) = (entry.fd.clone(), identity.clone());
+        let made = Arc::new(self.born_in_lab(move || node_fs::create(&fd, &identity))?);
         if let Some(entry) = self.namespaces.get_mut(&ns) {
             entry.node = Some(made.clone());
         }
@@ -87,6 +91,15 @@ impl KernelBackend {
         let entry = cgroup::entry(&limit.lab)?.map(Arc::new);
         self.tasks = Some(entry.clone());
         Ok(entry)
+    }
+
+    /// Run `fork` where what it forks is born in the lab's PID namespace,
+    /// if the lab has one.
+    fn born_in_lab<T: Send + 'static>(&self, fork: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+        match &self.pids {
+            Some(pids) => pids.run(fork)?,
+            None => fork(),
+        }
     }
 
     fn ns(&self, id: NsId) -> io::Result<&Namespace> {
@@ -364,7 +377,8 @@ impl Backend for KernelBackend {
             Some(identity) => Some(self.node_namespaces(ns, identity)?),
         };
         let tasks = self.task_entry(&spec.tasks)?;
-        let child = spawn::spawn(fd, node, tasks, spec)?;
+        let spec = spec.clone();
+        let child = self.born_in_lab(move || spawn::spawn(fd, node, tasks, &spec))?;
         Ok(Box::new(spawn::Started::new(child)?))
     }
 
@@ -412,6 +426,13 @@ impl Backend for KernelBackend {
             }
         })?;
         rx.recv().map_err(|_| io::Error::other("the service thread died"))?
+    }
+
+    fn start_lab_init(&mut self) -> io::Result<Option<ProcessId>> {
+        if self.pids.is_none() {
+            self.pids = Some(pid_ns::LabPids::start()?);
+        }
+        Ok(self.pids.as_ref().map(|p| p.init))
     }
 
     fn services_process(&self) -> Option<ProcessId> {

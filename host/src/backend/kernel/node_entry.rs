@@ -22,6 +22,9 @@ pub struct NodeEntry {
     /// holds them; without them, a mount namespace of the command's own
     /// with the node's /sys.
     files_and_name: Option<(OwnedFd, OwnedFd)>,
+    /// The lab's PID namespace, which the node's `/proc` shows: the
+    /// command is born in it (see [`Self::join_pids`]).
+    pids: Option<OwnedFd>,
     sysfs_source: CString,
     /// The lab's cgroup's `cgroup.procs`, if it has one.
     tasks: Option<OwnedFd>,
@@ -83,6 +86,7 @@ impl NodeEntry {
         // nothing; a lab process that made namespaces of its own could be
         // taken for the node, but joining them is the lab's privilege only.
         let mut files_and_name = None;
+        let mut pids = None;
         for entry in std::fs::read_dir("/proc")?.flatten() {
             let pid = entry.file_name();
             let Some(pid) = pid.to_str().filter(|p| p.bytes().all(|b| b.is_ascii_digit())) else { continue };
@@ -101,12 +105,27 @@ impl NodeEntry {
                     && ino(&owner(&puts)?)? == userns)
             };
             if matches().unwrap_or(false) {
+                pids = open_ns(&process, "pid").filter(|p| owner(p).ok().and_then(|o| ino(&o).ok()) == Some(userns));
                 files_and_name = Some((pmnt, puts));
                 break;
             }
         }
         let tasks = super::cgroup::entry(lab).context("opening the lab's cgroup")?;
-        Ok(NodeEntry { net, user, files_and_name, sysfs_source: CString::new(name).context("a netns name with a NUL byte")?, tasks })
+        Ok(NodeEntry { net, user, files_and_name, pids, sysfs_source: CString::new(name).context("a netns name with a NUL byte")?, tasks })
+    }
+
+    /// Have this process's children born in the lab's PID namespace, if
+    /// the node's programs are in one (its `/proc` shows that namespace,
+    /// so a command outside it would not find itself there). Whether it
+    /// did: the command must then be a child, not this process.
+    pub fn join_pids(&self) -> std::io::Result<bool> {
+        let Some(pids) = &self.pids else { return Ok(false) };
+        // SAFETY: setns on a descriptor this value owns; it changes only
+        // where this process's children are born.
+        if unsafe { libc::setns(pids.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(true)
     }
 
     /// Whether the command runs as root of a lab behind the boundary.

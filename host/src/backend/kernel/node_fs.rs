@@ -7,7 +7,7 @@
 //! or `/var/lib/misc`; `/run` and `/tmp` start empty; `/etc/hosts` names
 //! the lab's nodes. Everything a node writes is in one tmpfs of its own,
 //! in memory, gone with the node's last process. `/sys` shows the node's
-//! links.
+//! links, `/proc` the lab's processes (its PID namespace's).
 //!
 //! Made with a few system calls rather than with youki's libcontainer or
 //! bubblewrap: those build a whole container (a new root, a PID namespace,
@@ -133,6 +133,7 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
     let hostname = node.hostname.clone().into_bytes();
     let (root, sys, sysfs, run, tmp, tmpfs, overlay, stage) = (c("/")?, c("/sys")?, c("sysfs")?, c("/run")?, c("/tmp")?, c("tmpfs")?, c("overlay")?, c(STAGE)?);
     let tmpfs_options = c(TMPFS_OPTIONS)?;
+    let (procfs, proc_dir) = (c("proc")?, c("/proc")?);
     let keeper = crate::backend::kernel_resolve("cat").ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cat in PATH to keep a node's namespaces"))?;
     let netns_fd = netns.as_raw_fd();
     let mut command = Command::new(keeper);
@@ -150,6 +151,11 @@ pub fn create(netns: &OwnedFd, node: &NodeIdentity) -> io::Result<NodeNamespaces
             libc::umount2(sys.as_ptr(), libc::MNT_DETACH);
             check(libc::mount(sysfs.as_ptr(), sys.as_ptr(), sysfs.as_ptr(), 0, std::ptr::null()))?;
             check(libc::sethostname(hostname.as_ptr() as *const libc::c_char, hostname.len()))?;
+            // The lab's processes in /proc: the keeper is born in the lab's
+            // PID namespace (see super::pid_ns). Best effort: where procfs
+            // cannot be mounted here, the machine's stays (the lab's
+            // processes are in it too).
+            libc::mount(procfs.as_ptr(), proc_dir.as_ptr(), procfs.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, std::ptr::null());
             libc::umask(0);
             check(libc::mount(tmpfs.as_ptr(), run.as_ptr(), tmpfs.as_ptr(), libc::MS_NOSUID | libc::MS_NODEV, tmpfs_options.as_ptr() as *const libc::c_void))?;
             check(libc::mkdir(stage.as_ptr(), 0o700))?;

@@ -16,8 +16,11 @@ use nix::unistd::Pid;
 
 use crate::backend::{ProcessId, Uplink};
 
-/// The start time of `pid`, and whether it is a zombie; `None` if there is
-/// no such process.
+/// The start time of `pid`, and whether it has ended: a zombie, or on its
+/// way out (exiting: a lab's init that ends its PID namespace waits there
+/// until the last of the lab's processes is reaped, by whoever reaps it,
+/// which on some machines takes a second); `None` if there is no such
+/// process.
 fn stat(pid: u32) -> io::Result<Option<(u64, bool)>> {
     let text = match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(text) => text,
@@ -29,7 +32,10 @@ fn stat(pid: u32) -> io::Result<Option<(u64, bool)>> {
     let fields: Vec<&str> = after.split_whitespace().collect();
     let state = fields.first().copied().unwrap_or("");
     let since = fields.get(19).and_then(|f| f.parse().ok()).ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
-    Ok(Some((since, state == "Z")))
+    // The kernel's PF_EXITING, in the flags (field 9).
+    const EXITING: u64 = 0x4;
+    let exiting = fields.get(6).and_then(|f| f.parse::<u64>().ok()).is_some_and(|flags| flags & EXITING != 0);
+    Ok(Some((since, state == "Z" || state == "X" || exiting)))
 }
 
 /// The identity of a running process.

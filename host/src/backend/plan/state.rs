@@ -195,6 +195,9 @@ impl PlanState {
                 "# nsw puts the lab's programs in a pids cgroup of their own (nsw/{}, where the machine has a cgroup v1 pids hierarchy): at most {} processes and threads at once (--max-tasks), all of them stopped by down",
                 spec.tasks.lab, spec.tasks.max
             ));
+            self.log.push(
+                "# nsw starts them in a PID namespace of the lab's own, whose init (pid 1) is nsw's: a node's ps lists the lab only, and down ends everything in it with the init; this script runs them in the machine's".into(),
+            );
         }
         // A program in the background (a daemon) must not hold the script.
         let background = if spec.log.is_some() { " &" } else { "" };

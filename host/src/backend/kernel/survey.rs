@@ -22,7 +22,6 @@ struct Inside {
     forwarding: (bool, bool),
     nft: Option<serde_json::Value>,
     nft_text: Option<String>,
-    queues: Vec<(String, String)>,
 }
 
 /// Read the namespace `ns` (its fd); `table`: the lab's nftables table,
@@ -37,20 +36,28 @@ pub async fn survey(ns: &OwnedFd, table: Option<&str>) -> io::Result<NetnsView> 
             Some(table) => (list_table(table), list_table_text(table)),
             None => (None, None),
         };
-        Ok(Inside { socket, forwarding, nft, nft_text, queues: queues() })
+        Ok(Inside { socket, forwarding, nft, nft_text })
     })?;
     let handle = netlink::drive(inside.socket);
+    let links = links(&handle).await?;
+    // `tc` only where a link has a queueing discipline of its own (most
+    // have none: a process per namespace cost seconds at a thousand nodes).
+    let shaped = links.iter().any(|l| l.qdisc.as_deref().is_some_and(|q| !DEFAULT_QDISCS.contains(&q)));
+    let queues = if shaped { netns::run_in(ns, || Ok(queues()))? } else { Vec::new() };
     Ok(NetnsView {
-        links: links(&handle).await?,
+        links,
         addresses: addresses(&handle).await?,
         routes: routes(&handle).await?,
         forwarding_ipv4: inside.forwarding.0,
         forwarding_ipv6: inside.forwarding.1,
         nft: inside.nft,
         nft_text: inside.nft_text,
-        queues: inside.queues,
+        queues,
     })
 }
+
+/// What a link the lab has not shaped has: no queue of its own.
+const DEFAULT_QDISCS: [&str; 2] = ["noqueue", "noop"];
 
 /// `nft -j list table inet TABLE` in the calling thread's namespace, if
 /// the table is there.
@@ -77,7 +84,7 @@ fn queues() -> Vec<(String, String)> {
         // qdisc KIND HANDLE dev NAME [root|parent P] ...
         let words: Vec<&str> = line.split_whitespace().collect();
         let (Some(kind), Some(at)) = (words.get(1), words.iter().position(|w| *w == "dev")) else { continue };
-        if ["noqueue", "noop"].contains(kind) || words.get(at + 1).is_none() {
+        if DEFAULT_QDISCS.contains(kind) || words.get(at + 1).is_none() {
             continue;
         }
         let mut said = vec![*kind];

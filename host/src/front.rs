@@ -139,6 +139,13 @@ fn forward_signals(worker: Pid) {
             unsafe { libc::kill(worker, signal) };
         }
     }
+    forward_with(forward);
+}
+
+/// A process that stands in front of another (this front, the privilege
+/// boundary's broker): `forward` handles the signals that stop a run
+/// (it must only call kill), and no write of its own kills it.
+pub fn forward_with(forward: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void)) {
     for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
         // SAFETY: installing a handler that only calls kill.
         unsafe {
@@ -148,6 +155,6 @@ fn forward_signals(worker: Pid) {
             libc::sigaction(signal, &action, std::ptr::null_mut());
         }
     }
-    // SAFETY: ignoring a signal: the front writes nothing.
+    // SAFETY: ignoring a signal.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }

@@ -278,16 +278,6 @@ fn forward_signals(child: u32) {
             }
         }
     }
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
-        // SAFETY: installing a handler that only calls kill.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = forward as *const () as usize;
-            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            libc::sigaction(signal, &action, std::ptr::null_mut());
-        }
-    }
     // The broker's writes never kill it; its child reports closed output.
-    // SAFETY: ignoring a signal.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    crate::front::forward_with(forward);
 }

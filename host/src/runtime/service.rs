@@ -228,6 +228,12 @@ impl Services {
             tokio::time::sleep(TICK).await;
             self.engine.increment_epoch();
         }
+        // Told to stop, and one more tick: one that computes sees it too.
+        for service in &self.started {
+            service.stop.store(true, Ordering::Relaxed);
+            service.wake.notify_one();
+        }
+        self.engine.increment_epoch();
         self.stop_all().await;
     }
 

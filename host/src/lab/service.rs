@@ -46,35 +46,32 @@ impl Lab {
         args: Vec<String>,
     ) -> LabResult<Arc<Service>> {
         let what = format!("start service {label} in {}", self.describe_ns(ns));
-        let holder = self.backend.services_process();
-        let mut journaled = None;
-        let mut log = None;
-        if holder.is_some() {
-            let id = self.record_intent(Object::Process { netns: self.netns[ns].kernel.clone(), program: name.to_string() })?;
-            journaled = Some(id);
-            match self.open_service_log(id) {
-                Ok(file) => log = Some((file, OUTPUT_CAP as usize)),
-                Err(e) => {
-                    self.record(Entry::Failed { id })?;
-                    return Err(LabError::os(&what, &e));
+        let (journaled, log) = match self.backend.services_process() {
+            Some(holder) => {
+                let id = self.record_intent(Object::Process { netns: self.netns[ns].kernel.clone(), program: name.to_string() })?;
+                match self.open_service_log(id) {
+                    Ok(file) => (Some((id, holder)), Some((file, OUTPUT_CAP as usize))),
+                    Err(e) => {
+                        self.record(Entry::Failed { id })?;
+                        return Err(LabError::os(&what, &e));
+                    }
                 }
             }
-        }
+            // A plan: nothing runs, nothing to journal.
+            None => (None, None),
+        };
         let backend = &mut self.backend;
-        let started = services.start(label.clone(), prepared, args, log, |body| backend.start_thread_in(ns, &label, body));
-        match (started, journaled, holder) {
-            (Ok(service), Some(id), Some(holder)) => {
-                self.record(Entry::Created { id, ident: Some(holder.pid as u64), since: Some(holder.since) })?;
-                self.service_entries.insert(label.clone(), id);
+        match services.start(label.clone(), prepared, args, log, |body| backend.start_thread_in(ns, &label, body)) {
+            Ok(service) => {
+                if let Some((id, holder)) = journaled {
+                    self.record(Entry::Created { id, ident: Some(holder.pid as u64), since: Some(holder.since) })?;
+                    self.service_entries.insert(label.clone(), id);
+                }
                 self.service_labels.insert(label);
                 Ok(service)
             }
-            (Ok(service), _, _) => {
-                self.service_labels.insert(label);
-                Ok(service)
-            }
-            (Err(e), journaled, _) => {
-                if let Some(id) = journaled {
+            Err(e) => {
+                if let Some((id, _)) = journaled {
                     self.record(Entry::Failed { id })?;
                 }
                 Err(LabError::os(&what, &e))

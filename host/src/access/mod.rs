@@ -12,7 +12,7 @@
 pub mod files;
 pub mod protocol;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -22,14 +22,43 @@ use std::sync::{Mutex, OnceLock};
 use protocol::{Reply, Request};
 
 /// The socket to the broker, on the lab's side.
-static BROKER: OnceLock<Mutex<OwnedFd>> = OnceLock::new();
+static BROKER: OnceLock<Mutex<Broker>> = OnceLock::new();
+
+/// The lab's side's end of the broker's socket, and the requests sent with
+/// [`call_later`] whose answers are still to be read.
+struct Broker {
+    sock: OwnedFd,
+    /// What each of them was, in the order sent (the broker answers in
+    /// that order).
+    pending: VecDeque<String>,
+    /// The first of them that failed, until [`settle`] reports it.
+    failed: Option<io::Error>,
+}
+
+impl Broker {
+    /// Read the answers to the requests sent with [`call_later`].
+    fn drain(&mut self) {
+        while let Some(what) = self.pending.pop_front() {
+            let answer = match protocol::receive::<Reply>(self.sock.as_fd()) {
+                Ok(Some(reply)) => answer(reply).map(drop),
+                Ok(None) => Err(io::Error::new(io::ErrorKind::BrokenPipe, "nsw's broker is gone")),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = answer
+                && self.failed.is_none()
+            {
+                self.failed = Some(io::Error::new(e.kind(), format!("{what}: {e}")));
+            }
+        }
+    }
+}
 /// Files root opened for the lab's side, by path.
 static OPENED: OnceLock<Mutex<HashMap<PathBuf, File>>> = OnceLock::new();
 
 /// From now on this process is the lab's side of a boundary: everything
 /// goes through the broker at the other end of `sock`.
 pub fn connect(sock: OwnedFd) {
-    let _ = BROKER.set(Mutex::new(sock));
+    let _ = BROKER.set(Mutex::new(Broker { sock, pending: VecDeque::new(), failed: None }));
 }
 
 /// The files root opened for this run before the split (the script, the
@@ -42,12 +71,13 @@ pub fn hand_over(opened: HashMap<PathBuf, File>) {
 /// its end of the broker's socket closes, so the broker ends with the
 /// run; asking it anything from now on fails.
 pub fn let_go() {
-    let Some(sock) = BROKER.get() else { return };
-    let Ok(sock) = sock.lock() else { return };
+    let Some(broker) = BROKER.get() else { return };
+    let Ok(mut broker) = broker.lock() else { return };
+    broker.drain();
     if let Ok(null) = std::fs::File::open("/dev/null") {
         // The socket's descriptor now names /dev/null: the socket closes.
         // SAFETY: dup2 onto a descriptor this static owns; it stays open.
-        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), std::os::fd::AsRawFd::as_raw_fd(&*sock)) };
+        unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), std::os::fd::AsRawFd::as_raw_fd(&broker.sock)) };
     }
 }
 
@@ -58,16 +88,55 @@ pub fn inside() -> bool {
 
 /// Ask the broker, wait for its answer.
 pub fn call(request: Request, fd: Option<BorrowedFd>) -> io::Result<(Reply, Option<OwnedFd>)> {
-    let sock = BROKER.get().ok_or_else(|| io::Error::other("no broker"))?;
-    let sock = sock.lock().unwrap_or_else(|e| e.into_inner());
-    protocol::send(sock.as_fd(), &request, fd)?;
-    match protocol::receive::<Reply>(sock.as_fd())? {
+    let broker = BROKER.get().ok_or_else(|| io::Error::other("no broker"))?;
+    let mut broker = broker.lock().unwrap_or_else(|e| e.into_inner());
+    broker.drain();
+    protocol::send(broker.sock.as_fd(), &request, fd)?;
+    match protocol::receive::<Reply>(broker.sock.as_fd())? {
         None => Err(io::Error::new(io::ErrorKind::BrokenPipe, "nsw's broker is gone")),
+        Some(reply) => answer(reply),
+    }
+}
+
+/// Ask the broker, and read its answer later (at the next call, or at
+/// [`settle`]): for what nothing needs at once (a new namespace mounted
+/// under /run/netns), so that the broker works while the lab goes on,
+/// rather than the lab waiting a round trip (and for the broker to be
+/// scheduled) each time. A failure comes back from `settle`, naming
+/// `what`.
+pub fn call_later(request: Request, fd: Option<BorrowedFd>, what: String) -> io::Result<()> {
+    let broker = BROKER.get().ok_or_else(|| io::Error::other("no broker"))?;
+    let mut broker = broker.lock().unwrap_or_else(|e| e.into_inner());
+    // Never more answers unread than the socket holds: the broker would
+    // block sending one, and then this side sending to it.
+    if broker.pending.len() >= MAX_PENDING {
+        broker.drain();
+    }
+    protocol::send(broker.sock.as_fd(), &request, fd)?;
+    broker.pending.push_back(what);
+    Ok(())
+}
+
+/// How many answers [`call_later`] leaves unread at most.
+const MAX_PENDING: usize = 16;
+
+/// Wait until the broker has done what [`call_later`] asked; the first
+/// failure among it. Nothing to do in place (no broker).
+pub fn settle() -> io::Result<()> {
+    let Some(broker) = BROKER.get() else { return Ok(()) };
+    let mut broker = broker.lock().unwrap_or_else(|e| e.into_inner());
+    broker.drain();
+    broker.failed.take().map_or(Ok(()), Err)
+}
+
+/// A reply, with the broker's failures as errors.
+fn answer(reply: (Reply, Option<OwnedFd>)) -> io::Result<(Reply, Option<OwnedFd>)> {
+    match reply {
         // The errno, as callers tell `ENOENT` and `EEXIST` apart.
-        Some((Reply::Failed { errno }, _)) => Err(io::Error::from_raw_os_error(errno)),
+        (Reply::Failed { errno }, _) => Err(io::Error::from_raw_os_error(errno)),
         // A refusal of the broker's own, with its reason.
-        Some((Reply::Refused { why }, _)) => Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}", protocol::REFUSED))),
-        Some(reply) => Ok(reply),
+        (Reply::Refused { why }, _) => Err(io::Error::new(io::ErrorKind::PermissionDenied, format!("{}: {why}", protocol::REFUSED))),
+        reply => Ok(reply),
     }
 }
 

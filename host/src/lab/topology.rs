@@ -175,7 +175,9 @@ impl Lab {
         for link in 0..self.links.len() {
             self.materialize(link).await?;
         }
-        Ok(())
+        // And the namespaces the broker mounts meanwhile (behind the
+        // boundary): under /run/netns, where every later command looks.
+        crate::access::settle().map_err(|e| LabError::os("make the lab's namespaces visible", &e))
     }
 
     /// Refuse a name a pending veth end already has in `ns`.

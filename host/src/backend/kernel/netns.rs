@@ -105,7 +105,15 @@ fn create_behind_boundary<T: Send + 'static>(name: &str, inside: fn() -> io::Res
         })?
         .join()
         .unwrap_or_else(|_| Err(io::Error::other("namespace thread panicked")))?;
-    crate::access::call(crate::access::protocol::Request::Pin { name: name.to_string() }, Some(ns.as_fd()))?;
+    // A name taken already is said at once; the broker checks again as it
+    // mounts, exclusively, while the lab goes on (`access::call_later`):
+    // what needs the mount settles first (`still_mounted`, the end of
+    // the run).
+    if std::fs::symlink_metadata(path_of(name)).is_ok() {
+        return Err(io::Error::from_raw_os_error(libc::EEXIST));
+    }
+    let what = format!("mounting netns {name} under {}", crate::places::get().netns.display());
+    crate::access::call_later(crate::access::protocol::Request::Pin { name: name.to_string() }, Some(ns.as_fd()), what)?;
     Ok((ns, made))
 }
 
@@ -183,6 +191,8 @@ pub fn inode_at(name: &str) -> io::Result<Option<u64>> {
 /// one `stat` (a mounted namespace file shows the namespace's inode; once
 /// unmounted, the empty file under it has another).
 pub fn still_mounted(name: &str, inode: u64) -> io::Result<bool> {
+    // Behind the boundary, once the broker has mounted what it was asked.
+    crate::access::settle()?;
     match fs::metadata(path_of(name)) {
         Ok(meta) => Ok(meta.ino() == inode),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),

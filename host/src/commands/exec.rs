@@ -55,7 +55,9 @@ pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
     if !node.as_lab_root() && born_in_lab {
         // A child of this process is born in the lab's PID namespace; this
         // one relays its terminal and ends as it does.
-        let found = if program.contains('/') { None } else { crate::backend::kernel_resolve(program).filter(|_| !in_callers_path(program)) };
+        // In the caller's PATH, else the node's (as the direct path below).
+        let callers = std::env::var_os("PATH").and_then(|path| crate::backend::kernel::spawn::resolve_in(&path, program));
+        let found = callers.or_else(|| crate::backend::kernel_resolve(program));
         let mut command = Command::new(found.as_deref().unwrap_or(std::path::Path::new(program)));
         command.arg0(program).args(rest);
         let status = crate::relay::run(command, move || node.enter()).with_context(|| format!("running {program} in node {}", args.node))?;
@@ -88,15 +90,6 @@ pub fn exec(args: ExecArgs) -> Result<std::convert::Infallible> {
     }
     let status = crate::relay::run(command, move || node.enter()).with_context(|| format!("running {program} in node {}", args.node))?;
     std::process::exit(status)
-}
-
-/// Whether `program` is found in the caller's PATH (else the node's, as
-/// its programs find it: an ordinary user's PATH has no sbin).
-fn in_callers_path(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|d| d.join(program).metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)))
-        .unwrap_or(false)
 }
 
 /// The PATH of a command run as root of a lab.

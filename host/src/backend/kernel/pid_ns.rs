@@ -142,13 +142,9 @@ fn others_run() -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else { return false };
     entries.flatten().any(|entry| {
         let name = entry.file_name();
-        let is_pid = name.to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
-        if !is_pid || me.as_deref() == Some(std::path::Path::new(&name)) {
-            return false;
-        }
-        let ours = std::fs::read_link(entry.path().join("ns/pid")).is_ok_and(|ns| ns == own);
-        // The state is the first field after the command's closing bracket.
-        let zombie = std::fs::read_to_string(entry.path().join("stat")).is_ok_and(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')));
-        ours && !zombie
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { return false };
+        me.as_deref() != Some(std::path::Path::new(&name))
+            && std::fs::read_link(entry.path().join("ns/pid")).is_ok_and(|ns| ns == own)
+            && super::process::identify_live(pid).is_some()
     })
 }

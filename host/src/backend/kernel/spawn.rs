@@ -25,11 +25,16 @@ pub const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 /// Find `program` as a shell in the node would: a path as it is, a name in
 /// [`NODE_PATH`].
 pub fn resolve(program: &str) -> Option<PathBuf> {
+    resolve_in(std::ffi::OsStr::new(NODE_PATH), program)
+}
+
+/// Find `program` as a shell whose PATH is `path` would.
+pub fn resolve_in(path: &std::ffi::OsStr, program: &str) -> Option<PathBuf> {
     if program.contains('/') {
         let path = Path::new(program);
         return path.is_file().then(|| path.to_path_buf());
     }
-    std::env::split_paths(NODE_PATH).map(|dir| dir.join(program)).find(|p| {
+    std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| {
         use std::os::unix::fs::PermissionsExt;
         p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
     })

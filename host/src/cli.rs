@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, Failure, Status, capture, down, exec, graph, inspect, link, logs, ls, new, plan, probe, run, show, test, wit};
+use crate::commands::{self, Failure, Status, capture, down, exec, graph, inspect, link, logs, ls, new, plan, probe, push, run, show, test, trust, wit};
 
 #[derive(Parser)]
 #[command(name = "nsw", version, about = "Build Linux network labs from sandboxed WebAssembly scripts")]
@@ -57,12 +57,32 @@ enum Command {
     /// Start a lab project outside this repository (Rust, Python,
     /// JavaScript or C): the two-hosts lab, the WIT, a build command.
     New(new::NewArgs),
+    /// Publish a lab script to an OCI registry (optionally signed).
+    Push(push::PushArgs),
+    /// Fetch a lab script from an OCI registry into a file, checked, not run.
+    Pull(push::PullArgs),
+    /// Make a key pair to sign lab scripts with.
+    Key(trust::KeyArgs),
+    /// Trust a key's signatures (for some references), or list the keys trusted.
+    Trust(trust::TrustArgs),
 }
 
 impl Command {
     /// Whether it builds or reads labs (the rest need no namespace at all).
     fn works_on_labs(&self) -> bool {
-        !matches!(self, Command::Plan(_) | Command::Inspect(_) | Command::Wit(_) | Command::New(_))
+        !matches!(self, Command::Plan(_) | Command::Inspect(_) | Command::Wit(_) | Command::New(_) | Command::Push(_) | Command::Pull(_) | Command::Key(_) | Command::Trust(_))
+    }
+
+    /// Fetch the script it names by reference (`oci://`), if it does.
+    fn fetch_script(&mut self) -> anyhow::Result<()> {
+        match self {
+            Command::Run(args) => args.fetch(),
+            Command::Test(args) => args.run.fetch(),
+            Command::Plan(args) => args.run.fetch(),
+            Command::Inspect(args) => args.fetch(),
+            Command::Pull(args) => args.fetch(),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -76,7 +96,7 @@ pub fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == crate::backend::kernel::pid_ns::INIT_ARG) {
         return crate::backend::kernel::pid_ns::init();
     }
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -91,6 +111,11 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose);
     if !matches!(cli.command, Command::Exec(_)) {
         keep_inherited_descriptors_from_children();
+    }
+    // A script by reference is fetched and judged first, on a runtime of
+    // its own that is gone before the splits below.
+    if let Err(e) = cli.command.fetch_script() {
+        return commands::fail(Failure::new(Status::Usage, e));
     }
     // Root's contained labs are built behind a privilege boundary: split
     // now, while nsw still has one thread.
@@ -163,6 +188,10 @@ pub fn main() -> ExitCode {
             Command::Inspect(args) => inspect::exec(args).await,
             Command::Wit(args) => wit::exec(args).await,
             Command::New(args) => new::exec(args).await,
+            Command::Push(args) => push::exec(args).await,
+            Command::Pull(args) => push::pull(args),
+            Command::Key(args) => trust::key(args),
+            Command::Trust(args) => trust::trust(args),
             Command::Exec(_) => unreachable!("handled above"),
         }
     });

@@ -71,3 +71,20 @@ pub const CONTAINED: &str = "contained";
 pub fn is_cache_file(name: &str) -> bool {
     name.ends_with(".cwasm") || name.contains(".tmp")
 }
+
+/// Lab scripts pulled from registries, kept by digest beside the compiled
+/// cache: each manifest, each component, and the tags seen.
+pub fn pulled(cache: &Path) -> PathBuf {
+    cache.join("oci")
+}
+
+/// A pulled manifest or component: `oci/manifests/sha256-HEX` or
+/// `oci/blobs/sha256-HEX` (`digest` is checked `sha256:HEX`).
+pub fn pulled_file(cache: &Path, manifest: bool, digest: &str) -> PathBuf {
+    pulled(cache).join(if manifest { "manifests" } else { "blobs" }).join(digest.replace(':', "-"))
+}
+
+/// What each tag named when this user last ran it (`oci/tags.json`).
+pub fn pulled_tags(cache: &Path) -> PathBuf {
+    pulled(cache).join("tags.json")
+}

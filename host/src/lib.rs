@@ -37,6 +37,7 @@ pub mod runtime;
 pub mod script;
 pub mod session;
 pub mod shared_settings;
+pub mod sharing;
 pub mod show;
 pub mod stop;
 pub mod teardown;

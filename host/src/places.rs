@@ -57,3 +57,13 @@ pub fn get() -> &'static Places {
 pub fn set(places: Places) {
     let _ = PLACES.set(places);
 }
+
+/// The cache directory of whoever runs nsw, known before [`set`] (nsw
+/// fetches lab scripts before an ordinary user's places are chosen).
+pub fn own_cache() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    match unsafe { libc::geteuid() } {
+        0 => Places::machine().cache,
+        uid => Places::user(uid).cache,
+    }
+}

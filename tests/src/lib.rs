@@ -11,6 +11,7 @@
 //! `NSW_GUESTS`); `scripts/test` builds both first.
 
 pub mod pbj;
+pub mod registry;
 pub mod user;
 
 use std::path::PathBuf;

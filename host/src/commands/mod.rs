@@ -14,9 +14,12 @@ pub mod ls;
 pub mod new;
 pub mod plan;
 pub mod probe;
+pub mod push;
 pub mod run;
 pub mod show;
+pub mod source_args;
 pub mod test;
+pub mod trust;
 pub mod wit;
 
 use std::process::ExitCode;

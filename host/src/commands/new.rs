@@ -101,6 +101,8 @@ pub async fn exec(args: NewArgs) -> CommandResult {
         write(&dir.join(path), contents, *executable)?;
     }
     write(&dir.join("wit/nsw.wit"), WIT.as_bytes(), false)?;
+    // Where the project's scripts by reference get pinned (crate::sharing::lock).
+    crate::sharing::lock::create(&dir)?;
     let build = if args.services { RUST_SERVICES_BUILD } else { build_command(args.lang) };
     say!("nsw: made {} ({} lab); build it with:  cd {} && {}", dir.display(), lang_name(args.lang), dir.display(), build);
     Ok(Status::Success)

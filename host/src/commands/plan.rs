@@ -19,7 +19,7 @@ use crate::stop::Stop;
 #[derive(Args)]
 pub struct PlanArgs {
     #[command(flatten)]
-    run: RunArgs,
+    pub(crate) run: RunArgs,
 }
 
 pub async fn exec(args: PlanArgs) -> CommandResult {
@@ -47,7 +47,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
         grants: grants.names(),
         machine_netns: 1,
         pid: std::process::id(),
-        script: args.file.display().to_string(),
+        script: args.script_name(),
         started_unix: 0,
     };
     let journal = state.create_journal(&lock, info)?;
@@ -74,7 +74,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     drop(lock);
     let _ = std::fs::remove_dir_all(&dir);
     show!("#!/bin/sh");
-    show!("# nsw plan {}: what the script would build, as commands.", args.file.display());
+    show!("# nsw plan {}: what the script would build, as commands.", args.script_name());
     show!("# Nothing ran. Probes are shown as comments (a plan assumes they succeed).");
     show!("set -e");
     for line in &log.lock().map_err(|_| anyhow::anyhow!("the plan's state is poisoned"))?.log {

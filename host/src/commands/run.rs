@@ -19,9 +19,11 @@ use crate::stop::Stop;
 #[derive(Args)]
 #[command(after_help = policy::run_help())]
 pub struct RunArgs {
-    /// The lab script, a WebAssembly component (e.g. pbj.wasm).
+    /// The lab script, a WebAssembly component (e.g. pbj.wasm), or one in
+    /// a registry: oci://REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST].
     pub(crate) file: PathBuf,
-    /// The lab's name [default: the file's stem, with '-' as '_'].
+    /// The lab's name [default: the file's stem (the repository's last
+    /// part for oci://), with '-' as '_'].
     /// Namespaces are called `<lab>` (the lab's host) and `<lab>-<node>`.
     #[arg(long)]
     name: Option<String>,
@@ -43,6 +45,12 @@ pub struct RunArgs {
     pub(crate) allow_all: bool,
     #[command(flatten)]
     pub(crate) limits: super::limit_args::LimitArgs,
+    #[command(flatten)]
+    pub(crate) source: super::source_args::SourceArgs,
+    /// The script fetched by reference, if it was (`file` is then its
+    /// copy in the store).
+    #[arg(skip)]
+    pub(crate) fetched: Option<crate::sharing::Fetched>,
     /// Who programs run as (with --allow exec). `lab`: root of the lab's
     /// own user namespace when root runs a contained lab (capabilities over
     /// the lab's namespaces only; the machine's `nobody` on the privileged
@@ -58,9 +66,10 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub(crate) fn lab_name(&self) -> anyhow::Result<String> {
-        let name = match &self.name {
-            Some(name) => name.clone(),
-            None => self
+        let name = match (&self.name, &self.fetched) {
+            (Some(name), _) => name.clone(),
+            (None, Some(fetched)) => policy::lab_name_from(fetched.reference.stem()),
+            (None, None) => self
                 .file
                 .file_stem()
                 .and_then(|s| s.to_str())
@@ -69,6 +78,22 @@ impl RunArgs {
         };
         policy::check_lab_name(&name).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
         Ok(name)
+    }
+
+    /// Fetch the script if it is named by reference (before the split:
+    /// see [`crate::sharing`]).
+    pub(crate) fn fetch(&mut self) -> anyhow::Result<()> {
+        self.fetched = self.source.fetch(&mut self.file, true, &self.limits.0)?;
+        Ok(())
+    }
+
+    /// The script as the journal, `nsw ls` and messages name it: its file,
+    /// or its reference pinned to the digest that runs.
+    pub(crate) fn script_name(&self) -> String {
+        match &self.fetched {
+            Some(fetched) => fetched.reference.canonical(),
+            None => self.file.display().to_string(),
+        }
     }
 
     /// How this run goes behind the privilege boundary when root runs it
@@ -211,7 +236,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     const BIG: usize = 1 << 20;
     let announce = |cached: bool| {
         if !cached && wasm.len() > BIG {
-            say!("nsw: compiling {} ({} MB; once: later runs load it from the cache)", args.file.display(), wasm.len() >> 20);
+            say!("nsw: compiling {} ({} MB; once: later runs load it from the cache)", args.script_name(), wasm.len() >> 20);
         }
     };
     let bounds = runtime::compiler::Bounds { memory_bytes: limits.compile_memory_bytes, abandon: &|| stop.requested() };
@@ -222,7 +247,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     }
     tracing::debug!(
         "loaded {} in {:.1} ms ({})",
-        args.file.display(),
+        args.script_name(),
         loaded.load_time.as_secs_f64() * 1e3,
         if loaded.from_cache { "from the compiled cache" } else { "compiled now" }
     );
@@ -235,7 +260,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         grants: grants.names(),
         machine_netns: machine.machine_inode()?,
         pid: std::process::id(),
-        script: args.file.display().to_string(),
+        script: args.script_name(),
         started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     };
     let (session, journal) = match Session::create(StateDir::system(), info, args.replace, &mut machine).await? {

@@ -22,7 +22,7 @@ pub struct TestArgs {
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
     #[command(flatten)]
-    run: RunArgs,
+    pub(crate) run: RunArgs,
 }
 
 impl TestArgs {

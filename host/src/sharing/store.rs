@@ -1,0 +1,103 @@
+//! Pulled lab scripts, kept by digest beside the compiled cache (see
+//! [`crate::layout::pulled`]): a script named by digest runs again without
+//! the registry. Whatever is read back is hashed again first: a file that
+//! no longer matches its digest is removed, never used. The store is the
+//! user's own (root's is root's), made mode 0700; it holds at most
+//! `--max-cache` bytes, the least recently used going first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+
+use crate::layout;
+
+pub struct Store {
+    cache: PathBuf,
+}
+
+/// `sha256:HEX` of `bytes`.
+pub fn digest_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", super::signature::hex(&Sha256::digest(bytes)))
+}
+
+impl Store {
+    pub fn open() -> Store {
+        Store { cache: crate::places::own_cache() }
+    }
+
+    /// The manifest or component of `digest`, if kept and still whole.
+    pub fn get(&self, manifest: bool, digest: &str) -> Option<(Vec<u8>, PathBuf)> {
+        let path = layout::pulled_file(&self.cache, manifest, digest);
+        let bytes = std::fs::read(&path).ok()?;
+        if digest_of(&bytes) != digest {
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        // Used now: the last to go when the store is trimmed.
+        let _ = std::fs::File::open(&path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        Some((bytes, path))
+    }
+
+    /// Keep `bytes` (already checked against `digest`); its path.
+    pub fn put(&self, manifest: bool, digest: &str, bytes: &[u8]) -> Result<PathBuf> {
+        let path = layout::pulled_file(&self.cache, manifest, digest);
+        let dir = path.parent().context("store path has no directory")?;
+        make_private_dirs(dir)?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// The digest a tag named when this user last ran it.
+    pub fn tag(&self, tag: &str) -> Option<String> {
+        self.tags().remove(tag)
+    }
+
+    /// Remember that `tag` names `digest` now.
+    pub fn set_tag(&self, tag: &str, digest: &str) -> Result<()> {
+        let mut tags = self.tags();
+        tags.insert(tag.to_string(), digest.to_string());
+        let path = layout::pulled_tags(&self.cache);
+        make_private_dirs(layout::pulled(&self.cache).as_path())?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&tags)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    fn tags(&self) -> BTreeMap<String, String> {
+        std::fs::read(layout::pulled_tags(&self.cache)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    /// Remove the least recently used files until the store holds at most
+    /// `limit` bytes.
+    pub fn trim(&self, limit: u64) {
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = Vec::new();
+        for part in ["manifests", "blobs"] {
+            let Ok(dir) = std::fs::read_dir(layout::pulled(&self.cache).join(part)) else { continue };
+            for entry in dir.flatten() {
+                if let Ok(meta) = entry.metadata() {
+                    files.push((meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len(), entry.path()));
+                }
+            }
+        }
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, len, path) in files {
+            if total <= limit {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+    }
+}
+
+/// `dir` and its parents up to the cache, the store's own made mode 0700.
+fn make_private_dirs(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).with_context(|| format!("cannot create {}", dir.display()))
+}

@@ -24,6 +24,12 @@ impl Registry {
     /// A registry in `machine` on 127.0.0.1:5000 (plain) or :5443 (TLS,
     /// its CA put where nsw looks: `$XDG_CONFIG_HOME/containers/certs.d`).
     pub fn start(machine: &Machine, tls: bool) -> Registry {
+        Registry::start_with(machine, tls, None)
+    }
+
+    /// The same, asking for `user`'s password (htpasswd, bcrypt by
+    /// Python's crypt) on every request.
+    pub fn start_with(machine: &Machine, tls: bool, login: Option<(&str, &str)>) -> Registry {
         let dir = std::env::temp_dir().join(unique("nswt-reg-"));
         std::fs::create_dir_all(dir.join("cfg")).unwrap();
         let port = if tls { 5443 } else { 5000 };
@@ -35,6 +41,12 @@ impl Registry {
             std::fs::create_dir_all(&certs_d).unwrap();
             std::fs::copy(dir.join("ca.crt"), certs_d.join("ca.crt")).unwrap();
             config += &format!("  tls:\n    certificate: {}\n    key: {}\n", dir.join("server.crt").display(), dir.join("server.key").display());
+        }
+        if let Some((user, password)) = login {
+            let script = "import crypt, sys; print(sys.argv[1] + ':' + crypt.crypt(sys.argv[2], crypt.mksalt(crypt.METHOD_BLOWFISH)))";
+            let line = check("python3", &["-W", "ignore", "-c", script, user, password]);
+            std::fs::write(dir.join("htpasswd"), line).unwrap();
+            config += &format!("auth:\n  htpasswd:\n    realm: nsw-test\n    path: {}\n", dir.join("htpasswd").display());
         }
         std::fs::write(dir.join("config.yml"), config).unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use nsw_tests::registry::Registry;
-use nsw_tests::{Machine, assert_no_leak, guest, stderr, stdout, text};
+use nsw_tests::{Machine, assert_no_leak, check, guest, stderr, stdout, text};
 
 fn ok(out: std::process::Output) -> String {
     assert!(out.status.success(), "{}", text(&out));
@@ -282,4 +282,21 @@ fn an_ordinary_user_runs_a_signed_script_by_reference_with_trust_of_its_own() {
     // Its store is its own.
     assert!(user.home.join(".cache/nsw/oci/blobs").is_dir());
     user.assert_nothing_left();
+}
+
+#[test]
+fn registry_credentials_come_from_the_docker_auth_file() {
+    let machine = Machine::new("auth");
+    let reg = Registry::start_with(&machine, true, Some(("alice", "s3cret")));
+    let reference = reg.reference("labs/noop:v1");
+    let push = |reg: &Registry| reg.nsw(&["push", guest("noop").to_str().unwrap(), &reference]);
+    let why = refused(push(&reg));
+    assert!(why.to_lowercase().contains("unauthorized") || why.contains("401"), "{why}");
+    // As `docker login` writes it (HOME is the test's).
+    std::fs::create_dir_all(reg.dir.join(".docker")).unwrap();
+    let auth = check("sh", &["-c", "printf alice:s3cret | base64"]);
+    let config = format!("{{\"auths\": {{\"https://{}\": {{\"auth\": \"{}\"}}}}}}", reg.host, auth.trim());
+    std::fs::write(reg.dir.join(".docker/config.json"), config).unwrap();
+    let digest = pushed_digest(&ok(push(&reg)));
+    ok(run_rm(&reg, &machine, &format!("{reference}@{digest}"), &["--insecure-unsigned"]));
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{self, Failure, Status, capture, down, exec, graph, inspect, link, logs, ls, new, plan, probe, push, run, show, test, trust, wit};
+use crate::commands::{self, Failure, Status, agent, capture, down, exec, graph, inspect, link, logs, ls, new, plan, probe, push, run, show, test, trust, wit};
 
 #[derive(Parser)]
 #[command(name = "nsw", version, about = "Build Linux network labs from sandboxed WebAssembly scripts")]
@@ -65,12 +65,17 @@ enum Command {
     Key(trust::KeyArgs),
     /// Trust a key's signatures (for some references), or list the keys trusted.
     Trust(trust::TrustArgs),
+    /// Serve this machine to a cluster: register it in the store and keep
+    /// it registered (labs across machines are a work in progress).
+    Agent(agent::AgentArgs),
+    /// List the machines of a cluster whose agents are alive.
+    Machines(agent::MachinesArgs),
 }
 
 impl Command {
     /// Whether it builds or reads labs (the rest need no namespace at all).
     fn works_on_labs(&self) -> bool {
-        !matches!(self, Command::Plan(_) | Command::Inspect(_) | Command::Wit(_) | Command::New(_) | Command::Push(_) | Command::Pull(_) | Command::Key(_) | Command::Trust(_))
+        !matches!(self, Command::Plan(_) | Command::Inspect(_) | Command::Wit(_) | Command::New(_) | Command::Push(_) | Command::Pull(_) | Command::Key(_) | Command::Trust(_) | Command::Agent(_) | Command::Machines(_))
     }
 
     /// Fetch the script it names by reference (`oci://`), if it does.
@@ -192,6 +197,8 @@ pub fn main() -> ExitCode {
             Command::Pull(args) => push::pull(args),
             Command::Key(args) => trust::key(args),
             Command::Trust(args) => trust::trust(args),
+            Command::Agent(args) => agent::agent(args).await,
+            Command::Machines(args) => agent::machines(args).await,
             Command::Exec(_) => unreachable!("handled above"),
         }
     });

@@ -17,6 +17,7 @@ pub mod backend;
 pub mod boundary;
 pub mod build;
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod encode;
 pub mod error;

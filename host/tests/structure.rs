@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     &["stop", "progress", "places", "naming", "layout", "encode", "access", "relay"],
     &["tell", "error", "shared_settings", "front"],
-    &["policy", "test_hooks", "sharing"],
+    &["policy", "test_hooks", "sharing", "cluster"],
     &["journal", "inspect"],
     &["backend"],
     &["teardown", "runtime"],

@@ -10,6 +10,7 @@
 //! and the built guests (`guests/target/wasm32-wasip2/release`, or
 //! `NSW_GUESTS`); `scripts/test` builds both first.
 
+pub mod cluster;
 pub mod pbj;
 pub mod registry;
 pub mod user;

@@ -1,0 +1,173 @@
+//! [`ClusterStore`] on etcd (v3 API, through etcd-client): machines are
+//! keys `/nsw/v1/machines/NAME` under a lease of their agent's. TLS with a
+//! client certificate when given: whoever can write the store commands
+//! root on every machine with an agent.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, OpenSslClientConfig, PutOptions, Txn, TxnOp};
+
+use super::MachineRecord;
+use super::store::{ClusterStore, Registration};
+
+const MACHINES: &str = "/nsw/v1/machines/";
+
+/// How to reach the store.
+#[derive(Debug, Clone, Default)]
+pub struct Endpoints {
+    /// `http://HOST:PORT` or `https://HOST:PORT`, any member of the cluster.
+    pub urls: Vec<String>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+pub struct EtcdStore {
+    endpoints: Endpoints,
+    options: ConnectOptions,
+    /// The member spoken to now, by its index in `endpoints.urls`.
+    at: usize,
+    client: Option<Client>,
+}
+
+/// Whether `e` says the member is gone (another may answer).
+fn member_gone(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => matches!(status.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Unknown),
+        _ => false,
+    }
+}
+
+/// Do `$op` with a client of the member spoken to; if that member is gone,
+/// with the next, each member once.
+macro_rules! on_a_member {
+    ($store:ident, |$client:ident| $op:expr) => {{
+        let mut tries = 0;
+        loop {
+            let $client = $store.client().await?;
+            match $op.await {
+                Err(e) if member_gone(&e) && tries + 1 < $store.endpoints.urls.len() => {
+                    tracing::debug!("store member {} gone ({e}); trying the next", $store.endpoints.urls[$store.at]);
+                    $store.next_member();
+                    tries += 1;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+impl EtcdStore {
+    pub async fn connect(endpoints: &Endpoints) -> Result<EtcdStore> {
+        if endpoints.urls.is_empty() {
+            anyhow::bail!("no store given: --store URL[,URL...] (or NSW_STORE)");
+        }
+        let mut options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(10)).with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+        if endpoints.urls.iter().any(|u| u.starts_with("https://")) || endpoints.ca.is_some() {
+            let read = |path: &Option<PathBuf>, what: &str| -> Result<Option<Vec<u8>>> {
+                path.as_ref().map(|p| std::fs::read(p).with_context(|| format!("cannot read the store's {what} {}", p.display()))).transpose()
+            };
+            let mut tls = OpenSslClientConfig::default();
+            if let Some(ca) = read(&endpoints.ca, "CA")? {
+                tls = tls.ca_cert_pem(&ca);
+            }
+            match (read(&endpoints.cert, "certificate")?, read(&endpoints.key, "key")?) {
+                (Some(cert), Some(key)) => tls = tls.client_cert_pem_and_key(&cert, &key),
+                (None, None) => {}
+                _ => anyhow::bail!("--store-cert and --store-key go together"),
+            }
+            options = options.with_openssl_tls(tls);
+        }
+        let mut store = EtcdStore { endpoints: endpoints.clone(), options, at: 0, client: None };
+        store.client().await?;
+        Ok(store)
+    }
+
+    /// A client of the member spoken to, connected to the first member
+    /// that answers if none is. One member at a time, not etcd-client's
+    /// balanced channel: that one keeps sending requests to a dead member.
+    async fn client(&mut self) -> Result<&mut Client> {
+        if self.client.is_none() {
+            let mut errors = Vec::new();
+            for _ in 0..self.endpoints.urls.len() {
+                let url = self.endpoints.urls[self.at].clone();
+                let connected = match Client::connect([url.as_str()], Some(self.options.clone())).await {
+                    // Connecting is lazy: ask the member something.
+                    Ok(mut client) => client.status().await.map(|_| client),
+                    Err(e) => Err(e),
+                };
+                match connected {
+                    Ok(client) => {
+                        self.client = Some(client);
+                        break;
+                    }
+                    Err(e) => {
+                        errors.push(format!("{url}: {e}"));
+                        self.at = (self.at + 1) % self.endpoints.urls.len();
+                    }
+                }
+            }
+            if self.client.is_none() {
+                anyhow::bail!("cannot reach the store: {}", errors.join("; "));
+            }
+        }
+        self.client.as_mut().context("no store client")
+    }
+
+    fn next_member(&mut self) {
+        self.client = None;
+        self.at = (self.at + 1) % self.endpoints.urls.len();
+    }
+}
+
+#[async_trait]
+impl ClusterStore for EtcdStore {
+    async fn register(&mut self, machine: &MachineRecord, ttl: Duration) -> Result<std::result::Result<Registration, MachineRecord>> {
+        let key = format!("{MACHINES}{}", machine.name);
+        let lease = on_a_member!(self, |c| c.lease_grant(ttl.as_secs() as i64, None)).context("the store refused a lease")?.id();
+        let value = serde_json::to_vec(machine)?;
+        // Create-if-absent: a live agent of the same name keeps it.
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(lease)))]);
+        let response = on_a_member!(self, |c| c.txn(txn.clone())).context("the store refused the registration")?;
+        if response.succeeded() {
+            return Ok(Ok(Registration(lease)));
+        }
+        let _ = on_a_member!(self, |c| c.lease_revoke(lease));
+        let held = on_a_member!(self, |c| c.get(key.clone(), None)).context("cannot read the registration")?;
+        let Some(kv) = held.kvs().first() else { anyhow::bail!("the registration was refused, and its holder is gone: try again") };
+        let holder: MachineRecord = serde_json::from_slice(kv.value()).context("the store holds a registration nsw cannot read")?;
+        // Ours after all (an answer lost on the way, asked again).
+        if holder == *machine {
+            return Ok(Ok(Registration(kv.lease())));
+        }
+        Ok(Err(holder))
+    }
+
+    async fn renew(&mut self, registration: Registration) -> Result<bool> {
+        let answer = on_a_member!(self, |c| async {
+            let (mut keeper, mut answers) = c.lease_keep_alive(registration.0).await?;
+            keeper.keep_alive().await?;
+            answers.message().await
+        })
+        .context("cannot renew the registration")?;
+        Ok(answer.is_some_and(|a| a.ttl() > 0))
+    }
+
+    async fn withdraw(&mut self, registration: Registration) -> Result<()> {
+        on_a_member!(self, |c| c.lease_revoke(registration.0)).context("cannot withdraw the registration")?;
+        Ok(())
+    }
+
+    async fn machines(&mut self) -> Result<Vec<MachineRecord>> {
+        let response = on_a_member!(self, |c| c.get(MACHINES, Some(GetOptions::new().with_prefix()))).context("cannot read the machines from the store")?;
+        let mut machines: Vec<MachineRecord> = response.kvs().iter().filter_map(|kv| serde_json::from_slice(kv.value()).ok()).collect();
+        machines.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(machines)
+    }
+}

@@ -154,6 +154,22 @@ fn only_scripts_signed_by_a_trusted_key_run() {
     ok(reg.nsw(&["push", changed_file.to_str().unwrap(), &tampered]));
     let why = refused(run_rm(&reg, &machine, &tampered, &["--insecure-unsigned"]));
     assert!(why.contains("does not verify"), "{why}");
+
+    // A signature section nsw cannot read: refused too, never "unsigned".
+    let original = std::fs::read(&file).unwrap();
+    let mut garbled = original[..8].to_vec();
+    let name = b"signature";
+    let payload = [0xffu8; 12];
+    garbled.extend_from_slice(&[0x00, (1 + name.len() + payload.len()) as u8, name.len() as u8]);
+    garbled.extend_from_slice(name);
+    garbled.extend_from_slice(&payload);
+    garbled.extend_from_slice(&original[8..]);
+    let garbled_file = reg.dir.join("garbled.wasm");
+    std::fs::write(&garbled_file, &garbled).unwrap();
+    let garbled_ref = reg.reference("labs/noop:garbled");
+    ok(reg.nsw(&["push", garbled_file.to_str().unwrap(), &garbled_ref]));
+    let why = refused(run_rm(&reg, &machine, &garbled_ref, &["--insecure-unsigned"]));
+    assert!(why.contains("cannot be read"), "{why}");
 }
 
 #[test]
@@ -244,6 +260,19 @@ fn nsw_lock_pins_what_a_project_runs() {
     // Outside the project the tag names the new script (refused there:
     // re-pushed, unsigned).
     assert!(refused(reg.nsw_in(Path::new("/"), &["plan", &tag, "--insecure-unsigned"])).contains("re-pushed"));
+
+    // A lock is never a way to name files: a digest that is not one is
+    // refused, and the file it names is untouched.
+    let victim = reg.dir.join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+    let planted = format!("[[script]]\nreference = \"{tag}\"\ndigest = \"../../../victim\"\n");
+    std::fs::write(&lock, planted).unwrap();
+    assert!(refused(plan(&[])).contains("sha256"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    // Nor is a lock others may write used (as one left in /tmp would be).
+    std::fs::write(&lock, &written).unwrap();
+    std::fs::set_permissions(&lock, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    assert!(refused(plan(&[])).contains("not yours"));
 }
 
 #[test]

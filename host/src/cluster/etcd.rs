@@ -15,6 +15,9 @@ use super::store::{ClusterStore, Registration};
 
 const MACHINES: &str = "/nsw/v1/machines/";
 
+/// How long one request to one member may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How to reach the store.
 #[derive(Debug, Clone, Default)]
 pub struct Endpoints {
@@ -66,8 +69,14 @@ impl EtcdStore {
         if endpoints.urls.is_empty() {
             anyhow::bail!("no store given: --store URL[,URL...] (or NSW_STORE)");
         }
-        let mut options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(10)).with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
-        if endpoints.urls.iter().any(|u| u.starts_with("https://")) || endpoints.ca.is_some() {
+        // Each request well within a lease, so a hung member leaves time to
+        // ask the next.
+        let mut options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(2)).with_timeout(REQUEST_TIMEOUT).with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
+        let tls = endpoints.urls.iter().any(|u| u.starts_with("https://"));
+        if !tls && (endpoints.ca.is_some() || endpoints.cert.is_some() || endpoints.key.is_some()) {
+            anyhow::bail!("--store-ca, --store-cert and --store-key are for a store on https:// URLs; {} is not", endpoints.urls.join(","));
+        }
+        if tls {
             let read = |path: &Option<PathBuf>, what: &str| -> Result<Option<Vec<u8>>> {
                 path.as_ref().map(|p| std::fs::read(p).with_context(|| format!("cannot read the store's {what} {}", p.display()))).transpose()
             };
@@ -138,22 +147,30 @@ impl ClusterStore for EtcdStore {
         if response.succeeded() {
             return Ok(Ok(Registration(lease)));
         }
-        let _ = on_a_member!(self, |c| c.lease_revoke(lease));
         let held = on_a_member!(self, |c| c.get(key.clone(), None)).context("cannot read the registration")?;
-        let Some(kv) = held.kvs().first() else { anyhow::bail!("the registration was refused, and its holder is gone: try again") };
-        let holder: MachineRecord = serde_json::from_slice(kv.value()).context("the store holds a registration nsw cannot read")?;
-        // Ours after all (an answer lost on the way, asked again).
-        if holder == *machine {
-            return Ok(Ok(Registration(kv.lease())));
+        let holder = held.kvs().first().map(|kv| (kv.lease(), serde_json::from_slice::<MachineRecord>(kv.value())));
+        // Ours after all: the answer to a first try was lost, and the
+        // retry found the key it had made.
+        if holder.as_ref().is_some_and(|(held_by, _)| *held_by == lease) {
+            return Ok(Ok(Registration(lease)));
         }
-        Ok(Err(holder))
+        let _ = on_a_member!(self, |c| c.lease_revoke(lease));
+        match holder {
+            Some((_, Ok(record))) => Ok(Err(record)),
+            Some((_, Err(e))) => anyhow::bail!("the store holds a registration of {} that nsw cannot read: {e}", machine.name),
+            None => anyhow::bail!("the registration was refused, and its holder is gone: try again"),
+        }
     }
 
     async fn renew(&mut self, registration: Registration) -> Result<bool> {
         let answer = on_a_member!(self, |c| async {
             let (mut keeper, mut answers) = c.lease_keep_alive(registration.0).await?;
             keeper.keep_alive().await?;
-            answers.message().await
+            // A member that takes the request and never answers is gone too.
+            match tokio::time::timeout(REQUEST_TIMEOUT, answers.message()).await {
+                Ok(answer) => answer,
+                Err(_) => Err(etcd_client::Error::IoError(std::io::Error::from(std::io::ErrorKind::TimedOut))),
+            }
         })
         .context("cannot renew the registration")?;
         Ok(answer.is_some_and(|a| a.ttl() > 0))

@@ -13,6 +13,7 @@ use super::{CommandResult, Status, say, show};
 use crate::cluster::etcd::{Endpoints, EtcdStore};
 use crate::cluster::store::ClusterStore;
 use crate::cluster::{MachineRecord, VXLAN_PORT, check_machine_name};
+use crate::encode::terminal::one_line;
 
 /// How long a registration outlives its agent's last renewal.
 const LEASE: Duration = Duration::from_secs(10);
@@ -82,14 +83,17 @@ pub async fn agent(args: AgentArgs) -> CommandResult {
             // Run out while the store was away: register again.
             Ok(false) => {
                 say!("nsw agent: the registration ran out; registering again");
-                match register(&mut store, &record, &mut stopping).await? {
-                    Some(again) => registration = again,
-                    None => return Ok(Status::Success),
+                match register(&mut store, &record, &mut stopping).await {
+                    Ok(Some(again)) => registration = again,
+                    Ok(None) => return Ok(Status::Success),
+                    // The store away again, or the name taken meanwhile:
+                    // said, and tried at the next renewal.
+                    Err(e) => say!("nsw agent: warning: {}", one_line(&format!("{e:#}"))),
                 }
             }
             Err(e) => {
                 if unreachable_since.is_none() {
-                    say!("nsw agent: warning: {e:#}; trying again");
+                    say!("nsw agent: warning: {}; trying again", one_line(&format!("{e:#}")));
                     unreachable_since = Some(Instant::now());
                 }
             }
@@ -132,7 +136,7 @@ async fn register(store: &mut EtcdStore, record: &MachineRecord, stopping: &mut 
             Ok(registration) => return Ok(Some(registration)),
             Err(holder) if Instant::now() < until => {
                 if !said {
-                    say!("nsw agent: machine {} is registered by agent pid {} (underlay {}); waiting for its lease to run out", holder.name, holder.agent_pid, holder.underlay);
+                    say!("nsw agent: machine {} is registered by agent pid {} (underlay {}); waiting for its lease to run out", one_line(&holder.name), holder.agent_pid, holder.underlay);
                     said = true;
                 }
                 if !stopping.sleep(Duration::from_millis(500)).await {
@@ -141,7 +145,7 @@ async fn register(store: &mut EtcdStore, record: &MachineRecord, stopping: &mut 
             }
             Err(holder) => anyhow::bail!(
                 "machine {} is registered by a live agent (pid {}, underlay {}): one agent per machine name",
-                holder.name,
+                one_line(&holder.name),
                 holder.agent_pid,
                 holder.underlay
             ),
@@ -167,7 +171,7 @@ pub async fn machines(args: MachinesArgs) -> CommandResult {
     }
     show!("{:<20} {:<40} {:>8}  VERSION", "MACHINE", "UNDERLAY", "AGENT");
     for m in &machines {
-        show!("{:<20} {:<40} {:>8}  {}", m.name, format!("{}:{}", m.underlay, m.vxlan_port), m.agent_pid, crate::encode::terminal::one_line(&m.version));
+        show!("{:<20} {:<40} {:>8}  {}", one_line(&m.name), format!("{}:{}", m.underlay, m.vxlan_port), m.agent_pid, one_line(&m.version));
     }
     Ok(Status::Success)
 }

@@ -121,7 +121,8 @@ pub fn fail(failure: Failure) -> ExitCode {
     if let Some(incomplete) = failure.error.downcast_ref::<Incomplete>() {
         tell_problems(&incomplete.report);
     }
-    say!("nsw: error: {:#}", failure.error);
+    // Errors carry others' words too (a registry's, a store's): encoded.
+    say!("nsw: error: {}", crate::encode::terminal::one_line(&format!("{:#}", failure.error)));
     failure.status.into()
 }
 

@@ -31,6 +31,9 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     grants.exec_user = exec_user;
     grants.node_files_refused = crate::policy::node_files::refusal(false, behind_boundary, exec_user);
     let wasm = std::fs::read(&args.file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", args.file.display()))?;
+    if let Some(fetched) = &args.fetched {
+        fetched.check(&wasm)?;
+    }
     crate::build::check_script(&args.file, &wasm, &grants, &args.limits.0)?;
     let engine = runtime::engine()?;
     // Compiled afresh: the cache is root's, and a plan needs no root.

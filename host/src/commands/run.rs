@@ -221,6 +221,9 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
     // Read once: the import check and the loader share the bytes.
     let read_start = Instant::now();
     let wasm = crate::access::read_input(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    if let Some(fetched) = &args.fetched {
+        fetched.check(&wasm)?;
+    }
     let read_time = read_start.elapsed();
     crate::build::check_script(&args.file, &wasm, &grants, &limits)?;
     require_root("run")?;

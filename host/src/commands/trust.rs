@@ -60,9 +60,7 @@ pub fn trust(args: TrustArgs) -> CommandResult {
     match args.action {
         TrustAction::Add { key, prefixes } => {
             let key = Key::parse(&key)?;
-            for prefix in &prefixes {
-                check_prefix(prefix)?;
-            }
+            let prefixes = prefixes.iter().map(|p| check_prefix(p)).collect::<anyhow::Result<Vec<_>>>()?;
             let path = trust::add(&key, &prefixes)?;
             let scope = if prefixes.is_empty() { "every reference".to_string() } else { prefixes.join(", ") };
             show!("trusted {} ({}) for {scope}, in {}", key.fingerprint(), key.text(), path.display());
@@ -82,9 +80,14 @@ pub fn trust(args: TrustArgs) -> CommandResult {
     Ok(Status::Success)
 }
 
-/// `REGISTRY[/REPOSITORY...]`, as a reference names them.
-fn check_prefix(prefix: &str) -> anyhow::Result<()> {
-    let probe = format!("{}{}/x", crate::sharing::reference::SCHEME, prefix.trim_end_matches('/'));
-    let probe = if prefix.contains('/') { format!("{}{}", crate::sharing::reference::SCHEME, prefix.trim_end_matches('/')) } else { probe };
-    crate::sharing::reference::ScriptRef::parse(&probe).map(|_| ()).map_err(|e| anyhow::anyhow!("--for {prefix}: not REGISTRY[/REPOSITORY...]: {e}"))
+/// `REGISTRY[/REPOSITORY...]`, as a reference names them (no tag, no
+/// digest: trust is for names); returned as references spell it.
+fn check_prefix(prefix: &str) -> anyhow::Result<String> {
+    let bare = prefix.trim_end_matches('/');
+    let probe = format!("{}{bare}{}", crate::sharing::reference::SCHEME, if bare.contains('/') { "" } else { "/x" });
+    let parsed = crate::sharing::reference::ScriptRef::parse(&probe).map_err(|e| anyhow::anyhow!("--for {prefix}: not REGISTRY[/REPOSITORY...]: {e}"))?;
+    if bare.contains('@') || bare.rsplit('/').next().is_some_and(|last| bare.contains('/') && last.contains(':')) {
+        anyhow::bail!("--for {prefix}: trust is given for a registry or repositories, not a tag or digest");
+    }
+    Ok(if bare.contains('/') { parsed.name() } else { parsed.registry })
 }

@@ -7,8 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+
+use super::reference::{ScriptRef, check_digest};
 
 pub const FILE: &str = "nsw.lock";
 
@@ -39,8 +41,13 @@ impl Lock {
         loop {
             let path = dir.join(FILE);
             if path.is_file() {
+                check_owner(&path)?;
                 let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                let file = toml::from_str(&text).with_context(|| format!("{} is not an nsw.lock", path.display()))?;
+                let file: LockFile = toml::from_str(&text).with_context(|| format!("{} is not an nsw.lock", path.display()))?;
+                for pinned in &file.scripts {
+                    ScriptRef::parse(&pinned.reference).with_context(|| format!("in {}", path.display()))?;
+                    check_digest(&pinned.digest).with_context(|| format!("in {}: {}", path.display(), pinned.reference))?;
+                }
                 return Ok(Some(Lock { path, file }));
             }
             if !dir.pop() {
@@ -70,9 +77,20 @@ pub fn create(dir: &Path) -> Result<()> {
     write(&dir.join(FILE), &LockFile::default())
 }
 
+/// A lock decides what runs: one that someone else could have put or
+/// changed (another user's, or writable by others) is refused, not used.
+fn check_owner(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    if meta.file_type().is_symlink() || (meta.uid() != me && meta.uid() != 0) || meta.mode() & 0o022 != 0 {
+        bail!("{} is not yours (or others may write it): nsw uses only an nsw.lock of yours that only you can write", path.display());
+    }
+    Ok(())
+}
+
 fn write(path: &Path, file: &LockFile) -> Result<()> {
     let body = toml::to_string(file).context("cannot write nsw.lock")?;
-    let tmp = path.with_extension(format!("lock.{}", std::process::id()));
-    std::fs::write(&tmp, format!("{HEADER}\n{body}")).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+    super::store::replace(path, format!("{HEADER}\n{body}").as_bytes(), 0o644)
 }

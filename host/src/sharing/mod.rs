@@ -59,6 +59,20 @@ pub struct Fetched {
     pub signer: Option<Signer>,
     /// Why it is not trusted, if it is not.
     pub untrusted: Option<String>,
+    /// Whether it carries a signature that does not verify, or cannot be
+    /// read: refused whatever the flags say.
+    pub forged: bool,
+}
+
+impl Fetched {
+    /// Check that `wasm`, read from [`Fetched::path`] to run, is still the
+    /// component that was judged.
+    pub fn check(&self, wasm: &[u8]) -> Result<()> {
+        if store::digest_of(wasm) != self.component_digest {
+            bail!("{} changed in the store since it was checked ({}): run it again", self.path.display(), self.reference.canonical());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +103,10 @@ async fn fetch_on(arg: &str, options: &FetchOptions) -> Result<Fetched> {
         (Some(digest), Some(pin)) if options.locked && digest != pin => {
             bail!("{arg}: {} pins {pin}; --locked runs only what it pins", lock_path(&lock));
         }
+        (Some(_), None) if options.locked => match &lock {
+            Some(l) => bail!("{arg} is not pinned in {}; --locked runs only what nsw.lock pins", l.path.display()),
+            None => bail!("--locked: there is no nsw.lock in this directory or above"),
+        },
         (None, None) if options.locked => match &lock {
             Some(l) => bail!("{arg} is not pinned in {}; --locked runs only what nsw.lock pins", l.path.display()),
             None => bail!("--locked: there is no nsw.lock in this directory or above"),
@@ -121,8 +139,8 @@ async fn fetch_on(arg: &str, options: &FetchOptions) -> Result<Fetched> {
         }
     };
     store.put(true, &digest, &raw)?;
-    let (signer, untrusted) = judge(&reference, &wasm)?;
-    let fetched = Fetched { path, size: wasm.len(), component_digest: layer.digest.clone(), signer, untrusted, reference };
+    let (signer, untrusted, forged) = judge(&reference, &wasm)?;
+    let fetched = Fetched { path, size: wasm.len(), component_digest: layer.digest.clone(), signer, untrusted, forged, reference };
     if options.to_run {
         admit(&fetched, &store, resolved_from_tag, options)?;
         if let Some(tag) = fetched.reference.by_tag() {
@@ -134,29 +152,34 @@ async fn fetch_on(arg: &str, options: &FetchOptions) -> Result<Fetched> {
             lock.pin(&as_written.canonical(), &digest)?;
         }
     }
-    store.trim(options.store_bytes);
+    store.trim(options.store_bytes, &[fetched.path.as_path(), store.path(true, &digest).as_path()]);
     Ok(fetched)
 }
 
-/// Who signed `wasm`, and why it is not trusted for `reference` if not.
-fn judge(reference: &ScriptRef, wasm: &[u8]) -> Result<(Option<Signer>, Option<String>)> {
+/// Who signed `wasm`; why it is not trusted for `reference` if not; and
+/// whether a signature it carries is forged (does not verify, or cannot be
+/// read). A signature by a trusted key that verifies settles it: it covers
+/// every byte but the signature section, so nothing else there matters.
+fn judge(reference: &ScriptRef, wasm: &[u8]) -> Result<(Option<Signer>, Option<String>, bool)> {
     let trusted = trust::keys_for(reference)?;
     let signer = |key: &Key, verifies: bool| Signer { key: key.text(), fingerprint: key.fingerprint(), verifies, trusted: verifies && trusted.contains(key) };
     if let Some(key) = trusted.iter().find(|k| k.signed(wasm)) {
-        return Ok((Some(signer(key, true)), None));
+        return Ok((Some(signer(key, true)), None, false));
     }
     let name = reference.name();
     Ok(match signature::read(wasm) {
-        Signature::Unsigned => (None, Some("it is not signed".into())),
-        Signature::Unreadable(why) => (None, Some(format!("its signature cannot be read ({why})"))),
-        Signature::Signed(keys) => match keys.iter().find(|(_, verifies)| *verifies) {
+        Signature::Unsigned => (None, Some("it is not signed".into()), false),
+        Signature::Unreadable(why) => (None, Some(format!("its signature cannot be read ({why})")), true),
+        Signature::Signed(keys) => match keys.iter().find(|(_, verifies)| !*verifies) {
             Some((key, _)) => (
-                Some(signer(key, true)),
-                Some(format!("it is signed by key {} ({}), which is not trusted for {name}; to trust it: nsw trust add {} --for {name}", key.fingerprint(), key.text(), key.text())),
+                Some(signer(key, false)),
+                Some(format!("its signature does not verify with the key it names, {}: the script was changed after it was signed, or the signature is forged", key.fingerprint())),
+                true,
             ),
             None => {
                 let (key, _) = &keys[0];
-                (Some(signer(key, false)), Some(format!("its signature does not verify with the key it names, {}: the script was changed after it was signed, or the signature is forged", key.fingerprint())))
+                let why = format!("it is signed by key {} ({}), which is not trusted for {name}; to trust it: nsw trust add {} --for {name}", key.fingerprint(), key.text(), key.text());
+                (Some(signer(key, true)), Some(why), false)
             }
         },
     })
@@ -166,7 +189,7 @@ fn judge(reference: &ScriptRef, wasm: &[u8]) -> Result<(Option<Signer>, Option<S
 fn admit(fetched: &Fetched, store: &Store, resolved_from_tag: bool, options: &FetchOptions) -> Result<()> {
     let Some(why) = &fetched.untrusted else { return Ok(()) };
     let name = fetched.reference.canonical();
-    if fetched.signer.as_ref().is_some_and(|s| !s.verifies) {
+    if fetched.forged {
         bail!("refused {name}: {why}");
     }
     // A tag that names another script than when this user last ran it.

@@ -34,9 +34,12 @@ impl ScriptRef {
             None => (rest, None),
         };
         let (registry, path) = rest.split_once('/').with_context(|| format!("{text}: expected {SCHEME}REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST]"))?;
-        if registry.is_empty() || !registry.chars().all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) {
-            bail!("{text}: {registry:?} is not a registry host[:port]");
+        if !is_registry(registry) {
+            bail!("{text}: {registry:?} is not a registry HOST[:PORT] (a host name, an IPv4 address or [an IPv6 one])");
         }
+        // Host names are case-blind: one spelling for trust, tags and locks.
+        let registry = registry.to_ascii_lowercase();
+        let registry = registry.as_str();
         // A colon after the last slash starts the tag.
         let (repository, tag) = match path.rfind(':') {
             Some(at) if !path[at..].contains('/') => (&path[..at], Some(&path[at + 1..])),
@@ -119,6 +122,23 @@ impl ScriptRef {
     }
 }
 
+/// `HOST[:PORT]`: a host name of dot-separated labels (letters, digits,
+/// inner '-'), an IPv4 address, or an IPv6 one in brackets.
+fn is_registry(text: &str) -> bool {
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && (!h.contains(':') || h.starts_with('[')) => (h, Some(p)),
+        _ => (text, None),
+    };
+    if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+        return false;
+    }
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let label_ok = |l: &str| (1..=63).contains(&l.len()) && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-') && !l.ends_with('-');
+    !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok)
+}
+
 /// `sha256:` and 64 lowercase hex digits: the only digests nsw accepts.
 pub fn check_digest(digest: &str) -> Result<String> {
     let hex = digest.strip_prefix("sha256:").context("only sha256 digests are accepted")?;
@@ -145,11 +165,13 @@ mod tests {
         let r = ScriptRef::parse(&format!("oci://reg.example/pbj:v2@{D}")).unwrap();
         assert_eq!(r.by_tag().unwrap(), "oci://reg.example/pbj:v2");
         assert_eq!(ScriptRef::parse("oci://reg.example/pbj").unwrap().tag.as_deref(), Some("latest"));
+        assert_eq!(ScriptRef::parse("oci://Reg.Example:5000/pbj").unwrap().registry, "reg.example:5000");
+        assert_eq!(ScriptRef::parse("oci://[::1]:5000/pbj").unwrap().registry, "[::1]:5000");
     }
 
     #[test]
     fn refuses_what_is_not_a_reference() {
-        for bad in ["pbj.wasm", "oci://", "oci://reg", "oci://reg/UPPER", "oci://reg/a:b c", "oci://reg/a@sha256:12", "oci://reg/a@md5:00", "oci://re g/a", "oci://reg//a"] {
+        for bad in ["pbj.wasm", "oci://", "oci://reg", "oci://reg/UPPER", "oci://reg/a:b c", "oci://reg/a@sha256:12", "oci://reg/a@md5:00", "oci://re g/a", "oci://reg//a", "oci://../a", "oci://reg:0/a", "oci://reg:99999/a", "oci://[::1/a", "oci://-reg/a", "oci://a..b/a"] {
             assert!(ScriptRef::parse(bad).is_err(), "{bad} accepted");
         }
     }

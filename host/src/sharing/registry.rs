@@ -76,7 +76,10 @@ impl Registry {
     /// The component `layer` describes, checked against its digest and
     /// read no further than `max_bytes`.
     pub async fn component(&self, reference: &ScriptRef, layer: &OciDescriptor, max_bytes: usize) -> Result<Vec<u8>> {
-        if layer.size < 0 || layer.size as u64 > max_bytes as u64 {
+        if layer.size < 0 {
+            bail!("the manifest of {} gives its component a size of {}: refused", reference.canonical(), layer.size);
+        }
+        if layer.size as u64 > max_bytes as u64 {
             bail!("{} is {} bytes, more than --max-component ({} MiB)", reference.canonical(), layer.size, max_bytes >> 20);
         }
         let client: &oci_client::Client = self.client.as_ref();
@@ -105,10 +108,10 @@ impl Registry {
 pub fn component_of(raw: &[u8]) -> Result<OciDescriptor> {
     let manifest: OciImageManifest = serde_json::from_slice(raw).context("not an OCI image manifest")?;
     if manifest.media_type.as_deref().is_some_and(|t| t != WASM_MANIFEST_MEDIA_TYPE) {
-        bail!("its manifest is {}, not {WASM_MANIFEST_MEDIA_TYPE}", manifest.media_type.unwrap_or_default());
+        bail!("its manifest is {:?}, not {WASM_MANIFEST_MEDIA_TYPE}", manifest.media_type.unwrap_or_default());
     }
     if manifest.config.media_type != WASM_MANIFEST_CONFIG_MEDIA_TYPE {
-        bail!("its config is {}, not {WASM_MANIFEST_CONFIG_MEDIA_TYPE}", manifest.config.media_type);
+        bail!("its config is {:?}, not {WASM_MANIFEST_CONFIG_MEDIA_TYPE}", manifest.config.media_type);
     }
     match manifest.layers.as_slice() {
         [layer] if layer.media_type == WASM_LAYER_MEDIA_TYPE => {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
+use super::reference::check_digest;
 use crate::layout;
 
 pub struct Store {
@@ -27,8 +28,15 @@ impl Store {
         Store { cache: crate::places::own_cache() }
     }
 
+    /// Where the manifest or component of `digest` (checked) is kept.
+    pub fn path(&self, manifest: bool, digest: &str) -> PathBuf {
+        layout::pulled_file(&self.cache, manifest, digest)
+    }
+
     /// The manifest or component of `digest`, if kept and still whole.
     pub fn get(&self, manifest: bool, digest: &str) -> Option<(Vec<u8>, PathBuf)> {
+        // Only a checked digest ever becomes a path.
+        check_digest(digest).ok()?;
         let path = layout::pulled_file(&self.cache, manifest, digest);
         let bytes = std::fs::read(&path).ok()?;
         if digest_of(&bytes) != digest {
@@ -42,12 +50,11 @@ impl Store {
 
     /// Keep `bytes` (already checked against `digest`); its path.
     pub fn put(&self, manifest: bool, digest: &str, bytes: &[u8]) -> Result<PathBuf> {
+        check_digest(digest)?;
         let path = layout::pulled_file(&self.cache, manifest, digest);
         let dir = path.parent().context("store path has no directory")?;
         make_private_dirs(dir)?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+        replace(&path, bytes, 0o600)?;
         Ok(path)
     }
 
@@ -60,20 +67,19 @@ impl Store {
     pub fn set_tag(&self, tag: &str, digest: &str) -> Result<()> {
         let mut tags = self.tags();
         tags.insert(tag.to_string(), digest.to_string());
-        let path = layout::pulled_tags(&self.cache);
         make_private_dirs(layout::pulled(&self.cache).as_path())?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&tags)?).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+        replace(&layout::pulled_tags(&self.cache), &serde_json::to_vec_pretty(&tags)?, 0o600)
     }
 
+    /// The tags seen; none if the file is missing or unreadable (a broken
+    /// record is replaced at the next run, never trusted).
     fn tags(&self) -> BTreeMap<String, String> {
         std::fs::read(layout::pulled_tags(&self.cache)).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
     /// Remove the least recently used files until the store holds at most
-    /// `limit` bytes.
-    pub fn trim(&self, limit: u64) {
+    /// `limit` bytes; never the files of `keep` (the script about to run).
+    pub fn trim(&self, limit: u64, keep: &[&std::path::Path]) {
         let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = Vec::new();
         for part in ["manifests", "blobs"] {
             let Ok(dir) = std::fs::read_dir(layout::pulled(&self.cache).join(part)) else { continue };
@@ -89,11 +95,35 @@ impl Store {
             if total <= limit {
                 break;
             }
+            if keep.contains(&path.as_path()) {
+                continue;
+            }
             if std::fs::remove_file(&path).is_ok() {
                 total -= len;
             }
         }
     }
+}
+
+/// Replace `path` whole with `bytes`: written beside it (a new file, never
+/// through a link someone left there), then renamed over it.
+pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("nsw-tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes));
+    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
 }
 
 /// `dir` and its parents up to the cache, the store's own made mode 0700.

@@ -86,10 +86,7 @@ pub fn add(key: &Key, prefixes: &[String]) -> Result<PathBuf> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    // Whole or not at all: written beside it, then renamed over it.
-    let tmp = path.with_extension(format!("toml.{}", std::process::id()));
-    std::fs::write(&tmp, format!("{header}{body}")).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    super::store::replace(&path, format!("{header}{body}").as_bytes(), 0o644)?;
     Ok(path)
 }
 

@@ -329,3 +329,51 @@ fn registry_credentials_come_from_the_docker_auth_file() {
     let digest = pushed_digest(&ok(push(&reg)));
     ok(run_rm(&reg, &machine, &format!("{reference}@{digest}"), &["--insecure-unsigned"]));
 }
+
+#[test]
+fn a_registry_that_sends_an_endless_manifest_is_cut_off() {
+    let machine = Machine::new("big");
+    // A hostile "registry": any manifest is an endless stream of spaces.
+    let server = r#"
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        if "/manifests/" in self.path:
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            self.end_headers()
+            try:
+                while True:
+                    self.wfile.write(b" " * 65536)
+            except Exception:
+                return
+        self.end_headers()
+        self.wfile.write(b"{}")
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", 5001), H).serve_forever()
+"#;
+    let mut child = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", machine.name))
+        .args(["python3", "-c", server])
+        .spawn()
+        .unwrap();
+    let mut listening = false;
+    for _ in 0..100 {
+        let out = nsw_tests::in_ns(&machine.name, "ss", &["-Hltn", "sport = :5001"]);
+        if !stdout(&out).trim().is_empty() {
+            listening = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(listening, "the fake registry did not listen");
+    let dir = std::env::temp_dir().join(nsw_tests::unique("nswt-big-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = machine.nsw_env(&["inspect", "--plain-http", "oci://127.0.0.1:5001/x/big:v1"], &[("NSW_CACHE_DIR", dir.to_str().unwrap()), ("XDG_CONFIG_HOME", dir.to_str().unwrap())]);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let why = refused(out);
+    assert!(why.contains("larger than 64 KiB"), "{why}");
+}

@@ -31,37 +31,79 @@ const MAX_MANIFEST: usize = 64 * 1024;
 pub struct Registry {
     client: WasmClient,
     auth: RegistryAuth,
+    /// For manifests, read no further than `MAX_MANIFEST` (oci-client
+    /// reads a manifest's whole body before anyone can look at its size).
+    http: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl Registry {
     pub fn new(reference: &ScriptRef, plain_http: bool) -> Result<Registry> {
+        let roots = certificates(&reference.registry)?;
+        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).read_timeout(Duration::from_secs(30)).user_agent(concat!("nsw/", env!("CARGO_PKG_VERSION")));
+        for root in &roots {
+            http = http.add_root_certificate(reqwest::Certificate::from_pem(&root.data).context("a CA certificate in certs.d is not PEM")?);
+        }
+        let http = http.build().context("cannot make an HTTP client")?;
         let config = ClientConfig {
             protocol: if plain_http { ClientProtocol::Http } else { ClientProtocol::Https },
-            extra_root_certificates: certificates(&reference.registry)?,
+            extra_root_certificates: roots,
             connect_timeout: Some(Duration::from_secs(10)),
             read_timeout: Some(Duration::from_secs(30)),
             user_agent: concat!("nsw/", env!("CARGO_PKG_VERSION")),
             ..Default::default()
         };
         let client = WasmClient::new(oci_client::Client::new(config));
-        Ok(Registry { client, auth: credentials(&reference.registry)? })
+        Ok(Registry { client, auth: credentials(&reference.registry)?, http, scheme: if plain_http { "http" } else { "https" } })
+    }
+
+    /// The manifest `reference` names, read no further than `MAX_MANIFEST`.
+    async fn manifest_bytes(&self, reference: &ScriptRef) -> Result<Vec<u8>> {
+        let client: &oci_client::Client = self.client.as_ref();
+        // The registry's token if it wants one (oci-client asks for it),
+        // else the password from the auth file, else nothing.
+        let token = client.auth(&reference.for_client()?, &self.auth, oci_client::RegistryOperation::Pull).await?;
+        let name = reference.digest.as_deref().or(reference.tag.as_deref()).unwrap_or("latest");
+        let url = format!("{}://{}/v2/{}/manifests/{name}", self.scheme, reference.registry, reference.repository);
+        let mut request = self.http.get(&url).header(reqwest::header::ACCEPT, WASM_MANIFEST_MEDIA_TYPE);
+        request = match (token, &self.auth) {
+            (Some(token), _) => request.bearer_auth(token),
+            (None, RegistryAuth::Basic(user, password)) => request.basic_auth(user, Some(password)),
+            _ => request,
+        };
+        let mut response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let mut body = Vec::new();
+        let cap = if status.is_success() { MAX_MANIFEST } else { 4096 };
+        while let Some(chunk) = response.chunk().await.with_context(|| format!("cannot read {url}"))? {
+            if body.len() + chunk.len() > cap {
+                if status.is_success() {
+                    bail!("the manifest is larger than {} KiB: not a lab script's", MAX_MANIFEST >> 10);
+                }
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            // The distribution API's errors: {"errors":[{"code","message"}]}.
+            let said = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["errors"].as_array().map(|e| e.iter().filter_map(|e| e["message"].as_str().or(e["code"].as_str())).collect::<Vec<_>>().join("; ")))
+                .unwrap_or_default();
+            bail!("the registry answered {status} for {url}{}{said}", if said.is_empty() { "" } else { ": " });
+        }
+        Ok(body)
     }
 
     /// The manifest `reference` names (by its digest if it has one, else
     /// by its tag), its digest, and the component's descriptor in it.
     pub async fn manifest(&self, reference: &ScriptRef) -> Result<(Vec<u8>, String, OciDescriptor)> {
-        let client: &oci_client::Client = self.client.as_ref();
         // By digest when pinned: the tag then only says where it came from.
         let ask = match &reference.digest {
             Some(digest) => ScriptRef { tag: None, ..reference.pinned(digest) },
             None => reference.clone(),
         };
-        let ask = ask.for_client()?;
-        let pulled = client.pull_manifest_raw(&ask, &self.auth, &[WASM_MANIFEST_MEDIA_TYPE]);
-        let (raw, _) = within(pulled).await.with_context(|| format!("cannot get the manifest of {}", reference.canonical()))?;
-        if raw.len() > MAX_MANIFEST {
-            bail!("the manifest of {} is {} bytes: not a lab script's", reference.canonical(), raw.len());
-        }
+        let raw = within(self.manifest_bytes(&ask)).await.with_context(|| format!("cannot get the manifest of {}", reference.canonical()))?;
         // The digest is the bytes' own, never what the registry says.
         let digest = digest_of(&raw);
         if let Some(pinned) = &reference.digest
@@ -70,7 +112,7 @@ impl Registry {
             bail!("the registry answered {} with a manifest whose digest is {digest}, not {pinned}: refused", reference.canonical());
         }
         let layer = component_of(&raw).with_context(|| format!("{} is not a lab script (a Wasm OCI artifact)", reference.canonical()))?;
-        Ok((raw.to_vec(), digest, layer))
+        Ok((raw, digest, layer))
     }
 
     /// The component `layer` describes, checked against its digest and

@@ -115,7 +115,9 @@ async fn fetch_on(arg: &str, options: &FetchOptions) -> Result<Fetched> {
     }
     let resolved_from_tag = reference.digest.is_none();
     let store = Store::open();
-    let registry = registry::Registry::new(&reference, options.plain_http)?;
+    // Made only if needed: a script kept by digest runs without a
+    // registry, and making its clients (their TLS roots) costs ~0.1 s.
+    let mut client: Option<registry::Registry> = None;
     // A pinned manifest kept by digest needs no registry.
     let kept = reference.digest.as_deref().and_then(|d| store.get(true, d)).map(|(raw, _)| raw);
     let (raw, digest) = match kept {
@@ -124,7 +126,7 @@ async fn fetch_on(arg: &str, options: &FetchOptions) -> Result<Fetched> {
             (raw, digest)
         }
         None => {
-            let (raw, digest, _) = registry.manifest(&reference).await?;
+            let (raw, digest, _) = connected(&mut client, &reference, options)?.manifest(&reference).await?;
             (raw, digest)
         }
     };
@@ -133,7 +135,7 @@ async fn fetch_on(arg: &str, options: &FetchOptions) -> Result<Fetched> {
     let (wasm, path) = match store.get(false, &layer.digest) {
         Some(kept) => kept,
         None => {
-            let wasm = registry.component(&reference, &layer, options.max_component_bytes).await?;
+            let wasm = connected(&mut client, &reference, options)?.component(&reference, &layer, options.max_component_bytes).await?;
             let path = store.put(false, &layer.digest, &wasm)?;
             (wasm, path)
         }
@@ -154,6 +156,14 @@ async fn fetch_on(arg: &str, options: &FetchOptions) -> Result<Fetched> {
     }
     store.trim(options.store_bytes, &[fetched.path.as_path(), store.path(true, &digest).as_path()]);
     Ok(fetched)
+}
+
+/// The registry's client in `slot`, made the first time it is needed.
+fn connected<'a>(slot: &'a mut Option<registry::Registry>, reference: &ScriptRef, options: &FetchOptions) -> Result<&'a registry::Registry> {
+    if slot.is_none() {
+        *slot = Some(registry::Registry::new(reference, options.plain_http)?);
+    }
+    slot.as_ref().context("no registry client")
 }
 
 /// Who signed `wasm`; why it is not trusted for `reference` if not; and

@@ -88,3 +88,8 @@ pub fn pulled_file(cache: &Path, manifest: bool, digest: &str) -> PathBuf {
 pub fn pulled_tags(cache: &Path) -> PathBuf {
     pulled(cache).join("tags.json")
 }
+
+/// The lock its writers take (`oci/tags.lock`).
+pub fn pulled_tags_lock(cache: &Path) -> PathBuf {
+    pulled(cache).join("tags.lock")
+}

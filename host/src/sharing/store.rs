@@ -63,11 +63,20 @@ impl Store {
         self.tags().remove(tag)
     }
 
-    /// Remember that `tag` names `digest` now.
+    /// Remember that `tag` names `digest` now. Under a lock of the store's:
+    /// two runs at once each keep their record.
     pub fn set_tag(&self, tag: &str, digest: &str) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        make_private_dirs(layout::pulled(&self.cache).as_path())?;
+        let lock_path = layout::pulled_tags_lock(&self.cache);
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).with_context(|| format!("cannot open {}", lock_path.display()))?;
+        // SAFETY: flock on a descriptor this function owns; released when
+        // `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", lock_path.display()));
+        }
         let mut tags = self.tags();
         tags.insert(tag.to_string(), digest.to_string());
-        make_private_dirs(layout::pulled(&self.cache).as_path())?;
         replace(&layout::pulled_tags(&self.cache), &serde_json::to_vec_pretty(&tags)?, 0o600)
     }
 

@@ -15,6 +15,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     members: Vec<Option<Child>>,
     pub tls: bool,
+    /// Every agent started, killed at the end if a failed test left it.
+    agents: std::sync::Mutex<Vec<u32>>,
 }
 
 /// Machine `i`'s underlay address.
@@ -31,7 +33,7 @@ impl Cluster {
         ip_in(&underlay, &["link", "set", "lo", "up"]);
         ip_in(&underlay, &["link", "add", "br0", "type", "bridge"]);
         ip_in(&underlay, &["link", "set", "br0", "up"]);
-        let mut cluster = Cluster { machines: Vec::new(), underlay, dir, members: Vec::new(), tls };
+        let mut cluster = Cluster { machines: Vec::new(), underlay, dir, members: Vec::new(), tls, agents: Default::default() };
         for i in 0..size {
             let machine = Machine::new(tag);
             let port = format!("m{i}");
@@ -142,7 +144,7 @@ impl Cluster {
     /// `i`, running; its stderr in the cluster's directory.
     pub fn spawn_agent(&self, i: usize, name: &str, store_flags: &[String]) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("agent-{name}-{}.log", unique("")))).unwrap();
-        Command::new("nsenter")
+        let agent = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.machines[i].name))
             .arg(nsw_bin())
             .args(["agent", "--machine", name, "--underlay", &address(i)])
@@ -151,7 +153,9 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start nsw agent")
+            .expect("start nsw agent");
+        self.agents.lock().unwrap().push(agent.id());
+        agent
     }
 
     /// A CA, a server certificate per member and a client one for nsw.
@@ -176,6 +180,14 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        // An agent a failed test did not stop (still an nsw agent: the pid
+        // was not reused).
+        for pid in self.agents.lock().map(|a| a.clone()).unwrap_or_default() {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("agent") {
+                let _ = run("kill", &["-KILL", &pid.to_string()]);
+            }
+        }
         for i in 0..self.members.len() {
             self.kill_member(i);
         }

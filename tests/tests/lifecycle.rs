@@ -339,3 +339,18 @@ fn summary_counts(text: &str) -> (usize, usize) {
     let gone = if text.contains("already gone") { number_before(" objects already gone").max(number_before(" object already gone")) } else { 0 };
     (removed, gone)
 }
+
+/// A run killed between making its journal and writing its first line
+/// (a window the random kills above can hit): `ls` says broken, `down`
+/// removes it and frees the name.
+#[test]
+fn a_journal_killed_before_its_first_line_is_broken_and_down_removes_it() {
+    let machine = Machine::new("empty");
+    let before = machine.snapshot();
+    let lab = unique("e");
+    std::fs::write(nsw_tests::journal_path(&lab), b"").unwrap();
+    assert_eq!(lab_state(&machine, &lab).as_deref(), Some("broken"));
+    let down = machine.nsw(&["down", &lab]);
+    assert!(down.status.success(), "{}", text(&down));
+    assert_no_leak(&lab, &machine, &before);
+}

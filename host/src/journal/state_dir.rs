@@ -234,6 +234,22 @@ impl StateDir {
                 Err(e) => tracing::warn!("{}: skipping a torn line ({e})", path.display()),
             }
         }
+        if entries.is_empty() {
+            // Killed between making its journal and writing the first line:
+            // it recorded nothing, so it built nothing (nsw writes before it
+            // acts). A record of nothing: `ls` says broken, `down` removes
+            // the file and frees the name.
+            let info = LabInfo {
+                name: lab.to_string(),
+                mode: crate::policy::Mode::Contained,
+                grants: Vec::new(),
+                machine_netns: 0,
+                pid: 0,
+                script: "(nothing recorded)".into(),
+                started_unix: 0,
+            };
+            return Ok(Some(LabRecord::new(info)));
+        }
         let record = LabRecord::from_entries(entries).with_context(|| format!("reading {}", path.display()))?;
         // A journal is the lab's whose file it is: one written from behind
         // the privilege boundary may say otherwise.

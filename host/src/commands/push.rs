@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::{CommandResult, Status, show};
 use crate::sharing::reference::ScriptRef;
-use crate::sharing::{self, FetchOptions, Fetched, registry::Registry, signature};
+use crate::sharing::{self, Fetched, registry::Registry, signature};
 
 #[derive(Args)]
 pub struct PushArgs {
@@ -65,18 +65,15 @@ pub struct PullArgs {
 }
 
 impl PullArgs {
-    /// Fetch before nsw has threads (see [`crate::sharing`]).
+    /// Fetch before nsw has threads (see [`crate::sharing`]), as `inspect`
+    /// does: checked, not judged.
     pub(crate) fn fetch(&mut self) -> anyhow::Result<()> {
-        let limits = crate::policy::Limits::default();
-        let options = FetchOptions {
-            plain_http: self.plain_http,
-            insecure_unsigned: false,
-            locked: false,
-            to_run: false,
-            max_component_bytes: limits.component_bytes,
-            store_bytes: limits.cache_bytes,
-        };
-        self.fetched = Some(sharing::fetch(&self.reference, &options)?);
+        let source = super::source_args::SourceArgs { plain_http: self.plain_http, ..Default::default() };
+        let mut reference = PathBuf::from(&self.reference);
+        if !sharing::is_reference(&reference) {
+            anyhow::bail!("{}: nsw pulls oci://REGISTRY/REPOSITORY[:TAG][@sha256:DIGEST]", self.reference);
+        }
+        self.fetched = source.fetch(&mut reference, false, &crate::policy::Limits::default())?;
         Ok(())
     }
 }

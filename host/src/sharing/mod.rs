@@ -101,7 +101,8 @@ async fn fetch_on(arg: &str, options: &FetchOptions) -> Result<Fetched> {
     match (&reference.digest, &pinned_by_lock) {
         (None, Some(digest)) => reference = reference.pinned(digest),
         (Some(digest), Some(pin)) if options.locked && digest != pin => {
-            bail!("{arg}: {} pins {pin}; --locked runs only what it pins", lock_path(&lock));
+            let path = lock.as_ref().map(|l| l.path.display().to_string()).unwrap_or_default();
+            bail!("{arg}: {path} pins {pin}; --locked runs only what it pins");
         }
         (Some(_), None) if options.locked => match &lock {
             Some(l) => bail!("{arg} is not pinned in {}; --locked runs only what nsw.lock pins", l.path.display()),
@@ -219,8 +220,4 @@ fn admit(fetched: &Fetched, store: &Store, resolved_from_tag: bool, options: &Fe
     }
     say!("nsw: running {name} without a trusted signature (--insecure-unsigned): {why}");
     Ok(())
-}
-
-fn lock_path(lock: &Option<lock::Lock>) -> String {
-    lock.as_ref().map_or_else(String::new, |l| l.path.display().to_string())
 }

@@ -94,6 +94,9 @@ pub struct Run<'a> {
     /// The lab stays up if the script succeeds: its services keep running
     /// after the run, until the lab goes down.
     pub keep_services: bool,
+    /// A coordinator's lab passes what it did on to the machines (`nsw run
+    /// --store`); `None` for a lab of this machine.
+    pub forward: Option<Box<dyn crate::lab::forward::Forward>>,
 }
 
 impl Run<'_> {
@@ -103,7 +106,7 @@ impl Run<'_> {
     /// hooks).
     pub async fn go(self, journal: Journal, backend: Box<dyn Backend>, before: impl FnOnce(&Lab) -> Option<Box<dyn std::any::Any>>) -> Ran {
         let stop = self.stop.clone();
-        match Lab::start(self.lab, self.grants, journal, backend, self.limits, self.stop).await {
+        match Lab::start(self.lab, self.grants, journal, backend, self.limits, self.stop, self.forward).await {
             Err((e, journal)) => Ran { ending: Ending::Setup(e), journal, findings: Findings::default(), times: RunTimes::default(), services: None },
             Ok(lab) if stop.requested() => Ran {
                 ending: Ending::Guest(script::stopped_outcome(&stop, &self.run_limits)),

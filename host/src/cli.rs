@@ -75,7 +75,14 @@ enum Command {
 impl Command {
     /// Whether it builds or reads labs (the rest need no namespace at all).
     fn works_on_labs(&self) -> bool {
-        !matches!(self, Command::Plan(_) | Command::Inspect(_) | Command::Wit(_) | Command::New(_) | Command::Push(_) | Command::Pull(_) | Command::Key(_) | Command::Trust(_) | Command::Agent(_) | Command::Machines(_))
+        // Across machines, the agents work on labs; this process asks them.
+        let across = match self {
+            Command::Run(args) => args.cluster.given(),
+            Command::Down(args) => args.across(),
+            Command::Ls(args) => args.across(),
+            _ => false,
+        };
+        !across && !matches!(self, Command::Plan(_) | Command::Inspect(_) | Command::Wit(_) | Command::New(_) | Command::Push(_) | Command::Pull(_) | Command::Key(_) | Command::Trust(_) | Command::Agent(_) | Command::Machines(_))
     }
 
     /// Fetch the script it names by reference (`oci://`), if it does.
@@ -150,6 +157,7 @@ pub fn main() -> ExitCode {
     // keeper: the front, which only waits, keeps no keeper up).
     if let Command::Run(args) = &cli.command
         && !args.rm
+        && !args.cluster.given()
         && let Err(e) = crate::front::split()
     {
         return commands::fail(Failure::new(Status::Usage, e));

@@ -26,6 +26,11 @@ impl ErrorKind {
             ErrorKind::Os => "os",
         }
     }
+
+    /// The kind [`ErrorKind::as_str`] names.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        [ErrorKind::Denied, ErrorKind::Invalid, ErrorKind::Exists, ErrorKind::NotFound, ErrorKind::Quota, ErrorKind::Os].into_iter().find(|k| k.as_str() == name)
+    }
 }
 
 /// A failed lab operation, with a message that names the object.

@@ -38,6 +38,7 @@ pub mod runtime;
 pub mod script;
 pub mod session;
 pub mod shared_settings;
+pub mod spread;
 pub mod sharing;
 pub mod show;
 pub mod stop;

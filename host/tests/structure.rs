@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["imports"],
     &["script"],
     &["session", "build", "show"],
-    &["graph"],
+    &["graph", "spread"],
     &["boundary", "rootless"],
     &["commands"],
     &["cli"],

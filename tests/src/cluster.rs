@@ -141,11 +141,16 @@ impl Cluster {
     }
 
     /// `nsw agent --machine NAME --underlay ADDRESS --store ...` in machine
-    /// `i`, running; its stderr in the cluster's directory.
+    /// `i`, running, with the machine's own `/run/nsw` and `/run/netns` (a
+    /// mount namespace of its own, as Mininet's fake cluster does): its
+    /// labs' namespaces and journals are the machine's, not the test's.
+    /// Its stderr goes to the cluster's directory.
     pub fn spawn_agent(&self, i: usize, name: &str, store_flags: &[String]) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("agent-{name}-{}.log", unique("")))).unwrap();
+        let private = "mkdir -p /run/nsw /run/netns && mount -t tmpfs nswt-machine /run/nsw && mount -t tmpfs nswt-machine /run/netns && exec \"$0\" \"$@\"";
         let agent = Command::new("nsenter")
             .arg(format!("--net=/run/netns/{}", self.machines[i].name))
+            .args(["unshare", "--mount", "--propagation", "private", "sh", "-c", private])
             .arg(nsw_bin())
             .args(["agent", "--machine", name, "--underlay", &address(i)])
             .args(store_flags)
@@ -156,6 +161,14 @@ impl Cluster {
             .expect("start nsw agent");
         self.agents.lock().unwrap().push(agent.id());
         agent
+    }
+
+    /// A program run as the machine of the agent `agent` sees it: its
+    /// network and its mounts (`/run/netns`, `/run/nsw`).
+    pub fn as_machine(&self, agent: &Child, program: &str, args: &[&str]) -> Output {
+        // nsenter, unshare and sh each exec the next: the child is nsw.
+        let target = agent.id().to_string();
+        run("nsenter", &[&["-t", target.as_str(), "-m", "-n", program], args].concat())
     }
 
     /// A CA, a server certificate per member and a client one for nsw.

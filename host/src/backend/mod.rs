@@ -38,6 +38,20 @@ pub struct LinkRef {
     pub index: u32,
 }
 
+/// One end of a link whose other end is on another machine: a
+/// point-to-point VXLAN device whose UDP socket is in the machine's
+/// namespace (the underlay), made there and born in the node's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tunnel {
+    pub vni: u32,
+    /// This machine's underlay address, and the other end's.
+    pub local: IpAddr,
+    pub remote: IpAddr,
+    pub port: u16,
+    /// Set on both ends: the underlay's MTU less VXLAN's 50 bytes.
+    pub mtu: u32,
+}
+
 /// The outcome of a ping.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PingStats {
@@ -202,6 +216,8 @@ pub trait Backend: Send {
     /// Create a bridge, down, with the index `index` if given; returns its
     /// index.
     async fn create_bridge(&mut self, name: &str, ns: NsId, index: Option<u32>) -> io::Result<u32>;
+    /// Create `name` in `ns` as one end of `tunnel`, down; returns its index.
+    async fn create_tunnel(&mut self, name: &str, ns: NsId, tunnel: &Tunnel) -> io::Result<u32>;
     /// Move a link, to the index `index` there if given; returns its index
     /// in the new namespace.
     async fn move_link(&mut self, link: &LinkRef, to: NsId, index: Option<u32>) -> io::Result<u32>;
@@ -444,6 +460,13 @@ pub mod from_netns {
 }
 
 /// The real thing: the kernel, for building labs and taking them down.
+/// The MTU of the interface of nsw's namespace that has `address` (an
+/// agent's underlay), if one has.
+pub async fn underlay_mtu(address: IpAddr) -> io::Result<Option<u32>> {
+    let here = kernel::netns::open_current()?;
+    kernel::netlink::mtu_with_address(&kernel::netlink::connect(&here)?, address).await
+}
+
 pub fn system() -> kernel::KernelBackend {
     kernel::KernelBackend::new()
 }

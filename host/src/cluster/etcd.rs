@@ -13,6 +13,7 @@ use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, OpenSs
 use super::MachineRecord;
 use super::store::{ClusterStore, Registration};
 
+const ROOT: &str = "/nsw/v1/";
 const MACHINES: &str = "/nsw/v1/machines/";
 
 /// How long one request to one member may take.
@@ -186,5 +187,64 @@ impl ClusterStore for EtcdStore {
         let mut machines: Vec<MachineRecord> = response.kvs().iter().filter_map(|kv| serde_json::from_slice(kv.value()).ok()).collect();
         machines.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(machines)
+    }
+
+    async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = format!("{ROOT}{key}");
+        let response = on_a_member!(self, |c| c.get(key.clone(), None)).with_context(|| format!("cannot read {key} from the store"))?;
+        Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    async fn put(&mut self, key: &str, value: Vec<u8>) -> Result<()> {
+        let key = format!("{ROOT}{key}");
+        on_a_member!(self, |c| c.put(key.clone(), value.clone(), None)).with_context(|| format!("cannot write {key} to the store"))?;
+        Ok(())
+    }
+
+    async fn create(&mut self, key: &str, value: Vec<u8>) -> Result<bool> {
+        let key = format!("{ROOT}{key}");
+        let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(key.clone(), value, None)]);
+        let response = on_a_member!(self, |c| c.txn(txn.clone())).with_context(|| format!("cannot create {key} in the store"))?;
+        Ok(response.succeeded())
+    }
+
+    async fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = format!("{ROOT}{prefix}");
+        let options = GetOptions::new().with_prefix().with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Ascend);
+        let response = on_a_member!(self, |c| c.get(prefix.clone(), Some(options.clone()))).with_context(|| format!("cannot read {prefix} from the store"))?;
+        Ok(response.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).trim_start_matches(ROOT).to_string(), kv.value().to_vec())).collect())
+    }
+
+    async fn delete(&mut self, key: &str, prefix: bool) -> Result<()> {
+        let key = format!("{ROOT}{key}");
+        let options = prefix.then(|| etcd_client::DeleteOptions::new().with_prefix());
+        on_a_member!(self, |c| c.delete(key.clone(), options.clone())).with_context(|| format!("cannot delete {key} from the store"))?;
+        Ok(())
+    }
+
+    async fn put_and_delete(&mut self, put: &str, value: Vec<u8>, delete: &str) -> Result<()> {
+        let (put, delete) = (format!("{ROOT}{put}"), format!("{ROOT}{delete}"));
+        let txn = Txn::new().and_then([TxnOp::put(put.clone(), value, None), TxnOp::delete(delete, None)]);
+        on_a_member!(self, |c| c.txn(txn.clone())).with_context(|| format!("cannot write {put} to the store"))?;
+        Ok(())
+    }
+
+    async fn take(&mut self, key: &str, n: u64) -> Result<u64> {
+        let key = format!("{ROOT}{key}");
+        // Compare-and-swap on the key's version, until no one else took
+        // numbers in between.
+        for _ in 0..100 {
+            let response = on_a_member!(self, |c| c.get(key.clone(), None)).with_context(|| format!("cannot read {key} from the store"))?;
+            let (first, version) = match response.kvs().first() {
+                Some(kv) => (std::str::from_utf8(kv.value()).ok().and_then(|v| v.parse::<u64>().ok()).context("the store's counter is not a number")?, kv.version()),
+                None => (1, 0),
+            };
+            let next = (first + n).to_string();
+            let txn = Txn::new().when([Compare::version(key.clone(), CompareOp::Equal, version)]).and_then([TxnOp::put(key.clone(), next, None)]);
+            if on_a_member!(self, |c| c.txn(txn.clone())).with_context(|| format!("cannot write {key} to the store"))?.succeeded() {
+                return Ok(first);
+            }
+        }
+        anyhow::bail!("the counter {key} kept changing under nsw: too many takers")
     }
 }

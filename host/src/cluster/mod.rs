@@ -28,10 +28,18 @@ pub struct MachineRecord {
     /// The address other machines reach it at (VXLAN's underlay).
     pub underlay: std::net::IpAddr,
     pub vxlan_port: u16,
+    /// The MTU of the underlay's interface: links across machines get 50
+    /// bytes less (VXLAN's headers).
+    #[serde(default = "default_mtu")]
+    pub underlay_mtu: u32,
     /// The agent's pid on its machine.
     pub agent_pid: u32,
     pub version: String,
     pub started_unix: u64,
+}
+
+fn default_mtu() -> u32 {
+    1500
 }
 
 /// A machine's name: as a lab's node name, 1–32 of `[a-z0-9_-]`.

@@ -5,6 +5,13 @@
 //! Kubernetes: a Lease object), and create-if-absent (etcd: a transaction
 //! on the key's create revision; Kubernetes: create, which fails if it
 //! exists).
+//!
+//! Beside the machines, labs across machines keep their records and the
+//! messages between the coordinator and the agents as keys (paths like
+//! `labs/pbj`, see `spread`) with JSON values: an engine must give put,
+//! get, list by prefix, delete, two changes at once, and a counter. (On
+//! Kubernetes: a `Lab` resource per lab, its messages in its status or in
+//! ConfigMaps of its own.)
 
 use std::time::Duration;
 
@@ -29,4 +36,19 @@ pub trait ClusterStore: Send {
     async fn withdraw(&mut self, registration: Registration) -> Result<()>;
     /// The machines registered now, by name.
     async fn machines(&mut self) -> Result<Vec<MachineRecord>>;
+
+    async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn put(&mut self, key: &str, value: Vec<u8>) -> Result<()>;
+    /// Create `key` unless it exists; whether it did.
+    async fn create(&mut self, key: &str, value: Vec<u8>) -> Result<bool>;
+    /// The keys under `prefix` with their values, in key order.
+    async fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Delete `key`, or with `prefix` everything under it too.
+    async fn delete(&mut self, key: &str, prefix: bool) -> Result<()>;
+    /// Put one key and delete another, at once (an answer replaces its
+    /// question).
+    async fn put_and_delete(&mut self, put: &str, value: Vec<u8>, delete: &str) -> Result<()>;
+    /// Take `n` numbers from the counter `key` (which starts at 1): the
+    /// first of them. Two takers never get the same number.
+    async fn take(&mut self, key: &str, n: u64) -> Result<u64>;
 }

@@ -11,7 +11,8 @@ use clap::Args;
 
 use super::{CommandResult, Status, say, show};
 use crate::cluster::etcd::{Endpoints, EtcdStore};
-use crate::cluster::store::ClusterStore;
+use crate::cluster::store::{ClusterStore, Registration};
+use crate::spread::part::Parts;
 use crate::cluster::{MachineRecord, VXLAN_PORT, check_machine_name};
 use crate::encode::terminal::one_line;
 
@@ -22,7 +23,7 @@ const LEASE: Duration = Duration::from_secs(10);
 #[command(next_help_heading = "Store")]
 pub struct StoreArgs {
     /// The cluster's store: etcd client URLs, comma-separated (any members).
-    #[arg(long, env = "NSW_STORE", value_delimiter = ',', required = true, value_name = "URLS")]
+    #[arg(long, env = "NSW_STORE", value_delimiter = ',', value_name = "URLS")]
     store: Vec<String>,
     /// The CA the store's certificates are checked against.
     #[arg(long, env = "NSW_STORE_CA", value_name = "PEM")]
@@ -36,9 +37,17 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    async fn connect(&self) -> anyhow::Result<EtcdStore> {
-        let endpoints = Endpoints { urls: self.store.clone(), ca: self.store_ca.clone(), cert: self.store_cert.clone(), key: self.store_key.clone() };
-        EtcdStore::connect(&endpoints).await
+    pub fn endpoints(&self) -> Endpoints {
+        Endpoints { urls: self.store.clone(), ca: self.store_ca.clone(), cert: self.store_cert.clone(), key: self.store_key.clone() }
+    }
+
+    /// Whether a store was given (else the lab is this machine's).
+    pub fn given(&self) -> bool {
+        !self.store.is_empty()
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<EtcdStore> {
+        EtcdStore::connect(&self.endpoints()).await
     }
 }
 
@@ -55,26 +64,107 @@ pub struct AgentArgs {
 }
 
 pub async fn agent(args: AgentArgs) -> CommandResult {
+    super::require_root("agent")?;
     check_machine_name(&args.machine)?;
-    let mut store = args.store.connect().await?;
+    let endpoints = args.store.endpoints();
+    let mut store = EtcdStore::connect(&endpoints).await?;
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let record = MachineRecord {
         name: args.machine.clone(),
         underlay: args.underlay,
         vxlan_port: VXLAN_PORT,
+        underlay_mtu: underlay_mtu(args.underlay).await?,
         agent_pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_unix,
     };
     let mut stopping = Stopping::new()?;
-    let Some(mut registration) = register(&mut store, &record, &mut stopping).await? else { return Ok(Status::Success) };
-    say!("nsw agent: machine {} registered (underlay {}, lease {} s)", record.name, record.underlay, LEASE.as_secs());
-    let mut unreachable_since: Option<Instant> = None;
+    let Some(registration) = register(&mut store, &record, &mut stopping).await? else { return Ok(Status::Success) };
+    say!("nsw agent: machine {} registered (underlay {}, MTU {}, lease {} s)", record.name, record.underlay, record.underlay_mtu, LEASE.as_secs());
+    // Renewed from a thread of its own: building a large part takes
+    // longer than a lease.
+    let renewer = Renewer::start(endpoints.clone(), record.clone(), registration);
+    let mut parts = Parts::new(&record.name, &endpoints.urls.join(","), crate::policy::Limits::default());
+    if let Err(e) = parts.reconcile(&mut store).await {
+        say!("nsw agent: warning: cannot look at this machine's parts: {}", one_line(&format!("{e:#}")));
+    }
+    let mut busy_at = Instant::now();
+    let mut unreachable = false;
     loop {
-        if !stopping.sleep(LEASE / 3).await {
+        // Quick while labs are being built, slow when idle.
+        let pause = if busy_at.elapsed() < Duration::from_secs(5) { Duration::from_millis(5) } else { Duration::from_millis(200) };
+        if !stopping.sleep(pause).await {
             break;
         }
-        match store.renew(registration).await {
+        match parts.serve_inbox(&mut store).await {
+            Ok(busy) => {
+                if busy {
+                    busy_at = Instant::now();
+                }
+                if std::mem::take(&mut unreachable) {
+                    say!("nsw agent: the store answers again");
+                }
+            }
+            Err(e) if !unreachable => {
+                say!("nsw agent: warning: {}; trying again", one_line(&format!("{e:#}")));
+                unreachable = true;
+            }
+            Err(_) => {}
+        }
+    }
+    renewer.stop();
+    say!("nsw agent: machine {} withdrawn", record.name);
+    Ok(Status::Success)
+}
+
+/// The MTU of the interface that has `address`.
+async fn underlay_mtu(address: std::net::IpAddr) -> anyhow::Result<u32> {
+    match crate::backend::underlay_mtu(address).await? {
+        Some(mtu) => Ok(mtu),
+        None => anyhow::bail!("--underlay {address}: no interface of this machine has that address"),
+    }
+}
+
+/// The registration, renewed every third of a lease until stopped, then
+/// withdrawn.
+struct Renewer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Renewer {
+    fn start(endpoints: Endpoints, record: MachineRecord, registration: Registration) -> Renewer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(keep_registered(endpoints, record, registration, stopped));
+        });
+        Renewer { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+async fn keep_registered(endpoints: Endpoints, record: MachineRecord, mut registration: Registration, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let mut store = None;
+    let mut unreachable_since: Option<Instant> = None;
+    let mut renewed = Instant::now();
+    while !stopped() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if renewed.elapsed() < LEASE / 3 {
+            continue;
+        }
+        renewed = Instant::now();
+        if store.is_none() {
+            store = EtcdStore::connect(&endpoints).await.ok();
+        }
+        let Some(s) = store.as_mut() else { continue };
+        match s.renew(registration).await {
             Ok(true) => {
                 if unreachable_since.take().is_some() {
                     say!("nsw agent: the store answers again");
@@ -83,11 +173,9 @@ pub async fn agent(args: AgentArgs) -> CommandResult {
             // Run out while the store was away: register again.
             Ok(false) => {
                 say!("nsw agent: the registration ran out; registering again");
-                match register(&mut store, &record, &mut stopping).await {
-                    Ok(Some(again)) => registration = again,
-                    Ok(None) => return Ok(Status::Success),
-                    // The store away again, or the name taken meanwhile:
-                    // said, and tried at the next renewal.
+                match s.register(&record, LEASE).await {
+                    Ok(Ok(again)) => registration = again,
+                    Ok(Err(holder)) => say!("nsw agent: warning: machine {} is registered by agent pid {} now", one_line(&holder.name), holder.agent_pid),
                     Err(e) => say!("nsw agent: warning: {}", one_line(&format!("{e:#}"))),
                 }
             }
@@ -99,9 +187,11 @@ pub async fn agent(args: AgentArgs) -> CommandResult {
             }
         }
     }
-    let _ = store.withdraw(registration).await;
-    say!("nsw agent: machine {} withdrawn", record.name);
-    Ok(Status::Success)
+    if let Some(s) = store.as_mut() {
+        let _ = s.withdraw(registration).await;
+    } else if let Ok(mut s) = EtcdStore::connect(&endpoints).await {
+        let _ = s.withdraw(registration).await;
+    }
 }
 
 /// SIGTERM or SIGINT, caught from the start: they end the agent's waits.
@@ -128,7 +218,7 @@ impl Stopping {
 
 /// Register, waiting out the lease of an agent of the same name that died
 /// (a restart); a live one keeps the name. `None`: stopped while waiting.
-async fn register(store: &mut EtcdStore, record: &MachineRecord, stopping: &mut Stopping) -> anyhow::Result<Option<crate::cluster::store::Registration>> {
+async fn register(store: &mut EtcdStore, record: &MachineRecord, stopping: &mut Stopping) -> anyhow::Result<Option<Registration>> {
     let until = Instant::now() + LEASE + Duration::from_secs(3);
     let mut said = false;
     loop {

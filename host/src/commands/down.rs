@@ -27,12 +27,27 @@ pub struct DownArgs {
     /// down (what could not be done is still said on stderr): `{"lab": ..., "summary": ..., "removed": N, "left_alone": [...]}`.
     #[arg(long)]
     json: bool,
+    /// Labs across machines: take them down on every machine.
+    #[command(flatten)]
+    store: super::agent::StoreArgs,
+}
+
+impl DownArgs {
+    pub fn across(&self) -> bool {
+        self.store.given()
+    }
 }
 
 /// How long `down` waits for another nsw working on the same lab.
 const PATIENCE: Duration = Duration::from_secs(120);
 
 pub async fn exec(args: DownArgs) -> CommandResult {
+    if args.across() {
+        if args.all || args.force || args.json {
+            return Err(anyhow::anyhow!("--all, --force and --json are not available with --store yet: name the labs").into());
+        }
+        return super::across::down(&args.labs, &args.store).await;
+    }
     require_root("down")?;
     let state = StateDir::system();
     let labs = if args.all { state.labs()? } else { args.labs };

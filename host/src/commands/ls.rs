@@ -12,6 +12,15 @@ pub struct LsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// The labs across machines the store has, instead of this machine's.
+    #[command(flatten)]
+    store: super::agent::StoreArgs,
+}
+
+impl LsArgs {
+    pub fn across(&self) -> bool {
+        self.store.given()
+    }
 }
 
 #[derive(Serialize)]
@@ -50,6 +59,9 @@ pub fn describe_state(record: &LabRecord, lock_held: bool) -> &'static str {
 }
 
 pub async fn exec(args: LsArgs) -> CommandResult {
+    if args.across() {
+        return super::across::ls(&args.store, args.json).await;
+    }
     let state = StateDir::system();
     let mut machine = backend::system();
     let mut listings = Vec::new();

@@ -2,6 +2,7 @@
 //! they print, how they end (the exit status travels on [`Failure`]), and
 //! how a teardown report is told.
 
+pub mod across;
 pub mod agent;
 pub mod capture;
 pub mod down;

@@ -24,6 +24,9 @@ pub struct PlanArgs {
 
 pub async fn exec(args: PlanArgs) -> CommandResult {
     let args = args.run;
+    if args.cluster.given() {
+        return Err(anyhow::anyhow!("nsw plan of a lab across machines (--store, NSW_STORE) is not available yet").into());
+    }
     let lab_name = args.lab_name()?;
     let mut grants = Grants::parse(&args.allow, args.allow_all)?;
     // Programs are shown run as root's `nsw run` would run them.
@@ -52,6 +55,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
         pid: std::process::id(),
         script: args.script_name(),
         started_unix: 0,
+        part_of: None,
     };
     let journal = state.create_journal(&lock, info)?;
     let plan = PlanBackend { lab_root: behind_boundary, ..PlanBackend::new() };
@@ -68,6 +72,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
         args: args.args.clone(),
         stop: Stop::new(),
         keep_services: false,
+        forward: None,
     };
     let outcome = match run.go(journal, Box::new(plan), |_| None).await.ending {
         Ending::Guest(outcome) => outcome,

@@ -47,6 +47,8 @@ pub struct RunArgs {
     pub(crate) limits: super::limit_args::LimitArgs,
     #[command(flatten)]
     pub(crate) source: super::source_args::SourceArgs,
+    #[command(flatten)]
+    pub(crate) cluster: super::across::ClusterArgs,
     /// The script fetched by reference, if it was (`file` is then its
     /// copy in the store).
     #[arg(skip)]
@@ -101,6 +103,10 @@ impl RunArgs {
     /// privileged path. Wrong arguments are an error here, before the
     /// split: never a reason to take the privileged path.
     pub(crate) fn boundary_plan(&self, writes: Vec<PathBuf>) -> anyhow::Result<Option<crate::boundary::Plan>> {
+        // Across machines, this process only runs the script: the agents build.
+        if self.cluster.given() {
+            return Ok(None);
+        }
         let lab = self.lab_name()?;
         let grants = Grants::parse(&self.allow, self.allow_all)?;
         if !self.as_root(&grants)?.1 {
@@ -144,6 +150,9 @@ impl RunArgs {
 }
 
 pub async fn exec(args: RunArgs) -> CommandResult {
+    if args.cluster.given() {
+        return super::across::run(&args).await;
+    }
     let mut built = build(&args, args.rm).await?;
     // A script's checks are seen under `run` too (only `nsw test` fails on
     // them): the table, then how many failed, as the last thing said.
@@ -206,6 +215,9 @@ impl KeptServices {
 
 /// Build the lab `args` describe; take it down at the end if `rm`.
 pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
+    if args.cluster.given() {
+        return Err(anyhow::anyhow!("only nsw run builds labs across machines (--store, NSW_STORE) yet").into());
+    }
     let lab_name = args.lab_name()?;
     let mut grants = Grants::parse(&args.allow, args.allow_all)?;
     let rootless = crate::places::get().rootless;
@@ -265,6 +277,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         pid: std::process::id(),
         script: args.script_name(),
         started_unix: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        part_of: None,
     };
     let (session, journal) = match Session::create(StateDir::system(), info, args.replace, &mut machine).await? {
         Created::Exists(existing) => {
@@ -298,6 +311,7 @@ pub async fn build(args: &RunArgs, rm: bool) -> Result<Built, Failure> {
         args: args.args.clone(),
         stop: stop.clone(),
         keep_services: !rm,
+        forward: None,
     };
     let ran = run
         .go(journal, Box::new(backend::system()), |lab| {
@@ -357,7 +371,7 @@ fn exec_user(user: &str, lab_ids: bool) -> anyhow::Result<(u32, u32)> {
 }
 
 /// What went wrong and the exit status, or `None` for a success.
-fn failure(ending: Ending) -> Option<(String, Status)> {
+pub(crate) fn failure(ending: Ending) -> Option<(String, Status)> {
     Some(match ending {
         Ending::Guest(Outcome::Success) => return None,
         Ending::Guest(Outcome::GuestError(message)) => (format!("the script failed: {}", output_safe(&message)), Status::GuestError),

@@ -80,6 +80,8 @@ pub enum LinkKind {
     Bridge,
     /// The uplink's tap device, made by pasta.
     Tun,
+    /// One end of a link between machines (see `backend::Tunnel`).
+    Vxlan,
 }
 
 impl LinkKind {
@@ -88,6 +90,7 @@ impl LinkKind {
             LinkKind::Veth => "veth",
             LinkKind::Bridge => "bridge",
             LinkKind::Tun => "tun",
+            LinkKind::Vxlan => "vxlan",
         }
     }
 }
@@ -192,6 +195,11 @@ pub struct LabInfo {
     pub pid: u32,
     pub script: String,
     pub started_unix: u64,
+    /// For a lab across machines, set in each machine's part: the cluster
+    /// store it belongs to, by its URLs (an agent reaps a part whose lab
+    /// the store no longer holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_of: Option<String>,
 }
 
 /// One line of the journal.

@@ -247,6 +247,7 @@ impl StateDir {
                 pid: 0,
                 script: "(nothing recorded)".into(),
                 started_unix: 0,
+                part_of: None,
             };
             return Ok(Some(LabRecord::new(info)));
         }
@@ -373,6 +374,7 @@ mod tests {
             pid: 1,
             script: "x.wasm".into(),
             started_unix: 0,
+            part_of: None,
         }
     }
 

@@ -27,6 +27,7 @@ impl Lab {
         self.materialize(link).await?;
         self.alive_link(link).await?;
         self.add_address_unchecked(link, cidr, what).await?;
+        self.forwarded(|| super::forward::LabOp::AddAddress { link, cidr: cidr.to_string() })?;
         self.quotas.addresses.take(1, "")
     }
 

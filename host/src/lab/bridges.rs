@@ -6,6 +6,7 @@ use super::{Lab, LinkId};
 use crate::error::{LabError, LabResult};
 use crate::journal::LinkKind;
 use crate::policy::bridges::{self, BridgeOptions};
+use super::forward::LabOp;
 
 impl Lab {
     pub async fn set_bridge_options(&mut self, bridge: LinkId, options: BridgeOptions) -> LabResult<()> {
@@ -16,7 +17,8 @@ impl Lab {
         }
         options.check().map_err(|why| LabError::invalid(format!("{what}: {why}")))?;
         self.alive_link(bridge).await?;
-        self.backend.set_bridge_options(&self.link_ref(bridge), &options).await.map_err(|e| LabError::os(&what, &e))
+        self.backend.set_bridge_options(&self.link_ref(bridge), &options).await.map_err(|e| LabError::os(&what, &e))?;
+        self.forwarded(|| LabOp::SetBridgeOptions { bridge, options })
     }
 
     pub async fn set_port_cost(&mut self, port: LinkId, cost: u32) -> LabResult<()> {
@@ -28,6 +30,7 @@ impl Lab {
         bridges::check_port_cost(cost).map_err(|why| LabError::invalid(format!("{what}: {why}")))?;
         self.materialize(port).await?;
         self.alive_link(port).await?;
-        self.backend.set_port_cost(&self.link_ref(port), cost).await.map_err(|e| LabError::os(&what, &e))
+        self.backend.set_port_cost(&self.link_ref(port), cost).await.map_err(|e| LabError::os(&what, &e))?;
+        self.forwarded(|| LabOp::SetPortCost { port, cost })
     }
 }

@@ -137,6 +137,7 @@ impl Lab {
         self.backend.set_down(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))?;
         self.links[link].up = false;
         self.failed_links.insert(link);
+        self.forwarded(|| super::forward::LabOp::SetDown { link })?;
         self.record_setting(link, Setting::State, "down".into())
     }
 
@@ -200,6 +201,7 @@ impl Lab {
                 LabError::os(&what, &e)
             }
         })?;
+        self.forwarded(|| super::forward::LabOp::SetMtu { link, mtu })?;
         self.record_setting(link, Setting::Mtu, mtu.into())
     }
 
@@ -211,6 +213,7 @@ impl Lab {
         self.materialize(link).await?;
         self.alive_link(link).await?;
         self.backend.set_mac(&self.link_ref(link), octets).await.map_err(|e| LabError::os(&what, &e))?;
+        self.forwarded(|| super::forward::LabOp::SetMac { link, mac: mac.to_string() })?;
         self.record_setting(link, Setting::Mac, mac.to_ascii_lowercase().into())
     }
 }

@@ -12,6 +12,7 @@ mod bridges;
 mod check;
 mod files;
 pub mod conditions;
+pub mod forward;
 pub mod firewall;
 mod nat;
 #[cfg(test)]
@@ -153,11 +154,13 @@ pub struct Lab {
     init_started: bool,
     /// Objects made so far, for the progress line.
     made: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// A coordinator's lab passes what it did on (see [`forward`]).
+    forward: Option<Box<dyn forward::Forward>>,
 }
 
 impl Lab {
     /// A lab with nothing open yet.
-    fn empty(name: &str, grants: Grants, journal: Journal, backend: Box<dyn Backend>, limits: Limits, stop: Stop) -> Lab {
+    fn empty(name: &str, grants: Grants, journal: Journal, backend: Box<dyn Backend>, limits: Limits, stop: Stop, forward: Option<Box<dyn forward::Forward>>) -> Lab {
         let mode = grants.mode();
         Lab {
             name: name.to_string(),
@@ -195,6 +198,7 @@ impl Lab {
             hosts_own: HashSet::new(),
             init_started: false,
             made: Default::default(),
+            forward,
         }
     }
 
@@ -208,11 +212,15 @@ impl Lab {
         backend: Box<dyn Backend>,
         limits: Limits,
         stop: Stop,
+        forward: Option<Box<dyn forward::Forward>>,
     ) -> Result<Lab, (LabError, Journal)> {
         let mode = grants.mode();
-        let mut lab = Lab::empty(name, grants, journal, backend, limits, stop);
+        let mut lab = Lab::empty(name, grants, journal, backend, limits, stop, forward);
         let host = match mode {
-            Mode::Contained => lab.new_netns(naming::HOST, naming::host_netns(name)).await.map(drop),
+            Mode::Contained => match lab.new_netns(naming::HOST, naming::host_netns(name)).await {
+                Ok(id) => lab.forwarded(|| forward::LabOp::CreateHost { id }),
+                Err(e) => Err(e),
+            },
             Mode::HostNet => lab.adopt_machine(naming::HOST).await.map(drop),
         };
         match host {

@@ -24,6 +24,7 @@ impl Lab {
         // Rules go with their table: they need no journal line of their own.
         self.change_table(ns, TableFamily::Inet, &what, &[TableChange::Masquerade { source }]).await?;
         self.nat_rules.insert((ns, source));
+        self.forwarded(|| super::forward::LabOp::Masquerade { ns, source: source.to_string() })?;
         self.quotas.rules.take(1, "")
     }
 }

@@ -58,10 +58,10 @@ async fn plan_of(a: &str, b: &str, dir: &Path) -> Option<(Vec<String>, Vec<Strin
     let state = StateDir::at(dir);
     let lock = state.lock("p").unwrap();
     let grants = Grants::parse(&["host-net=10.0.0.0/8".into()], false).unwrap();
-    let info = LabInfo { name: "p".into(), mode: grants.mode(), grants: grants.names(), machine_netns: 1, pid: 0, script: "t".into(), started_unix: 0 };
+    let info = LabInfo { name: "p".into(), mode: grants.mode(), grants: grants.names(), machine_netns: 1, pid: 0, script: "t".into(), started_unix: 0, part_of: None };
     let journal = state.create_journal(&lock, info).unwrap();
     let plan = PlanBackend::new();
-    let mut lab = Lab::start("p", grants, journal, Box::new(plan.clone()), Limits::default(), Stop::new()).await.ok()?;
+    let mut lab = Lab::start("p", grants, journal, Box::new(plan.clone()), Limits::default(), Stop::new(), None).await.ok()?;
     let node = lab.create_netns("n").await.ok()?;
     let (ha, _) = lab.create_veth(a, HOST, b, node).await.ok()?;
     let (hb, _) = lab.create_veth(b, HOST, a, node).await.ok()?;

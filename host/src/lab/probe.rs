@@ -36,11 +36,12 @@ impl Lab {
                 tokio::time::sleep(interval - since).await;
             }
         }
-        let stats = self
-            .backend
-            .ping(ns, target, count, Duration::from_millis(timeout_ms as u64), interval, &self.stop)
-            .await
-            .map_err(|e| LabError::os(&what, &e));
+        let timeout = Duration::from_millis(timeout_ms as u64);
+        let stats = match &mut self.forward {
+            // Where the namespace is, after everything before it.
+            Some(forward) => forward.ping(ns, target, count, timeout).await,
+            None => self.backend.ping(ns, target, count, timeout, interval, &self.stop).await.map_err(|e| LabError::os(&what, &e)),
+        };
         self.last_ping = Some(Instant::now());
         if let Ok(PingStats { received: 0, .. }) = stats {
             if let Some(hint) = self.why_no_reply(ns, target) {
@@ -57,6 +58,7 @@ impl Lab {
     /// Before a probe: the common checks, the namespace alive, every link
     /// made and its carrier settled.
     async fn prepare_probe(&mut self, ns: NsId, what: &str, target: IpAddr) -> LabResult<()> {
+        self.not_across_machines(what)?;
         if let Some(rules) = self.machine_rules(ns) {
             rules.check_ping(what, target)?;
         }

@@ -19,7 +19,7 @@ impl Lab {
             Ok(grants) => grants,
             Err(e) => return Err((LabError::invalid(format!("the journal's grants: {e:#}")), journal)),
         };
-        let mut lab = Lab::empty(&record.info.name, grants, journal, backend, Limits::default(), stop);
+        let mut lab = Lab::empty(&record.info.name, grants, journal, backend, Limits::default(), stop, None);
         match lab.attach(&record, node, ifname).await {
             Ok(link) => Ok((lab, link)),
             Err(e) => Err((e, lab.finish())),

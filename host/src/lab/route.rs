@@ -29,7 +29,8 @@ impl Lab {
         if self.routes.contains(&(ns, destination)) {
             return Err(LabError::exists(format!("{what}: the lab already has a route to {shown} there")));
         }
-        self.add_route_unchecked(ns, destination, via).await
+        self.add_route_unchecked(ns, destination, via).await?;
+        self.forwarded(|| super::forward::LabOp::AddRoute { ns, destination: destination.to_string(), via: via.to_string() })
     }
 
     /// A route through several gateways (ECMP, weighted), in one of the
@@ -58,6 +59,8 @@ impl Lab {
         let outcome = self.backend.add_multipath_route(ns, destination, &hops).await;
         self.confirm(&[id], outcome, || what)?;
         self.routes.insert((ns, destination));
+        let hops = hops.iter().map(|h| (h.via.to_string(), h.weight)).collect();
+        self.forwarded(|| super::forward::LabOp::AddMultipathRoute { ns, destination: destination.to_string(), hops })?;
         self.quotas.routes.take(1, "")
     }
 
@@ -135,6 +138,7 @@ impl Lab {
             self.confirm(&[id], outcome, || what)?;
         }
         self.forwarding.insert((ns, family));
+        self.forwarded(|| super::forward::LabOp::EnableForwarding { ns, ipv6: family == Family::V6 })?;
         if family == Family::V6 {
             // A router needs link-local addresses (see `new_link_ipv6`).
             let links: Vec<usize> = (0..self.links.len()).filter(|&l| self.links[l].ns == ns && !self.links[l].pending && !self.links[l].link_local).collect();

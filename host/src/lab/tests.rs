@@ -24,10 +24,11 @@ async fn lab(host_net: bool) -> (Lab, PlanBackend, PathBuf, crate::journal::LabL
         pid: 0,
         script: "test".into(),
         started_unix: 0,
+        part_of: None,
     };
     let journal = state.create_journal(&lock, info).unwrap();
     let plan = PlanBackend::new();
-    let lab = Lab::start("t", grants, journal, Box::new(plan.clone()), Limits::default(), Stop::new()).await.map_err(|(e, _)| e).unwrap();
+    let lab = Lab::start("t", grants, journal, Box::new(plan.clone()), Limits::default(), Stop::new(), None).await.map_err(|(e, _)| e).unwrap();
     (lab, plan, dir, lock)
 }
 

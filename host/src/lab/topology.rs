@@ -7,6 +7,7 @@ use crate::backend::NsId;
 use crate::error::{LabError, LabResult};
 use crate::journal::{Entry, LinkKind, NetnsRef, Object};
 use crate::policy::{self, quoted};
+use super::forward::LabOp;
 
 /// How long a link's carrier may take to settle before traffic goes out
 /// anyway. Usually microseconds; but linkwatch runs under the kernel's one
@@ -35,7 +36,9 @@ impl Lab {
             return Err(LabError::exists(format!("this lab already has a netns named {}", quoted(node))));
         }
         let kernel = crate::naming::node_netns(&self.name, node);
-        self.new_netns(node, kernel).await
+        let id = self.new_netns(node, kernel).await?;
+        self.forwarded(|| LabOp::CreateNetns { id, node: node.to_string() })?;
+        Ok(id)
     }
 
     pub(super) fn push_link(&mut self, name: &str, ns: NsId, index: u32, kind: LinkKind, journal_id: u32) -> LinkId {
@@ -58,6 +61,8 @@ impl Lab {
     pub fn set_ipv6_link_local(&mut self, enabled: bool) {
         self.calls += 1;
         self.ipv6_link_local = enabled;
+        // Passing it on cannot be refused: it only changes what comes next.
+        let _ = self.forwarded(|| LabOp::SetIpv6LinkLocal { enabled });
     }
 
     /// IPv6 on a new (or newly moved) link, before it is up: no duplicate
@@ -165,6 +170,7 @@ impl Lab {
             let key = (entry.ns, entry.name.clone());
             self.pending_names.remove(&key);
         }
+        self.forwarded(|| LabOp::CreateVeth { a, name, ns, b, peer, peer_ns })?;
         self.new_link_ipv6(a).await?;
         self.new_link_ipv6(b).await
     }
@@ -189,7 +195,7 @@ impl Lab {
     }
 
     /// Refuse, now rather than at first use, a name that `ns` already has.
-    async fn check_free_name(&mut self, name: &str, ns: NsId) -> LabResult<()> {
+    pub(super) async fn check_free_name(&mut self, name: &str, ns: NsId) -> LabResult<()> {
         self.check_pending_name(name, ns)?;
         let what = format!("look for {name} in {}", self.describe_ns(ns));
         if self.backend.link_exists(ns, name).await.map_err(|e| LabError::os(&what, &e))? {
@@ -218,6 +224,7 @@ impl Lab {
         self.quotas.links.take(1, "")?;
         self.quotas.bridges.take(1, "")?;
         let link = self.push_link(name, ns, index, LinkKind::Bridge, id);
+        self.forwarded(|| LabOp::CreateBridge { id: link, name: name.to_string(), ns })?;
         self.new_link_ipv6(link).await?;
         Ok(link)
     }
@@ -274,6 +281,7 @@ impl Lab {
         entry.master = None;
         entry.addresses.clear();
         entry.link_local = true;
+        self.forwarded(|| LabOp::MoveLink { link, to })?;
         self.new_link_ipv6(link).await
     }
 
@@ -303,7 +311,7 @@ impl Lab {
         if self.links[port].up {
             self.awaiting_carrier.push(bridge);
         }
-        Ok(())
+        self.forwarded(|| LabOp::SetMaster { port, bridge })
     }
 
     pub async fn set_up(&mut self, link: LinkId) -> LabResult<()> {
@@ -312,6 +320,7 @@ impl Lab {
         self.materialize(link).await?;
         self.alive_link(link).await?;
         self.backend.set_up(&self.link_ref(link)).await.map_err(|e| LabError::os(&what, &e))?;
+        self.forwarded(|| LabOp::SetUp { link })?;
         self.links[link].up = true;
         // Its carrier (and its bridge's) may change: see `wait_for_carriers`.
         self.awaiting_carrier.push(link);

@@ -3,7 +3,7 @@
 //! the kernel is asked.
 
 /// A bridge's options; `None` keeps the kernel's default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BridgeOptions {
     pub stp: bool,
     pub priority: Option<u16>,

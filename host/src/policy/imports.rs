@@ -76,6 +76,26 @@ pub enum ImportVerdict {
     Unknown,
 }
 
+/// The interfaces a lab across machines (`nsw run --store`) may import:
+/// those whose every call the machines' agents can do again.
+pub const ACROSS_MACHINES: &[&str] = &["types", "topology", "address", "route", "nat", "probe", "check"];
+
+/// Refuse a component that imports what a lab across machines cannot do.
+pub fn check_across_machines<'a>(imports: impl IntoIterator<Item = &'a str>) -> anyhow::Result<()> {
+    let refused: Vec<&str> = imports
+        .into_iter()
+        .filter(|name| name.strip_prefix("nsw:lab/").is_some_and(|i| !ACROSS_MACHINES.contains(&i.split('@').next().unwrap_or(i))))
+        .collect();
+    if !refused.is_empty() {
+        anyhow::bail!(
+            "it imports {}, which a lab across machines cannot use yet (it may import {})",
+            refused.join(", "),
+            ACROSS_MACHINES.iter().map(|i| format!("nsw:lab/{i}")).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Judge one import name (`nsw:lab/topology@0.1.0`) against the grants.
 pub fn judge_import(name: &str, grants: &Grants) -> ImportVerdict {
     let (path, version) = match name.split_once('@') {

@@ -199,6 +199,15 @@ impl Backend for KernelBackend {
         }
     }
 
+    async fn create_tunnel(&mut self, name: &str, ns: NsId, tunnel: &crate::backend::Tunnel) -> io::Result<u32> {
+        // Made by the machine's netlink: the device's UDP socket stays in
+        // the machine's namespace, where the underlay is.
+        let (_, machine) = self.machine()?;
+        let there = self.ns(ns)?;
+        netlink::create_vxlan(&machine, name, tunnel, &there.fd).await?;
+        netlink::index_of(&there.netlink, name).await
+    }
+
     async fn move_link(&mut self, link: &LinkRef, to: NsId, index: Option<u32>) -> io::Result<u32> {
         let from = self.ns(link.ns)?;
         let to = self.ns(to)?;

@@ -57,6 +57,25 @@ pub async fn index_of(handle: &Handle, name: &str) -> io::Result<u32> {
     }
 }
 
+/// The MTU of the link that has the address `address`, if one has.
+pub async fn mtu_with_address(handle: &Handle, address: IpAddr) -> io::Result<Option<u32>> {
+    let mut addresses = handle.address().get().execute();
+    let mut index = None;
+    while let Some(msg) = addresses.try_next().await.map_err(os)? {
+        if msg.attributes.iter().any(|a| matches!(a, AddressAttribute::Address(a) | AddressAttribute::Local(a) if *a == address)) {
+            index = Some(msg.header.index);
+            break;
+        }
+    }
+    let Some(index) = index else { return Ok(None) };
+    let mut links = handle.link().get().match_index(index).execute();
+    let Some(link) = links.try_next().await.map_err(os)? else { return Ok(None) };
+    Ok(link.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(mtu) => Some(*mtu),
+        _ => None,
+    }))
+}
+
 /// Create a veth pair: `name` here, `peer` in the namespace `peer_ns` (or
 /// here too when `None`), with the interface indexes `indexes` if given
 /// (the kernel takes the peer's only when the first end's is given too).
@@ -82,6 +101,20 @@ pub async fn create_bridge(handle: &Handle, name: &str, index: Option<u32>) -> i
         msg = msg.index(index);
     }
     handle.link().add(msg.build()).execute().await.map_err(os)
+}
+
+/// Create a point-to-point VXLAN device through `handle` (whose namespace
+/// keeps its UDP socket), born in the namespace `into`, down, at the
+/// tunnel's MTU. No learning: its one peer is `remote`.
+pub async fn create_vxlan(handle: &Handle, name: &str, tunnel: &crate::backend::Tunnel, into: &OwnedFd) -> io::Result<()> {
+    let mut msg = rtnetlink::LinkVxlan::new(name, tunnel.vni).port(tunnel.port).learning(false);
+    msg = match (tunnel.local, tunnel.remote) {
+        (IpAddr::V4(local), IpAddr::V4(remote)) => msg.local(local).remote(remote),
+        (IpAddr::V6(local), IpAddr::V6(remote)) => msg.local6(local).remote6(remote),
+        _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "a tunnel's two underlay addresses must be of one family")),
+    };
+    let msg = msg.mtu(tunnel.mtu).setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(into)).build();
+    handle.link().add(msg).execute().await.map_err(os)
 }
 
 /// Move link `index` into the namespace `to`, where it gets the index

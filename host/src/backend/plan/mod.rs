@@ -179,6 +179,23 @@ impl Backend for PlanBackend {
         Ok(index)
     }
 
+    async fn create_tunnel(&mut self, name: &str, ns: NsId, tunnel: &crate::backend::Tunnel) -> io::Result<u32> {
+        let mut s = self.state.lock().unwrap();
+        let index = s.add_link(ns, name, "vxlan", None)?;
+        let netns = s.ns_name(ns).map(|n| format!(" netns {}", sh(&n))).unwrap_or_default();
+        let line = format!(
+            "ip link add name {}{netns} mtu {} type vxlan id {} local {} remote {} dstport {} nolearning",
+            sh(name),
+            tunnel.mtu,
+            tunnel.vni,
+            tunnel.local,
+            tunnel.remote,
+            tunnel.port
+        );
+        s.log.push(line);
+        Ok(index)
+    }
+
     async fn move_link(&mut self, link: &LinkRef, to: NsId, index: Option<u32>) -> io::Result<u32> {
         let mut s = self.state.lock().unwrap();
         let moved = s.owned(link)?.clone();

@@ -1,0 +1,264 @@
+//! The agent's side of labs across machines: each lab's part on this
+//! machine, a lab of the agent's own that does the coordinator's
+//! operations again — with the contained lab's policy (no grant a
+//! coordinator could ask for: no host-net, no uplink, no programs), the
+//! agent's limits, its own journal and the kernel. `nsw ls` and `nsw down`
+//! on the machine see each part as a lab of its own.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::labs::{self, LabState};
+use super::{Message, Reply, WireError, inbox, part_key, reply_key};
+use crate::backend::{self, NsId, Teardown};
+use crate::cluster::store::ClusterStore;
+use crate::error::{LabError, LabResult};
+use crate::journal::{LabInfo, StateDir};
+use crate::lab::forward::LabOp;
+use crate::lab::{Lab, LinkId};
+use crate::policy::Limits;
+use crate::session::{Created, Session};
+use crate::stop::Stop;
+use crate::tell::say;
+
+/// How long taking a part down waits for another nsw working on it.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A lab's part being built here.
+struct Part {
+    session: Session,
+    lab: Lab,
+    /// The coordinator's ids to this part's.
+    ns: HashMap<NsId, NsId>,
+    links: HashMap<LinkId, LinkId>,
+    next_seq: u64,
+}
+
+/// This machine's parts.
+pub struct Parts {
+    machine: String,
+    /// Which store the parts belong to (their journals say).
+    store_id: String,
+    limits: Limits,
+    open: HashMap<String, Part>,
+}
+
+impl Parts {
+    pub fn new(machine: &str, store_id: &str, limits: Limits) -> Parts {
+        Parts { machine: machine.to_string(), store_id: store_id.to_string(), limits, open: HashMap::new() }
+    }
+
+    /// Do every message in this machine's inbox, in order; whether there
+    /// was any.
+    pub async fn serve_inbox(&mut self, store: &mut dyn ClusterStore) -> Result<bool> {
+        let prefix = inbox(&self.machine);
+        let messages = store.list(&prefix).await?;
+        let any = !messages.is_empty();
+        for (key, value) in messages {
+            let Some((lab, at)) = key.trim_start_matches(&prefix).split_once('/') else { continue };
+            let (lab, at) = (lab.to_string(), at.to_string());
+            let reply = match serde_json::from_slice::<Message>(&value) {
+                Ok(message) => self.handle(store, &lab, &at, message).await,
+                Err(e) => Reply { answers: Vec::new(), error: Some(WireError { kind: "invalid".into(), message: format!("a message nsw cannot read: {e}") }) },
+            };
+            store.put_and_delete(&reply_key(&lab, &self.machine, &at), serde_json::to_vec(&reply)?, &key).await?;
+        }
+        Ok(any)
+    }
+
+    async fn handle(&mut self, store: &mut dyn ClusterStore, lab: &str, at: &str, message: Message) -> Reply {
+        let failed = |e: &LabError| Reply { answers: Vec::new(), error: Some(WireError::of(e)) };
+        if crate::policy::check_lab_name(lab).is_err() {
+            return failed(&LabError::invalid(format!("{lab:?} is not a lab name")));
+        }
+        match message {
+            Message::Build { ops } => {
+                let n: Option<u64> = at.parse().ok();
+                if n == Some(0) {
+                    if let Err(e) = self.open_part(lab).await {
+                        return failed(&e);
+                    }
+                }
+                match self.open.get_mut(lab) {
+                    Some(part) if n == Some(part.next_seq) => {
+                        part.next_seq += 1;
+                        part.build(&ops).await
+                    }
+                    _ => failed(&LabError::not_found(format!(
+                        "machine {} holds no part of lab {lab} being built (its agent restarted since the build began?)",
+                        self.machine
+                    ))),
+                }
+            }
+            Message::Finish => match self.open.remove(lab) {
+                Some(part) => {
+                    let mut journal = part.lab.finish();
+                    match part.session.mark_up(&mut journal) {
+                        Ok(()) => Reply { answers: Vec::new(), error: None },
+                        Err(e) => failed(&LabError::Trap(e)),
+                    }
+                }
+                None => failed(&LabError::not_found(format!("machine {} holds no part of lab {lab} being built", self.machine))),
+            },
+            Message::Down => {
+                match self.take_down(store, lab).await {
+                    Ok(()) => Reply { answers: Vec::new(), error: None },
+                    Err(e) => failed(&LabError::Trap(e)),
+                }
+            }
+        }
+    }
+
+    async fn open_part(&mut self, lab: &str) -> LabResult<()> {
+        if self.open.contains_key(lab) {
+            return Err(LabError::exists(format!("machine {} is building a part of lab {lab} already", self.machine)));
+        }
+        let trap = LabError::Trap;
+        let mut machine = backend::system();
+        let info = LabInfo {
+            name: lab.to_string(),
+            mode: crate::policy::Mode::Contained,
+            grants: Vec::new(),
+            machine_netns: machine.machine_inode().map_err(|e| trap(e.into()))?,
+            pid: std::process::id(),
+            script: format!("part of lab {lab} across machines"),
+            started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            part_of: Some(self.store_id.clone()),
+        };
+        let (session, journal) = match Session::create(StateDir::system(), info, false, &mut machine).await.map_err(trap)? {
+            Created::New { session, journal, .. } => (session, journal),
+            Created::Exists(_) => return Err(LabError::exists(format!("machine {} has a lab named {lab} already", self.machine))),
+        };
+        let lab_part = Lab::start_part(lab, journal, Box::new(backend::system()), self.limits.clone(), Stop::new());
+        say!("nsw agent: building a part of lab {lab}");
+        self.open.insert(lab.to_string(), Part { session, lab: lab_part, ns: HashMap::new(), links: HashMap::new(), next_seq: 0 });
+        Ok(())
+    }
+
+    /// Take this machine's part of `lab` down: the one being built, or the
+    /// one its journal holds; then say so in the store.
+    async fn take_down(&mut self, store: &mut dyn ClusterStore, lab: &str) -> Result<()> {
+        let mut machine = backend::system();
+        let existing = match self.open.remove(lab) {
+            Some(part) => Some((part.session, part.lab.finish())),
+            None => Session::existing(StateDir::system(), lab, PATIENCE)?,
+        };
+        if let Some((session, journal)) = existing {
+            // Never a lab of this machine's own that has the same name.
+            if journal.record().info.part_of.is_none() {
+                anyhow::bail!("machine {}'s lab {lab} is not a part of a lab across machines: left alone", self.machine);
+            }
+            let report = session.tear_down(journal, &mut machine, false).await?;
+            say!("nsw agent: the part of lab {lab} is down: {}", report.summary());
+        }
+        store.delete(&part_key(lab, &self.machine), false).await
+    }
+
+    /// At start: take down every part this machine's journals hold that
+    /// the store no longer wants (its lab gone, down, or still building —
+    /// the agent that was building it is gone with what it knew).
+    pub async fn reconcile(&mut self, store: &mut dyn ClusterStore) -> Result<()> {
+        let state = StateDir::system();
+        for lab in state.labs()? {
+            let Ok(Some(record)) = state.read(&lab) else { continue };
+            if record.info.part_of.is_none() {
+                continue;
+            }
+            let wanted = match labs::record(store, &lab).await? {
+                Some(r) => r.state == LabState::Up && store.get(&part_key(&lab, &self.machine)).await?.is_some(),
+                None => false,
+            };
+            if !wanted {
+                say!("nsw agent: lab {lab}'s part is not wanted any more (its lab is gone, down, or was being built when this agent stopped): taking it down");
+                if let Err(e) = self.take_down(store, &lab).await {
+                    say!("nsw agent: warning: {}", crate::encode::terminal::one_line(&format!("{e:#}")));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Part {
+    /// Do `ops`, in order, stopping at the first that fails; then make
+    /// every veth pair (the kernel's errors surface with this message).
+    async fn build(&mut self, ops: &[LabOp]) -> Reply {
+        let mut answers = Vec::new();
+        for op in ops {
+            let done = match self.local(op) {
+                Ok(local) => self.lab.redo(&local).await.map(|(answer, ns, links)| (answer, local, ns, links)),
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok((answer, _, ns, links)) => {
+                    if let Some(local) = ns {
+                        self.ns.insert(created_ns(op), local);
+                    }
+                    for (theirs, ours) in created_links(op).into_iter().zip(links) {
+                        self.links.insert(theirs, ours);
+                    }
+                    answers.push(answer);
+                }
+                Err(e) => return Reply { answers, error: Some(WireError::of(&e)) },
+            }
+        }
+        match self.lab.flush().await {
+            Ok(()) => Reply { answers, error: None },
+            Err(e) => Reply { answers, error: Some(WireError::of(&e)) },
+        }
+    }
+
+    /// `op` in this part's ids.
+    fn local(&self, op: &LabOp) -> LabResult<LabOp> {
+        let ns = |id: &NsId| self.ns.get(id).copied().ok_or_else(|| LabError::not_found(format!("namespace #{id} is not on this machine")));
+        let link = |id: &LinkId| self.links.get(id).copied().ok_or_else(|| LabError::not_found(format!("link #{id} is not on this machine")));
+        let mut op = op.clone();
+        match &mut op {
+            LabOp::CreateHost { .. } | LabOp::CreateNetns { .. } | LabOp::SetIpv6LinkLocal { .. } => {}
+            LabOp::CreateVeth { ns: a, peer_ns: b, .. } => {
+                *a = ns(a)?;
+                *b = ns(b)?;
+            }
+            LabOp::CreateTunnel { ns: n, .. } | LabOp::CreateBridge { ns: n, .. } => *n = ns(n)?,
+            LabOp::MoveLink { link: l, to } => {
+                *l = link(l)?;
+                *to = ns(to)?;
+            }
+            LabOp::SetMaster { port, bridge } => {
+                *port = link(port)?;
+                *bridge = link(bridge)?;
+            }
+            LabOp::SetUp { link: l }
+            | LabOp::SetDown { link: l }
+            | LabOp::SetMtu { link: l, .. }
+            | LabOp::SetMac { link: l, .. }
+            | LabOp::SetBridgeOptions { bridge: l, .. }
+            | LabOp::SetPortCost { port: l, .. }
+            | LabOp::AddAddress { link: l, .. } => *l = link(l)?,
+            LabOp::AddRoute { ns: n, .. } | LabOp::AddMultipathRoute { ns: n, .. } | LabOp::EnableForwarding { ns: n, .. } | LabOp::Masquerade { ns: n, .. } | LabOp::Ping { ns: n, .. } => {
+                *n = ns(n)?
+            }
+        }
+        Ok(op)
+    }
+}
+
+/// The coordinator's id of the namespace `op` creates.
+fn created_ns(op: &LabOp) -> NsId {
+    match op {
+        LabOp::CreateHost { id } | LabOp::CreateNetns { id, .. } => *id,
+        _ => usize::MAX,
+    }
+}
+
+/// The coordinator's ids of the links `op` creates, in the order the lab
+/// returns them.
+fn created_links(op: &LabOp) -> Vec<LinkId> {
+    match op {
+        LabOp::CreateVeth { a, b, .. } => vec![*a, *b],
+        LabOp::CreateTunnel { id, .. } | LabOp::CreateBridge { id, .. } => vec![*id],
+        _ => Vec::new(),
+    }
+}

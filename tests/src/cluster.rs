@@ -17,6 +17,10 @@ pub struct Cluster {
     pub tls: bool,
     /// Every agent started, killed at the end if a failed test left it.
     agents: std::sync::Mutex<Vec<u32>>,
+    /// Per machine, a process that holds its mount namespace: the
+    /// machine's own `/run/nsw` and `/run/netns`, which outlive its agents
+    /// as a real machine's do.
+    keepers: Vec<Child>,
 }
 
 /// Machine `i`'s underlay address.
@@ -33,7 +37,7 @@ impl Cluster {
         ip_in(&underlay, &["link", "set", "lo", "up"]);
         ip_in(&underlay, &["link", "add", "br0", "type", "bridge"]);
         ip_in(&underlay, &["link", "set", "br0", "up"]);
-        let mut cluster = Cluster { machines: Vec::new(), underlay, dir, members: Vec::new(), tls, agents: Default::default() };
+        let mut cluster = Cluster { machines: Vec::new(), underlay, dir, members: Vec::new(), tls, agents: Default::default(), keepers: Vec::new() };
         for i in 0..size {
             let machine = Machine::new(tag);
             let port = format!("m{i}");
@@ -41,7 +45,24 @@ impl Cluster {
             ip_in(&cluster.underlay, &["link", "set", &port, "master", "br0", "up"]);
             ip_in(&machine.name, &["address", "add", &format!("{}/24", address(i)), "dev", "ul0"]);
             ip_in(&machine.name, &["link", "set", "ul0", "up"]);
+            let private = "mkdir -p /run/nsw /run/netns && mount -t tmpfs nswt-machine /run/nsw && mount -t tmpfs nswt-machine /run/netns && exec sleep infinity";
+            let keeper = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{}", machine.name))
+                .args(["unshare", "--mount", "--propagation", "private", "sh", "-c", private])
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("start a machine's keeper");
             cluster.machines.push(machine);
+            cluster.keepers.push(keeper);
+        }
+        // Each keeper's mounts in place before anyone enters them.
+        for keeper in &cluster.keepers {
+            let pid = keeper.id();
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().starts_with("sleep") {
+                assert!(std::time::Instant::now() < until, "a machine's keeper did not start");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
         if tls {
             cluster.make_certificates();
@@ -142,15 +163,13 @@ impl Cluster {
 
     /// `nsw agent --machine NAME --underlay ADDRESS --store ...` in machine
     /// `i`, running, with the machine's own `/run/nsw` and `/run/netns` (a
-    /// mount namespace of its own, as Mininet's fake cluster does): its
-    /// labs' namespaces and journals are the machine's, not the test's.
-    /// Its stderr goes to the cluster's directory.
+    /// mount namespace of the machine's, as Mininet's fake cluster does):
+    /// its labs' namespaces and journals are the machine's, not the
+    /// test's. Its stderr goes to the cluster's directory.
     pub fn spawn_agent(&self, i: usize, name: &str, store_flags: &[String]) -> Child {
         let log = std::fs::File::create(self.dir.join(format!("agent-{name}-{}.log", unique("")))).unwrap();
-        let private = "mkdir -p /run/nsw /run/netns && mount -t tmpfs nswt-machine /run/nsw && mount -t tmpfs nswt-machine /run/netns && exec \"$0\" \"$@\"";
         let agent = Command::new("nsenter")
-            .arg(format!("--net=/run/netns/{}", self.machines[i].name))
-            .args(["unshare", "--mount", "--propagation", "private", "sh", "-c", private])
+            .args(["-t", &self.keepers[i].id().to_string(), "-m", "-n"])
             .arg(nsw_bin())
             .args(["agent", "--machine", name, "--underlay", &address(i)])
             .args(store_flags)
@@ -163,11 +182,10 @@ impl Cluster {
         agent
     }
 
-    /// A program run as the machine of the agent `agent` sees it: its
-    /// network and its mounts (`/run/netns`, `/run/nsw`).
-    pub fn as_machine(&self, agent: &Child, program: &str, args: &[&str]) -> Output {
-        // nsenter, unshare and sh each exec the next: the child is nsw.
-        let target = agent.id().to_string();
+    /// A program run on machine `i` as its agents see it: its network and
+    /// its mounts (`/run/netns`, `/run/nsw`).
+    pub fn as_machine(&self, i: usize, program: &str, args: &[&str]) -> Output {
+        let target = self.keepers[i].id().to_string();
         run("nsenter", &[&["-t", target.as_str(), "-m", "-n", program], args].concat())
     }
 
@@ -203,6 +221,10 @@ impl Drop for Cluster {
         }
         for i in 0..self.members.len() {
             self.kill_member(i);
+        }
+        for keeper in &mut self.keepers {
+            let _ = keeper.kill();
+            let _ = keeper.wait();
         }
         let _ = run("ip", &["netns", "del", &self.underlay]);
         let _ = std::fs::remove_dir_all(&self.dir);

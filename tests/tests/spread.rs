@@ -32,17 +32,17 @@ fn logs(cluster: &Cluster) -> String {
     logs.iter().map(|e| format!("{}:\n{}", e.file_name().to_string_lossy(), std::fs::read_to_string(e.path()).unwrap())).collect()
 }
 
-/// What machine `agent`'s `/run/netns` and `/run/nsw` hold.
-fn leftovers(cluster: &Cluster, agent: &Child) -> (String, String) {
-    let netns = cluster.as_machine(agent, "ip", &["netns", "list"]);
-    let state = cluster.as_machine(agent, "ls", &["-A", "/run/nsw"]);
+/// What machine `i`'s `/run/netns` and `/run/nsw` hold.
+fn leftovers(cluster: &Cluster, i: usize) -> (String, String) {
+    let netns = cluster.as_machine(i, "ip", &["netns", "list"]);
+    let state = cluster.as_machine(i, "ls", &["-A", "/run/nsw"]);
     (String::from_utf8_lossy(&netns.stdout).trim().to_string(), String::from_utf8_lossy(&state.stdout).trim().to_string())
 }
 
 /// Every machine empty: no namespace, no journal or lock.
-fn assert_nothing_left(cluster: &Cluster, agents: &[Child]) {
-    for (i, agent) in agents.iter().enumerate() {
-        let (netns, state) = leftovers(cluster, agent);
+fn assert_nothing_left(cluster: &Cluster) {
+    for i in 0..cluster.machines.len() {
+        let (netns, state) = leftovers(cluster, i);
         assert!(netns.is_empty(), "machine m{i} still has namespaces: {netns}\n{}", logs(cluster));
         assert!(state.is_empty(), "machine m{i} still has state: {state}\n{}", logs(cluster));
     }
@@ -81,20 +81,20 @@ fn pbj_placed_node_by_node_pings_across_machines_and_down_leaves_nothing() {
 
     // Each machine holds its part, and each veth end whose peer is on
     // another machine is a VXLAN device at the underlay's MTU less 50.
-    let (netns, _) = leftovers(&cluster, &agents[0]);
+    let (netns, _) = leftovers(&cluster, 0);
     assert_eq!(netns.split_whitespace().next(), Some(format!("{lab}-pb").as_str()), "{netns}");
-    let (netns, _) = leftovers(&cluster, &agents[1]);
+    let (netns, _) = leftovers(&cluster, 1);
     assert_eq!(netns.split_whitespace().next(), Some(format!("{lab}-jelly").as_str()), "{netns}");
-    let (netns, _) = leftovers(&cluster, &agents[2]);
+    let (netns, _) = leftovers(&cluster, 2);
     assert_eq!(netns.split_whitespace().next(), Some(lab.as_str()), "{netns}");
-    let link = cluster.as_machine(&agents[0], "ip", &["-n", &format!("{lab}-pb"), "-d", "link", "show", "veth-pb"]);
+    let link = cluster.as_machine(0, "ip", &["-n", &format!("{lab}-pb"), "-d", "link", "show", "veth-pb"]);
     let link = text(&link);
     assert!(link.contains("vxlan id") && link.contains("mtu 1450") && link.contains("dstport 14789"), "{link}");
-    let bridge_port = cluster.as_machine(&agents[2], "ip", &["-n", &lab, "-d", "link", "show", "bread-pb-veth"]);
+    let bridge_port = cluster.as_machine(2, "ip", &["-n", &lab, "-d", "link", "show", "bread-pb-veth"]);
     assert!(text(&bridge_port).contains("master brd1") && text(&bridge_port).contains("vxlan id"), "{}", text(&bridge_port));
 
     // The lab works after the run: from the lab's host (m2) to jelly (m1).
-    let ping = cluster.as_machine(&agents[2], "ip", &["netns", "exec", &lab, "ping", "-c", "1", "-W", "2", "10.0.0.11"]);
+    let ping = cluster.as_machine(2, "ip", &["netns", "exec", &lab, "ping", "-c", "1", "-W", "2", "10.0.0.11"]);
     assert!(ping.status.success(), "{}", text(&ping));
 
     // The store knows where everything is.
@@ -106,16 +106,128 @@ fn pbj_placed_node_by_node_pings_across_machines_and_down_leaves_nothing() {
     assert_eq!(entry["placement"]["host"], "m2");
     assert_eq!(entry["parts"], serde_json::json!(["m0", "m1", "m2"]));
     // And each machine's own `nsw ls` sees its part as a lab.
-    let local = cluster.as_machine(&agents[0], nsw_tests::nsw_bin().to_str().unwrap(), &["ls"]);
+    let local = cluster.as_machine(0, nsw_tests::nsw_bin().to_str().unwrap(), &["ls"]);
     assert!(text(&local).contains(&lab), "{}", text(&local));
 
     let out = cluster.nsw(1, &["down", &lab]);
     assert!(out.status.success(), "{}\n{}", text(&out), logs(&cluster));
     assert!(text(&out).contains("down on 3 machines"), "{}", text(&out));
-    assert_nothing_left(&cluster, &agents);
+    assert_nothing_left(&cluster);
     assert!(listed(&cluster).as_array().unwrap().is_empty(), "{}", listed(&cluster));
     // Down again: nothing to do.
     let out = cluster.nsw(1, &["down", &lab]);
     assert!(out.status.success() && text(&out).contains("no lab"), "{}", text(&out));
+    stop_all(agents);
+}
+
+/// `nsw ARGS --store ... -- SCRIPT_ARGS` on machine `i`.
+fn nsw_with_args(cluster: &Cluster, i: usize, args: &[&str], script: &[&str]) -> std::process::Output {
+    let flags = cluster.store_flags();
+    let all: Vec<&str> = args.iter().copied().chain(flags.iter().map(String::as_str)).chain(["--"]).chain(script.iter().copied()).collect();
+    cluster.on(i, nsw_tests::nsw_bin().to_str().unwrap(), &all)
+}
+
+#[test]
+fn a_star_of_300_is_spread_evenly_and_pings_across_machines() {
+    let cluster = Cluster::new("ss", 3, false);
+    let agents = agents(&cluster);
+    let lab = unique("star");
+    let star = guest("star");
+    let out = nsw_with_args(&cluster, 0, &["run", star.to_str().unwrap(), "--name", &lab], &["300", "ping", "nov6"]);
+    assert!(out.status.success(), "{}\n{}", text(&out), logs(&cluster));
+    let said = text(&out);
+    for probe in ["host -> hN: reply", "h1 -> hN: reply", "h1 -> h(N/2): reply"] {
+        assert!(said.contains(probe), "{probe}: {said}");
+    }
+    // 301 namespaces (the host and 300 nodes): 101, 100 and 100.
+    let labs = listed(&cluster);
+    let entry = labs.as_array().unwrap().iter().find(|l| l["name"] == lab.as_str()).unwrap_or_else(|| panic!("{labs}"));
+    let placement = entry["placement"].as_object().unwrap();
+    assert_eq!(placement.len(), 301);
+    let mut counts: Vec<usize> = (0..3).map(|i| placement.values().filter(|m| *m == format!("m{i}").as_str()).count()).collect();
+    counts.sort();
+    assert_eq!(counts, vec![100, 100, 101], "{placement:?}");
+    for i in 0..3 {
+        let (netns, _) = leftovers(&cluster, i);
+        assert_eq!(netns.lines().count(), counts.iter().copied().max().unwrap().min(placement.values().filter(|m| *m == format!("m{i}").as_str()).count()), "machine m{i}: {netns}");
+    }
+    let out = cluster.nsw(2, &["down", &lab]);
+    assert!(out.status.success(), "{}\n{}", text(&out), logs(&cluster));
+    assert_nothing_left(&cluster);
+    stop_all(agents);
+}
+
+#[test]
+fn an_agent_killed_mid_build_fails_the_run_which_rolls_back_and_the_restarted_agent_reaps_its_part() {
+    let cluster = Cluster::new("sk", 3, false);
+    let mut agents = agents(&cluster);
+    let lab = unique("star");
+    let star = guest("star");
+    let flags = cluster.store_flags();
+    let coordinator = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", cluster.machines[0].name))
+        .arg(nsw_tests::nsw_bin())
+        .args(["run", star.to_str().unwrap(), "--name", &lab])
+        .args(&flags)
+        .args(["--", "300"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Machine m1's part has begun: kill its agent there and then.
+    let until = Instant::now() + Duration::from_secs(60);
+    while leftovers(&cluster, 1).0.is_empty() {
+        assert!(Instant::now() < until, "machine m1's part never began\n{}", logs(&cluster));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = agents[1].kill();
+    let _ = agents[1].wait();
+    let out = coordinator.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("machine m1"), "{}", text(&out));
+    // Rolled back where it could; m1's part waits for its agent.
+    for i in [0, 2] {
+        let (netns, state) = leftovers(&cluster, i);
+        assert!(netns.is_empty() && state.is_empty(), "machine m{i}: {netns} / {state}\n{}", logs(&cluster));
+    }
+    assert!(!leftovers(&cluster, 1).0.is_empty(), "machine m1 kept nothing of its part: the kill was not mid-build");
+    let labs = listed(&cluster);
+    let entry = labs.as_array().unwrap().iter().find(|l| l["name"] == lab.as_str()).unwrap_or_else(|| panic!("{labs}"));
+    assert_eq!(entry["state"], "down");
+    assert_eq!(entry["away"], serde_json::json!(["m1"]));
+    // The agent comes back (after its old lease) and reaps its part.
+    agents[1] = cluster.spawn_agent(1, "m1", &flags);
+    let until = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (netns, state) = leftovers(&cluster, 1);
+        let gone = listed(&cluster).as_array().unwrap().iter().all(|l| l["name"] != lab.as_str());
+        if netns.is_empty() && state.is_empty() && gone {
+            break;
+        }
+        assert!(Instant::now() < until, "machine m1 still has {netns} / {state} (lab listed: {})\n{}", !gone, logs(&cluster));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_nothing_left(&cluster);
+    stop_all(agents);
+}
+
+#[test]
+fn over_tls_a_lab_spread_automatically_outlives_the_loss_of_a_store_member() {
+    let mut cluster = Cluster::new("st", 3, true);
+    let agents = agents(&cluster);
+    let lab = unique("pbj");
+    let pbj = guest("pbj");
+    let out = cluster.nsw(1, &["run", pbj.to_str().unwrap(), "--name", &lab]);
+    assert!(out.status.success(), "{}\n{}", text(&out), logs(&cluster));
+    assert!(text(&out).contains("jelly -> pb: reply"), "{}", text(&out));
+    // Without nsw's client certificate the store refuses to say anything.
+    let bare = cluster.on(1, nsw_tests::nsw_bin().to_str().unwrap(), &["ls", "--store", &cluster.urls(), "--store-ca", &cluster.dir.join("ca.crt").display().to_string()]);
+    assert!(!bare.status.success(), "{}", text(&bare));
+    cluster.kill_member(0);
+    let out = cluster.nsw(2, &["down", &lab]);
+    assert!(out.status.success(), "{}\n{}", text(&out), logs(&cluster));
+    assert_nothing_left(&cluster);
+    assert!(listed(&cluster).as_array().unwrap().is_empty());
     stop_all(agents);
 }

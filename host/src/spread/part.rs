@@ -77,6 +77,13 @@ impl Parts {
             Message::Build { ops } => {
                 let n: Option<u64> = at.parse().ok();
                 if n == Some(0) {
+                    // Only for a lab being built: a message a dead agent
+                    // left half done is not done again by the next.
+                    match labs::record(store, lab).await {
+                        Ok(Some(record)) if record.state == LabState::Building => {}
+                        Ok(_) => return failed(&LabError::not_found(format!("lab {lab} is not being built (any more)"))),
+                        Err(e) => return failed(&LabError::Trap(e)),
+                    }
                     if let Err(e) = self.open_part(lab).await {
                         return failed(&e);
                     }
@@ -153,7 +160,13 @@ impl Parts {
             let report = session.tear_down(journal, &mut machine, false).await?;
             say!("nsw agent: the part of lab {lab} is down: {}", report.summary());
         }
-        store.delete(&part_key(lab, &self.machine), false).await
+        store.delete(&part_key(lab, &self.machine), false).await?;
+        // The last part of a lab that is down: nothing of it is left.
+        let down = labs::record(store, lab).await?.is_some_and(|r| r.state == LabState::Down);
+        if down && labs::parts(store, lab).await?.is_empty() {
+            labs::forget(store, lab).await?;
+        }
+        Ok(())
     }
 
     /// At start: take down every part this machine's journals hold that

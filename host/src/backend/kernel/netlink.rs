@@ -247,8 +247,11 @@ pub async fn carrier_settled(handle: &Handle, index: u32) -> io::Result<bool> {
 }
 
 /// Operationally up with its queueing discipline (not linkwatch's `noop`).
+/// A VXLAN device reports no operational state of its own (`UNKNOWN`):
+/// its carrier and queue say it all.
 fn passes_packets(msg: &LinkMessage) -> bool {
-    let oper_up = msg.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)));
+    let vxlan = msg.attributes.iter().any(|a| matches!(a, LinkAttribute::LinkInfo(infos) if infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Vxlan)))));
+    let oper_up = msg.attributes.iter().any(|a| matches!(a, LinkAttribute::OperState(State::Up)) || (vxlan && matches!(a, LinkAttribute::OperState(State::Unknown))));
     let queue_ready = !msg.attributes.iter().any(|a| matches!(a, LinkAttribute::Qdisc(q) if q == "noop"));
     msg.header.flags.contains(LinkFlags::LowerUp) && oper_up && queue_ready
 }

@@ -201,6 +201,25 @@ impl ClusterStore for EtcdStore {
         Ok(())
     }
 
+    async fn put_all(&mut self, pairs: Vec<(String, Vec<u8>)>) -> Result<()> {
+        // etcd takes at most 128 operations (--max-txn-ops) and 1.5 MiB
+        // (--max-request-bytes) in one transaction by default.
+        let mut batch: Vec<TxnOp> = Vec::new();
+        let mut bytes = 0;
+        let mut pairs = pairs.into_iter().peekable();
+        while let Some((key, value)) = pairs.next() {
+            bytes += key.len() + value.len();
+            batch.push(TxnOp::put(format!("{ROOT}{key}"), value, None));
+            let full = pairs.peek().is_none_or(|(k, v)| batch.len() >= 128 || bytes + k.len() + v.len() > 1 << 20);
+            if full {
+                let txn = Txn::new().and_then(std::mem::take(&mut batch));
+                on_a_member!(self, |c| c.txn(txn.clone())).context("cannot write to the store")?;
+                bytes = 0;
+            }
+        }
+        Ok(())
+    }
+
     async fn create(&mut self, key: &str, value: Vec<u8>) -> Result<bool> {
         let key = format!("{ROOT}{key}");
         let txn = Txn::new().when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)]).and_then([TxnOp::put(key.clone(), value, None)]);

@@ -39,6 +39,9 @@ pub trait ClusterStore: Send {
 
     async fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>>;
     async fn put(&mut self, key: &str, value: Vec<u8>) -> Result<()>;
+    /// Put several keys, in as few requests as the engine allows (each
+    /// request all or nothing).
+    async fn put_all(&mut self, pairs: Vec<(String, Vec<u8>)>) -> Result<()>;
     /// Create `key` unless it exists; whether it did.
     async fn create(&mut self, key: &str, value: Vec<u8>) -> Result<bool>;
     /// The keys under `prefix` with their values, in key order.

@@ -116,7 +116,7 @@ pub async fn run(args: &RunArgs) -> CommandResult {
         None => router.finish().await.err().map(|e| (format!("building the lab failed: {e}"), Status::GuestError)),
         failure => failure,
     };
-    let placement: Vec<String> = router.placement().iter().map(|(node, machine)| format!("{node}@{machine}")).collect();
+    let placement = summary(router.placement());
     let machines: std::collections::BTreeSet<&String> = router.placement().values().collect();
     match failure {
         None if !args.rm => {
@@ -125,7 +125,7 @@ pub async fn run(args: &RunArgs) -> CommandResult {
                 machines.len(),
                 if machines.len() == 1 { "" } else { "s" },
                 started.elapsed().as_secs_f64(),
-                one_line(&placement.join(" "))
+                one_line(&placement)
             );
             Ok(Status::Success)
         }
@@ -141,6 +141,27 @@ pub async fn run(args: &RunArgs) -> CommandResult {
             }
         }
     }
+}
+
+/// Where the nodes went, in a line: `host on m0; 3 nodes on m0 (pb, ...)`.
+fn summary(placement: &std::collections::BTreeMap<String, String>) -> String {
+    let mut by_machine: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (node, machine) in placement {
+        if node != crate::naming::HOST {
+            by_machine.entry(machine).or_default().push(node);
+        }
+    }
+    let mut said = match placement.get(crate::naming::HOST) {
+        Some(machine) => vec![format!("host on {machine}")],
+        None => Vec::new(),
+    };
+    for (machine, nodes) in by_machine {
+        let shown: Vec<&str> = nodes.iter().take(3).copied().collect();
+        let more = if nodes.len() > 3 { ", ..." } else { "" };
+        let plural = if nodes.len() == 1 { "" } else { "s" };
+        said.push(format!("{} node{plural} on {machine} ({}{more})", nodes.len(), shown.join(", ")));
+    }
+    said.join("; ")
 }
 
 fn tell_down(lab: &str, down: &labs::Down) {

@@ -221,10 +221,16 @@ impl Router {
     /// Send what is queued and wait for every machine's answers; the last
     /// answer of each machine, by machine.
     pub async fn flush(&mut self) -> LabResult<BTreeMap<String, Reply>> {
+        self.flush_finishing(false).await
+    }
+
+    /// [`Router::flush`]; with `finish`, every part's last message also
+    /// ends its build (one round trip fewer than a message of its own).
+    async fn flush_finishing(&mut self, finish: bool) -> LabResult<BTreeMap<String, Reply>> {
         if let Some(why) = &self.failed {
             return Err(LabError::Trap(anyhow::anyhow!("{why}")));
         }
-        let sent = self.send_queues().await;
+        let sent = self.send_queues(finish).await;
         let answered = match sent {
             Ok(sent) => self.collect(sent).await,
             Err(e) => Err(e),
@@ -235,7 +241,7 @@ impl Router {
         answered
     }
 
-    async fn send_queues(&mut self) -> LabResult<Vec<(String, u64)>> {
+    async fn send_queues(&mut self, finish: bool) -> LabResult<Vec<(String, u64)>> {
         let trap = LabError::Trap;
         if !self.unnumbered.is_empty() {
             let count = self.unnumbered.len() as u64;
@@ -249,27 +255,37 @@ impl Router {
                 }
             }
         }
+        let lab = self.record.name.clone();
+        // Written in as few requests as the store takes, in this order: the
+        // record and where each part is before anything is asked of it.
+        let mut writes = Vec::new();
         if self.record_changed {
-            let record = serde_json::to_vec(&self.record).map_err(|e| trap(e.into()))?;
-            self.store.put(&lab_key(&self.record.name), record).await.map_err(trap)?;
+            writes.push((lab_key(&lab), serde_json::to_vec(&self.record).map_err(|e| trap(e.into()))?));
             self.record_changed = false;
         }
-        let lab = self.record.name.clone();
-        // Where each part is, before anything is asked of it.
         for machine in self.queues.keys().filter(|m| !self.parts.contains(*m)).cloned().collect::<Vec<_>>() {
-            self.store.put(&part_key(&lab, &machine), serde_json::to_vec(&serde_json::json!({ "machine": machine })).unwrap_or_default()).await.map_err(trap)?;
+            writes.push((part_key(&lab, &machine), serde_json::to_vec(&serde_json::json!({ "machine": machine })).unwrap_or_default()));
             self.parts.insert(machine);
         }
+        let mut queues = std::mem::take(&mut self.queues);
+        if finish {
+            for machine in &self.parts {
+                queues.entry(machine.clone()).or_default();
+            }
+        }
         let mut sent = Vec::new();
-        for (machine, ops) in std::mem::take(&mut self.queues) {
-            for chunk in ops.chunks(OPS_PER_MESSAGE) {
+        for (machine, ops) in queues {
+            let chunks: Vec<&[LabOp]> = if ops.is_empty() { vec![&[]] } else { ops.chunks(OPS_PER_MESSAGE).collect() };
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.into_iter().enumerate() {
                 let n = self.next_seq.entry(machine.clone()).or_default();
-                let message = serde_json::to_vec(&Message::Build { ops: chunk.to_vec() }).map_err(|e| trap(e.into()))?;
-                self.store.put(&inbox_key(&machine, &lab, &seq(*n)), message).await.map_err(trap)?;
+                let message = Message::Build { ops: chunk.to_vec(), finish: finish && i == last };
+                writes.push((inbox_key(&machine, &lab, &seq(*n)), serde_json::to_vec(&message).map_err(|e| trap(e.into()))?));
                 sent.push((machine.clone(), *n));
                 *n += 1;
             }
         }
+        self.store.put_all(writes).await.map_err(trap)?;
         Ok(sent)
     }
 
@@ -320,22 +336,12 @@ impl Router {
         }
     }
 
-    /// The script is done and everything was built: each part stays up.
+    /// The script is done: everything built, each part stays up.
     pub async fn finish(&mut self) -> LabResult<()> {
-        self.flush().await?;
-        let lab = self.record.name.clone();
-        let mut sent = Vec::new();
-        for machine in self.parts.clone() {
-            let n = self.next_seq.entry(machine.clone()).or_default();
-            let message = serde_json::to_vec(&Message::Finish).map_err(|e| LabError::Trap(e.into()))?;
-            self.store.put(&inbox_key(&machine, &lab, &seq(*n)), message).await.map_err(LabError::Trap)?;
-            sent.push((machine, *n));
-            *n += 1;
-        }
-        self.collect(sent).await?;
+        self.flush_finishing(true).await?;
         self.record.state = LabState::Up;
         let record = serde_json::to_vec(&self.record).map_err(|e| LabError::Trap(e.into()))?;
-        self.store.put(&lab_key(&lab), record).await.map_err(LabError::Trap)
+        self.store.put(&lab_key(&self.record.name), record).await.map_err(LabError::Trap)
     }
 
     /// Take the lab down on every machine it can (a failed run, `--rm`).

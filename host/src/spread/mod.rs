@@ -66,10 +66,13 @@ pub const VNI_COUNTER: &str = "vni";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "message", rename_all = "kebab-case")]
 pub enum Message {
-    /// Do these, in order (the first message of a lab opens its part).
-    Build { ops: Vec<LabOp> },
-    /// The lab is built: the part stays up.
-    Finish,
+    /// Do these, in order (the first message of a lab opens its part);
+    /// with `finish`, the lab is built then: the part stays up.
+    Build {
+        ops: Vec<LabOp>,
+        #[serde(default)]
+        finish: bool,
+    },
     /// Take the part down.
     Down,
 }

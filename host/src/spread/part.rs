@@ -74,7 +74,7 @@ impl Parts {
             return failed(&LabError::invalid(format!("{lab:?} is not a lab name")));
         }
         match message {
-            Message::Build { ops } => {
+            Message::Build { ops, finish } => {
                 let n: Option<u64> = at.parse().ok();
                 if n == Some(0) {
                     // Only for a lab being built: a message a dead agent
@@ -88,27 +88,28 @@ impl Parts {
                         return failed(&e);
                     }
                 }
-                match self.open.get_mut(lab) {
+                let reply = match self.open.get_mut(lab) {
                     Some(part) if n == Some(part.next_seq) => {
                         part.next_seq += 1;
                         part.build(&ops).await
                     }
-                    _ => failed(&LabError::not_found(format!(
-                        "machine {} holds no part of lab {lab} being built (its agent restarted since the build began?)",
-                        self.machine
-                    ))),
-                }
-            }
-            Message::Finish => match self.open.remove(lab) {
-                Some(part) => {
+                    _ => {
+                        return failed(&LabError::not_found(format!(
+                            "machine {} holds no part of lab {lab} being built (its agent restarted since the build began?)",
+                            self.machine
+                        )));
+                    }
+                };
+                if finish && reply.error.is_none() {
+                    // Built: the part stays up, its journal closed.
+                    let part = self.open.remove(lab).expect("the part was open");
                     let mut journal = part.lab.finish();
-                    match part.session.mark_up(&mut journal) {
-                        Ok(()) => Reply { answers: Vec::new(), error: None },
-                        Err(e) => failed(&LabError::Trap(e)),
+                    if let Err(e) = part.session.mark_up(&mut journal) {
+                        return failed(&LabError::Trap(e));
                     }
                 }
-                None => failed(&LabError::not_found(format!("machine {} holds no part of lab {lab} being built", self.machine))),
-            },
+                reply
+            }
             Message::Down => {
                 match self.take_down(store, lab).await {
                     Ok(()) => Reply { answers: Vec::new(), error: None },

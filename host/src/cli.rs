@@ -80,6 +80,8 @@ impl Command {
             Command::Run(args) => args.cluster.given(),
             Command::Down(args) => args.across(),
             Command::Ls(args) => args.across(),
+            Command::Show(args) => args.store.given(),
+            Command::Graph(args) => args.store.given(),
             _ => false,
         };
         !across && !matches!(self, Command::Plan(_) | Command::Inspect(_) | Command::Wit(_) | Command::New(_) | Command::Push(_) | Command::Pull(_) | Command::Key(_) | Command::Trust(_) | Command::Agent(_) | Command::Machines(_))

@@ -103,7 +103,10 @@ pub fn build(lab: &LabView) -> Graph {
             };
             let down = is_down(link) || far.is_none_or(is_down);
             let conditions: Vec<String> = link.conditions.iter().chain(far.map(|f| &f.conditions).into_iter().flatten()).cloned().collect();
-            edges.insert(Edge { from: attach(&node.node, link), to, label: format!("{} — {far_label}", end_label(link)), kind: "veth", down, conditions });
+            // A link between machines (a lab across machines) is drawn as
+            // one, whatever carries it.
+            let kind = if link.kind.as_deref() == Some("vxlan") { "vxlan" } else { "veth" };
+            edges.insert(Edge { from: attach(&node.node, link), to, label: format!("{} — {far_label}", end_label(link)), kind, down, conditions });
         }
     }
     Graph { vertices: vertices.into_iter().collect(), edges: edges.into_iter().collect() }

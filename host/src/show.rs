@@ -3,14 +3,14 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::Survey;
 use crate::backend::survey::NetnsView;
 use crate::journal::{LabRecord, Mode, NetnsRef, Object};
 
 /// The lab, as `nsw show --json` prints it (docs/show.md has the schema).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LabView {
     pub lab: String,
     pub mode: Mode,
@@ -23,7 +23,7 @@ pub struct LabView {
     pub tasks: Option<TasksOut>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct TasksOut {
     /// Processes and threads of the lab's programs now.
     pub current: u64,
@@ -32,10 +32,13 @@ pub struct TasksOut {
     pub refused: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NodeView {
     /// The name the script gave it (`host` for the lab's host).
     pub node: String,
+    /// Across machines: the machine that holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
     /// Its namespace (`pbj-pb`), or `machine` for a host-net lab's host.
     pub netns: String,
     pub present: bool,
@@ -51,7 +54,7 @@ pub struct NodeView {
     pub processes: Vec<ProcessOut>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessOut {
     pub program: String,
     pub pid: u32,
@@ -59,18 +62,18 @@ pub struct ProcessOut {
     pub running: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Forwarding {
     pub ipv4: bool,
     pub ipv6: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LinkOut {
     pub name: String,
     pub kind: Option<String>,
     /// `up` or `down`, as set.
-    pub state: &'static str,
+    pub state: String,
     pub carrier: bool,
     pub mtu: u32,
     pub mac: Option<String>,
@@ -90,15 +93,18 @@ pub struct LinkOut {
     /// A bridge port's spanning-tree state and path cost.
     pub port_state: Option<String>,
     pub port_cost: Option<u32>,
+    /// A VXLAN end (a link across machines): its VNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PeerOut {
     pub node: String,
     pub link: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RouteOut {
     /// A prefix, or `default`.
     pub destination: String,
@@ -114,7 +120,7 @@ pub struct RouteOut {
     pub nexthops: Vec<NextHopOut>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NextHopOut {
     pub via: Option<String>,
     pub dev: Option<String>,
@@ -180,7 +186,7 @@ pub async fn read(record: &LabRecord, kernel: &mut dyn Survey) -> anyhow::Result
         };
         let Some(view) = view else {
             flagged.push(format!("netns {netns} (node {node}) is gone"));
-            nodes.push(NodeView { node: node.clone(), netns, present: false, forwarding: Forwarding::default(), links: vec![], routes: vec![], nft: None, nft_text: None, processes: vec![] });
+            nodes.push(NodeView { node: node.clone(), netns, present: false, forwarding: Forwarding::default(), links: vec![], routes: vec![], nft: None, nft_text: None, processes: vec![], machine: None });
             continue;
         };
         let mut shown = node_view(record, place, node, netns, view, &node_of, &mut flagged);
@@ -245,7 +251,8 @@ fn node_view(
         links.push(LinkOut {
             name: link.name.clone(),
             kind: link.kind.clone(),
-            state: if link.up { "up" } else { "down" },
+            state: if link.up { "up" } else { "down" }.to_string(),
+            vni: link.vni,
             carrier: link.carrier,
             mtu: link.mtu,
             mac: link.mac.clone(),
@@ -286,6 +293,7 @@ fn node_view(
         .collect();
     NodeView {
         node: node.to_string(),
+        machine: None,
         netns,
         present: true,
         forwarding: Forwarding { ipv4: view.forwarding_ipv4, ipv6: view.forwarding_ipv6 },

@@ -109,6 +109,23 @@ fn pbj_placed_node_by_node_pings_across_machines_and_down_leaves_nothing() {
     let local = cluster.as_machine(0, nsw_tests::nsw_bin().to_str().unwrap(), &["ls"]);
     assert!(text(&local).contains(&lab), "{}", text(&local));
 
+    // show and graph see the whole lab: each node with its machine, the
+    // links between machines joined.
+    let shown = cluster.nsw(0, &["show", &lab, "--json"]);
+    assert!(shown.status.success(), "{}", text(&shown));
+    let view: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    let nodes = view["nodes"].as_array().unwrap();
+    let on = |node: &str| nodes.iter().find(|n| n["node"] == node).map(|n| n["machine"].clone());
+    assert_eq!((on("pb"), on("jelly"), on("host")), (Some("m0".into()), Some("m1".into()), Some("m2".into())), "{view}");
+    let pb = nodes.iter().find(|n| n["node"] == "pb").unwrap();
+    let end = pb["links"].as_array().unwrap().iter().find(|l| l["name"] == "veth-pb").unwrap();
+    assert_eq!(end["peer"], serde_json::json!({ "node": "host", "link": "bread-pb-veth" }), "{end}");
+    let graph = cluster.nsw(0, &["graph", &lab, "--format", "json"]);
+    assert!(graph.status.success(), "{}", text(&graph));
+    let graph: serde_json::Value = serde_json::from_slice(&graph.stdout).unwrap();
+    let across = graph["edges"].as_array().unwrap().iter().filter(|e| e["kind"] == "vxlan").count();
+    assert_eq!(across, 2, "{graph}");
+
     let out = cluster.nsw(1, &["down", &lab]);
     assert!(out.status.success(), "{}\n{}", text(&out), logs(&cluster));
     assert!(text(&out).contains("down on 3 machines"), "{}", text(&out));
@@ -144,12 +161,14 @@ fn a_star_of_300_is_spread_evenly_and_pings_across_machines() {
     let entry = labs.as_array().unwrap().iter().find(|l| l["name"] == lab.as_str()).unwrap_or_else(|| panic!("{labs}"));
     let placement = entry["placement"].as_object().unwrap();
     assert_eq!(placement.len(), 301);
-    let mut counts: Vec<usize> = (0..3).map(|i| placement.values().filter(|m| *m == format!("m{i}").as_str()).count()).collect();
-    counts.sort();
-    assert_eq!(counts, vec![100, 100, 101], "{placement:?}");
-    for i in 0..3 {
+    let counts: Vec<usize> = (0..3).map(|i| placement.values().filter(|m| *m == format!("m{i}").as_str()).count()).collect();
+    let mut sorted = counts.clone();
+    sorted.sort();
+    assert_eq!(sorted, vec![100, 100, 101], "{placement:?}");
+    // Each machine holds the namespaces placed on it, and no others.
+    for (i, count) in counts.iter().enumerate() {
         let (netns, _) = leftovers(&cluster, i);
-        assert_eq!(netns.lines().count(), counts.iter().copied().max().unwrap().min(placement.values().filter(|m| *m == format!("m{i}").as_str()).count()), "machine m{i}: {netns}");
+        assert_eq!(netns.lines().count(), *count, "machine m{i}: {netns}");
     }
     let out = cluster.nsw(2, &["down", &lab]);
     assert!(out.status.success(), "{}\n{}", text(&out), logs(&cluster));
@@ -230,4 +249,56 @@ fn over_tls_a_lab_spread_automatically_outlives_the_loss_of_a_store_member() {
     assert_nothing_left(&cluster);
     assert!(listed(&cluster).as_array().unwrap().is_empty());
     stop_all(agents);
+}
+
+#[test]
+fn an_agent_refuses_a_tunnel_to_anywhere_but_another_machine_whatever_the_store_says() {
+    let cluster = Cluster::new("sr", 2, false);
+    let agents = agents(&cluster);
+    let lab = unique("evil");
+    // What a compromised coordinator could write: a lab being built, a part
+    // on m0, and a message making a "link" to an address outside the
+    // cluster (a way out of a contained lab).
+    let put = |key: &str, value: serde_json::Value| {
+        let out = cluster.on(0, "etcdctl", &["--endpoints", &cluster.urls(), "put", &format!("/nsw/v1/{key}"), &value.to_string()]);
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    let record = serde_json::json!({ "name": lab, "script": "evil", "state": "building", "coordinator": "x:1", "started_unix": 0, "placement": {} });
+    put(&format!("labs/{lab}"), record);
+    put(&format!("parts/{lab}/m0"), serde_json::json!({ "machine": "m0" }));
+    let tunnel = |remote: &str, mtu: u32| serde_json::json!({ "vni": 77, "local": "10.99.0.1", "remote": remote, "port": 14789, "mtu": mtu });
+    let message = serde_json::json!({ "message": "build", "ops": [
+        { "op": "create-host", "id": 0 },
+        { "op": "create-tunnel", "id": 0, "name": "out0", "ns": 0, "tunnel": tunnel("192.0.2.9", 1450) },
+    ]});
+    put(&format!("inbox/m0/{lab}/0000000000"), message);
+    let reply = wait_reply(&cluster, &lab, "m0", "0000000000");
+    assert_eq!(reply["error"]["kind"], "denied", "{reply}");
+    assert!(reply["error"]["message"].as_str().unwrap().contains("192.0.2.9"), "{reply}");
+    // Nothing of it was made; the part opened for it goes with down.
+    let (netns, _) = leftovers(&cluster, 0);
+    assert!(netns.is_empty(), "{netns}");
+    // Nor to a real machine at an MTU the underlay cannot carry.
+    let message = serde_json::json!({ "message": "build", "ops": [{ "op": "create-tunnel", "id": 0, "name": "big0", "ns": 0, "tunnel": tunnel("10.99.0.2", 9000) }] });
+    put(&format!("inbox/m0/{lab}/0000000001"), message);
+    let reply = wait_reply(&cluster, &lab, "m0", "0000000001");
+    assert_eq!(reply["error"]["kind"], "invalid", "{reply}");
+    let out = cluster.nsw(1, &["down", &lab]);
+    assert!(out.status.success(), "{}\n{}", text(&out), logs(&cluster));
+    assert_nothing_left(&cluster);
+    stop_all(agents);
+}
+
+/// The agent's answer at `replies/LAB/MACHINE/AT`, once there.
+fn wait_reply(cluster: &Cluster, lab: &str, machine: &str, at: &str) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = cluster.on(0, "etcdctl", &["--endpoints", &cluster.urls(), "get", "--print-value-only", &format!("/nsw/v1/replies/{lab}/{machine}/{at}")]);
+        let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !value.is_empty() {
+            return serde_json::from_str(&value).unwrap();
+        }
+        assert!(Instant::now() < until, "no answer from {machine}\n{}", logs(cluster));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -30,6 +30,8 @@ pub struct LinkView {
     /// and path cost.
     pub port_state: Option<String>,
     pub port_cost: Option<u32>,
+    /// A VXLAN device's VNI.
+    pub vni: Option<u32>,
 }
 
 /// An address on a link.

@@ -234,6 +234,26 @@ impl ClusterStore for EtcdStore {
         Ok(response.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).trim_start_matches(ROOT).to_string(), kv.value().to_vec())).collect())
     }
 
+    async fn keys(&mut self, prefix: &str) -> Result<Vec<String>> {
+        let prefix = format!("{ROOT}{prefix}");
+        let options = GetOptions::new().with_prefix().with_keys_only().with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Ascend);
+        let response = on_a_member!(self, |c| c.get(prefix.clone(), Some(options.clone()))).with_context(|| format!("cannot read {prefix} from the store"))?;
+        Ok(response.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).trim_start_matches(ROOT).to_string()).collect())
+    }
+
+    async fn replace(&mut self, key: &str, old: &[u8], value: Vec<u8>) -> Result<bool> {
+        let key = format!("{ROOT}{key}");
+        let txn = Txn::new().when([Compare::value(key.clone(), CompareOp::Equal, old.to_vec())]).and_then([TxnOp::put(key.clone(), value, None)]);
+        let response = on_a_member!(self, |c| c.txn(txn.clone())).with_context(|| format!("cannot write {key} to the store"))?;
+        Ok(response.succeeded())
+    }
+
+    async fn id(&mut self) -> Result<String> {
+        let status = on_a_member!(self, |c| c.status()).context("cannot ask the store who it is")?;
+        let cluster = status.header().map(|h| h.cluster_id()).context("the store did not say who it is")?;
+        Ok(format!("etcd:{cluster:016x}"))
+    }
+
     async fn delete(&mut self, key: &str, prefix: bool) -> Result<()> {
         let key = format!("{ROOT}{key}");
         let options = prefix.then(|| etcd_client::DeleteOptions::new().with_prefix());

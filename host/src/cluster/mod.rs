@@ -38,6 +38,12 @@ pub struct MachineRecord {
     pub started_unix: u64,
 }
 
+/// What VXLAN's headers take from the underlay's MTU: 50 bytes over IPv4,
+/// 70 over IPv6.
+pub fn vxlan_overhead(underlay: std::net::IpAddr) -> u32 {
+    if underlay.is_ipv4() { 50 } else { 70 }
+}
+
 fn default_mtu() -> u32 {
     1500
 }

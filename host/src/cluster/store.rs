@@ -46,6 +46,12 @@ pub trait ClusterStore: Send {
     async fn create(&mut self, key: &str, value: Vec<u8>) -> Result<bool>;
     /// The keys under `prefix` with their values, in key order.
     async fn list(&mut self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// The keys under `prefix` alone, in key order.
+    async fn keys(&mut self, prefix: &str) -> Result<Vec<String>>;
+    /// Put `value` at `key` if it holds `old` now; whether it did.
+    async fn replace(&mut self, key: &str, old: &[u8], value: Vec<u8>) -> Result<bool>;
+    /// What identifies this store (its cluster), whichever member answers.
+    async fn id(&mut self) -> Result<String>;
     /// Delete `key`, or with `prefix` everything under it too.
     async fn delete(&mut self, key: &str, prefix: bool) -> Result<()>;
     /// Put one key and delete another, at once (an answer replaces its

@@ -74,12 +74,10 @@ pub async fn run(args: &RunArgs) -> CommandResult {
     let component = crate::runtime::compiler::compile(&engine, &wasm, &args.file, &bounds)?;
     let linker = crate::build::linker_for(&engine, &args.file, &component)?;
 
-    let store = args.cluster.store.connect().await?;
-    let router = Router::start(Box::new(store), &lab_name, &args.script_name(), placed, stop.clone()).await?;
-    let router = std::sync::Arc::new(tokio::sync::Mutex::new(router));
     // The coordinator's model of the lab keeps its journal aside, gone at
     // the end: the machines' parts have the real ones.
     let dir = std::env::temp_dir().join(format!("nsw-across-{}", std::process::id()));
+    let _aside = Aside(dir.clone());
     let state = StateDir::at(&dir);
     let lock = state.lock(&lab_name)?;
     let info = LabInfo {
@@ -90,9 +88,12 @@ pub async fn run(args: &RunArgs) -> CommandResult {
         pid: std::process::id(),
         script: args.script_name(),
         started_unix: 0,
-        part_of: Some(args.cluster.store.endpoints().urls.join(",")),
+        part_of: None,
     };
     let journal = state.create_journal(&lock, info)?;
+    let store = args.cluster.store.connect().await?;
+    let router = Router::start(Box::new(store), &lab_name, &args.script_name(), placed, stop.clone()).await?;
+    let router = std::sync::Arc::new(tokio::sync::Mutex::new(router));
     let limits = args.limits.0.clone();
     let run = crate::build::Run {
         engine: &engine,
@@ -110,7 +111,6 @@ pub async fn run(args: &RunArgs) -> CommandResult {
     let ran = run.go(journal, Box::new(PlanBackend::new()), |_| None).await;
     drop(ran.journal);
     drop(lock);
-    let _ = std::fs::remove_dir_all(&dir);
     let mut router = router.lock().await;
     let failure = match super::run::failure(ran.ending) {
         None => router.finish().await.err().map(|e| (format!("building the lab failed: {e}"), Status::GuestError)),
@@ -140,6 +140,15 @@ pub async fn run(args: &RunArgs) -> CommandResult {
                 Some((why, status)) => Err(Failure::new(status, anyhow::anyhow!("lab {lab_name} across machines: {why}"))),
             }
         }
+    }
+}
+
+/// A directory of the coordinator's own, removed when the run ends.
+struct Aside(std::path::PathBuf);
+
+impl Drop for Aside {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -84,7 +84,8 @@ pub async fn agent(args: AgentArgs) -> CommandResult {
     // Renewed from a thread of its own: building a large part takes
     // longer than a lease.
     let renewer = Renewer::start(endpoints.clone(), record.clone(), registration);
-    let mut parts = Parts::new(&record.name, &endpoints.urls.join(","), crate::policy::Limits::default());
+    let store_id = store.id().await?;
+    let mut parts = Parts::new(&record, &store_id, crate::policy::Limits::default());
     if let Err(e) = parts.reconcile(&mut store).await {
         say!("nsw agent: warning: cannot look at this machine's parts: {}", one_line(&format!("{e:#}")));
     }

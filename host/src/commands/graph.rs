@@ -2,7 +2,7 @@
 
 use clap::{Args, ValueEnum};
 
-use super::{CommandResult, Status, require_root, show};
+use super::{CommandResult, Status, show};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
@@ -18,11 +18,13 @@ pub struct GraphArgs {
     lab: String,
     #[arg(long, value_enum, default_value = "dot")]
     format: Format,
+    /// A lab across machines: drawn whole, its links between machines too.
+    #[command(flatten)]
+    pub(crate) store: super::agent::StoreArgs,
 }
 
 pub async fn exec(args: GraphArgs) -> CommandResult {
-    require_root("graph")?;
-    let view = super::show::read(&args.lab).await?;
+    let view = super::show::read_any(&args.lab, &args.store).await?;
     let graph = crate::graph::build(&view);
     match args.format {
         Format::Dot => show!("{}", crate::graph::dot(&view.lab, &graph).trim_end()),

@@ -14,6 +14,27 @@ pub struct ShowArgs {
     /// Print JSON (its shape is documented in docs/show.md).
     #[arg(long)]
     json: bool,
+    /// A lab across machines: every machine's part.
+    #[command(flatten)]
+    pub(crate) store: super::agent::StoreArgs,
+}
+
+/// Read a lab from the kernel (each machine's, for a lab across machines
+/// when `store` is given).
+pub async fn read_any(lab: &str, store: &super::agent::StoreArgs) -> anyhow::Result<LabView> {
+    if !store.given() {
+        require_root("show")?;
+        return read(lab).await;
+    }
+    crate::policy::check_lab_name(lab).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let mut client = store.connect().await?;
+    let Some((view, away)) = crate::spread::labs::view(&mut client, lab).await? else {
+        anyhow::bail!("the cluster has no lab {lab} (see nsw ls --store)");
+    };
+    if !away.is_empty() {
+        crate::tell::say!("nsw: not shown: the parts on {} (their agents are away or did not answer)", one_line(&away.join(", ")));
+    }
+    Ok(view)
 }
 
 /// Read a lab from the kernel, by its journal.
@@ -26,8 +47,7 @@ pub async fn read(lab: &str) -> anyhow::Result<LabView> {
 }
 
 pub async fn exec(args: ShowArgs) -> CommandResult {
-    require_root("show")?;
-    let view = read(&args.lab).await?;
+    let view = read_any(&args.lab, &args.store).await?;
     if args.json {
         show!("{}", serde_json::to_string_pretty(&view)?);
         return Ok(Status::Success);
@@ -49,6 +69,9 @@ pub async fn exec(args: ShowArgs) -> CommandResult {
 /// link-local addresses are left to `--json` (every link has one).
 fn print_node(node: &NodeView) {
     let mut about = vec![format!("netns {}", node.netns)];
+    if let Some(machine) = &node.machine {
+        about.push(format!("on machine {}", one_line(machine)));
+    }
     match (node.forwarding.ipv4, node.forwarding.ipv6) {
         (true, true) => about.push("forwards IPv4 and IPv6".into()),
         (true, false) => about.push("forwards IPv4".into()),

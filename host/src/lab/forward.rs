@@ -142,7 +142,10 @@ impl Lab {
             LabOp::CreateHost { .. } => Ok((Answer::Done, Some(self.open_host().await?), Vec::new())),
             LabOp::CreateNetns { node, .. } => Ok((Answer::Done, Some(self.create_netns(node).await?), Vec::new())),
             LabOp::CreateVeth { name, ns, peer, peer_ns, .. } => {
+                // Made now, as the coordinator's lab made it at this point
+                // (with the IPv6 setting of this point).
                 let (a, b) = self.create_veth(name, *ns, peer, *peer_ns).await?;
+                self.materialize(a).await?;
                 done(vec![a, b])
             }
             LabOp::CreateTunnel { name, ns, tunnel, .. } => done(vec![self.create_tunnel(name, *ns, tunnel).await?]),

@@ -20,8 +20,9 @@ use crate::lab::LinkId;
 use crate::lab::forward::{Answer, Forward, LabOp};
 use crate::stop::Stop;
 
-/// VXLAN's headers, taken from the underlay's MTU.
-const VXLAN_OVERHEAD: u32 = 50;
+/// How long one machine may take over one message before the run gives
+/// up on it (a part of a thousand operations takes about a second).
+const ANSWER_PATIENCE: Duration = Duration::from_secs(300);
 
 /// How often a wait for an answer looks whether the machine is still there.
 const LIVENESS_EVERY: Duration = Duration::from_secs(1);
@@ -29,6 +30,8 @@ const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 pub struct Router {
     store: Box<dyn ClusterStore>,
     record: LabRecord,
+    /// The record as this run last wrote it.
+    written: Vec<u8>,
     record_changed: bool,
     machines: BTreeMap<String, MachineRecord>,
     /// `--place NODE=MACHINE`.
@@ -79,7 +82,8 @@ impl Router {
             started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             placement: BTreeMap::new(),
         };
-        if !store.create(&lab_key(lab), serde_json::to_vec(&record)?).await? {
+        let written = serde_json::to_vec(&record)?;
+        if !store.create(&lab_key(lab), written.clone()).await? {
             let held = labs::record(store.as_mut(), lab).await?;
             let how = held.map(|r| format!(" ({:?}, run by {})", r.state, r.coordinator).to_lowercase()).unwrap_or_default();
             anyhow::bail!("the cluster has a lab named {lab} already{how}: nsw down {lab} --store ... first, or choose another --name");
@@ -88,6 +92,7 @@ impl Router {
         Ok(Router {
             store,
             record,
+            written,
             record_changed: false,
             machines,
             placed,
@@ -142,10 +147,20 @@ impl Router {
         queue.len() - 1
     }
 
+    /// Pass `op` on. A refusal here comes after the model did it: the
+    /// model and the machines differ from then on, so it ends the run.
     fn route(&mut self, op: LabOp) -> LabResult<()> {
         if let Some(why) = &self.failed {
             return Err(LabError::Trap(anyhow::anyhow!("{why}")));
         }
+        let routed = self.route_op(op);
+        if let Err(e) = &routed {
+            self.failed = Some(format!("the lab across machines cannot go on: {e}"));
+        }
+        routed
+    }
+
+    fn route_op(&mut self, op: LabOp) -> LabResult<()> {
         let machine = match &op {
             LabOp::CreateHost { id } => self.place(crate::naming::HOST, *id),
             LabOp::CreateNetns { id, node } => self.place(node, *id),
@@ -203,7 +218,7 @@ impl Router {
         if a.underlay.is_ipv4() != b.underlay.is_ipv4() {
             return Err(LabError::invalid(format!("machines {} and {} have underlays of two IP families: no link between them", a.name, b.name)));
         }
-        let mtu = a.underlay_mtu.min(b.underlay_mtu).saturating_sub(VXLAN_OVERHEAD);
+        let mtu = a.underlay_mtu.min(b.underlay_mtu).saturating_sub(crate::cluster::vxlan_overhead(a.underlay));
         let (ua, ub, port) = (a.underlay, b.underlay, a.vxlan_port);
         let mut places = Vec::new();
         for (i, (id, name, ns, machine)) in ends.iter().enumerate() {
@@ -247,7 +262,7 @@ impl Router {
             let count = self.unnumbered.len() as u64;
             let first = self.store.take(VNI_COUNTER, count).await.map_err(trap)?;
             for (i, ends) in std::mem::take(&mut self.unnumbered).into_iter().enumerate() {
-                let vni = ((first - 1 + i as u64) % 0xFF_FFFF + 1) as u32;
+                let vni = ((first.max(1) - 1 + i as u64) % 0xFF_FFFF + 1) as u32;
                 for (machine, at) in ends {
                     if let Some(LabOp::CreateTunnel { tunnel, .. }) = self.queues.get_mut(&machine).and_then(|q| q.get_mut(at)) {
                         tunnel.vni = vni;
@@ -260,8 +275,7 @@ impl Router {
         // record and where each part is before anything is asked of it.
         let mut writes = Vec::new();
         if self.record_changed {
-            writes.push((lab_key(&lab), serde_json::to_vec(&self.record).map_err(|e| trap(e.into()))?));
-            self.record_changed = false;
+            self.write_record().await?;
         }
         for machine in self.queues.keys().filter(|m| !self.parts.contains(*m)).cloned().collect::<Vec<_>>() {
             writes.push((part_key(&lab, &machine), serde_json::to_vec(&serde_json::json!({ "machine": machine })).unwrap_or_default()));
@@ -289,6 +303,19 @@ impl Router {
         Ok(sent)
     }
 
+    /// Write the lab's record, if it is still the one this run wrote last:
+    /// a `down` meanwhile ends the run rather than being undone by it.
+    async fn write_record(&mut self) -> LabResult<()> {
+        let new = serde_json::to_vec(&self.record).map_err(|e| LabError::Trap(e.into()))?;
+        let key = lab_key(&self.record.name);
+        if !self.store.replace(&key, &self.written, new.clone()).await.map_err(LabError::Trap)? {
+            return Err(LabError::Trap(anyhow::anyhow!("lab {} was taken down (or changed) in the store while it was built", self.record.name)));
+        }
+        self.written = new;
+        self.record_changed = false;
+        Ok(())
+    }
+
     async fn collect(&mut self, sent: Vec<(String, u64)>) -> LabResult<BTreeMap<String, Reply>> {
         let mut replies = BTreeMap::new();
         for (machine, n) in sent {
@@ -304,6 +331,8 @@ impl Router {
     /// The answer to message `at` of `machine`, once there.
     async fn wait(&mut self, machine: &str, at: &str) -> LabResult<Reply> {
         let key = reply_key(&self.record.name, machine, at);
+        let since = Instant::now();
+        let agent = self.machines.get(machine).map(|m| (m.agent_pid, m.started_unix));
         let mut checked = Instant::now();
         let mut pause = Duration::from_millis(1);
         loop {
@@ -316,8 +345,15 @@ impl Router {
             }
             if checked.elapsed() > LIVENESS_EVERY {
                 let live = self.store.machines().await.map_err(LabError::Trap)?;
-                if !live.iter().any(|m| m.name == machine) {
-                    return Err(LabError::Trap(anyhow::anyhow!("machine {machine}'s agent is gone (its registration ran out) before it answered")));
+                match live.iter().find(|m| m.name == machine) {
+                    None => return Err(LabError::Trap(anyhow::anyhow!("machine {machine}'s agent is gone (its registration ran out) before it answered"))),
+                    Some(m) if Some((m.agent_pid, m.started_unix)) != agent => {
+                        return Err(LabError::Trap(anyhow::anyhow!("machine {machine}'s agent restarted before it answered (its part is taken down)")));
+                    }
+                    Some(_) => {}
+                }
+                if since.elapsed() > ANSWER_PATIENCE {
+                    return Err(LabError::Trap(anyhow::anyhow!("machine {machine} did not answer in {} s", ANSWER_PATIENCE.as_secs())));
                 }
                 checked = Instant::now();
             }
@@ -328,6 +364,8 @@ impl Router {
 
     async fn ping(&mut self, ns: NsId, target: IpAddr, count: u32, timeout: Duration) -> LabResult<PingStats> {
         let machine = self.machine_of_ns(ns)?;
+        // Every machine done with what came before, then the ping.
+        self.flush().await?;
         self.queue(&machine, LabOp::Ping { ns, target: target.to_string(), count, timeout_ms: timeout.as_millis() as u32 });
         let mut replies = self.flush().await?;
         match replies.remove(&machine).and_then(|r| r.answers.last().cloned()) {
@@ -340,15 +378,16 @@ impl Router {
     pub async fn finish(&mut self) -> LabResult<()> {
         self.flush_finishing(true).await?;
         self.record.state = LabState::Up;
-        let record = serde_json::to_vec(&self.record).map_err(|e| LabError::Trap(e.into()))?;
-        self.store.put(&lab_key(&self.record.name), record).await.map_err(LabError::Trap)
+        self.write_record().await
     }
 
     /// Take the lab down on every machine it can (a failed run, `--rm`).
     pub async fn down(&mut self) -> anyhow::Result<labs::Down> {
         let lab = self.record.name.clone();
         if self.record_changed {
-            self.store.put(&lab_key(&lab), serde_json::to_vec(&self.record)?).await?;
+            // Where the parts are, for whoever reaps them; a down meanwhile
+            // has it already.
+            let _ = self.write_record().await;
         }
         labs::down(self.store.as_mut(), &lab).await?.context("the lab's record left the store")
     }

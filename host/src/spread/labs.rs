@@ -129,3 +129,85 @@ pub async fn forget(store: &mut dyn ClusterStore, lab: &str) -> Result<()> {
     store.delete(&format!("replies/{lab}/"), true).await?;
     store.delete(&lab_key(lab), false).await
 }
+
+/// How long `show` waits for a live machine's part.
+const SHOW_PATIENCE: Duration = Duration::from_secs(15);
+
+/// The whole lab as the machines' kernels have it now: each part's view,
+/// its nodes marked with their machine, the two ends of each link across
+/// machines joined (by their VNI). `None`: no such lab; the machines
+/// whose agents are away (or did not answer) are listed with it.
+pub async fn view(store: &mut dyn ClusterStore, lab: &str) -> Result<Option<(crate::show::LabView, Vec<String>)>> {
+    if record(store, lab).await?.is_none() {
+        return Ok(None);
+    }
+    let live: Vec<String> = store.machines().await?.into_iter().map(|m| m.name).collect();
+    let at = super::show_seq();
+    let (mut asked, mut away) = (Vec::new(), Vec::new());
+    for machine in parts(store, lab).await? {
+        if live.contains(&machine) {
+            store.put(&inbox_key(&machine, lab, &at), serde_json::to_vec(&Message::Show)?).await?;
+            asked.push(machine);
+        } else {
+            away.push(machine);
+        }
+    }
+    let until = Instant::now() + SHOW_PATIENCE;
+    let mut views = Vec::new();
+    while !asked.is_empty() {
+        let mut still = Vec::new();
+        for machine in asked {
+            let reply_at = reply_key(lab, &machine, &at);
+            match store.get(&reply_at).await? {
+                Some(bytes) => {
+                    store.delete(&reply_at, false).await?;
+                    let reply: Reply = serde_json::from_slice(&bytes).with_context(|| format!("machine {machine} answered what nsw cannot read"))?;
+                    match (reply.view, reply.error) {
+                        (Some(view), _) => views.push((machine.clone(), serde_json::from_value::<crate::show::LabView>(view)?)),
+                        (None, Some(e)) => anyhow::bail!("machine {machine}: {}", e.message),
+                        (None, None) => anyhow::bail!("machine {machine} answered without its part"),
+                    }
+                }
+                None if Instant::now() > until => away.push(machine),
+                None => still.push(machine),
+            }
+        }
+        asked = still;
+        if !asked.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    Ok(Some((merge(lab, views), away)))
+}
+
+/// One view of the parts' views.
+fn merge(lab: &str, views: Vec<(String, crate::show::LabView)>) -> crate::show::LabView {
+    let mut nodes = Vec::new();
+    let mut flagged = Vec::new();
+    for (machine, view) in views {
+        for mut node in view.nodes {
+            node.machine = Some(machine.clone());
+            nodes.push(node);
+        }
+        flagged.extend(view.flagged.into_iter().map(|f| format!("on {machine}: {f}")));
+    }
+    let mut ends: BTreeMap<u32, Vec<(String, String)>> = BTreeMap::new();
+    for node in &nodes {
+        for link in node.links.iter().filter(|l| l.kind.as_deref() == Some("vxlan")) {
+            if let Some(vni) = link.vni {
+                ends.entry(vni).or_default().push((node.node.clone(), link.name.clone()));
+            }
+        }
+    }
+    for node in &mut nodes {
+        let here = node.node.clone();
+        for link in node.links.iter_mut().filter(|l| l.kind.as_deref() == Some("vxlan")) {
+            let pair = link.vni.and_then(|vni| ends.get(&vni)).filter(|pair| pair.len() == 2);
+            let far = pair.and_then(|pair| pair.iter().find(|(n, l)| !(*n == here && *l == link.name)));
+            link.peer = far.map(|(node, link)| crate::show::PeerOut { node: node.clone(), link: link.clone() });
+        }
+    }
+    // The lab's host first, as a lab of one machine shows it.
+    nodes.sort_by(|a, b| (a.node != crate::naming::HOST, &a.node).cmp(&(b.node != crate::naming::HOST, &b.node)));
+    crate::show::LabView { lab: lab.to_string(), mode: crate::journal::Mode::Contained, nodes, flagged, tasks: None }
+}

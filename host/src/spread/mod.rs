@@ -52,6 +52,12 @@ pub fn seq(n: u64) -> String {
 
 pub const DOWN_SEQ: &str = "~down";
 
+/// A `show` message's place: after the build and down messages, unique.
+pub fn show_seq() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("~show-{}-{nanos}", std::process::id())
+}
+
 pub fn inbox_key(machine: &str, lab: &str, seq: &str) -> String {
     format!("inbox/{machine}/{lab}/{seq}")
 }
@@ -75,6 +81,8 @@ pub enum Message {
     },
     /// Take the part down.
     Down,
+    /// Say what the part is now, as `nsw show --json` would.
+    Show,
 }
 
 /// An agent's answer to one message.
@@ -84,6 +92,19 @@ pub struct Reply {
     /// Why the message's operation number `answers.len()` failed (the rest
     /// were not done).
     pub error: Option<WireError>,
+    /// The part as the kernel has it (an answer to [`Message::Show`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<serde_json::Value>,
+}
+
+impl Reply {
+    pub fn answered(answers: Vec<Answer>) -> Reply {
+        Reply { answers, error: None, view: None }
+    }
+
+    pub fn failed(answers: Vec<Answer>, error: &LabError) -> Reply {
+        Reply { answers, error: Some(WireError::of(error)), view: None }
+    }
 }
 
 /// A lab error as it crosses the store.

@@ -11,8 +11,9 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::labs::{self, LabState};
-use super::{Message, Reply, WireError, inbox, part_key, reply_key};
+use super::{Message, Reply, inbox, part_key, reply_key};
 use crate::backend::{self, NsId, Teardown};
+use crate::cluster::MachineRecord;
 use crate::cluster::store::ClusterStore;
 use crate::error::{LabError, LabResult};
 use crate::journal::{LabInfo, StateDir};
@@ -23,8 +24,9 @@ use crate::session::{Created, Session};
 use crate::stop::Stop;
 use crate::tell::say;
 
-/// How long taking a part down waits for another nsw working on it.
-const PATIENCE: Duration = Duration::from_secs(30);
+/// How long taking a part down waits for another nsw working on it (a
+/// local `nsw down`, say): briefly, the agent's other labs wait meanwhile.
+const PATIENCE: Duration = Duration::from_secs(2);
 
 /// A lab's part being built here.
 struct Part {
@@ -39,6 +41,8 @@ struct Part {
 /// This machine's parts.
 pub struct Parts {
     machine: String,
+    /// This machine's record: its underlay, what a tunnel may use.
+    record: MachineRecord,
     /// Which store the parts belong to (their journals say).
     store_id: String,
     limits: Limits,
@@ -46,22 +50,28 @@ pub struct Parts {
 }
 
 impl Parts {
-    pub fn new(machine: &str, store_id: &str, limits: Limits) -> Parts {
-        Parts { machine: machine.to_string(), store_id: store_id.to_string(), limits, open: HashMap::new() }
+    pub fn new(record: &MachineRecord, store_id: &str, limits: Limits) -> Parts {
+        Parts { machine: record.name.clone(), record: record.clone(), store_id: store_id.to_string(), limits, open: HashMap::new() }
     }
 
     /// Do every message in this machine's inbox, in order; whether there
     /// was any.
     pub async fn serve_inbox(&mut self, store: &mut dyn ClusterStore) -> Result<bool> {
         let prefix = inbox(&self.machine);
-        let messages = store.list(&prefix).await?;
-        let any = !messages.is_empty();
-        for (key, value) in messages {
-            let Some((lab, at)) = key.trim_start_matches(&prefix).split_once('/') else { continue };
+        // Keys first, then each message alone: a full inbox fits no one
+        // answer of the store.
+        let keys = store.keys(&prefix).await?;
+        let any = !keys.is_empty();
+        for key in keys {
+            let Some((lab, at)) = key.trim_start_matches(&prefix).split_once('/') else {
+                store.delete(&key, false).await?;
+                continue;
+            };
             let (lab, at) = (lab.to_string(), at.to_string());
+            let Some(value) = store.get(&key).await? else { continue };
             let reply = match serde_json::from_slice::<Message>(&value) {
                 Ok(message) => self.handle(store, &lab, &at, message).await,
-                Err(e) => Reply { answers: Vec::new(), error: Some(WireError { kind: "invalid".into(), message: format!("a message nsw cannot read: {e}") }) },
+                Err(e) => Reply::failed(Vec::new(), &LabError::invalid(format!("a message nsw cannot read: {e}"))),
             };
             store.put_and_delete(&reply_key(&lab, &self.machine, &at), serde_json::to_vec(&reply)?, &key).await?;
         }
@@ -69,7 +79,7 @@ impl Parts {
     }
 
     async fn handle(&mut self, store: &mut dyn ClusterStore, lab: &str, at: &str, message: Message) -> Reply {
-        let failed = |e: &LabError| Reply { answers: Vec::new(), error: Some(WireError::of(e)) };
+        let failed = |e: &LabError| Reply::failed(Vec::new(), e);
         if crate::policy::check_lab_name(lab).is_err() {
             return failed(&LabError::invalid(format!("{lab:?} is not a lab name")));
         }
@@ -79,14 +89,24 @@ impl Parts {
                 if n == Some(0) {
                     // Only for a lab being built: a message a dead agent
                     // left half done is not done again by the next.
+                    // And only where the coordinator said, before asking,
+                    // a part would be (a part reaped since has none).
                     match labs::record(store, lab).await {
                         Ok(Some(record)) if record.state == LabState::Building => {}
                         Ok(_) => return failed(&LabError::not_found(format!("lab {lab} is not being built (any more)"))),
                         Err(e) => return failed(&LabError::Trap(e)),
                     }
+                    match store.get(&part_key(lab, &self.machine)).await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => return failed(&LabError::not_found(format!("the store has no part of lab {lab} on machine {}", self.machine))),
+                        Err(e) => return failed(&LabError::Trap(e)),
+                    }
                     if let Err(e) = self.open_part(lab).await {
                         return failed(&e);
                     }
+                }
+                if let Err(e) = self.check_tunnels(store, &ops).await {
+                    return failed(&e);
                 }
                 let reply = match self.open.get_mut(lab) {
                     Some(part) if n == Some(part.next_seq) => {
@@ -112,11 +132,40 @@ impl Parts {
             }
             Message::Down => {
                 match self.take_down(store, lab).await {
-                    Ok(()) => Reply { answers: Vec::new(), error: None },
+                    Ok(()) => Reply::answered(Vec::new()),
                     Err(e) => failed(&LabError::Trap(e)),
                 }
             }
+            Message::Show => match self.show(lab).await {
+                Ok(view) => Reply { view: Some(view), ..Reply::answered(Vec::new()) },
+                Err(e) => failed(&LabError::Trap(e)),
+            },
         }
+    }
+
+    /// A tunnel goes from this machine's underlay to another registered
+    /// machine's, on nsw's port, no larger than the underlay carries: a
+    /// coordinator cannot make a lab's link a way out to anywhere else.
+    async fn check_tunnels(&self, store: &mut dyn ClusterStore, ops: &[LabOp]) -> LabResult<()> {
+        let tunnels: Vec<&crate::backend::Tunnel> = ops.iter().filter_map(|op| if let LabOp::CreateTunnel { tunnel, .. } = op { Some(tunnel) } else { None }).collect();
+        if tunnels.is_empty() {
+            return Ok(());
+        }
+        let machines = store.machines().await.map_err(LabError::Trap)?;
+        for tunnel in tunnels {
+            let what = format!("a link from machine {} to {}", self.machine, tunnel.remote);
+            if tunnel.local != self.record.underlay || tunnel.port != self.record.vxlan_port {
+                return Err(LabError::denied(format!("{what}: it must leave from this machine's underlay {} on port {}", self.record.underlay, self.record.vxlan_port)));
+            }
+            if tunnel.remote == self.record.underlay || !machines.iter().any(|m| m.underlay == tunnel.remote && m.name != self.machine) {
+                return Err(LabError::denied(format!("{what}: {} is the underlay of no other machine of the cluster", tunnel.remote)));
+            }
+            let most = self.record.underlay_mtu.saturating_sub(crate::cluster::vxlan_overhead(tunnel.remote));
+            if !(68..=most).contains(&tunnel.mtu) {
+                return Err(LabError::invalid(format!("{what}: MTU {} is not within 68-{most}, what the underlay carries", tunnel.mtu)));
+            }
+        }
+        Ok(())
     }
 
     async fn open_part(&mut self, lab: &str) -> LabResult<()> {
@@ -151,13 +200,18 @@ impl Parts {
         let mut machine = backend::system();
         let existing = match self.open.remove(lab) {
             Some(part) => Some((part.session, part.lab.finish())),
-            None => Session::existing(StateDir::system(), lab, PATIENCE)?,
+            None => {
+                // Never a lab of this machine's own, or another store's part,
+                // that has the same name: looked at before anything is locked.
+                let state = StateDir::system();
+                match state.read(lab)? {
+                    Some(record) if record.info.part_of.as_deref() == Some(self.store_id.as_str()) => Session::existing(state, lab, PATIENCE)?,
+                    Some(_) => anyhow::bail!("machine {}'s lab {lab} is not a part of this cluster's lab: left alone", self.machine),
+                    None => None,
+                }
+            }
         };
         if let Some((session, journal)) = existing {
-            // Never a lab of this machine's own that has the same name.
-            if journal.record().info.part_of.is_none() {
-                anyhow::bail!("machine {}'s lab {lab} is not a part of a lab across machines: left alone", self.machine);
-            }
             let report = session.tear_down(journal, &mut machine, false).await?;
             say!("nsw agent: the part of lab {lab} is down: {}", report.summary());
         }
@@ -170,6 +224,14 @@ impl Parts {
         Ok(())
     }
 
+    /// This machine's part of `lab` as the kernel has it.
+    async fn show(&self, lab: &str) -> Result<serde_json::Value> {
+        let record = StateDir::system().read(lab)?.filter(|r| r.info.part_of.is_some());
+        let Some(record) = record else { anyhow::bail!("machine {} holds no part of lab {lab}", self.machine) };
+        let view = crate::show::read(&record, &mut backend::system()).await?;
+        Ok(serde_json::to_value(view)?)
+    }
+
     /// At start: take down every part this machine's journals hold that
     /// the store no longer wants (its lab gone, down, or still building —
     /// the agent that was building it is gone with what it knew).
@@ -177,7 +239,7 @@ impl Parts {
         let state = StateDir::system();
         for lab in state.labs()? {
             let Ok(Some(record)) = state.read(&lab) else { continue };
-            if record.info.part_of.is_none() {
+            if record.info.part_of.as_deref() != Some(self.store_id.as_str()) {
                 continue;
             }
             let wanted = match labs::record(store, &lab).await? {
@@ -215,12 +277,12 @@ impl Part {
                     }
                     answers.push(answer);
                 }
-                Err(e) => return Reply { answers, error: Some(WireError::of(&e)) },
+                Err(e) => return Reply::failed(answers, &e),
             }
         }
         match self.lab.flush().await {
-            Ok(()) => Reply { answers, error: None },
-            Err(e) => Reply { answers, error: Some(WireError::of(&e)) },
+            Ok(()) => Reply::answered(answers),
+            Err(e) => Reply::failed(answers, &e),
         }
     }
 

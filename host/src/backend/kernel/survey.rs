@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute};
-use rtnetlink::packet_route::link::{BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoPortData, LinkAttribute, LinkFlags, LinkInfo};
+use rtnetlink::packet_route::link::{BridgePortState, BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoPortData, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteType};
 use rtnetlink::{Handle, RouteMessageBuilder};
 
@@ -129,6 +129,7 @@ async fn links(handle: &Handle) -> io::Result<Vec<LinkView>> {
             stp: None,
             port_state: None,
             port_cost: None,
+            vni: None,
         };
         for attribute in msg.attributes {
             match attribute {
@@ -147,6 +148,12 @@ async fn links(handle: &Handle) -> io::Result<Vec<LinkView>> {
                             LinkInfo::Data(InfoData::Bridge(options)) => {
                                 view.stp = options.iter().find_map(|o| match o {
                                     InfoBridge::StpState(state) => Some(*state != BridgeStpState::Disabled),
+                                    _ => None,
+                                });
+                            }
+                            LinkInfo::Data(InfoData::Vxlan(options)) => {
+                                view.vni = options.iter().find_map(|o| match o {
+                                    InfoVxlan::Id(vni) => Some(*vni),
                                     _ => None,
                                 });
                             }

@@ -65,8 +65,8 @@ enum Command {
     Key(trust::KeyArgs),
     /// Trust a key's signatures (for some references), or list the keys trusted.
     Trust(trust::TrustArgs),
-    /// Serve this machine to a cluster: register it in the store and keep
-    /// it registered (labs across machines are a work in progress).
+    /// Serve this machine to a cluster: register it in the store, keep it
+    /// registered, and build this machine's parts of labs across machines.
     Agent(agent::AgentArgs),
     /// List the machines of a cluster whose agents are alive.
     Machines(agent::MachinesArgs),

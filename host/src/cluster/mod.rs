@@ -1,22 +1,21 @@
-//! Labs across machines (work in progress): the store the machines agree
-//! through, and the agents' registry in it. An existing distributed store
+//! The cluster's store: what the machines agree through, and the agents'
+//! registry in it. An existing distributed store
 //! holds the state — etcd (v3 API) here — behind the small interface of
 //! [`store::ClusterStore`], so that another engine (a Kubernetes `Lab`
 //! resource through kube-rs, agents as a DaemonSet) can stand in for it
 //! without changing the agents.
 //!
-//! What is here: `nsw agent` registers its machine under a lease and keeps
-//! it alive (a machine whose agent dies drops out of `nsw machines` when
-//! its lease runs out); `nsw machines` lists the live ones. Not yet: labs
-//! placed over machines, VXLAN links between them, the agents building
-//! their parts (the issue "Labs across machines, on etcd").
+//! `nsw agent` registers its machine under a lease and keeps it alive (a
+//! machine whose agent dies drops out of `nsw machines` when its lease runs
+//! out); `nsw machines` lists the live ones. Labs placed over the machines
+//! are [`crate::spread`]'s.
 
 pub mod etcd;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
 
-/// The VXLAN UDP port cross-machine links will use: containerlab's, so as
+/// The VXLAN UDP port links between machines use: containerlab's, so as
 /// not to fight the machine's own VXLAN on 4789.
 pub const VXLAN_PORT: u16 = 14789;
 

@@ -11,7 +11,7 @@
 //! called `up`, `help` or `type`, which `ip link set NAME` would read as
 //! its keywords.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -56,44 +56,6 @@ pub(super) fn err(code: i32) -> io::Error {
 impl PlanBackend {
     pub fn new() -> PlanBackend {
         PlanBackend::default()
-    }
-
-    /// The machine as the plan starts it, before any lab touched it: `lo`
-    /// and `eth0` (10.1.0.2/24, default via 10.1.0.1), which a lab must
-    /// leave alone.
-    pub fn fresh_machine() -> PlanNs {
-        let link = |name: &str, index: u32, kind: &str, addr: &str| PlanLink {
-            name: name.into(),
-            index,
-            kind: kind.into(),
-            owned: false,
-            up: true,
-            master: None,
-            addresses: vec![addr.parse().expect("valid literal")],
-            mtu: if kind == "loopback" { 65536 } else { 1500 },
-            mac: None,
-            queue: None,
-        };
-        let mut sysctls = HashMap::new();
-        for (k, v) in [
-            ("net/ipv4/ip_forward", "0"),
-            ("net/ipv6/conf/all/forwarding", "0"),
-            ("net/ipv4/conf/all/forwarding", "0"),
-            ("net/ipv4/conf/eth0/forwarding", "0"),
-            ("net/ipv4/conf/all/accept_redirects", "1"),
-        ] {
-            sysctls.insert(k.to_string(), v.to_string());
-        }
-        PlanNs {
-            name: None,
-            links: vec![link("lo", 1, "loopback", "127.0.0.1/8"), link("eth0", 2, "ether", "10.1.0.2/24")],
-            routes: vec![
-                ("0.0.0.0/0".parse().unwrap(), Some("10.1.0.1".parse().unwrap()), false),
-                ("10.1.0.0/24".parse().unwrap(), None, false),
-            ],
-            sysctls,
-            ..PlanNs::default()
-        }
     }
 }
 
@@ -179,19 +141,11 @@ impl Backend for PlanBackend {
         Ok(index)
     }
 
-    async fn create_tunnel(&mut self, name: &str, ns: NsId, tunnel: &crate::backend::Tunnel) -> io::Result<u32> {
+    async fn create_tunnel(&mut self, name: &str, ns: NsId, t: &crate::backend::Tunnel) -> io::Result<u32> {
         let mut s = self.state.lock().unwrap();
         let index = s.add_link(ns, name, "vxlan", None)?;
         let netns = s.ns_name(ns).map(|n| format!(" netns {}", sh(&n))).unwrap_or_default();
-        let line = format!(
-            "ip link add name {}{netns} mtu {} type vxlan id {} local {} remote {} dstport {} nolearning",
-            sh(name),
-            tunnel.mtu,
-            tunnel.vni,
-            tunnel.local,
-            tunnel.remote,
-            tunnel.port
-        );
+        let line = format!("ip link add name {}{netns} mtu {} type vxlan id {} local {} remote {} dstport {} nolearning", sh(name), t.mtu, t.vni, t.local, t.remote, t.port);
         s.log.push(line);
         Ok(index)
     }

@@ -294,3 +294,43 @@ impl crate::backend::Program for PlannedProgram {
 fn shown(destination: IpNet) -> String {
     if destination.prefix_len() == 0 { "default".to_string() } else { destination.to_string() }
 }
+
+impl super::PlanBackend {
+    /// The machine as the plan starts it, before any lab touched it: `lo`
+    /// and `eth0` (10.1.0.2/24, default via 10.1.0.1), which a lab must
+    /// leave alone.
+    pub fn fresh_machine() -> PlanNs {
+        let link = |name: &str, index: u32, kind: &str, addr: &str| PlanLink {
+            name: name.into(),
+            index,
+            kind: kind.into(),
+            owned: false,
+            up: true,
+            master: None,
+            addresses: vec![addr.parse().expect("valid literal")],
+            mtu: if kind == "loopback" { 65536 } else { 1500 },
+            mac: None,
+            queue: None,
+        };
+        let mut sysctls = HashMap::new();
+        for (k, v) in [
+            ("net/ipv4/ip_forward", "0"),
+            ("net/ipv6/conf/all/forwarding", "0"),
+            ("net/ipv4/conf/all/forwarding", "0"),
+            ("net/ipv4/conf/eth0/forwarding", "0"),
+            ("net/ipv4/conf/all/accept_redirects", "1"),
+        ] {
+            sysctls.insert(k.to_string(), v.to_string());
+        }
+        PlanNs {
+            name: None,
+            links: vec![link("lo", 1, "loopback", "127.0.0.1/8"), link("eth0", 2, "ether", "10.1.0.2/24")],
+            routes: vec![
+                ("0.0.0.0/0".parse().unwrap(), Some("10.1.0.1".parse().unwrap()), false),
+                ("10.1.0.0/24".parse().unwrap(), None, false),
+            ],
+            sysctls,
+            ..PlanNs::default()
+        }
+    }
+}

@@ -302,3 +302,50 @@ fn wait_reply(cluster: &Cluster, lab: &str, machine: &str, at: &str) -> serde_js
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn a_link_between_machines_fails_and_comes_back_on_both_sides() {
+    let cluster = Cluster::new("sf", 2, false);
+    let agents = agents(&cluster);
+    let lab = unique("flap");
+    let flap = guest("flap");
+    // a on m0, b on m1: their veth pair is a VXLAN pair; b's end goes
+    // down for 3 s, and a's with it (seen on m0 meanwhile).
+    let flags = cluster.store_flags();
+    let run = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", cluster.machines[0].name))
+        .arg(nsw_tests::nsw_bin())
+        .args(["run", flap.to_str().unwrap(), "--name", &lab, "--place", "a=m0", "--place", "b=m1", "--place", "host=m0"])
+        .args(&flags)
+        .args(["--", "3000", "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    // Up first (built), then down (b's end failed).
+    let (mut was_up, mut near_end_went_down) = (false, false);
+    while Instant::now() < until && !near_end_went_down {
+        let link = cluster.as_machine(0, "ip", &["-n", &format!("{lab}-a"), "link", "show", "eth0"]);
+        let up = text(&link).contains(",UP");
+        was_up |= link.status.success() && up;
+        near_end_went_down = was_up && link.status.success() && !up;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = run.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{}", text(&out), logs(&cluster));
+    assert!(near_end_went_down, "a's end never went down with b's\n{}", text(&out));
+    assert!(text(&out).contains("pings lost") && text(&out).contains("unreachable for"), "{}", text(&out));
+    // Both ends up again, and b answers a.
+    for (i, node) in [(0, "a"), (1, "b")] {
+        let link = cluster.as_machine(i, "ip", &["-n", &format!("{lab}-{node}"), "-d", "link", "show", "eth0"]);
+        assert!(text(&link).contains("vxlan id") && text(&link).contains(",UP,"), "{}", text(&link));
+    }
+    let ping = cluster.as_machine(0, "ip", &["netns", "exec", &format!("{lab}-a"), "ping", "-c", "1", "-W", "2", "10.0.9.2"]);
+    assert!(ping.status.success(), "{}", text(&ping));
+    let out = cluster.nsw(0, &["down", &lab]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_nothing_left(&cluster);
+    stop_all(agents);
+}

@@ -61,6 +61,10 @@ pub struct AgentArgs {
     underlay: std::net::IpAddr,
     #[command(flatten)]
     store: StoreArgs,
+    /// The limits of each lab's part on this machine (whatever the
+    /// coordinator allowed the whole lab).
+    #[command(flatten)]
+    limits: super::limit_args::LimitArgs,
 }
 
 pub async fn agent(args: AgentArgs) -> CommandResult {
@@ -85,7 +89,7 @@ pub async fn agent(args: AgentArgs) -> CommandResult {
     // longer than a lease.
     let renewer = Renewer::start(endpoints.clone(), record.clone(), registration);
     let store_id = store.id().await?;
-    let mut parts = Parts::new(&record, &store_id, crate::policy::Limits::default());
+    let mut parts = Parts::new(&record, &store_id, args.limits.0.clone());
     if let Err(e) = parts.reconcile(&mut store).await {
         say!("nsw agent: warning: cannot look at this machine's parts: {}", one_line(&format!("{e:#}")));
     }

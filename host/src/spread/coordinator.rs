@@ -40,6 +40,10 @@ pub struct Router {
     load: BTreeMap<String, usize>,
     ns_machine: HashMap<NsId, String>,
     link_machine: HashMap<LinkId, String>,
+    /// Each end of a link between machines, to its other end.
+    tunnel_peer: HashMap<LinkId, LinkId>,
+    /// Far ends taken down with their near end (see [`Router::route_op`]).
+    downed_with_peer: std::collections::HashSet<LinkId>,
     /// Operations not sent yet, per machine.
     queues: BTreeMap<String, Vec<LabOp>>,
     /// Tunnel ends waiting for their VNI: both ends of each pair, by
@@ -99,6 +103,8 @@ impl Router {
             load,
             ns_machine: HashMap::new(),
             link_machine: HashMap::new(),
+            tunnel_peer: HashMap::new(),
+            downed_with_peer: Default::default(),
             queues: BTreeMap::new(),
             unnumbered: Vec::new(),
             opened: BTreeSet::new(),
@@ -194,6 +200,23 @@ impl Router {
                 }
                 return Ok(());
             }
+            // A veth end taken down takes its peer's carrier with it; a
+            // VXLAN end cannot do that to the far one, so the far end goes
+            // down with it (and up again with it), as a routing daemon on
+            // either side must see.
+            LabOp::SetDown { link } | LabOp::SetUp { link } if self.tunnel_peer.contains_key(link) => {
+                let (link, far) = (*link, self.tunnel_peer[link]);
+                let down = matches!(op, LabOp::SetDown { .. });
+                let (here, there) = (self.machine_of_link(link)?, self.machine_of_link(far)?);
+                self.queue(&here, op);
+                if down {
+                    self.downed_with_peer.insert(far);
+                    self.queue(&there, LabOp::SetDown { link: far });
+                } else if self.downed_with_peer.remove(&far) {
+                    self.queue(&there, LabOp::SetUp { link: far });
+                }
+                return Ok(());
+            }
             LabOp::SetMaster { port: link, .. }
             | LabOp::SetUp { link }
             | LabOp::SetDown { link }
@@ -228,6 +251,8 @@ impl Router {
             let at = self.queue(machine, LabOp::CreateTunnel { id: *id, name: name.clone(), ns: *ns, tunnel });
             places.push((machine.clone(), at));
         }
+        self.tunnel_peer.insert(ends[0].0, ends[1].0);
+        self.tunnel_peer.insert(ends[1].0, ends[0].0);
         let [pa, pb]: [(String, usize); 2] = places.try_into().expect("two ends");
         self.unnumbered.push([pa, pb]);
         Ok(())

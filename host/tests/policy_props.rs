@@ -126,6 +126,7 @@ fn play(grants: Grants, ops: &[Op]) -> (std::sync::Arc<std::sync::Mutex<PlanStat
         pid: 0,
         script: "props".into(),
         started_unix: 0,
+        part_of: None,
     };
     let journal = state.create_journal(&lock, info).unwrap();
     let plan = PlanBackend::new();
@@ -135,7 +136,7 @@ fn play(grants: Grants, ops: &[Op]) -> (std::sync::Arc<std::sync::Mutex<PlanStat
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
     let journal = rt.block_on(async {
         let stop = nsw::stop::Stop::new();
-        let mut lab = Lab::start(lab_name, grants, journal, Box::new(plan), limits, stop).await.expect("start");
+        let mut lab = Lab::start(lab_name, grants, journal, Box::new(plan), limits, stop, None).await.expect("start");
         let (mut nss, mut links) = (vec![nsw::lab::HOST], Vec::new());
         let pick = |v: &Vec<usize>, i: usize| v.get(i % v.len().max(1)).copied();
         for op in ops {

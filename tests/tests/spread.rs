@@ -266,6 +266,7 @@ fn an_agent_refuses_a_tunnel_to_anywhere_but_another_machine_whatever_the_store_
     let record = serde_json::json!({ "name": lab, "script": "evil", "state": "building", "coordinator": "x:1", "started_unix": 0, "placement": {} });
     put(&format!("labs/{lab}"), record);
     put(&format!("parts/{lab}/m0"), serde_json::json!({ "machine": "m0" }));
+    put(&format!("coordinators/{lab}"), serde_json::json!({ "coordinator": "x:1" }));
     let tunnel = |remote: &str, mtu: u32| serde_json::json!({ "vni": 77, "local": "10.99.0.1", "remote": remote, "port": 14789, "mtu": mtu });
     let message = serde_json::json!({ "message": "build", "ops": [
         { "op": "create-host", "id": 0 },
@@ -347,5 +348,46 @@ fn a_link_between_machines_fails_and_comes_back_on_both_sides() {
     let out = cluster.nsw(0, &["down", &lab]);
     assert!(out.status.success(), "{}", text(&out));
     assert_nothing_left(&cluster);
+    stop_all(agents);
+}
+
+#[test]
+fn a_coordinator_killed_mid_build_has_its_parts_taken_down_by_the_agents() {
+    let cluster = Cluster::new("sc", 3, false);
+    let agents = agents(&cluster);
+    let lab = unique("star");
+    let star = guest("star");
+    let flags = cluster.store_flags();
+    let mut coordinator = std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", cluster.machines[0].name))
+        .arg(nsw_tests::nsw_bin())
+        .args(["run", star.to_str().unwrap(), "--name", &lab])
+        .args(&flags)
+        .args(["--", "300", "ping"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The parts have begun: the coordinator dies there and then.
+    let until = Instant::now() + Duration::from_secs(60);
+    while leftovers(&cluster, 1).0.is_empty() {
+        assert!(Instant::now() < until, "no part began\n{}", logs(&cluster));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = coordinator.kill();
+    let _ = coordinator.wait();
+    // Its sign of life runs out (10 s); each agent takes its part down and
+    // the store forgets the lab.
+    let until = Instant::now() + Duration::from_secs(40);
+    loop {
+        let left: Vec<(String, String)> = (0..3).map(|i| leftovers(&cluster, i)).collect();
+        let gone = listed(&cluster).as_array().unwrap().iter().all(|l| l["name"] != lab.as_str());
+        if gone && left.iter().all(|(netns, state)| netns.is_empty() && state.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < until, "left: {left:?}, lab listed: {}\n{}", !gone, logs(&cluster));
+        std::thread::sleep(Duration::from_millis(250));
+    }
     stop_all(agents);
 }

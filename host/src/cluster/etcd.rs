@@ -177,6 +177,14 @@ impl ClusterStore for EtcdStore {
         Ok(answer.is_some_and(|a| a.ttl() > 0))
     }
 
+    async fn put_leased(&mut self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<Registration> {
+        let key = format!("{ROOT}{key}");
+        let lease = on_a_member!(self, |c| c.lease_grant(ttl.as_secs() as i64, None)).context("the store refused a lease")?.id();
+        let options = PutOptions::new().with_lease(lease);
+        on_a_member!(self, |c| c.put(key.clone(), value.clone(), Some(options.clone()))).with_context(|| format!("cannot write {key} to the store"))?;
+        Ok(Registration(lease))
+    }
+
     async fn withdraw(&mut self, registration: Registration) -> Result<()> {
         on_a_member!(self, |c| c.lease_revoke(registration.0)).context("cannot withdraw the registration")?;
         Ok(())

@@ -34,6 +34,9 @@ pub trait ClusterStore: Send {
     async fn renew(&mut self, registration: Registration) -> Result<bool>;
     /// Withdraw it now.
     async fn withdraw(&mut self, registration: Registration) -> Result<()>;
+    /// Put `value` at `key` for as long as the registration it returns is
+    /// renewed (a coordinator's sign of life).
+    async fn put_leased(&mut self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<Registration>;
     /// The machines registered now, by name.
     async fn machines(&mut self) -> Result<Vec<MachineRecord>>;
 

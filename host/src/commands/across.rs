@@ -92,7 +92,10 @@ pub async fn run(args: &RunArgs) -> CommandResult {
     };
     let journal = state.create_journal(&lock, info)?;
     let store = args.cluster.store.connect().await?;
-    let router = Router::start(Box::new(store), &lab_name, &args.script_name(), placed, stop.clone()).await?;
+    let router = Router::start(Box::new(store), &lab_name, &args.script_name(), placed, stop.clone(), super::agent::LEASE).await?;
+    // Renewed while the lab is built: the agents take their parts down
+    // when it runs out (this nsw killed, its machine lost).
+    let sign_of_life = super::agent::SignOfLife::start(args.cluster.store.endpoints(), router.sign_of_life);
     let router = std::sync::Arc::new(tokio::sync::Mutex::new(router));
     let limits = args.limits.0.clone();
     let run = crate::build::Run {
@@ -112,6 +115,7 @@ pub async fn run(args: &RunArgs) -> CommandResult {
     drop(ran.journal);
     drop(lock);
     let mut router = router.lock().await;
+    let _sign_of_life = sign_of_life;
     let failure = match super::run::failure(ran.ending) {
         None => router.finish().await.err().map(|e| (format!("building the lab failed: {e}"), Status::GuestError)),
         failure => failure,

@@ -16,8 +16,13 @@ use crate::spread::part::Parts;
 use crate::cluster::{MachineRecord, VXLAN_PORT, check_machine_name};
 use crate::encode::terminal::one_line;
 
-/// How long a registration outlives its agent's last renewal.
-const LEASE: Duration = Duration::from_secs(10);
+/// How long a registration outlives its agent's last renewal (and a
+/// coordinator's sign of life, the coordinator).
+pub const LEASE: Duration = Duration::from_secs(10);
+
+/// How often an agent looks whether the coordinators of the parts it is
+/// building are alive.
+const ORPHANS_EVERY: Duration = Duration::from_secs(2);
 
 #[derive(Args)]
 #[command(next_help_heading = "Store")]
@@ -94,12 +99,19 @@ pub async fn agent(args: AgentArgs) -> CommandResult {
         say!("nsw agent: warning: cannot look at this machine's parts: {}", one_line(&format!("{e:#}")));
     }
     let mut busy_at = Instant::now();
+    let mut looked_for_orphans = Instant::now();
     let mut unreachable = false;
     loop {
         // Quick while labs are being built, slow when idle.
         let pause = if busy_at.elapsed() < Duration::from_secs(5) { Duration::from_millis(5) } else { Duration::from_millis(200) };
         if !stopping.sleep(pause).await {
             break;
+        }
+        if looked_for_orphans.elapsed() > ORPHANS_EVERY {
+            looked_for_orphans = Instant::now();
+            if let Err(e) = parts.reap_orphans(&mut store).await {
+                say!("nsw agent: warning: {}", one_line(&format!("{e:#}")));
+            }
         }
         match parts.serve_inbox(&mut store).await {
             Ok(busy) => {
@@ -127,6 +139,55 @@ async fn underlay_mtu(address: std::net::IpAddr) -> anyhow::Result<u32> {
     match crate::backend::underlay_mtu(address).await? {
         Some(mtu) => Ok(mtu),
         None => anyhow::bail!("--underlay {address}: no interface of this machine has that address"),
+    }
+}
+
+/// A coordinator's sign of life (see [`crate::spread`]), renewed from a
+/// thread of its own (the script runs on nsw's one) until dropped.
+pub struct SignOfLife {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignOfLife {
+    pub fn start(endpoints: Endpoints, registration: Registration) -> SignOfLife {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async move {
+                let mut store = None;
+                let mut renewed = Instant::now();
+                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if renewed.elapsed() < LEASE / 3 {
+                        continue;
+                    }
+                    renewed = Instant::now();
+                    if store.is_none() {
+                        store = EtcdStore::connect(&endpoints).await.ok();
+                    }
+                    if let Some(s) = store.as_mut() {
+                        let _ = s.renew(registration).await;
+                    }
+                }
+                if let Some(s) = store.as_mut() {
+                    let _ = s.withdraw(registration).await;
+                } else if let Ok(mut s) = EtcdStore::connect(&endpoints).await {
+                    let _ = s.withdraw(registration).await;
+                }
+            });
+        });
+        SignOfLife { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for SignOfLife {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -29,6 +29,9 @@ const LIVENESS_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Router {
     store: Box<dyn ClusterStore>,
+    /// The coordinator's sign of life in the store (see [`super`]): the
+    /// caller keeps it renewed while the lab is built.
+    pub sign_of_life: crate::cluster::store::Registration,
     record: LabRecord,
     /// The record as this run last wrote it.
     written: Vec<u8>,
@@ -66,7 +69,7 @@ pub struct Handle(pub Arc<tokio::sync::Mutex<Router>>);
 impl Router {
     /// Claim `lab` in the store (refused if the cluster has a lab of that
     /// name) for a run placing nodes by `placed` over the live machines.
-    pub async fn start(mut store: Box<dyn ClusterStore>, lab: &str, script: &str, placed: HashMap<String, String>, stop: Stop) -> anyhow::Result<Router> {
+    pub async fn start(mut store: Box<dyn ClusterStore>, lab: &str, script: &str, placed: HashMap<String, String>, stop: Stop, sign_of_life_ttl: Duration) -> anyhow::Result<Router> {
         let machines: BTreeMap<String, MachineRecord> = store.machines().await?.into_iter().map(|m| (m.name.clone(), m)).collect();
         if machines.is_empty() {
             anyhow::bail!("no machine is registered in the store: start `nsw agent` on each machine first");
@@ -93,8 +96,11 @@ impl Router {
             anyhow::bail!("the cluster has a lab named {lab} already{how}: nsw down {lab} --store ... first, or choose another --name");
         }
         let load = machines.keys().map(|m| (m.clone(), 0)).collect();
+        let alive = serde_json::to_vec(&serde_json::json!({ "coordinator": record.coordinator }))?;
+        let sign_of_life = store.put_leased(&super::coordinator_key(lab), alive, sign_of_life_ttl).await?;
         Ok(Router {
             store,
+            sign_of_life,
             record,
             written,
             record_changed: false,

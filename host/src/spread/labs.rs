@@ -124,9 +124,22 @@ pub async fn down(store: &mut dyn ClusterStore, lab: &str) -> Result<Option<Down
     Ok(Some(report))
 }
 
+/// Mark `lab` down (if the store has it), unless it is already.
+pub async fn mark_down(store: &mut dyn ClusterStore, lab: &str) -> Result<()> {
+    let Some(old) = store.get(&lab_key(lab)).await? else { return Ok(()) };
+    let Ok(mut record) = serde_json::from_slice::<LabRecord>(&old) else { return Ok(()) };
+    if record.state != LabState::Down {
+        record.state = LabState::Down;
+        // Lost to a writer in between: whoever it was decided.
+        store.replace(&lab_key(lab), &old, serde_json::to_vec(&record)?).await?;
+    }
+    Ok(())
+}
+
 /// Nothing of `lab` is left on any machine: forget it.
 pub async fn forget(store: &mut dyn ClusterStore, lab: &str) -> Result<()> {
     store.delete(&format!("replies/{lab}/"), true).await?;
+    store.delete(&super::coordinator_key(lab), false).await?;
     store.delete(&lab_key(lab), false).await
 }
 

@@ -16,7 +16,8 @@
 //!
 //! The store holds, under `/nsw/v1/`: `machines/M` (the agents),
 //! `labs/L` (a lab's record), `parts/L/M` (a part, written before the
-//! first message that opens it), `inbox/M/L/SEQ` (messages to an agent,
+//! first message that opens it), `coordinators/L` (under the lease of the
+//! coordinator building it), `inbox/M/L/SEQ` (messages to an agent,
 //! done in order), `replies/L/M/SEQ` (its answers), `vni` (the counter).
 
 pub mod coordinator;
@@ -34,6 +35,12 @@ pub const OPS_PER_MESSAGE: usize = 1000;
 
 pub fn lab_key(lab: &str) -> String {
     format!("labs/{lab}")
+}
+
+/// The sign of life of the coordinator building `lab`: a key under its
+/// lease, gone when it is.
+pub fn coordinator_key(lab: &str) -> String {
+    format!("coordinators/{lab}")
 }
 
 pub fn part_key(lab: &str, machine: &str) -> String {

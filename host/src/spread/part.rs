@@ -232,6 +232,22 @@ impl Parts {
         Ok(serde_json::to_value(view)?)
     }
 
+    /// Take down every part being built whose coordinator is gone (its
+    /// lease ran out: killed, or its machine lost): the lab is marked down
+    /// first, so that every other machine's agent does the same.
+    pub async fn reap_orphans(&mut self, store: &mut dyn ClusterStore) -> Result<()> {
+        let building: Vec<String> = self.open.keys().cloned().collect();
+        for lab in building {
+            if store.get(&super::coordinator_key(&lab)).await?.is_some() {
+                continue;
+            }
+            say!("nsw agent: the coordinator building lab {lab} is gone: taking its part down");
+            labs::mark_down(store, &lab).await?;
+            self.take_down(store, &lab).await?;
+        }
+        Ok(())
+    }
+
     /// At start: take down every part this machine's journals hold that
     /// the store no longer wants (its lab gone, down, or still building —
     /// the agent that was building it is gone with what it knew).
@@ -246,6 +262,10 @@ impl Parts {
                 Some(r) => r.state == LabState::Up && store.get(&part_key(&lab, &self.machine)).await?.is_some(),
                 None => false,
             };
+            if !wanted {
+                // Every other machine's part goes too.
+                labs::mark_down(store, &lab).await?;
+            }
             if !wanted {
                 say!("nsw agent: lab {lab}'s part is not wanted any more (its lab is gone, down, or was being built when this agent stopped): taking it down");
                 if let Err(e) = self.take_down(store, &lab).await {

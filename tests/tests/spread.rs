@@ -45,6 +45,8 @@ fn assert_nothing_left(cluster: &Cluster) {
         let (netns, state) = leftovers(cluster, i);
         assert!(netns.is_empty(), "machine m{i} still has namespaces: {netns}\n{}", logs(cluster));
         assert!(state.is_empty(), "machine m{i} still has state: {state}\n{}", logs(cluster));
+        let vxlan = cluster.as_machine(i, "ip", &["-d", "link", "show", "type", "vxlan"]);
+        assert!(vxlan.status.success() && vxlan.stdout.is_empty(), "machine m{i} still has VXLAN devices: {}", text(&vxlan));
     }
 }
 
@@ -137,6 +139,24 @@ fn pbj_placed_node_by_node_pings_across_machines_and_down_leaves_nothing() {
     stop_all(agents);
 }
 
+/// `nsw run SCRIPT --name LAB FLAGS --store ... -- ARGS` started on
+/// machine 0 (the coordinator), its output piped.
+fn spawn_run(cluster: &Cluster, script: &std::path::Path, lab: &str, flags: &[&str], args: &[&str]) -> Child {
+    std::process::Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", cluster.machines[0].name))
+        .arg(nsw_tests::nsw_bin())
+        .args(["run", script.to_str().unwrap(), "--name", lab])
+        .args(flags)
+        .args(cluster.store_flags())
+        .arg("--")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `nsw ARGS --store ... -- SCRIPT_ARGS` on machine `i`.
 fn nsw_with_args(cluster: &Cluster, i: usize, args: &[&str], script: &[&str]) -> std::process::Output {
     let flags = cluster.store_flags();
@@ -183,17 +203,7 @@ fn an_agent_killed_mid_build_fails_the_run_which_rolls_back_and_the_restarted_ag
     let lab = unique("star");
     let star = guest("star");
     let flags = cluster.store_flags();
-    let coordinator = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", cluster.machines[0].name))
-        .arg(nsw_tests::nsw_bin())
-        .args(["run", star.to_str().unwrap(), "--name", &lab])
-        .args(&flags)
-        .args(["--", "300"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = spawn_run(&cluster, &star, &lab, &[], &["300"]);
     // Machine m1's part has begun: kill its agent there and then.
     let until = Instant::now() + Duration::from_secs(60);
     while leftovers(&cluster, 1).0.is_empty() {
@@ -312,18 +322,7 @@ fn a_link_between_machines_fails_and_comes_back_on_both_sides() {
     let flap = guest("flap");
     // a on m0, b on m1: their veth pair is a VXLAN pair; b's end goes
     // down for 3 s, and a's with it (seen on m0 meanwhile).
-    let flags = cluster.store_flags();
-    let run = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", cluster.machines[0].name))
-        .arg(nsw_tests::nsw_bin())
-        .args(["run", flap.to_str().unwrap(), "--name", &lab, "--place", "a=m0", "--place", "b=m1", "--place", "host=m0"])
-        .args(&flags)
-        .args(["--", "3000", "1"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = spawn_run(&cluster, &flap, &lab, &["--place", "a=m0", "--place", "b=m1", "--place", "host=m0"], &["3000", "1"]);
     let until = Instant::now() + Duration::from_secs(30);
     // Up first (built), then down (b's end failed).
     let (mut was_up, mut near_end_went_down) = (false, false);
@@ -357,18 +356,7 @@ fn a_coordinator_killed_mid_build_has_its_parts_taken_down_by_the_agents() {
     let agents = agents(&cluster);
     let lab = unique("star");
     let star = guest("star");
-    let flags = cluster.store_flags();
-    let mut coordinator = std::process::Command::new("nsenter")
-        .arg(format!("--net=/run/netns/{}", cluster.machines[0].name))
-        .arg(nsw_tests::nsw_bin())
-        .args(["run", star.to_str().unwrap(), "--name", &lab])
-        .args(&flags)
-        .args(["--", "300", "ping"])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut coordinator = spawn_run(&cluster, &star, &lab, &[], &["300", "ping"]);
     // The parts have begun: the coordinator dies there and then.
     let until = Instant::now() + Duration::from_secs(60);
     while leftovers(&cluster, 1).0.is_empty() {

@@ -95,7 +95,7 @@ pub async fn run(args: &RunArgs) -> CommandResult {
     let router = Router::start(Box::new(store), &lab_name, &args.script_name(), placed, stop.clone(), super::agent::LEASE).await?;
     // Renewed while the lab is built: the agents take their parts down
     // when it runs out (this nsw killed, its machine lost).
-    let sign_of_life = super::agent::SignOfLife::start(args.cluster.store.endpoints(), router.sign_of_life);
+    let sign_of_life = super::agent::Renewer::start(args.cluster.store.endpoints(), router.sign_of_life, None);
     let router = std::sync::Arc::new(tokio::sync::Mutex::new(router));
     let limits = args.limits.0.clone();
     let run = crate::build::Run {

@@ -92,7 +92,7 @@ pub async fn agent(args: AgentArgs) -> CommandResult {
     say!("nsw agent: machine {} registered (underlay {}, MTU {}, lease {} s)", record.name, record.underlay, record.underlay_mtu, LEASE.as_secs());
     // Renewed from a thread of its own: building a large part takes
     // longer than a lease.
-    let renewer = Renewer::start(endpoints.clone(), record.clone(), registration);
+    let renewer = Renewer::start(endpoints.clone(), registration, Some(record.clone()));
     let store_id = store.id().await?;
     let mut parts = Parts::new(&record, &store_id, args.limits.0.clone());
     if let Err(e) = parts.reconcile(&mut store).await {
@@ -129,7 +129,7 @@ pub async fn agent(args: AgentArgs) -> CommandResult {
             Err(_) => {}
         }
     }
-    renewer.stop();
+    drop(renewer);
     say!("nsw agent: machine {} withdrawn", record.name);
     Ok(Status::Success)
 }
@@ -142,47 +142,29 @@ async fn underlay_mtu(address: std::net::IpAddr) -> anyhow::Result<u32> {
     }
 }
 
-/// A coordinator's sign of life (see [`crate::spread`]), renewed from a
-/// thread of its own (the script runs on nsw's one) until dropped.
-pub struct SignOfLife {
+/// A registration — an agent's machine, or a coordinator's sign of life
+/// (see [`crate::spread`]) — renewed every third of a lease from a thread
+/// of its own (what the asking thread does can take longer than a lease)
+/// until dropped, then withdrawn. A machine's is registered again if it
+/// ran out while the store was away.
+pub struct Renewer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl SignOfLife {
-    pub fn start(endpoints: Endpoints, registration: Registration) -> SignOfLife {
+impl Renewer {
+    pub fn start(endpoints: Endpoints, registration: Registration, machine: Option<MachineRecord>) -> Renewer {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(async move {
-                let mut store = None;
-                let mut renewed = Instant::now();
-                while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    if renewed.elapsed() < LEASE / 3 {
-                        continue;
-                    }
-                    renewed = Instant::now();
-                    if store.is_none() {
-                        store = EtcdStore::connect(&endpoints).await.ok();
-                    }
-                    if let Some(s) = store.as_mut() {
-                        let _ = s.renew(registration).await;
-                    }
-                }
-                if let Some(s) = store.as_mut() {
-                    let _ = s.withdraw(registration).await;
-                } else if let Ok(mut s) = EtcdStore::connect(&endpoints).await {
-                    let _ = s.withdraw(registration).await;
-                }
-            });
+            runtime.block_on(keep_registered(endpoints, machine, registration, stopped));
         });
-        SignOfLife { stop, thread: Some(thread) }
+        Renewer { stop, thread: Some(thread) }
     }
 }
 
-impl Drop for SignOfLife {
+impl Drop for Renewer {
     fn drop(&mut self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
@@ -191,32 +173,9 @@ impl Drop for SignOfLife {
     }
 }
 
-/// The registration, renewed every third of a lease until stopped, then
-/// withdrawn.
-struct Renewer {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Renewer {
-    fn start(endpoints: Endpoints, record: MachineRecord, registration: Registration) -> Renewer {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stopped = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-            runtime.block_on(keep_registered(endpoints, record, registration, stopped));
-        });
-        Renewer { stop, thread }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = self.thread.join();
-    }
-}
-
-async fn keep_registered(endpoints: Endpoints, record: MachineRecord, mut registration: Registration, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+async fn keep_registered(endpoints: Endpoints, machine: Option<MachineRecord>, mut registration: Registration, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
+    let who = if machine.is_some() { "nsw agent" } else { "nsw" };
     let mut store = None;
     let mut unreachable_since: Option<Instant> = None;
     let mut renewed = Instant::now();
@@ -230,24 +189,29 @@ async fn keep_registered(endpoints: Endpoints, record: MachineRecord, mut regist
             store = EtcdStore::connect(&endpoints).await.ok();
         }
         let Some(s) = store.as_mut() else { continue };
-        match s.renew(registration).await {
-            Ok(true) => {
+        match (s.renew(registration).await, &machine) {
+            (Ok(true), _) => {
                 if unreachable_since.take().is_some() {
-                    say!("nsw agent: the store answers again");
+                    say!("{who}: the store answers again");
                 }
             }
             // Run out while the store was away: register again.
-            Ok(false) => {
+            (Ok(false), Some(record)) => {
                 say!("nsw agent: the registration ran out; registering again");
-                match s.register(&record, LEASE).await {
+                match s.register(record, LEASE).await {
                     Ok(Ok(again)) => registration = again,
                     Ok(Err(holder)) => say!("nsw agent: warning: machine {} is registered by agent pid {} now", one_line(&holder.name), holder.agent_pid),
                     Err(e) => say!("nsw agent: warning: {}", one_line(&format!("{e:#}"))),
                 }
             }
-            Err(e) => {
+            // A sign of life that ran out: the agents take the lab down.
+            (Ok(false), None) => {
+                say!("nsw: warning: this run's sign of life in the store ran out; the machines take the lab down");
+                break;
+            }
+            (Err(e), _) => {
                 if unreachable_since.is_none() {
-                    say!("nsw agent: warning: {}; trying again", one_line(&format!("{e:#}")));
+                    say!("{who}: warning: {}; trying again", one_line(&format!("{e:#}")));
                     unreachable_since = Some(Instant::now());
                 }
             }

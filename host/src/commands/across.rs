@@ -57,6 +57,11 @@ pub async fn run(args: &RunArgs) -> CommandResult {
     if !args.allow.is_empty() || args.allow_all {
         return Err(anyhow::anyhow!("a lab across machines is contained: --allow is not available with --store yet").into());
     }
+    // A failed build is always rolled back (the agents would reap a kept
+    // one once this run is gone); a lab is replaced by `down` first.
+    if args.keep || args.replace {
+        return Err(anyhow::anyhow!("--keep and --replace are not available with --store yet (nsw down LAB --store, then run)").into());
+    }
     let lab_name = args.lab_name()?;
     let placed = args.cluster.placement()?;
     let grants = crate::policy::Grants::default();

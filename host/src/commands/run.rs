@@ -33,10 +33,10 @@ pub struct RunArgs {
     /// If the script fails, keep what it built (for debugging) instead of
     /// removing it.
     #[arg(long)]
-    keep: bool,
+    pub(crate) keep: bool,
     /// If a lab of this name is up (or broken), take it down first.
     #[arg(long)]
-    replace: bool,
+    pub(crate) replace: bool,
     /// Grant a capability (see below); everything else is denied.
     #[arg(long, value_name = "GRANT")]
     pub(crate) allow: Vec<String>,

@@ -365,6 +365,13 @@ fn a_coordinator_killed_mid_build_has_its_parts_taken_down_by_the_agents() {
     }
     let _ = coordinator.kill();
     let _ = coordinator.wait();
+    // What only a kill -9 leaves: the directory of its model's journal.
+    let aside = format!("nsw-across-{}-", coordinator.id());
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&aside) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     // Its sign of life runs out (10 s); each agent takes its part down and
     // the store forgets the lab.
     let until = Instant::now() + Duration::from_secs(40);

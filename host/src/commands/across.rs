@@ -81,9 +81,8 @@ pub async fn run(args: &RunArgs) -> CommandResult {
 
     // The coordinator's model of the lab keeps its journal aside, gone at
     // the end: the machines' parts have the real ones.
-    let dir = std::env::temp_dir().join(format!("nsw-across-{}", std::process::id()));
-    let _aside = Aside(dir.clone());
-    let state = StateDir::at(&dir);
+    let aside = super::Aside::new("nsw-across")?;
+    let state = StateDir::at(&aside.0);
     let lock = state.lock(&lab_name)?;
     let info = LabInfo {
         name: lab_name.clone(),
@@ -149,15 +148,6 @@ pub async fn run(args: &RunArgs) -> CommandResult {
                 Some((why, status)) => Err(Failure::new(status, anyhow::anyhow!("lab {lab_name} across machines: {why}"))),
             }
         }
-    }
-}
-
-/// A directory of the coordinator's own, removed when the run ends.
-struct Aside(std::path::PathBuf);
-
-impl Drop for Aside {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

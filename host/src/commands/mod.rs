@@ -154,6 +154,34 @@ pub fn catch_signals(stop: crate::stop::Stop) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A directory of this run's own under the temporary directory (made
+/// new, mode 0700: never one someone made there before, nor a link),
+/// removed with everything in it when dropped: the journal of a lab that
+/// is only a model (`nsw plan`, a coordinator's).
+pub struct Aside(pub std::path::PathBuf);
+
+impl Aside {
+    pub fn new(prefix: &str) -> anyhow::Result<Aside> {
+        use std::os::unix::fs::DirBuilderExt;
+        for attempt in 0u32..100 {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+            let dir = std::env::temp_dir().join(format!("{prefix}-{}-{nanos:x}{attempt}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(Aside(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(anyhow::anyhow!("cannot make a directory in {}: {e}", std::env::temp_dir().display())),
+            }
+        }
+        anyhow::bail!("cannot make a directory of nsw's own in {}", std::env::temp_dir().display())
+    }
+}
+
+impl Drop for Aside {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub fn require_root(what: &str) -> anyhow::Result<()> {
     // An ordinary user works in a user namespace of its own (see rootless).
     if !nix::unistd::geteuid().is_root() && crate::places::get().rootless.is_none() {

@@ -44,8 +44,8 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     let component = runtime::compiler::compile(&engine, &wasm, &args.file, &bounds)?;
     let linker = crate::build::linker_for(&engine, &args.file, &component)?;
     // The journal of a plan: in a directory of its own, gone at the end.
-    let dir = std::env::temp_dir().join(format!("nsw-plan-{}", std::process::id()));
-    let state = StateDir::at(&dir);
+    let aside = super::Aside::new("nsw-plan")?;
+    let state = StateDir::at(&aside.0);
     let lock = state.lock(&lab_name)?;
     let info = LabInfo {
         name: lab_name.clone(),
@@ -80,7 +80,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
         Ending::Setup(e) => Outcome::GuestError(e.to_string()),
     };
     drop(lock);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(aside);
     show!("#!/bin/sh");
     show!("# nsw plan {}: what the script would build, as commands.", args.script_name());
     show!("# Nothing ran. Probes are shown as comments (a plan assumes they succeed).");

@@ -107,9 +107,12 @@ fn pbj_placed_node_by_node_pings_across_machines_and_down_leaves_nothing() {
     assert_eq!(entry["placement"]["jelly"], "m1");
     assert_eq!(entry["placement"]["host"], "m2");
     assert_eq!(entry["parts"], serde_json::json!(["m0", "m1", "m2"]));
-    // And each machine's own `nsw ls` sees its part as a lab.
+    // And each machine's own `nsw ls` sees its part as a lab; `nsw exec`
+    // enters a node on the machine that holds it.
     let local = cluster.as_machine(0, nsw_tests::nsw_bin().to_str().unwrap(), &["ls"]);
     assert!(text(&local).contains(&lab), "{}", text(&local));
+    let exec = cluster.as_machine(0, nsw_tests::nsw_bin().to_str().unwrap(), &["exec", &lab, "pb", "--", "ip", "-br", "address", "show", "veth-pb"]);
+    assert!(exec.status.success() && text(&exec).contains("10.0.0.10/16"), "{}", text(&exec));
 
     // show and graph see the whole lab: each node with its machine, the
     // links between machines joined.

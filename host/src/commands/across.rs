@@ -11,7 +11,6 @@ use super::run::RunArgs;
 use super::{CommandResult, Failure, Status, say, show};
 use crate::backend::plan::PlanBackend;
 use crate::encode::terminal::one_line;
-use crate::journal::{LabInfo, StateDir};
 use crate::spread::coordinator::{Handle, Router};
 use crate::spread::labs;
 use crate::stop::Stop;
@@ -82,19 +81,7 @@ pub async fn run(args: &RunArgs) -> CommandResult {
     // The coordinator's model of the lab keeps its journal aside, gone at
     // the end: the machines' parts have the real ones.
     let aside = super::Aside::new("nsw-across")?;
-    let state = StateDir::at(&aside.0);
-    let lock = state.lock(&lab_name)?;
-    let info = LabInfo {
-        name: lab_name.clone(),
-        mode: grants.mode(),
-        grants: Vec::new(),
-        machine_netns: 1,
-        pid: std::process::id(),
-        script: args.script_name(),
-        started_unix: 0,
-        part_of: None,
-    };
-    let journal = state.create_journal(&lock, info)?;
+    let (lock, journal) = aside.model_journal(&lab_name, &grants, args.script_name())?;
     let store = args.cluster.store.connect().await?;
     let router = Router::start(Box::new(store), &lab_name, &args.script_name(), placed, stop.clone(), super::agent::LEASE).await?;
     // Renewed while the lab is built: the agents take their parts down

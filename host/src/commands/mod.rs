@@ -174,6 +174,25 @@ impl Aside {
         }
         anyhow::bail!("cannot make a directory of nsw's own in {}", std::env::temp_dir().display())
     }
+
+    /// The journal of a lab that is only a model, started here (with the
+    /// lab's lock, held as long as the journal is written).
+    pub fn model_journal(&self, lab: &str, grants: &crate::policy::Grants, script: String) -> anyhow::Result<(crate::journal::LabLock, crate::journal::Journal)> {
+        let state = crate::journal::StateDir::at(&self.0);
+        let lock = state.lock(lab)?;
+        let info = crate::journal::LabInfo {
+            name: lab.to_string(),
+            mode: grants.mode(),
+            grants: grants.names(),
+            machine_netns: 1,
+            pid: std::process::id(),
+            script,
+            started_unix: 0,
+            part_of: None,
+        };
+        let journal = state.create_journal(&lock, info)?;
+        Ok((lock, journal))
+    }
 }
 
 impl Drop for Aside {

@@ -10,7 +10,6 @@ use super::run::RunArgs;
 use super::{CommandResult, Failure, Status, say, show};
 use crate::backend::plan::PlanBackend;
 use crate::build::Ending;
-use crate::journal::{LabInfo, StateDir};
 use crate::policy::Grants;
 use crate::runtime;
 use crate::script::Outcome;
@@ -45,19 +44,7 @@ pub async fn exec(args: PlanArgs) -> CommandResult {
     let linker = crate::build::linker_for(&engine, &args.file, &component)?;
     // The journal of a plan: in a directory of its own, gone at the end.
     let aside = super::Aside::new("nsw-plan")?;
-    let state = StateDir::at(&aside.0);
-    let lock = state.lock(&lab_name)?;
-    let info = LabInfo {
-        name: lab_name.clone(),
-        mode: grants.mode(),
-        grants: grants.names(),
-        machine_netns: 1,
-        pid: std::process::id(),
-        script: args.script_name(),
-        started_unix: 0,
-        part_of: None,
-    };
-    let journal = state.create_journal(&lock, info)?;
+    let (lock, journal) = aside.model_journal(&lab_name, &grants, args.script_name())?;
     let plan = PlanBackend { lab_root: behind_boundary, ..PlanBackend::new() };
     let log = plan.state.clone();
     let limits = args.limits.0.clone();

@@ -144,23 +144,28 @@ impl ClusterStore for EtcdStore {
         let txn = Txn::new()
             .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.clone(), value, Some(PutOptions::new().with_lease(lease)))]);
-        let response = on_a_member!(self, |c| c.txn(txn.clone())).context("the store refused the registration")?;
-        if response.succeeded() {
-            return Ok(Ok(Registration(lease)));
-        }
-        let held = on_a_member!(self, |c| c.get(key.clone(), None)).context("cannot read the registration")?;
-        let holder = held.kvs().first().map(|kv| (kv.lease(), serde_json::from_slice::<MachineRecord>(kv.value())));
-        // Ours after all: the answer to a first try was lost, and the
-        // retry found the key it had made.
-        if holder.as_ref().is_some_and(|(held_by, _)| *held_by == lease) {
-            return Ok(Ok(Registration(lease)));
+        // Again if the holder's lease ran out between the two questions.
+        for _ in 0..3 {
+            let response = on_a_member!(self, |c| c.txn(txn.clone())).context("the store refused the registration")?;
+            if response.succeeded() {
+                return Ok(Ok(Registration(lease)));
+            }
+            let held = on_a_member!(self, |c| c.get(key.clone(), None)).context("cannot read the registration")?;
+            let holder = held.kvs().first().map(|kv| (kv.lease(), serde_json::from_slice::<MachineRecord>(kv.value())));
+            // Ours after all: the answer to a first try was lost, and the
+            // retry found the key it had made.
+            if holder.as_ref().is_some_and(|(held_by, _)| *held_by == lease) {
+                return Ok(Ok(Registration(lease)));
+            }
+            let Some((_, record)) = holder else { continue };
+            let _ = on_a_member!(self, |c| c.lease_revoke(lease));
+            return match record {
+                Ok(record) => Ok(Err(record)),
+                Err(e) => anyhow::bail!("the store holds a registration of {} that nsw cannot read: {e}", machine.name),
+            };
         }
         let _ = on_a_member!(self, |c| c.lease_revoke(lease));
-        match holder {
-            Some((_, Ok(record))) => Ok(Err(record)),
-            Some((_, Err(e))) => anyhow::bail!("the store holds a registration of {} that nsw cannot read: {e}", machine.name),
-            None => anyhow::bail!("the registration was refused, and its holder is gone: try again"),
-        }
+        anyhow::bail!("the registration of {} was refused three times, each time by a holder gone when asked: try again", machine.name)
     }
 
     async fn renew(&mut self, registration: Registration) -> Result<bool> {

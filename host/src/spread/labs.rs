@@ -57,7 +57,7 @@ pub async fn records(store: &mut dyn ClusterStore) -> Result<Vec<LabRecord>> {
 /// The machines that hold a part of `lab`.
 pub async fn parts(store: &mut dyn ClusterStore, lab: &str) -> Result<Vec<String>> {
     let prefix = format!("parts/{lab}/");
-    Ok(store.list(&prefix).await?.into_iter().map(|(key, _)| key.trim_start_matches(&prefix).to_string()).collect())
+    Ok(store.keys(&prefix).await?.into_iter().map(|key| key.trim_start_matches(&prefix).to_string()).collect())
 }
 
 /// What [`down`] did.
